@@ -1,0 +1,21 @@
+"""Test session setup.
+
+TensorFlow fixes its device list at first use, so the logical CPU devices that the
+distribution tests need (2 and 4 replicas) are configured here, before any test runs.
+Ordinary tests still place their ops on the first CPU device.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import tensorflow as tf  # noqa: E402
+
+NUM_LOGICAL_CPUS = 4
+
+_cpus = tf.config.list_physical_devices("CPU")
+if _cpus and len(tf.config.list_logical_devices("CPU")) < NUM_LOGICAL_CPUS:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS
+    )
