@@ -14,8 +14,9 @@ import tensorflow as tf  # noqa: E402
 
 NUM_LOGICAL_CPUS = 4
 
-_cpus = tf.config.list_physical_devices("CPU")
-if _cpus and len(tf.config.list_logical_devices("CPU")) < NUM_LOGICAL_CPUS:
-    tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS
-    )
+# Listing logical devices would initialise them, so configure unconditionally;
+# the call fails only if something initialised TensorFlow's devices earlier.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS,
+)

@@ -27,36 +27,32 @@ _BN_EPSILON = 1.001e-5
 WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 
-def _block(x, filters, stride, conv_shortcut, name, sync_bn):
+def _block(x, filters, stride, conv_shortcut, name, sync_bn, dtype):
     bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
-        axis=-1, epsilon=_BN_EPSILON, synchronized=sync_bn, name=n
+        axis=-1, epsilon=_BN_EPSILON, synchronized=sync_bn, name=n, dtype=dtype
     )
+    conv = lambda f, k, n, **kw: keras.layers.Conv2D(f, k, name=n, dtype=dtype, **kw)  # noqa: E731
+    relu = lambda n: keras.layers.Activation("relu", name=n, dtype=dtype)  # noqa: E731
     if conv_shortcut:
-        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
-        shortcut = bn(name + "_0_bn")(shortcut)
+        shortcut = bn(name + "_0_bn")(conv(4 * filters, 1, name + "_0_conv", strides=stride)(x))
     else:
         shortcut = x
-    x = keras.layers.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
-    x = bn(name + "_1_bn")(x)
-    x = keras.layers.Activation("relu", name=name + "_1_relu")(x)
-    x = keras.layers.Conv2D(filters, 3, padding="same", name=name + "_2_conv")(x)
-    x = bn(name + "_2_bn")(x)
-    x = keras.layers.Activation("relu", name=name + "_2_relu")(x)
-    x = keras.layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
-    x = bn(name + "_3_bn")(x)
-    x = keras.layers.Add(name=name + "_add")([shortcut, x])
-    return keras.layers.Activation("relu", name=name + "_out")(x)
+    x = relu(name + "_1_relu")(bn(name + "_1_bn")(conv(filters, 1, name + "_1_conv", strides=stride)(x)))
+    x = relu(name + "_2_relu")(bn(name + "_2_bn")(conv(filters, 3, name + "_2_conv", padding="same")(x)))
+    x = bn(name + "_3_bn")(conv(4 * filters, 1, name + "_3_conv")(x))
+    x = keras.layers.Add(name=name + "_add", dtype=dtype)([shortcut, x])
+    return relu(name + "_out")(x)
 
 
-def _stacks(x, stage, sync_bn):
+def _stacks(x, stage, sync_bn, dtype):
     for stack, filters, blocks, stride in _STAGES[stage]:
-        x = _block(x, filters, stride, True, f"{stack}_block1", sync_bn)
+        x = _block(x, filters, stride, True, f"{stack}_block1", sync_bn, dtype)
         for i in range(2, blocks + 1):
-            x = _block(x, filters, 1, False, f"{stack}_block{i}", sync_bn)
+            x = _block(x, filters, 1, False, f"{stack}_block{i}", sync_bn, dtype)
     return x
 
 
-def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_batchnorm=False):
+def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_batchnorm=False, dtype=None):
     """Builds the three ResNet50 (last stride 1) stage models used by MMGA.
 
     Args:
@@ -66,6 +62,7 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
             `~/.keras/models/`), `None` (random initialisation) or the path to
             the Keras `resnet50_..._notop.h5` weights file.
         sync_batchnorm: bool, synchronised BatchNormalization across replicas.
+        dtype: dtype policy of every layer (default: the global policy).
 
     Returns:
         Dict with functional models `"stem"`, `"stage3"` and `"stage4"`.
@@ -81,21 +78,21 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
             f"input_shape must be (H, W, 3) with H and W divisible by 16, got {input_shape}."
         )
     image = keras.Input(input_shape, name="image")
-    x = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad")(image)
-    x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad", dtype=dtype)(image)
+    x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv", dtype=dtype)(x)
     x = keras.layers.BatchNormalization(
-        epsilon=_BN_EPSILON, synchronized=sync_batchnorm, name="conv1_bn"
+        epsilon=_BN_EPSILON, synchronized=sync_batchnorm, name="conv1_bn", dtype=dtype
     )(x)
-    x = keras.layers.Activation("relu", name="conv1_relu")(x)
-    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    stem = keras.Model(image, _stacks(x, "stem", sync_batchnorm), name="resnet50_stem")
+    x = keras.layers.Activation("relu", name="conv1_relu", dtype=dtype)(x)
+    x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad", dtype=dtype)(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool", dtype=dtype)(x)
+    stem = keras.Model(image, _stacks(x, "stem", sync_batchnorm, dtype), name="resnet50_stem")
 
     h, w = height // 16, width // 16
     x3 = keras.Input((2 * h, 2 * w, 512), name="stage2_features")
-    stage3 = keras.Model(x3, _stacks(x3, "stage3", sync_batchnorm), name="resnet50_stage3")
+    stage3 = keras.Model(x3, _stacks(x3, "stage3", sync_batchnorm, dtype), name="resnet50_stage3")
     x4 = keras.Input((h, w, 1024), name="stage3_features")
-    stage4 = keras.Model(x4, _stacks(x4, "stage4", sync_batchnorm), name="resnet50_stage4")
+    stage4 = keras.Model(x4, _stacks(x4, "stage4", sync_batchnorm, dtype), name="resnet50_stage4")
     stages = {"stem": stem, "stage3": stage3, "stage4": stage4}
 
     if weights is not None:
@@ -135,7 +132,3 @@ def _copy_weights(stages, reference):
             if layer.weights:
                 layer.set_weights(reference.get_layer(layer.name).get_weights())
 
-
-def backbone_variable_paths(stages):
-    """Paths of every variable of the stage models (the backbone parameter group)."""
-    return {v.path for model in stages.values() for v in model.variables}

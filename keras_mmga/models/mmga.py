@@ -137,7 +137,9 @@ class MMGA(keras.Model):
         self.mask_supervised = spec["supervised"]
         self.mask_mode = spec["mask_mode"]
 
-        stages = build_resnet50_stages(self.image_shape, backbone_weights, self.sync_batchnorm)
+        stages = build_resnet50_stages(
+            self.image_shape, backbone_weights, self.sync_batchnorm, dtype=self.dtype_policy
+        )
         self.stem, self.stage3, self.stage4 = stages["stem"], stages["stage3"], stages["stage4"]
 
         unit = dict(
@@ -408,13 +410,14 @@ class MMGA(keras.Model):
 
         features = outputs["features"]
         if cfg["cross_replica_triplet"] and replicas > 1:
-            offset = distribute.replica_id() * ops.shape(labels)[0]
+            local = ops.shape(labels)[0]
+            offset = ops.cast(distribute.replica_id(), "int32") * local
             hinge, valid = losses.batch_hard_triplet_terms(
                 labels,
                 features,
                 distribute.all_gather(labels),
                 distribute.all_gather(features),
-                anchor_index=offset + ops.arange(ops.shape(labels)[0]),
+                anchor_index=offset + ops.arange(local, dtype="int32"),
                 margin=cfg["triplet_margin"],
             )
             parts["triplet"] = ops.sum(hinge) / ops.maximum(distribute.all_reduce_sum(ops.sum(valid)), 1.0)
