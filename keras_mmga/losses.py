@@ -19,13 +19,23 @@ _MIN_SQUARED_DISTANCE = 1e-12
 _EPSILON = 1e-12
 
 
+def loss_dtype(x):
+    """float32, or float64 for float64 inputs: losses never run in half precision."""
+    return "float64" if ops.convert_to_tensor(x).dtype == "float64" else "float32"
+
+
+def _float(x, dtype=None):
+    x = ops.convert_to_tensor(x)
+    return ops.cast(x, dtype or loss_dtype(x))
+
+
 def pairwise_distances(a, b):
     """Euclidean distances between rows of `a` (N, D) and `b` (M, D), (N, M).
 
     Finite gradient everywhere, including at zero distance.
     """
-    a = ops.cast(a, "float32")
-    b = ops.cast(b, "float32")
+    a = _float(a)
+    b = _float(b, a.dtype)
     squared = (
         ops.sum(ops.square(a), axis=1)[:, None]
         + ops.sum(ops.square(b), axis=1)[None, :]
@@ -57,7 +67,7 @@ def batch_hard_triplet_terms(
         margin: float, the triplet margin (paper: 0.3).
 
     Returns:
-        `(hinge, valid)`, both float32 (N,).
+        `(hinge, valid)`, both (N,), float32 (float64 for float64 features).
     """
     if candidate_labels is None:
         candidate_labels, candidate_features = labels, features
@@ -80,7 +90,7 @@ def batch_hard_triplet_terms(
     far = ops.max(distances) + 1.0
     hardest_negative = ops.min(ops.where(negative, distances, far), axis=1)
     valid = ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1))
-    valid = ops.cast(valid, "float32")
+    valid = ops.cast(valid, distances.dtype)
     hinge = ops.relu(hardest_positive - hardest_negative + margin) * valid
     return hinge, valid
 
@@ -109,7 +119,7 @@ def batch_hard_triplet_loss(labels, features, margin=0.3):
 
 def min_max_normalize(maps):
     """Per-image min-max normalisation of spatial maps (N, h, w) (paper eq. 3)."""
-    maps = ops.cast(maps, "float32")
+    maps = _float(maps)
     low = ops.min(maps, axis=(1, 2), keepdims=True)
     high = ops.max(maps, axis=(1, 2), keepdims=True)
     return (maps - low) / (high - low + _EPSILON)
@@ -117,15 +127,15 @@ def min_max_normalize(maps):
 
 def attention_squared_errors(masks, maps):
     """Per-image `Σ_ij (M_ij − S_norm_ij)²` (N,) for masks and maps (N, h, w)."""
-    masks = ops.cast(masks, "float32")
-    return ops.sum(ops.square(masks - min_max_normalize(maps)), axis=(1, 2))
+    normalized = min_max_normalize(maps)
+    return ops.sum(ops.square(_float(masks, normalized.dtype) - normalized), axis=(1, 2))
 
 
 def rmse_from_sums(squared_error_sum, count):
     """`sqrt(sum / count)` with a zero-safe gradient and count 0 giving 0."""
-    return ops.sqrt(ops.maximum(squared_error_sum / ops.maximum(count, 1.0), _EPSILON)) * ops.cast(
-        count > 0, "float32"
-    )
+    count = ops.cast(count, squared_error_sum.dtype)
+    rmse = ops.sqrt(ops.maximum(squared_error_sum / ops.maximum(count, 1.0), _EPSILON))
+    return rmse * ops.cast(count > 0, rmse.dtype)
 
 
 def attention_rmse(masks, maps, sample_weight=None):
@@ -147,7 +157,7 @@ def attention_rmse(masks, maps, sample_weight=None):
     errors = attention_squared_errors(masks, maps)
     if sample_weight is None:
         sample_weight = ops.ones_like(errors)
-    sample_weight = ops.cast(sample_weight, "float32")
+    sample_weight = ops.cast(sample_weight, errors.dtype)
     return rmse_from_sums(ops.sum(errors * sample_weight), ops.sum(sample_weight))
 
 
@@ -184,7 +194,7 @@ def softmax_loss(labels, logits):
 def softmax_terms(labels, logits):
     """Per-sample cross-entropy (N,)."""
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-    return ops.sparse_categorical_crossentropy(labels, ops.cast(logits, "float32"), from_logits=True)
+    return ops.sparse_categorical_crossentropy(labels, _float(logits), from_logits=True)
 
 
 def total_loss(whole_softmax, local_softmax, triplet, attention, triplet_weight=2.0, attention_weight=0.1):

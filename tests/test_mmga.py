@@ -166,3 +166,18 @@ def test_bad_inputs_raise_clear_errors():
         model.fit(x, {"labels": np.zeros(8, "int32"), "masks": np.zeros((8, 8, 4, 3), "float32")}, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match="own losses"):
         model.compile(loss="mse")
+
+
+def test_mixed_bfloat16_trains_with_float32_losses():
+    keras.utils.set_random_seed(0)
+    model = MMGA(4, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None, dtype="mixed_bfloat16")
+    assert model.stem.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    model.compile(learning_rate=0.01, steps_per_epoch=1)
+    x, y = _images(8, (64, 32, 3)), _targets(8, 4, size=(4, 2))
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
+    assert all(np.all(np.isfinite(v)) for v in history.values())
+    out = model(x, training=True)
+    assert out["features"].dtype == "float32" and out["whole_logits"].dtype == "float32"
+    assert all(m.dtype == "float32" for m in out["attention_maps"].values())
+    # Weights stay float32 under mixed precision.
+    assert all(v.dtype == "float32" for v in model.trainable_variables)

@@ -177,6 +177,15 @@ class MMGA(keras.Model):
 
     # ------------------------------------------------------------------ graph
     @property
+    def output_dtype(self):
+        """dtype of features, logits, maps and losses: float32 (float64 for a float64 model).
+
+        Under mixed precision the network computes in float16/bfloat16 but the
+        normalisation, distances and losses stay in float32.
+        """
+        return "float64" if self.compute_dtype == "float64" else "float32"
+
+    @property
     def image_size(self):
         """`(H, W)` of the expected input."""
         return self.image_shape[:2]
@@ -227,15 +236,15 @@ class MMGA(keras.Model):
                 a2, s2 = self.module2[branch](stage3, training=training)
                 maps[f"module2_{branch}"] = s2[..., 0]
                 weighted = stage4 * a2
-            embeddings[branch] = ops.cast(self.heads[branch](weighted, training=training), "float32")
+            embeddings[branch] = ops.cast(self.heads[branch](weighted, training=training), self.output_dtype)
         feature = ops.concatenate([embeddings[b] for b in self.branches], axis=-1)
         outputs = {"features": _l2_normalize(feature)}
         if heads:
-            outputs["whole_logits"] = ops.cast(self.whole_classifier(embeddings["whole"]), "float32")
+            outputs["whole_logits"] = ops.cast(self.whole_classifier(embeddings["whole"]), self.output_dtype)
             if self.has_parts:
                 local = ops.concatenate([embeddings["upper"], embeddings["bottom"]], axis=-1)
-                outputs["local_logits"] = ops.cast(self.local_classifier(local), "float32")
-        outputs["attention_maps"] = {k: ops.cast(v, "float32") for k, v in maps.items()}
+                outputs["local_logits"] = ops.cast(self.local_classifier(local), self.output_dtype)
+        outputs["attention_maps"] = {k: ops.cast(v, self.output_dtype) for k, v in maps.items()}
         return outputs
 
     def call(self, inputs, training=False):
@@ -249,7 +258,7 @@ class MMGA(keras.Model):
 
     def compute_output_spec(self, inputs, training=False):
         n = inputs.shape[0]
-        spec = keras.KerasTensor((n, self.feature_dim), dtype="float32")
+        spec = keras.KerasTensor((n, self.feature_dim), dtype=self.output_dtype)
         if not training:
             return spec
         return keras.backend.compute_output_spec(lambda x: self._forward(x, training=True), inputs)
@@ -355,7 +364,10 @@ class MMGA(keras.Model):
 
     def fit(self, x=None, y=None, *args, steps_per_epoch=None, **kwargs):
         """`keras.Model.fit`; also sets the epoch length of the decay schedule."""
-        schedule = getattr(getattr(self, "optimizer", None), "_learning_rate", None)
+        optimizer = getattr(self, "optimizer", None)
+        # Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        schedule = getattr(optimizer, "_learning_rate", None)
         if isinstance(schedule, EpochStepDecay) and schedule.steps_per_epoch is None:
             steps = steps_per_epoch or _known_length(x, kwargs.get("batch_size"))
             if steps is None:
@@ -389,8 +401,8 @@ class MMGA(keras.Model):
                     f"Masks must have shape (N, {expected[0]}, {expected[1]}, 3) (the attention-map "
                     f"size, input/16, channels whole/upper/bottom); got {tuple(masks.shape)}."
                 )
-            masks = ops.cast(masks, "float32")
-            weights = ops.ones_like(labels, dtype="float32") if weights is None else ops.cast(weights, "float32")
+            masks = ops.cast(masks, self.output_dtype)
+            weights = ops.ones_like(labels, dtype=self.output_dtype) if weights is None else ops.cast(weights, self.output_dtype)
         return images, labels, masks, weights
 
     def _compute_losses(self, outputs, labels, masks, weights):
@@ -401,7 +413,7 @@ class MMGA(keras.Model):
         """
         cfg = self._loss_config
         replicas = distribute.num_replicas()
-        local_n = ops.cast(ops.shape(labels)[0], "float32")
+        local_n = ops.cast(ops.shape(labels)[0], self.output_dtype)
         global_n = distribute.all_reduce_sum(local_n)
 
         parts = {"whole_softmax": ops.sum(losses.softmax_terms(labels, outputs["whole_logits"])) / global_n}
@@ -468,7 +480,6 @@ class MMGA(keras.Model):
 
 
 def _l2_normalize(x):
-    x = ops.cast(x, "float32")
     return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
 
 

@@ -1,0 +1,160 @@
+"""Readers for the Market-1501 / DukeMTMC-reID folder layout."""
+
+import os
+import re
+
+SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class ReIDDataset:
+    """A re-ID dataset: train / query / gallery lists of `(path, pid, camid)`.
+
+    Training identities are relabelled `0..N-1` (the classifier's classes);
+    query and gallery keep their original ids, as the evaluation protocol
+    compares them. Camera ids are 0-based.
+
+    Args:
+        train, query, gallery: lists of `(path, pid, camid)`; train pids are
+            relabelled here unless `relabel=False`.
+        name: str, shown in the summary.
+        relabel: bool.
+        verbose: bool, print the summary table.
+
+    Example:
+    >>> ds = ReIDDataset([("a.jpg", 7, 0), ("b.jpg", 7, 1)], [], [])
+    >>> ds.train[0][1], ds.num_train_pids
+    (0, 1)
+    """
+
+    def __init__(self, train, query, gallery, name="custom", relabel=True, verbose=False):
+        self.name = name
+        train = [(str(p), int(pid), int(cam)) for p, pid, cam in train]
+        if relabel:
+            mapping = {pid: i for i, pid in enumerate(sorted({pid for _, pid, _ in train}))}
+            train = [(p, mapping[pid], cam) for p, pid, cam in train]
+        self.train = train
+        self.query = [(str(p), int(pid), int(cam)) for p, pid, cam in query]
+        self.gallery = [(str(p), int(pid), int(cam)) for p, pid, cam in gallery]
+        if verbose:
+            print(self.summary())
+
+    @staticmethod
+    def _stats(samples):
+        return len({pid for _, pid, _ in samples}), len(samples), len({cam for _, _, cam in samples})
+
+    @property
+    def num_train_pids(self):
+        return self._stats(self.train)[0]
+
+    @property
+    def num_train_cams(self):
+        return self._stats(self.train)[2]
+
+    def summary(self):
+        """torchreid-style table of identities, images and cameras per split."""
+        rows = [("train", *self._stats(self.train)), ("query", *self._stats(self.query)),
+                ("gallery", *self._stats(self.gallery))]
+        lines = [
+            f"=> {self.name} loaded",
+            "  ----------------------------------------",
+            "  subset   | # ids | # images | # cameras",
+            "  ----------------------------------------",
+        ]
+        lines += [f"  {n:<8} | {i:5d} | {m:8d} | {c:9d}" for n, i, m, c in rows]
+        lines.append("  ----------------------------------------")
+        return "\n".join(lines)
+
+
+class _FolderDataset(ReIDDataset):
+    """Shared reader; subclasses set the file-name pattern."""
+
+    pattern = None
+    name = None
+
+    def __init__(self, root, verbose=True):
+        root = os.fspath(root)
+        self.root = root
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"{self.name}: dataset root {root!r} does not exist.")
+        missing = [d for d in SPLIT_DIRS.values() if not os.path.isdir(os.path.join(root, d))]
+        if missing:
+            raise FileNotFoundError(
+                f"{self.name}: {root!r} is not in the Market-1501 layout: missing "
+                f"{', '.join(missing)} (expected {', '.join(SPLIT_DIRS.values())})."
+            )
+        splits = {k: self._read(os.path.join(root, d)) for k, d in SPLIT_DIRS.items()}
+        super().__init__(splits["train"], splits["query"], splits["gallery"], name=self.name, verbose=verbose)
+
+    def _read(self, folder):
+        samples = []
+        for fname in sorted(os.listdir(folder)):
+            if not fname.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            pid, camid = self.parse_name(fname, folder)
+            if pid == -1:
+                continue  # junk boxes are not part of the protocol
+            samples.append((os.path.join(folder, fname), pid, camid))
+        if not samples:
+            raise ValueError(f"{self.name}: no images found in {folder!r}.")
+        return samples
+
+    @classmethod
+    def parse_name(cls, fname, folder=""):
+        """`(pid, camid)` of a file name, camid 0-based."""
+        match = cls.pattern.match(os.path.basename(fname))
+        if match is None:
+            raise ValueError(
+                f"{cls.name}: cannot parse file name {os.path.join(folder, fname)!r}: "
+                f"expected {cls.expected}."
+            )
+        return int(match.group(1)), int(match.group(2)) - 1
+
+
+class Market1501(_FolderDataset):
+    """Market-1501: `{pid:04d}_c{cam}s{seq}_{frame:06d}_{n:02d}.jpg`.
+
+    Junk boxes (pid -1) are dropped, distractors (pid 0) stay in the gallery.
+
+    Args:
+        root: folder holding `bounding_box_train/`, `bounding_box_test/` and
+            `query/`.
+        verbose: print the summary table.
+
+    Example:
+    >>> market = Market1501("/data/Market-1501-v15.09.15")
+    >>> market.num_train_pids
+    751
+    """
+
+    name = "Market1501"
+    pattern = re.compile(r"^(-?\d+)_c(\d)s\d+_\d+_\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+    expected = "'{pid:04d}_c{cam}s{seq}_{frame:06d}_{n:02d}.jpg'"
+
+
+class DukeMTMCreID(_FolderDataset):
+    """DukeMTMC-reID: `{pid:04d}_c{cam}_f{frame}.jpg`, same folder layout.
+
+    Args:
+        root: folder holding `bounding_box_train/`, `bounding_box_test/` and
+            `query/`.
+        verbose: print the summary table.
+
+    Example:
+    >>> duke = DukeMTMCreID("/data/DukeMTMC-reID")
+    >>> duke.num_train_pids
+    702
+    """
+
+    name = "DukeMTMCreID"
+    pattern = re.compile(r"^(-?\d+)_c(\d+)_f\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+    expected = "'{pid:04d}_c{cam}_f{frame}.jpg'"
+
+
+def load_dataset(root, name="market1501", verbose=True):
+    """Reads a dataset by name: `"market1501"` or `"dukemtmcreid"`."""
+    readers = {"market1501": Market1501, "dukemtmcreid": DukeMTMCreID}
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in readers:
+        raise ValueError(f"Unknown dataset {name!r}: expected one of {sorted(readers)}.")
+    return readers[key](root, verbose=verbose)

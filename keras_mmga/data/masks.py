@@ -1,0 +1,142 @@
+"""Body masks: human-parsing label maps → whole / upper / bottom soft targets."""
+
+import os
+
+import cv2
+import numpy as np
+
+# LIP's 20 labels (JPPNet, the parser the paper uses), grouped as in SPEC.md.
+LIP_LABELS = (
+    "background", "hat", "hair", "glove", "sunglasses", "upper_clothes", "dress", "coat",
+    "socks", "pants", "jumpsuit", "scarf", "skirt", "face", "left_arm", "right_arm",
+    "left_leg", "right_leg", "left_shoe", "right_shoe",
+)
+UPPER_LABELS = (1, 2, 3, 4, 5, 7, 11, 13, 14, 15)
+BOTTOM_LABELS = (8, 9, 12, 16, 17, 18, 19)
+# Dress and jumpsuit cover both halves; the paper's grouping puts them with
+# the upper body, which `whole_body_labels` may change.
+DRESS_LABELS = (6, 10)
+
+MASK_MODES = ("parts", "halves", "whole")
+MASK_FORMATS = ("lip", "binary")
+
+
+def group_label_map(label_map, dress_group="upper"):
+    """Binary (H, W, 3) float32 masks (whole, upper, bottom) of a LIP label map.
+
+    Args:
+        label_map: (H, W) integer array of LIP labels 0..19.
+        dress_group: `"upper"` (paper) or `"bottom"`: where dress and jumpsuit go.
+    """
+    label_map = np.asarray(label_map)
+    if dress_group not in ("upper", "bottom"):
+        raise ValueError(f"dress_group must be 'upper' or 'bottom', got {dress_group!r}.")
+    upper = UPPER_LABELS + (DRESS_LABELS if dress_group == "upper" else ())
+    bottom = BOTTOM_LABELS + (DRESS_LABELS if dress_group == "bottom" else ())
+    up = np.isin(label_map, upper)
+    down = np.isin(label_map, bottom)
+    return np.stack([up | down, up, down], axis=-1).astype("float32")
+
+
+def split_halves(whole):
+    """DMGA targets: the whole mask and its parts above / below the middle row.
+
+    The split is at the image's middle row (not the body's), as the paper's
+    DMGA baseline does; with an odd height the middle row goes to the top.
+    """
+    whole = np.asarray(whole, "float32")
+    middle = (whole.shape[0] + 1) // 2
+    upper = whole.copy()
+    upper[middle:] = 0
+    bottom = whole.copy()
+    bottom[:middle] = 0
+    return np.stack([whole, upper, bottom], axis=-1)
+
+
+def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper"):
+    """Full-resolution binary targets (H, W, 3) of one mask image.
+
+    Args:
+        mask: (H, W) array: LIP labels, or a 0/255 (or 0/1) whole-body mask.
+        mode: `"parts"` (whole, upper, bottom: MMGA), `"halves"` (whole split
+            at the middle row: DMGA) or `"whole"` (WMGA: all three channels
+            are the whole mask; only channel 0 is supervised).
+        mask_format: `"lip"` or `"binary"`. Binary masks carry no parts, so
+            they only support `"halves"` and `"whole"`.
+    """
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}.")
+    if mask_format not in MASK_FORMATS:
+        raise ValueError(f"mask format must be one of {MASK_FORMATS}, got {mask_format!r}.")
+    mask = np.asarray(mask)
+    if mask_format == "binary":
+        if mode == "parts":
+            raise ValueError("Binary whole-body masks have no parts: use mode 'halves' (dmga) or 'whole' (wmga).")
+        whole = (mask > 0).astype("float32")
+    else:
+        grouped = group_label_map(mask, dress_group)
+        if mode == "parts":
+            return grouped
+        whole = grouped[..., 0]
+    if mode == "halves":
+        return split_halves(whole)
+    return np.repeat(whole[..., None], 3, axis=-1)
+
+
+def reduce_to(masks, size):
+    """Area-averages (H, W, 3) binary masks to `size = (h, w)`: soft targets in [0, 1]."""
+    h, w = size
+    return np.clip(cv2.resize(np.asarray(masks, "float32"), (w, h), interpolation=cv2.INTER_AREA), 0.0, 1.0)
+
+
+def read_mask(path):
+    """Reads a single-channel mask PNG; errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Mask not found: {path!r}.")
+    mask = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise ValueError(f"Cannot decode mask {path!r} (expected a PNG of label ids).")
+    if mask.ndim == 3:
+        # Some tools save label maps as 3 identical channels.
+        if not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])):
+            raise ValueError(f"Mask {path!r} has colour channels: expected a single-channel label map.")
+        mask = mask[..., 0]
+    return mask
+
+
+def mask_path_for(image_path, image_root, mask_root):
+    """The mask of an image: same path relative to the roots, suffix `.png`."""
+    rel = os.path.relpath(os.fspath(image_path), os.fspath(image_root))
+    if rel.startswith(".."):
+        raise ValueError(f"Image {image_path!r} is not under the image root {image_root!r}.")
+    return os.path.join(os.fspath(mask_root), os.path.splitext(rel)[0] + ".png")
+
+
+def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_format="lip",
+                 dress_group="upper", missing="error"):
+    """Mask targets of many images, computed once: `(targets (N, h, w, 3), weights (N,))`.
+
+    Args:
+        image_paths: image files under `image_root`.
+        image_root, mask_root: the mirrored folder roots.
+        size: `(h, w)` of the attention maps (input size / 16).
+        mode, mask_format, dress_group: see `binary_masks`.
+        missing: `"error"` (default) raises on a missing or unreadable mask,
+            naming the file; `"ignore"` gives that image weight 0 (it adds
+            nothing to the attention loss) and an all-zero placeholder.
+    """
+    if missing not in ("error", "ignore"):
+        raise ValueError(f"missing must be 'error' or 'ignore', got {missing!r}.")
+    targets = np.zeros((len(image_paths), size[0], size[1], 3), "float32")
+    weights = np.ones(len(image_paths), "float32")
+    for i, image_path in enumerate(image_paths):
+        path = mask_path_for(image_path, image_root, mask_root)
+        try:
+            mask = read_mask(path)
+        except (FileNotFoundError, ValueError):
+            if missing == "error":
+                raise
+            weights[i] = 0.0
+            continue
+        targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group), size)
+    return targets, weights
