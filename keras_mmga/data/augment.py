@@ -33,8 +33,8 @@ def random_erasing(image, seed, probability=0.5, area=(0.02, 0.4), aspect=(0.3, 
     height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
     seeds = tf.random.experimental.stateless_split(seed, 6)
     apply = tf.random.stateless_uniform([], seed=seeds[0]) < probability
-    target = tf.random.stateless_uniform([attempts], area[0], area[1], seed=seeds[1]) * height * width
-    ratio = tf.random.stateless_uniform([attempts], aspect[0], aspect[1], seed=seeds[2])
+    target = tf.random.stateless_uniform([attempts], seeds[1], area[0], area[1]) * height * width
+    ratio = tf.random.stateless_uniform([attempts], seeds[2], aspect[0], aspect[1])
     box_h = tf.round(tf.sqrt(target * ratio))
     box_w = tf.round(tf.sqrt(target / ratio))
     fits = (box_h < height) & (box_w < width)

@@ -1,0 +1,66 @@
+import cv2
+import numpy as np
+import pytest
+
+from keras_mmga.data import masks
+
+
+def test_lip_grouping_against_hand_made_map():
+    label_map = np.array([
+        [0, 2, 13, 0],    # hair, face -> upper
+        [14, 5, 5, 15],   # arms, upper clothes -> upper
+        [0, 6, 10, 0],    # dress, jumpsuit -> upper by default
+        [16, 9, 12, 17],  # legs, pants, skirt -> bottom
+        [18, 8, 0, 19],   # shoes, socks -> bottom
+    ])
+    got = masks.group_label_map(label_map)
+    upper = np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    bottom = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 1]])
+    np.testing.assert_array_equal(got[..., 1], upper)
+    np.testing.assert_array_equal(got[..., 2], bottom)
+    np.testing.assert_array_equal(got[..., 0], upper | bottom)
+    moved = masks.group_label_map(label_map, dress_group="bottom")
+    assert moved[2, 1, 2] == 1 and moved[2, 1, 1] == 0
+
+
+def test_area_reduction_gives_soft_fractions():
+    full = np.zeros((32, 16, 3), np.float32)
+    full[:8, :4, 0] = 1  # exactly one 8x4 cell of a (4, 4) grid
+    full[:4, :, 1] = 1   # half of the first row of cells
+    reduced = masks.reduce_to(full, (4, 4))
+    assert reduced.shape == (4, 4, 3)
+    assert reduced[0, 0, 0] == pytest.approx(1.0) and reduced[..., 0].sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(reduced[0, :, 1], 0.5)
+    assert reduced[1:, :, 1].sum() == 0
+
+
+def test_dmga_halves_split_at_the_middle_row():
+    whole = np.zeros((6, 2))
+    whole[1:5] = 1
+    got = masks.binary_masks((whole * 255).astype(np.uint8), mode="halves", mask_format="binary")
+    np.testing.assert_array_equal(got[..., 1][:, 0], [0, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(got[..., 2][:, 0], [0, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(got[..., 0], got[..., 1] + got[..., 2])
+
+
+def test_binary_masks_cannot_give_parts():
+    with pytest.raises(ValueError, match="no parts"):
+        masks.binary_masks(np.zeros((4, 4), np.uint8), mode="parts", mask_format="binary")
+
+
+def test_load_targets_missing_mask_error_or_ignore(tmp_path):
+    (tmp_path / "img" / "query").mkdir(parents=True)
+    (tmp_path / "mask" / "query").mkdir(parents=True)
+    label = np.zeros((32, 16), np.uint8)
+    label[:16] = 5
+    label[16:] = 9
+    cv2.imwrite(str(tmp_path / "mask" / "query" / "a.png"), label)
+    paths = [str(tmp_path / "img" / "query" / "a.jpg"), str(tmp_path / "img" / "query" / "b.jpg")]
+    with pytest.raises(FileNotFoundError, match=r"b\.png"):
+        masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1))
+    targets, weights = masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore")
+    np.testing.assert_array_equal(weights, [1, 0])
+    np.testing.assert_array_equal(targets[0, :, 0], [[1, 1, 0], [1, 0, 1]])
+    (tmp_path / "mask" / "query" / "b.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"b\.png"):
+        masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1))
