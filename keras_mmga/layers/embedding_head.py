@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mmga.layers.batchnorm import BN_MOMENTUM
+
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
 class EmbeddingHead(keras.layers.Layer):
@@ -36,7 +38,7 @@ class EmbeddingHead(keras.layers.Layer):
             name="dense",
             dtype=self.dtype_policy,
         )
-        self.bn = keras.layers.BatchNormalization(
+        self.bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
             synchronized=self.sync_batchnorm, name="bn", dtype=self.dtype_policy
         )
 

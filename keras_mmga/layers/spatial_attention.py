@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mmga.layers.batchnorm import BN_MOMENTUM
+
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
 class SpatialAttention(keras.layers.Layer):
@@ -52,11 +54,11 @@ class SpatialAttention(keras.layers.Layer):
         mid1 = max(1, channels // self.reduction)
         mid2 = max(1, channels // self.reduction**2)
         self.conv1 = keras.layers.Conv2D(mid1, 1, use_bias=False, name="conv1", dtype=self.dtype_policy)
-        self.bn1 = keras.layers.BatchNormalization(
+        self.bn1 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
             synchronized=self.sync_batchnorm, name="bn1", dtype=self.dtype_policy
         )
         self.conv2 = keras.layers.Conv2D(mid2, 1, use_bias=False, name="conv2", dtype=self.dtype_policy)
-        self.bn2 = keras.layers.BatchNormalization(
+        self.bn2 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
             synchronized=self.sync_batchnorm, name="bn2", dtype=self.dtype_policy
         )
         self.conv3 = keras.layers.Conv2D(1, 1, name="conv3", dtype=self.dtype_policy)

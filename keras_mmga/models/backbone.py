@@ -17,6 +17,8 @@ import os
 
 import keras
 
+from keras_mmga.layers.batchnorm import BN_MOMENTUM
+
 # keras.applications.ResNet50 stacks: (name, filters, blocks, first stride).
 _STAGES = {
     "stem": [("conv2", 64, 3, 1), ("conv3", 128, 4, 2)],
@@ -29,6 +31,7 @@ WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 def _block(x, filters, stride, conv_shortcut, name, sync_bn, dtype):
     bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
+        momentum=BN_MOMENTUM,
         axis=-1, epsilon=_BN_EPSILON, synchronized=sync_bn, name=n, dtype=dtype
     )
     conv = lambda f, k, n, **kw: keras.layers.Conv2D(f, k, name=n, dtype=dtype, **kw)  # noqa: E731
@@ -80,7 +83,7 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
     image = keras.Input(input_shape, name="image")
     x = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad", dtype=dtype)(image)
     x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv", dtype=dtype)(x)
-    x = keras.layers.BatchNormalization(
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
         epsilon=_BN_EPSILON, synchronized=sync_batchnorm, name="conv1_bn", dtype=dtype
     )(x)
     x = keras.layers.Activation("relu", name="conv1_relu", dtype=dtype)(x)

@@ -211,7 +211,10 @@ class MMGA(keras.Model):
     def _preprocess(self, images):
         images = ops.cast(images, self.compute_dtype)
         if self.preprocessing == "caffe":
-            return ops.flip(images, axis=-1) - ops.convert_to_tensor(_CAFFE_BGR_MEAN, self.compute_dtype)
+            # RGB -> BGR as a gather: exports to ONNX Gather, which TensorRT
+            # supports with a dynamic batch (a reversal would not be).
+            bgr = ops.take(images, ops.convert_to_tensor([2, 1, 0], "int32"), axis=-1)
+            return bgr - ops.convert_to_tensor(_CAFFE_BGR_MEAN, self.compute_dtype)
         if self.preprocessing == "torch":
             mean = ops.convert_to_tensor(_TORCH_RGB_MEAN, self.compute_dtype)
             std = ops.convert_to_tensor(_TORCH_RGB_STD, self.compute_dtype)
