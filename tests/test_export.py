@@ -12,7 +12,7 @@ from keras_mmga import MMGA, VARIANTS, tensorrt_ops
 from keras_mmga.export import FP16_TOLERANCE, export_onnx, inference_function
 
 SHAPE = (64, 32, 3)
-NUM_CLASSES = 7  # no layer of the inference graph has 7 units
+NUM_CLASSES = 37  # no layer of the inference graph has a 37-wide axis
 
 
 def _images(n, seed=0):
@@ -53,7 +53,7 @@ def test_one_input_one_output_dynamic_batch_and_parity(exports, variant):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_graph_has_only_inference_and_tensorrt_ops(exports, variant):
     proto = onnx.load(exports[variant][1]["onnx_path"])
-    # The classifiers (1024 x 7) would be the only initializers with a 7-wide axis.
+    # The classifiers (1024 x 37) would be the only initializers with a 37-wide axis.
     shapes = [tuple(init.dims) for init in proto.graph.initializer]
     assert not any(NUM_CLASSES in s for s in shapes)
     assert tensorrt_ops.unsupported_ops(proto) == []
