@@ -1,8 +1,13 @@
 """Trains an MMGA variant on a Market-1501 / DukeMTMC-reID layout dataset.
 
-Defaults are the paper's recipe. Re-running the same command resumes an
-interrupted run from its last completed epoch. Multi-worker: start the same
-command on every machine with its own TF_CONFIG and --strategy multiworker.
+Defaults are the paper's recipe (384x128, P=24 x K=4, SGD lr 0.1 / 0.05 for the
+backbone, x0.5 every 90 epochs, 900 epochs, margin 0.3, lambdas 0.5 / 2.0 / 0.1).
+Re-running the same command resumes from the last completed epoch.
+
+  python scripts/train.py --data Market-1501 --masks Market-1501-masks --output runs/mmga
+
+Multi-worker: run the same command on every machine, each with its own
+TF_CONFIG (same cluster list, its own task index) and --strategy multiworker.
 """
 
 import argparse
@@ -11,42 +16,62 @@ import sys
 
 from keras_mmga.engine import TrainConfig, TrainingDiverged, train
 
+D = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, help="dataset root (bounding_box_train/, bounding_box_test/, query/)")
+    g.add_argument("--masks", help="mask root mirroring --data (needed by wmga, dmga, mmga)")
+    g.add_argument("--dataset", default=D["dataset"], choices=["market1501", "dukemtmcreid"], help="file-name layout")
+    g.add_argument("--mask-format", default=D["mask_format"], choices=["lip", "binary"])
+    g.add_argument("--missing-masks", default=D["missing_masks"], choices=["error", "ignore"])
+    g.add_argument("--height", type=int, default=D["image_size"][0], help="input height (divisible by 16)")
+    g.add_argument("--width", type=int, default=D["image_size"][1], help="input width (divisible by 16)")
+    g.add_argument("-P", "--num-identities", type=int, default=D["num_identities"], help="identities per batch")
+    g.add_argument("-K", "--num-instances", type=int, default=D["num_instances"], help="images per identity")
+    g.add_argument("--no-replacement", action="store_true", help="identities with < K images are an error")
+    g.add_argument("--erasing-probability", type=float, default=D["erasing_probability"])
+
+    g = p.add_argument_group("model and losses")
+    g.add_argument("--variant", default=D["variant"], choices=["baseline", "baseline_att", "wmga", "dmga", "mmga"])
+    g.add_argument("--backbone-weights", default=D["backbone_weights"],
+                   help="'imagenet', 'none' (random init) or a path to the ResNet50 notop .h5")
+    g.add_argument("--margin", type=float, default=D["triplet_margin"], help="triplet margin m")
+    g.add_argument("--triplet-weight", type=float, default=D["triplet_weight"], help="lambda1")
+    g.add_argument("--attention-weight", type=float, default=D["attention_weight"], help="lambda2")
+    g.add_argument("--part-attention-weight", type=float, default=D["part_attention_weight"], help="lambda0")
+
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=D["epochs"])
+    g.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training images")
+    g.add_argument("--lr", type=float, default=D["learning_rate"], help="learning rate of the heads")
+    g.add_argument("--backbone-lr-scale", type=float, default=D["backbone_lr_scale"], help="backbone lr / lr")
+    g.add_argument("--momentum", type=float, default=D["momentum"])
+    g.add_argument("--weight-decay", type=float, default=D["weight_decay"])
+    g.add_argument("--lr-decay-epochs", type=int, default=D["lr_decay_epochs"])
+    g.add_argument("--lr-decay-rate", type=float, default=D["lr_decay_rate"])
+    g.add_argument("--seed", type=int, default=D["seed"])
+    g.add_argument("--deterministic", action="store_true", help="also enable TensorFlow op determinism")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--output", required=True, help="run folder: checkpoints, logs, resume state")
+    g.add_argument("--eval-every", type=int, default=D["eval_every"], help="evaluate every N epochs (0: never)")
+    g.add_argument("--eval-batch-size", type=int, default=D["eval_batch_size"])
+    g.add_argument("--strategy", default=D["strategy"], choices=["one", "mirrored", "multiworker"],
+                   help="one device, all local GPUs, or the machines of TF_CONFIG")
+    g.add_argument("--sync-batchnorm", action="store_true", help="BatchNorm statistics over all replicas")
+    g.add_argument("--per-replica-triplet", action="store_true",
+                   help="mine triplets per replica instead of over the all-gathered global batch")
+    g.add_argument("--mixed-precision", action="store_true", help="float16 on GPU, bfloat16 on CPU")
+    g.add_argument("--verbose", type=int, default=D["verbose"], choices=[0, 1, 2])
+    return p
+
 
 def parse_args(argv=None):
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset root (bounding_box_train/, bounding_box_test/, query/)")
-    p.add_argument("--masks", help="mirrored parsing-mask root (wmga/dmga/mmga)")
-    p.add_argument("--output", required=True, help="run folder: checkpoints, logs, resume state")
-    p.add_argument("--dataset", default=defaults["dataset"], choices=["market1501", "dukemtmcreid"])
-    p.add_argument("--variant", default=defaults["variant"], choices=["baseline", "baseline_att", "wmga", "dmga", "mmga"])
-    p.add_argument("--height", type=int, default=384)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("-P", "--num-identities", type=int, default=defaults["num_identities"])
-    p.add_argument("-K", "--num-instances", type=int, default=defaults["num_instances"])
-    p.add_argument("--epochs", type=int, default=defaults["epochs"])
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--lr", type=float, default=defaults["learning_rate"])
-    p.add_argument("--backbone-lr-scale", type=float, default=defaults["backbone_lr_scale"])
-    p.add_argument("--momentum", type=float, default=defaults["momentum"])
-    p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
-    p.add_argument("--lr-decay-epochs", type=int, default=defaults["lr_decay_epochs"])
-    p.add_argument("--lr-decay-rate", type=float, default=defaults["lr_decay_rate"])
-    p.add_argument("--margin", type=float, default=defaults["triplet_margin"])
-    p.add_argument("--triplet-weight", type=float, default=defaults["triplet_weight"])
-    p.add_argument("--attention-weight", type=float, default=defaults["attention_weight"])
-    p.add_argument("--part-attention-weight", type=float, default=defaults["part_attention_weight"])
-    p.add_argument("--backbone-weights", default="imagenet", help="'imagenet', 'none' or a path to the notop .h5")
-    p.add_argument("--mask-format", default="lip", choices=["lip", "binary"])
-    p.add_argument("--missing-masks", default="error", choices=["error", "ignore"])
-    p.add_argument("--no-replacement", action="store_true", help="fail if an identity has fewer than K images")
-    p.add_argument("--eval-every", type=int, default=defaults["eval_every"])
-    p.add_argument("--strategy", default="one", choices=["one", "mirrored", "multiworker"])
-    p.add_argument("--sync-batchnorm", action="store_true")
-    p.add_argument("--mixed-precision", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
-    a = p.parse_args(argv)
+    """Command line → `TrainConfig`."""
+    a = build_parser().parse_args(argv)
     return TrainConfig(
         dataset_root=a.data, output_dir=a.output, mask_root=a.masks, dataset=a.dataset, variant=a.variant,
         image_size=(a.height, a.width), num_identities=a.num_identities, num_instances=a.num_instances,
@@ -57,17 +82,23 @@ def parse_args(argv=None):
         part_attention_weight=a.part_attention_weight,
         backbone_weights=None if a.backbone_weights.lower() == "none" else a.backbone_weights,
         mask_format=a.mask_format, missing_masks=a.missing_masks, replacement=not a.no_replacement,
-        eval_every=a.eval_every, strategy=a.strategy, sync_batchnorm=a.sync_batchnorm,
-        mixed_precision=a.mixed_precision, seed=a.seed, verbose=a.verbose,
+        erasing_probability=a.erasing_probability, eval_every=a.eval_every, eval_batch_size=a.eval_batch_size,
+        strategy=a.strategy, sync_batchnorm=a.sync_batchnorm, cross_replica_triplet=not a.per_replica_triplet,
+        mixed_precision=a.mixed_precision, seed=a.seed, deterministic=a.deterministic, verbose=a.verbose,
     )
 
 
 def main(argv=None):
+    config = parse_args(argv)
     try:
-        train(parse_args(argv))
+        train(config)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except (ValueError, FileNotFoundError) as err:
+        # Pre-flight problems (configuration, data, masks): the message says it all.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Callbacks of the training engine."""
+"""Callbacks of the training engine: resume state, NaN guard, checkpoints, rank evaluation."""
 
+import json
 import math
 import os
 
@@ -11,29 +12,132 @@ def _finite(logs):
     return all(math.isfinite(float(v)) for v in (logs or {}).values() if np.ndim(v) == 0)
 
 
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops training at the first NaN/Inf loss and remembers where it happened."""
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` that never backs up a diverged epoch and outlives the run.
+
+    Differences from the Keras callback, each for crash safety:
+
+    * two generations are kept (`double_checkpoint`), so a process killed
+      while writing the backup restarts from the previous one;
+    * an epoch whose logs hold NaN/Inf is not backed up, so a restart never
+      resumes from diverged weights;
+    * the backup is kept when `fit` returns: re-running a finished command
+      restores the final state instead of silently training from scratch.
+
+    The backup holds the weights, the optimizer's variables (momentum buffers
+    and the iteration count, which drives the learning-rate schedule) and the
+    number of completed epochs.
+
+    Args:
+        backup_dir: str, the folder of the resume state.
+
+    Example:
+    >>> model.fit(data, epochs=10, steps_per_epoch=100, callbacks=[ResumableBackup("run/backup")])
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(os.fspath(backup_dir), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite(logs):
+            super().on_epoch_end(epoch, logs)
+
+    @staticmethod
+    def completed_epochs(backup_dir):
+        """Epochs completed by the run backed up in `backup_dir` (0 if none).
+
+        Read before `fit` so the data stream can be positioned; it follows the
+        same fallback as the restore (the previous generation when the latest
+        metadata is unreadable).
+        """
+        for name in ("training_metadata.json", "training_metadata.json.bkp"):
+            path = os.path.join(os.fspath(backup_dir), name)
+            if not os.path.isfile(os.path.join(os.fspath(backup_dir), "latest.weights.h5")):
+                return 0
+            try:
+                with open(path) as f:
+                    return int(json.load(f)["epoch"])
+            except (OSError, ValueError, KeyError):
+                continue
+        return 0
+
+
+class NonFiniteLossGuard(keras.callbacks.TerminateOnNaN):
+    """`TerminateOnNaN` that raises at the first NaN/Inf loss and says where.
+
+    Raising (rather than stopping gracefully) skips every later `on_epoch_end`,
+    so neither the backup nor `latest.keras` is overwritten with the diverged
+    weights. `failure` describes the batch, for the engine's error message.
+    """
 
     def __init__(self):
-        super().__init__()
+        super().__init__(raise_error=True)
         self.failure = None
-        self.epoch = 0
+        self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self._epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.failure = f"the loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}"
-            self.model.stop_training = True
+            terms = ", ".join(
+                f"{k} {float(v):.4g}" for k, v in sorted(logs.items()) if k != "loss" and np.ndim(v) == 0
+            )
+            self.failure = f"the loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1} ({terms})"
+        super().on_batch_end(batch, logs)
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the epoch's learning rates (`lr` heads, `backbone_lr`) to the epoch logs.
+
+    Read at the epoch's start: the value used during the epoch, which the CSV
+    log then records next to the losses (and which a resumed run continues).
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        self._lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        scale = getattr(self.model, "_loss_config", {}).get("backbone_lr_scale", 1.0)
+        self._backbone_lr = self._lr * float(scale)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(lr=self._lr, backbone_lr=self._backbone_lr)
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """`CSVLogger` whose columns include keys that only some epochs log.
+
+    Keras fixes the columns at the first epoch, so metrics added every N
+    epochs (`val_mAP`, ...) would never reach the file; here they are declared
+    up front and read "NA" in the epochs without them.
+
+    Args:
+        filename: str, the CSV file.
+        extra_keys: keys to include even if the first epoch lacks them.
+        append: continue an existing file (a resumed run).
+    """
+
+    def __init__(self, filename, extra_keys=(), append=False):
+        super().__init__(os.fspath(filename), append=append)
+        self.extra_keys = tuple(extra_keys)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None:
+            self.keys = sorted(set(logs or {}) | set(self.extra_keys))
+        super().on_epoch_end(epoch, logs)
 
 
 class FiniteModelCheckpoint(keras.callbacks.Callback):
     """Saves the model at each epoch end unless the epoch's logs are not finite.
 
     Keras's ModelCheckpoint would overwrite the last good file with the
-    diverged weights of an epoch that ended in NaN.
+    diverged weights of an epoch that ended in NaN. The file is written to a
+    temporary name and renamed, so a crash mid-write leaves the previous one.
+
+    Args:
+        path: str, the `.keras` file.
     """
 
     def __init__(self, path):
@@ -42,29 +146,56 @@ class FiniteModelCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
-            self.model.save(self.path)
+            _atomic_save(self.model, self.path)
+
+
+def _atomic_save(model, path):
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
 
 
 class RankEvaluation(keras.callbacks.Callback):
-    """Evaluates rank-1 / mAP every `every` epochs; saves the best model by mAP.
+    """Evaluates rank-1 / mAP every `every` epochs; keeps the best model by mAP.
 
     Adds `val_rank1`, `val_mAP` and `val_mINP` to the epoch logs (and so to the
-    CSV log, TensorBoard and the history).
+    CSV log, TensorBoard and the history). The best score is stored in
+    `best.json` beside `best_path`, so a resumed run compares against it.
+
+    Args:
+        evaluate_fn: callable `model -> metrics dict` (`rank1`, `mAP`, `mINP`).
+        every: int, evaluate after epochs `every, 2·every, ...` and the last.
+        best_path: str or None, where the best model is saved.
     """
+
+    KEYS = ("val_rank1", "val_mAP", "val_mINP")
 
     def __init__(self, evaluate_fn, every=1, best_path=None):
         super().__init__()
         self.evaluate_fn = evaluate_fn
         self.every = int(every)
-        self.best_path = best_path
+        self.best_path = os.fspath(best_path) if best_path else None
         self.best = -1.0
+        if self.best_path and os.path.isfile(self._json_path):
+            with open(self._json_path) as f:
+                self.best = float(json.load(f)["mAP"])
+
+    @property
+    def _json_path(self):
+        return os.path.splitext(self.best_path)[0] + ".json"
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None or self.every <= 0 or (epoch + 1) % self.every:
+        if logs is None or self.every <= 0 or not _finite(logs):
+            return
+        last = epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
             return
         result = self.evaluate_fn(self.model)
         logs.update(val_rank1=result["rank1"], val_mAP=result["mAP"], val_mINP=result["mINP"])
         print(f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}")
-        if self.best_path and result["mAP"] > self.best and _finite(logs):
+        if self.best_path and result["mAP"] > self.best:
             self.best = result["mAP"]
-            self.model.save(self.best_path)
+            _atomic_save(self.model, self.best_path)
+            with open(self._json_path, "w") as f:
+                json.dump({"epoch": epoch + 1, "rank1": result["rank1"], "mAP": result["mAP"],
+                           "mINP": result["mINP"]}, f, indent=2)

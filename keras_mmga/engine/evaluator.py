@@ -1,8 +1,9 @@
-"""Evaluating a model on a dataset's query / gallery split."""
+"""Evaluating a model on a dataset's query / gallery split (Market-1501 protocol)."""
 
 import json
 import os
 
+import cv2
 import keras
 import numpy as np
 
@@ -12,22 +13,55 @@ from keras_mmga.evaluation import compute_distance_matrix, evaluate_rank
 from keras_mmga.evaluation.features import extract_features
 from keras_mmga.evaluation.rerank import re_ranking
 
+METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
+
 
 def load_model(model_or_path):
-    """An `MMGA` instance, or the one saved at a `.keras` path."""
+    """An `MMGA` instance, or the one saved at a `.keras` path.
+
+    Args:
+        model_or_path: a Keras model, or the path of a `.keras` file written by
+            `train` (`latest.keras` / `best.keras`).
+
+    Example:
+    >>> model = load_model("runs/market_mmga/best.keras")
+    """
     if isinstance(model_or_path, (str, os.PathLike)):
         path = os.fspath(model_or_path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Model file not found: {path!r}.")
+        if not path.endswith(".keras"):
+            raise ValueError(f"Expected a .keras model file (as train() writes), got {path!r}.")
         import keras_mmga  # noqa: F401  (registers the custom objects)
 
         return keras.models.load_model(path)
+    if not callable(model_or_path):
+        raise TypeError(f"Expected a Keras model or a .keras path, got {type(model_or_path).__name__}.")
     return model_or_path
 
 
 def evaluate_split(model, query, gallery, image_size, batch_size=64, flip=True, rerank=False, max_rank=50,
                    verbose=True):
-    """Metrics (and the distance matrix) of `model` on query / gallery sample lists."""
+    """Metrics and the distance matrix of `model` on query / gallery sample lists.
+
+    Args:
+        model: callable `images -> (N, D)` features.
+        query, gallery: lists of `(path, pid, camid)` (a dataset's splits).
+        image_size: `(H, W)` the images are resized to.
+        batch_size: images per inference batch.
+        flip: average each image's feature with its flip's (paper protocol).
+        rerank: k-reciprocal re-ranking (k1=20, k2=6, λ=0.3).
+        max_rank: length of the CMC curve.
+        verbose: progress bars.
+
+    Returns:
+        `(metrics, distmat)`: metrics holds `rank1`, `rank5`, `rank10`, `mAP`,
+        `mINP` (fractions), `cmc` and `num_valid_queries`.
+
+    Example:
+    >>> market = Market1501("data/market1501")
+    >>> metrics, distmat = evaluate_split(model, market.query, market.gallery, (384, 128))
+    """
     qf = extract_features(model, make_eval_dataset(query, image_size, batch_size), flip=flip, verbose=verbose)
     gf = extract_features(model, make_eval_dataset(gallery, image_size, batch_size), flip=flip, verbose=verbose)
     distmat = re_ranking(qf, gf) if rerank else compute_distance_matrix(qf, gf)
@@ -39,40 +73,58 @@ def evaluate_split(model, query, gallery, image_size, batch_size=64, flip=True, 
     )
     cmc = result["cmc"]
     result.update(rank1=float(cmc[0]), rank5=float(cmc[min(4, len(cmc) - 1)]), rank10=float(cmc[min(9, len(cmc) - 1)]))
+    result["mAP"], result["mINP"] = float(result["mAP"]), float(result["mINP"])
     return result, distmat
 
 
 def format_results(results):
-    """Markdown table of rank-1/5/10, mAP and mINP; `results` maps a name to a metrics dict."""
+    """Markdown table of rank-1/5/10, mAP and mINP, in percent.
+
+    Args:
+        results: dict name → metrics dict (as `evaluate_model` returns).
+
+    Example:
+    >>> print(format_results({"mmga": evaluate_model("best.keras", "data/market1501")}))
+    | model | rank-1 | rank-5 | rank-10 | mAP | mINP |
+    ...
+    """
     lines = ["| model | rank-1 | rank-5 | rank-10 | mAP | mINP |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['rank1']:.1%} | {r['rank5']:.1%} | {r['rank10']:.1%} | {r['mAP']:.1%} | {r['mINP']:.1%} |"
-        )
+        lines.append("| " + " | ".join([str(name)] + [f"{100 * r[m]:.1f}%" for m in METRICS]) + " |")
     return "\n".join(lines)
 
 
 def evaluate_model(model_or_path, dataset_root, dataset="market1501", batch_size=64, flip=True, rerank=False,
-                   pictures_dir=None, json_path=None, max_queries_pictures=12, mask_root=None, verbose=True):
+                   pictures_dir=None, json_path=None, max_queries_pictures=12, verbose=True):
     """Evaluates a saved or in-memory model on a Market / Duke layout dataset.
 
+    Single query; gallery images of the query's identity seen by the query's
+    camera are ignored; distractors (pid 0) stay, junk (pid -1) is dropped.
+
     Args:
-        model_or_path: an `MMGA` or the path of a `.keras` file.
-        dataset_root: the dataset folder (query/, bounding_box_test/, ...).
+        model_or_path: an `MMGA`, or the path of a `.keras` file.
+        dataset_root: the dataset folder (`query/`, `bounding_box_test/`, ...).
         dataset: `"market1501"` or `"dukemtmcreid"`.
         batch_size: images per inference batch.
         flip: average each image's feature with its flip's (paper protocol).
         rerank: k-reciprocal re-ranking.
-        pictures_dir: if set, write ranking grids and attention overlays there.
-        json_path: if set, write the metrics as JSON there.
+        pictures_dir: if set, write ranking grids (`rankings/`) and attention
+            overlays (`attention/`) of the first queries there.
+        json_path: if set, write the metrics (and the CMC curve) as JSON there.
+        max_queries_pictures: how many queries get pictures.
+        verbose: dataset summary and progress bars.
 
     Returns:
-        Dict with `rank1`, `rank5`, `rank10`, `mAP`, `mINP`, `cmc`,
-        `num_valid_queries`.
+        Dict with `rank1`, `rank5`, `rank10`, `mAP`, `mINP` (fractions), `cmc`
+        and `num_valid_queries`.
+
+    Example:
+    >>> metrics = evaluate_model("runs/market_mmga/best.keras", "data/market1501", pictures_dir="pics")
+    >>> metrics["rank1"], metrics["mAP"]
     """
     model = load_model(model_or_path)
     data = load_dataset(dataset_root, dataset, verbose=verbose)
-    image_size = model.image_size
+    image_size = getattr(model, "image_size", None) or tuple(model.input_shape[1:3])
     result, distmat = evaluate_split(model, data.query, data.gallery, image_size, batch_size, flip, rerank,
                                      verbose=verbose)
     if pictures_dir:
@@ -80,33 +132,40 @@ def evaluate_model(model_or_path, dataset_root, dataset="market1501", batch_size
     if json_path:
         os.makedirs(os.path.dirname(os.fspath(json_path)) or ".", exist_ok=True)
         with open(json_path, "w") as f:
-            json.dump({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}, f, indent=2)
+            json.dump(
+                {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in result.items()}
+                | {"rerank": bool(rerank), "flip": bool(flip)},
+                f,
+                indent=2,
+            )
     return result
 
 
 def write_pictures(model, data, distmat, out_dir, max_queries=12):
-    """Ranking grids for the first queries and attention overlays of the same images."""
-    visualize.save_ranking_grids(os.path.join(out_dir, "rankings"), distmat, data.query, data.gallery,
-                                 max_queries=max_queries)
+    """Ranking grids and attention overlays (paper Figures 1 and 5) of the first queries.
+
+    Args:
+        model: the evaluated model (overlays need `attention_maps`).
+        data: the `ReIDDataset` evaluated.
+        distmat: its (Q, G) distance matrix.
+        out_dir: folder; `rankings/` and `attention/` are written in it.
+        max_queries: how many queries.
+
+    Returns:
+        The written paths.
+    """
+    out_dir = os.fspath(out_dir)
+    written = visualize.save_ranking_grids(os.path.join(out_dir, "rankings"), distmat, data.query, data.gallery,
+                                           max_queries=max_queries)
+    # Baseline variants have no attention module: nothing to overlay.
     if not getattr(model, "has_attention", False):
-        return
+        return written
     height, width = model.image_size
     for path, _, _ in data.query[:max_queries]:
-        bgr = visualize.read_image(path)
-        rgb = keras.ops.convert_to_tensor(
-            np.asarray(_resize_rgb(bgr, (height, width)), np.float32)[None]
-        )
+        shown = cv2.resize(visualize.read_image(path), (width, height), interpolation=cv2.INTER_LINEAR)
+        rgb = np.ascontiguousarray(shown[..., ::-1], dtype=np.float32)[None]
         maps = {k: keras.ops.convert_to_numpy(v)[0] for k, v in model.attention_maps(rgb).items()}
-        shown = cv2_resize(bgr, (height, width))
-        name = os.path.splitext(os.path.basename(path))[0]
-        visualize.save_attention_overlay(os.path.join(out_dir, "attention", f"{name}.png"), shown, maps)
-
-
-def cv2_resize(bgr, size):
-    import cv2
-
-    return cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def _resize_rgb(bgr, size):
-    return cv2_resize(bgr, size)[..., ::-1]
+        target = os.path.join(out_dir, "attention", os.path.splitext(os.path.basename(path))[0] + ".png")
+        visualize.save_attention_overlay(target, shown, maps)
+        written.append(target)
+    return written

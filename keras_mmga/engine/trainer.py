@@ -1,5 +1,25 @@
-"""Training an MMGA variant on a Market-1501 / DukeMTMC-reID layout dataset."""
+"""Training an MMGA variant on a Market-1501 / DukeMTMC-reID layout dataset.
 
+The engine in the spirit of torchreid / fast-reid: one `TrainConfig` holds a
+run, `train(config)` builds strategy → data → model → callbacks and runs
+`fit`. Everything a run writes goes to `config.output_dir`:
+
+```
+output_dir/
+  config.json        the run's configuration
+  latest.keras       last epoch that ended with finite losses
+  best.keras         best mAP so far (when evaluating), best.json its metrics
+  log.csv            one row per epoch (losses, lr, val_rank1 / val_mAP / val_mINP)
+  tensorboard/       TensorBoard event files
+  backup/            resume state (weights, optimizer slots, epoch counter)
+```
+
+Re-running the same command resumes from `backup/` at the last completed
+epoch with the optimizer state, the step counter (so the learning-rate
+schedule) and the position in the seeded data stream intact.
+"""
+
+import csv
 import dataclasses
 import json
 import os
@@ -8,37 +28,79 @@ import keras
 
 from keras_mmga import distribute
 from keras_mmga.data import load_dataset, make_train_dataset
-from keras_mmga.engine.callbacks import FiniteModelCheckpoint, RankEvaluation, StopOnNonFiniteLoss
+from keras_mmga.engine.callbacks import (
+    EpochCSVLogger,
+    FiniteModelCheckpoint,
+    LearningRateLogger,
+    NonFiniteLossGuard,
+    RankEvaluation,
+    ResumableBackup,
+)
 from keras_mmga.engine.evaluator import evaluate_split
-from keras_mmga.models import MMGA
+from keras_mmga.models import MMGA, VARIANTS
+
+STRATEGIES = ("one", "mirrored", "multiworker")
+
+# Settings that a resumed run must share with the run it resumes: they fix the
+# model's variables or the data stream. Everything else (learning rate,
+# epochs, evaluation interval, ...) may change between restarts.
+_RESUME_KEYS = ("dataset", "variant", "image_size", "num_identities", "num_instances", "steps_per_epoch", "seed")
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Everything a training run needs; the defaults are the paper's recipe (§4.2).
 
-    Attributes:
-        dataset_root: folder with bounding_box_train/, bounding_box_test/, query/.
-        output_dir: checkpoints (`latest.keras`, `best.keras`), `log.csv`,
-            `tensorboard/`, `backup/` (resume state) and `config.json`.
-        mask_root: mirrored parsing-mask folder (needed by wmga/dmga/mmga).
-        dataset: `"market1501"` or `"dukemtmcreid"`.
-        variant: `baseline`, `baseline_att`, `wmga`, `dmga` or `mmga`.
-        image_size: model input (H, W).
-        num_identities, num_instances: P × K per batch (24 × 4).
-        epochs: 900 in the paper. steps_per_epoch: None = one pass over the
-            training images.
-        learning_rate, backbone_lr_scale, momentum, weight_decay,
-        lr_decay_epochs, lr_decay_rate: the optimiser (0.1, 0.5, 0.9, 5e-4, 90, 0.5).
-        triplet_margin, triplet_weight, attention_weight, part_attention_weight:
-            0.3, λ1 = 2.0, λ2 = 0.1, λ0 = 0.5.
-        backbone_weights: "imagenet", None or a path.
-        mask_format: "lip" or "binary". missing_masks: "error" or "ignore".
-        replacement: sample identities with < K images with replacement.
-        eval_every: evaluate every N epochs (0: never).
-        strategy: "one", "mirrored" or "multiworker". sync_batchnorm: bool.
-        mixed_precision: float16 on GPU, bfloat16 on CPU.
-        seed: int. verbose: Keras progress verbosity (0, 1, 2).
+    Args:
+        dataset_root: str, folder with `bounding_box_train/`,
+            `bounding_box_test/` and `query/`.
+        output_dir: str, the run folder (checkpoints, logs, resume state).
+        mask_root: str, mirrored body-mask folder; needed by `wmga`, `dmga`
+            and `mmga`, ignored by `baseline` and `baseline_att`.
+        dataset: `"market1501"` or `"dukemtmcreid"` (file-name pattern).
+        variant: `"baseline"`, `"baseline_att"`, `"wmga"`, `"dmga"` or `"mmga"`.
+        image_size: `(H, W)` of the model input, divisible by 16 (384×128).
+        num_identities: P identities per batch (24).
+        num_instances: K images per identity (4).
+        epochs: total epochs (900).
+        steps_per_epoch: None = one pass over the training images (torchreid's
+            epoch); an int fixes it.
+        learning_rate: learning rate of the heads and attention modules (0.1).
+        backbone_lr_scale: backbone learning rate / `learning_rate` (0.5, so 0.05).
+        momentum: SGD momentum (0.9).
+        weight_decay: L2 weight decay as PyTorch applies it (5e-4).
+        lr_decay_epochs: epochs between learning-rate decays (90).
+        lr_decay_rate: factor of each decay (0.5).
+        triplet_margin: batch-hard triplet margin (0.3).
+        triplet_weight: λ1 (2.0).
+        attention_weight: λ2 (0.1).
+        part_attention_weight: λ0 (0.5).
+        backbone_weights: `"imagenet"`, None (random init) or a weights path.
+        mask_format: `"lip"` (label maps) or `"binary"` (whole-body masks).
+        missing_masks: `"error"` (default) or `"ignore"` (weight 0).
+        replacement: identities with fewer than K images are sampled with
+            replacement; False makes them a pre-flight error.
+        erasing_probability: probability of random erasing (0.5).
+        eval_every: evaluate rank-1 / mAP every N epochs (0: never); also
+            decides `best.keras`.
+        eval_batch_size: images per inference batch when evaluating.
+        strategy: `"one"` (one device), `"mirrored"` (all local GPUs, or
+            `devices`) or `"multiworker"` (machines listed in `TF_CONFIG`).
+        devices: optional device list for `"mirrored"` (e.g. logical CPUs).
+        sync_batchnorm: synchronised BatchNorm across replicas.
+        cross_replica_triplet: mine triplets over the global batch under a
+            strategy (True) or per replica (False, less communication).
+        mixed_precision: `mixed_float16` on GPU (with loss scaling),
+            `mixed_bfloat16` on CPU; losses stay float32.
+        seed: seeds Python, NumPy, TensorFlow, the PK sampler and the
+            augmentation.
+        deterministic: also enable TensorFlow's op determinism (slower on
+            GPU; CPU kernels are deterministic already).
+        verbose: Keras progress verbosity (0, 1 or 2).
+
+    Example:
+    >>> config = TrainConfig("data/market1501", "runs/market_mmga", mask_root="data/market1501_masks")
+    >>> model, history = train(config)
     """
 
     dataset_root: str
@@ -65,33 +127,85 @@ class TrainConfig:
     mask_format: str = "lip"
     missing_masks: str = "error"
     replacement: bool = True
+    erasing_probability: float = 0.5
     eval_every: int = 10
+    eval_batch_size: int = 64
     strategy: str = "one"
+    devices: tuple = None
     sync_batchnorm: bool = False
+    cross_replica_triplet: bool = True
     mixed_precision: bool = False
     seed: int = 0
+    deterministic: bool = False
     verbose: int = 1
+
+    def validate(self):
+        """Raises `ValueError` naming the first setting that cannot work."""
+        if self.variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {self.variant!r}; expected one of {sorted(VARIANTS)}.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}; expected one of {STRATEGIES}.")
+        size = tuple(self.image_size)
+        if len(size) != 2 or any(int(s) <= 0 or int(s) % 16 for s in size):
+            raise ValueError(
+                f"image_size must be (H, W) with both divisible by 16 (the attention maps are "
+                f"input/16), got {self.image_size}."
+            )
+        for name in ("num_identities", "num_instances", "epochs", "lr_decay_epochs", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
+        if self.steps_per_epoch is not None and int(self.steps_per_epoch) < 1:
+            raise ValueError(f"steps_per_epoch must be ≥ 1 or None, got {self.steps_per_epoch}.")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be ≥ 0 (0: never), got {self.eval_every}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if not 0.0 <= self.erasing_probability <= 1.0:
+            raise ValueError(f"erasing_probability must be in [0, 1], got {self.erasing_probability}.")
+        if VARIANTS[self.variant]["supervised"] and not self.mask_root:
+            raise ValueError(
+                f"Variant {self.variant!r} is trained with body masks: set mask_root (--masks) to the "
+                "mask folder that mirrors the dataset, or train 'baseline' / 'baseline_att'."
+            )
+        if self.mask_root and VARIANTS[self.variant]["supervised"] and not os.path.isdir(self.mask_root):
+            raise FileNotFoundError(f"Mask root {self.mask_root!r} does not exist.")
+        if self.devices and self.strategy != "mirrored":
+            raise ValueError("devices is only used with strategy 'mirrored'.")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; the run folder keeps the last good epoch."""
 
 
 def mixed_precision_policy():
-    """`mixed_float16` with a GPU (loss scaling applies), `mixed_bfloat16` on CPU."""
+    """`"mixed_float16"` with a GPU (loss scaling applies), `"mixed_bfloat16"` on CPU."""
     import tensorflow as tf
 
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
-def build_model(config, num_classes):
-    """The compiled MMGA of `config` (call under the strategy's scope)."""
+def build_model(config, num_classes, steps_per_epoch=None):
+    """The compiled MMGA of `config` (call it under the strategy's scope).
+
+    Args:
+        config: a `TrainConfig`.
+        num_classes: number of training identities.
+        steps_per_epoch: optimizer steps in one epoch, for the epoch-based
+            learning-rate decay (`fit` fills it in when None).
+
+    Example:
+    >>> model = build_model(TrainConfig("data", "run", backbone_weights=None), num_classes=751)
+    """
+    # The policy is given to the model rather than set globally, so that a
+    # mixed-precision run does not change later models in the same process.
+    dtype = mixed_precision_policy() if config.mixed_precision else None
     model = MMGA(
         num_classes,
         variant=config.variant,
         input_shape=tuple(config.image_size) + (3,),
         backbone_weights=config.backbone_weights,
         sync_batchnorm=config.sync_batchnorm,
+        dtype=dtype,
     )
     model.compile(
         learning_rate=config.learning_rate,
@@ -100,75 +214,218 @@ def build_model(config, num_classes):
         weight_decay=config.weight_decay,
         lr_decay_epochs=config.lr_decay_epochs,
         lr_decay_rate=config.lr_decay_rate,
+        steps_per_epoch=steps_per_epoch,
         triplet_margin=config.triplet_margin,
         triplet_weight=config.triplet_weight,
         attention_weight=config.attention_weight,
         part_attention_weight=config.part_attention_weight,
+        cross_replica_triplet=config.cross_replica_triplet,
     )
     return model
+
+
+def _worker(strategy):
+    """`(is_chief, worker_index)`: only the chief writes checkpoints and logs.
+
+    With `MultiWorkerMirroredStrategy` every worker runs this code; without a
+    "chief" task in TF_CONFIG, worker 0 is the chief (TensorFlow's convention).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True, 0
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return (task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)), task_id
+
+
+def _check_resume(config, output_dir, num_classes):
+    """The epoch a run restarts from (0 for a new run), after checking it is the same run."""
+    completed = ResumableBackup.completed_epochs(os.path.join(output_dir, "backup"))
+    saved_path = os.path.join(output_dir, "config.json")
+    if not completed or not os.path.isfile(saved_path):
+        return completed
+    with open(saved_path) as f:
+        saved = json.load(f)
+    current = dataclasses.asdict(config) | {"num_classes": num_classes}
+    differ = [
+        f"{key}: {saved.get(key)!r} → {current[key]!r}"
+        for key in _RESUME_KEYS + ("num_classes",)
+        if key in saved and _normal(saved[key]) != _normal(current[key])
+    ]
+    if differ:
+        raise ValueError(
+            f"{output_dir!r} holds a run (at epoch {completed}) with different settings "
+            f"({'; '.join(differ)}); it cannot be resumed with these. Use another output folder, "
+            "or delete this one to start over."
+        )
+    return completed
+
+
+def _normal(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _check_batches(element_spec, model, batch_size):
+    """Shapes of the training batches against what the model consumes (before step 1)."""
+    images, targets = element_spec
+    expected_images = (batch_size,) + tuple(model.image_shape)
+    if tuple(images.shape) != expected_images:
+        raise ValueError(f"Training images have shape {tuple(images.shape)}; the model expects {expected_images}.")
+    if model.mask_supervised:
+        h, w = model.attention_size
+        masks = tuple(targets["masks"].shape)
+        if masks != (batch_size, h, w, 3):
+            raise ValueError(
+                f"Training masks have shape {masks}; variant {model.variant!r} at input "
+                f"{model.image_size} needs ({batch_size}, {h}, {w}, 3) (input/16, whole/upper/bottom)."
+            )
 
 
 def train(config, extra_callbacks=()):
     """Trains `config.variant` and returns `(model, history)`.
 
-    Running it again with the same `output_dir` after an interruption resumes
-    from the last completed epoch (weights, optimizer state, epoch counter and
-    so the learning-rate schedule), via `keras.callbacks.BackupAndRestore`.
+    Order matters for distribution: the strategy is created first, the PK
+    dataset is built for its replica count (each replica gets whole
+    identities), and the model is built and compiled under its scope. All
+    checks that can fail on bad input (P/K against the identities, missing or
+    mis-shaped masks, unreadable images, a run folder holding another run)
+    happen before the first step.
+
+    Running it again with the same `output_dir` resumes from the last
+    completed epoch; a run that already finished returns at once with its
+    weights restored.
+
+    Args:
+        config: a `TrainConfig`.
+        extra_callbacks: more Keras callbacks, run after the engine's.
+
+    Returns:
+        `(model, history)`; `history.history` holds the epochs run by this
+        call (none when the run was already complete).
 
     Raises:
-        TrainingDiverged: the loss became NaN/Inf; `latest.keras` keeps the
-            last epoch that ended with finite losses.
-    """
-    keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy(mixed_precision_policy())
-    os.makedirs(config.output_dir, exist_ok=True)
-    with open(os.path.join(config.output_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2, default=str)
+        ValueError / FileNotFoundError: bad configuration or data, before
+            training starts.
+        TrainingDiverged: the loss became NaN/Inf. `latest.keras` and the
+            resume state keep the last epoch that ended with finite losses.
 
-    strategy = distribute.make_strategy(config.strategy)
-    data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0)
-    with strategy.scope():
-        model = build_model(config, data.num_train_pids)
-    if model.mask_supervised and config.mask_root is None:
-        raise ValueError(f"Variant {config.variant!r} is trained with body masks: set mask_root.")
+    Example:
+    >>> config = TrainConfig("data/market1501", "runs/mmga", mask_root="data/masks", epochs=120)
+    >>> model, history = train(config)
+    >>> history.history["val_mAP"][-1]
+    """
+    import tensorflow as tf
+
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    # 1. Strategy before anything that creates variables or datasets.
+    strategy = distribute.make_strategy(config.strategy, list(config.devices) if config.devices else None)
+    is_chief, worker_index = _worker(strategy)
+    out = os.fspath(config.output_dir)
+    # Each worker restores its own copy of the (identical) state; separate
+    # folders keep workers that share a file system from overwriting each other.
+    backup_dir = os.path.join(out, "backup") if is_chief else os.path.join(out, "backup", f"worker{worker_index}")
+
+    # 2. Data, with every pre-flight check the pipeline does (P and K against
+    # the identities, replica blocks, images and masks readable).
+    data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0 and is_chief)
+    supervised = VARIANTS[config.variant]["supervised"]
     train_data = make_train_dataset(
         data.train,
         config.image_size,
         config.num_identities,
         config.num_instances,
-        mask_root=config.mask_root if model.mask_supervised else None,
+        mask_root=config.mask_root if supervised else None,
         image_root=config.dataset_root,
-        mask_mode=model.mask_mode or "parts",
+        mask_mode=VARIANTS[config.variant]["mask_mode"] or "parts",
         mask_format=config.mask_format,
         missing_masks=config.missing_masks,
         num_replicas=strategy.num_replicas_in_sync,
         replacement=config.replacement,
+        erasing_probability=config.erasing_probability,
         seed=config.seed,
     )
-    steps = config.steps_per_epoch or train_data.steps_per_epoch
+    steps = int(config.steps_per_epoch or train_data.steps_per_epoch)
+    initial_epoch = _check_resume(config, out, data.num_train_pids)
 
-    out = config.output_dir
-    nan_guard = StopOnNonFiniteLoss()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(out, "backup")),
-        nan_guard,
-        FiniteModelCheckpoint(os.path.join(out, "latest.keras")),
-        keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
-    ]
+    # 3. Model under the strategy's scope.
+    with strategy.scope():
+        model = build_model(config, data.num_train_pids, steps_per_epoch=steps)
+    _check_batches(train_data.dataset.element_spec, model, train_data.batch_size)
+
+    if is_chief:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(dataclasses.asdict(config) | {"num_classes": data.num_train_pids}, f, indent=2, default=str)
+    if initial_epoch >= config.epochs:
+        print(f"{out}: the run is complete ({initial_epoch} epochs); restoring its weights.")
+    elif initial_epoch and config.verbose:
+        print(f"{out}: resuming at epoch {initial_epoch + 1} of {config.epochs}.")
+
+    # The PK stream is seeded, so an uninterrupted run would now be
+    # `initial_epoch * steps` batches in: skip them to see the same batches.
+    dataset = train_data.dataset.skip(initial_epoch * steps) if initial_epoch else train_data.dataset
+
+    nan_guard = NonFiniteLossGuard()
+    callbacks = [ResumableBackup(backup_dir), nan_guard, LearningRateLogger()]
     if config.eval_every:
         def evaluate_fn(m):
-            return evaluate_split(m, data.query, data.gallery, config.image_size, verbose=False)[0]
+            result, _ = evaluate_split(m, data.query, data.gallery, config.image_size, config.eval_batch_size,
+                                       verbose=False)
+            return result
 
-        callbacks.insert(3, RankEvaluation(evaluate_fn, config.eval_every, os.path.join(out, "best.keras")))
-    callbacks.extend(extra_callbacks)
-    history = model.fit(
-        train_data.dataset, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=config.verbose
-    )
-    if nan_guard.failure:
-        raise TrainingDiverged(
-            f"Training stopped: {nan_guard.failure}. The last checkpoint with finite losses is "
-            f"{os.path.join(out, 'latest.keras')!r}; lower the learning rate or check the data."
+        callbacks.append(
+            RankEvaluation(evaluate_fn, config.eval_every, os.path.join(out, "best.keras") if is_chief else None)
         )
+    if is_chief:
+        callbacks += [
+            FiniteModelCheckpoint(os.path.join(out, "latest.keras")),
+            # A new run starts a new log; a resumed one continues it.
+            EpochCSVLogger(os.path.join(out, "log.csv"), RankEvaluation.KEYS if config.eval_every else (),
+                           append=bool(initial_epoch)),
+            keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
+        ]
+        if not initial_epoch:
+            _remove(os.path.join(out, "best.keras"), os.path.join(out, "best.json"))
+    callbacks.extend(extra_callbacks)
+
+    try:
+        history = model.fit(
+            dataset,
+            epochs=config.epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=config.verbose if is_chief else 0,
+        )
+    except RuntimeError as err:
+        if nan_guard.failure is None:
+            raise
+        last = _last_logged_epoch(os.path.join(out, "log.csv"))
+        kept = (
+            f"'latest.keras' and the resume state in {out!r} keep epoch {last}"
+            if last
+            else "no epoch finished, so no 'latest.keras' was written"
+        )
+        raise TrainingDiverged(
+            f"Training stopped: {nan_guard.failure}. {kept}. Lower the learning rate (--lr) or check the "
+            "data, then re-run the same command to resume from there."
+        ) from err
     return model, history
+
+
+def _remove(*paths):
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _last_logged_epoch(csv_path):
+    """1-based number of the last epoch in the CSV log (0 if none)."""
+    if not os.path.isfile(csv_path):
+        return 0
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    return int(rows[-1]["epoch"]) + 1 if rows else 0
