@@ -51,12 +51,36 @@ def test_duke_parsing(tmp_path):
     assert load_dataset(tmp_path, "DukeMTMC-reID", verbose=False).num_train_pids == 2
 
 
-def test_wrong_layout_names_the_missing_folder(tmp_path):
+def test_wrong_layout_names_the_path_and_the_missing_folder(tmp_path):
     os.makedirs(tmp_path / "bounding_box_train")
-    with pytest.raises(FileNotFoundError, match="query"):
+    with pytest.raises(FileNotFoundError, match="query") as err:
         Market1501(tmp_path, verbose=False)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    assert str(tmp_path) in str(err.value)
+    with pytest.raises(FileNotFoundError, match="does not exist") as err:
         Market1501(tmp_path / "nope", verbose=False)
+    assert str(tmp_path / "nope") in str(err.value)
+
+
+def test_root_may_hold_the_official_folder(tmp_path):
+    _write_tree(tmp_path / "Market-1501-v15.09.15", MARKET)
+    ds = Market1501(tmp_path, verbose=False)
+    assert ds.root == str(tmp_path / "Market-1501-v15.09.15")
+    assert (ds.num_train_pids, ds.num_query_pids, ds.num_gallery_pids) == (3, 2, 3)
+    assert (len(ds.train), len(ds.query), len(ds.gallery)) == (5, 2, 4)
+
+
+def test_summary_is_printed_when_verbose(tmp_path, capsys):
+    Market1501(_write_tree(tmp_path, MARKET), verbose=True)
+    out = capsys.readouterr().out
+    assert "Market1501" in out and "# ids" in out and "gallery" in out
+
+
+def test_camera_zero_is_an_error_naming_the_file(tmp_path):
+    layout = {k: list(v) for k, v in MARKET.items()}
+    layout["bounding_box_train"].append("0004_c0s1_000001_00.jpg")
+    _write_tree(tmp_path, layout)
+    with pytest.raises(ValueError, match="0004_c0s1_000001_00.jpg"):
+        Market1501(tmp_path, verbose=False)
 
 
 def test_unparseable_name_and_empty_split_name_the_path(tmp_path):
@@ -76,3 +100,9 @@ def test_custom_dataset_relabels_train():
     ds = ReIDDataset([("a.jpg", 40, 0), ("b.jpg", 12, 1), ("c.jpg", 40, 2)], [("q.jpg", 5, 0)], [("g.jpg", 5, 1)])
     assert [pid for _, pid, _ in ds.train] == [1, 0, 1]
     assert ds.query == [("q.jpg", 5, 0)]
+    assert ds.num_train_pids == 2 and ds.num_train_cams == 3
+
+
+def test_custom_dataset_rejects_malformed_samples():
+    with pytest.raises(ValueError, match="train sample 1"):
+        ReIDDataset([("a.jpg", 1, 0), ("b.jpg", 2)], [], [])

@@ -64,3 +64,48 @@ def test_load_targets_missing_mask_error_or_ignore(tmp_path):
     (tmp_path / "mask" / "query" / "b.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"b\.png"):
         masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1))
+
+
+def test_whole_mode_repeats_the_whole_mask():
+    label_map = np.array([[0, 5], [9, 6]], np.uint8)
+    got = masks.binary_masks(label_map, mode="whole")
+    expected = np.array([[0, 1], [1, 1]])
+    for c in range(3):
+        np.testing.assert_array_equal(got[..., c], expected)
+
+
+def test_dmga_halves_of_a_lip_map_ignore_the_parts():
+    # A body that is all "upper clothes": the halves still split at the middle row.
+    label_map = np.zeros((4, 2), np.uint8)
+    label_map[:, 1] = 5
+    got = masks.binary_masks(label_map, mode="halves")
+    np.testing.assert_array_equal(got[..., 1], [[0, 1], [0, 1], [0, 0], [0, 0]])
+    np.testing.assert_array_equal(got[..., 2], [[0, 0], [0, 0], [0, 1], [0, 1]])
+
+
+def test_custom_grouping_and_dress_elsewhere():
+    label_map = np.array([[2, 6, 9]])
+    got = masks.group_label_map(label_map, label_groups={"upper": [9], "bottom": [2]})
+    np.testing.assert_array_equal(got[0], [[1, 0, 1], [0, 0, 0], [1, 1, 0]])
+    none = masks.group_label_map(label_map, dress_group="none")
+    np.testing.assert_array_equal(none[0, 1], [1, 0, 0])  # dress: whole only
+    with pytest.raises(ValueError, match="both"):
+        masks.group_label_map(label_map, label_groups={"upper": [2], "bottom": [2]})
+
+
+def test_binary_masks_threshold_and_lip_range_error():
+    mask = np.array([[0, 255], [100, 200]], np.uint8)
+    np.testing.assert_array_equal(masks.binary_masks(mask, "whole", "binary")[..., 0], [[0, 1], [0, 1]])
+    with pytest.raises(ValueError, match=r"found 255 in 'm\.png'"):
+        masks.binary_masks(mask, "parts", "lip", path="m.png")
+
+
+def test_colour_mask_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    colour = np.zeros((8, 4, 3), np.uint8)
+    colour[..., 2] = 128
+    cv2.imwrite(str(tmp_path / "mask" / "c.png"), colour)
+    with pytest.raises(ValueError, match=r"c\.png.*colour"):
+        masks.load_targets([str(tmp_path / "img" / "c.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1),
+                           missing="ignore")

@@ -5,86 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mmga.data import PKSampler, augment, check_images, make_eval_dataset, make_train_dataset
+from keras_mmga.data import check_images, make_eval_dataset, make_train_dataset
 
 
-def _pids():
-    # 6 identities with 1..6 images each.
-    return np.concatenate([np.full(n, pid) for pid, n in enumerate([1, 2, 3, 4, 5, 6])])
+def _tiny_tree(root, n_ids=4, per_id=3, marked=False):
+    """64x32 images of grey level 40*pid; LIP masks: upper clothes rows 8..31, pants 32..59, cols 8..23.
 
-
-def test_pk_batches_have_p_identities_of_k_images():
-    pids = _pids()
-    sampler = PKSampler(pids, num_identities=3, num_instances=2, seed=0)
-    stream = iter(sampler)
-    for _ in range(20):
-        batch = next(stream)
-        assert len(batch) == 6
-        labels = pids[batch]
-        blocks = labels.reshape(3, 2)
-        assert np.all(blocks == blocks[:, :1])           # each block of K is one identity
-        assert len(set(blocks[:, 0].tolist())) == 3      # P different identities
-
-
-def test_replica_blocks_hold_whole_identities():
-    pids = _pids()
-    sampler = PKSampler(pids, num_identities=4, num_instances=3, num_replicas=2, seed=1)
-    stream = iter(sampler)
-    for _ in range(10):
-        labels = pids[next(stream)]
-        halves = labels.reshape(2, 6)
-        assert not set(halves[0]) & set(halves[1])
-    with pytest.raises(ValueError, match="divisible"):
-        PKSampler(pids, num_identities=3, num_instances=2, num_replicas=2)
-
-
-def test_sampler_is_seeded_and_uses_replacement_for_small_identities():
-    pids = _pids()
-    a = [next(iter(PKSampler(pids, 3, 4, seed=5))) for _ in range(2)]
-    b = [b for b, _ in zip(PKSampler(pids, 3, 4, seed=5), range(2))]
-    c = [b for b, _ in zip(PKSampler(pids, 3, 4, seed=6), range(2))]
-    np.testing.assert_array_equal(a[0], b[0])
-    assert any(not np.array_equal(x, y) for x, y in zip(b, c))
-    with pytest.raises(ValueError, match="fewer than K=4"):
-        PKSampler(pids, 3, 4, replacement=False)
-    with pytest.raises(ValueError, match="fewer than P"):
-        PKSampler(pids, 7, 2)
-
-
-def test_flip_keeps_image_and_mask_aligned():
-    image = np.zeros((32, 16, 3), np.float32)
-    image[4:8, 0:4] = 255.0              # marked block at the left of the image
-    masks = np.zeros((2, 2, 3), np.float32)
-    masks[0, 0] = 1.0                    # the same place at map resolution
-    flipped = 0
-    for s in range(20):
-        img, msk = augment.random_flip(tf.constant(image), tf.constant(masks), tf.constant([s, 0], tf.int64))
-        img, msk = img.numpy(), msk.numpy()
-        if img[5, 15, 0] == 255.0:
-            flipped += 1
-            assert msk[0, 1, 0] == 1.0 and msk[0, 0, 0] == 0.0
-        else:
-            assert img[5, 0, 0] == 255.0 and msk[0, 0, 0] == 1.0
-    assert 0 < flipped < 20
-
-
-def test_random_erasing_box_within_limits():
-    image = tf.fill((128, 64, 3), 7.0)
-    erased = 0
-    for s in range(30):
-        out = augment.random_erasing(image, tf.constant([s, 1], tf.int64), probability=0.5).numpy()
-        changed = np.any(out != 7.0, axis=-1)
-        if changed.any():
-            erased += 1
-            rows, cols = np.where(changed)
-            area = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
-            assert changed.sum() == area                       # one solid box
-            assert 0.015 <= area / (128 * 64) <= 0.42
-            np.testing.assert_allclose(out[rows[0], cols[0]], augment.IMAGENET_MEAN_RGB, rtol=1e-6)
-    assert 5 < erased < 25
-
-
-def _tiny_tree(root, n_ids=4, per_id=3):
+    With `marked`, the image's left 16 columns are white and the mask is
+    upper clothes on exactly those columns instead.
+    """
     samples = []
     os.makedirs(root / "img" / "train")
     os.makedirs(root / "mask" / "train")
@@ -92,25 +21,39 @@ def _tiny_tree(root, n_ids=4, per_id=3):
         for j in range(per_id):
             name = f"{pid:04d}_c{j + 1}s1_000{j}00_01"
             image = np.full((64, 32, 3), 40 * pid, np.uint8)
-            cv2.imwrite(str(root / "img" / "train" / f"{name}.jpg"), image)
             label = np.zeros((64, 32), np.uint8)
-            label[8:32, 8:24] = 5
-            label[32:60, 8:24] = 9
+            if marked:
+                image[:, :16] = 255
+                label[:, :16] = 5
+            else:
+                label[8:32, 8:24] = 5
+                label[32:60, 8:24] = 9
+            cv2.imwrite(str(root / "img" / "train" / f"{name}.jpg"), image)
             cv2.imwrite(str(root / "mask" / "train" / f"{name}.png"), label)
             samples.append((str(root / "img" / "train" / f"{name}.jpg"), pid, j))
     return samples
 
 
-def test_train_dataset_batches_and_reproducibility(tmp_path):
+def _kwargs(root, **extra):
+    return dict(image_size=(64, 32), num_identities=2, num_instances=2, mask_root=root / "mask",
+                image_root=root / "img", seed=3) | extra
+
+
+def test_train_batches_shapes_labels_and_mask_targets(tmp_path):
     samples = _tiny_tree(tmp_path)
-    kwargs = dict(image_size=(64, 32), num_identities=2, num_instances=2, mask_root=tmp_path / "mask",
-                  image_root=tmp_path / "img", seed=3)
-    data = make_train_dataset(samples, **kwargs)
-    assert data.batch_size == 4 and data.num_classes == 4 and data.steps_per_epoch >= 1
+    data = make_train_dataset(samples, **_kwargs(tmp_path))
+    # 4 identities x 3 images: one whole group of K=2 each, 4 groups // P=2.
+    assert data.batch_size == 4 and data.num_classes == 4 and data.steps_per_epoch == 2
     images, targets = next(iter(data.dataset))
     assert images.shape == (4, 64, 32, 3) and images.dtype == tf.float32
-    assert targets["masks"].shape == (4, 4, 2, 3) and targets["labels"].dtype == tf.int32
+    assert targets["masks"].shape == (4, 4, 2, 3) and targets["masks"].dtype == tf.float32
+    assert targets["labels"].dtype == tf.int32 and targets["mask_weights"].dtype == tf.float32
     np.testing.assert_array_equal(targets["mask_weights"], 1.0)
+    labels = targets["labels"].numpy().reshape(2, 2)
+    assert np.all(labels == labels[:, :1]) and labels[0, 0] != labels[1, 0]
+    # Grey level 40*pid survives wherever the image was not erased.
+    for image, label in zip(images.numpy(), targets["labels"].numpy()):
+        assert np.median(image) == pytest.approx(40 * label, abs=2)
     # Upper clothes (5) over rows 8..31 and pants (9) over rows 32..59, columns
     # 8..23 of 32, area-averaged to 4x2 cells of 16x16 pixels (flip-symmetric).
     upper = np.array([0.25, 0.5, 0.0, 0.0])
@@ -118,31 +61,112 @@ def test_train_dataset_batches_and_reproducibility(tmp_path):
     got = targets["masks"].numpy()
     for channel, expected in ((0, upper + bottom), (1, upper), (2, bottom)):
         np.testing.assert_allclose(got[..., channel], np.broadcast_to(expected[None, :, None], (4, 4, 2)), atol=1e-6)
-    again = next(iter(make_train_dataset(samples, **kwargs).dataset))
-    np.testing.assert_array_equal(images, again[0])
-    np.testing.assert_array_equal(targets["labels"], again[1]["labels"])
 
 
-def test_corrupt_jpeg_and_missing_mask_are_reported_by_path(tmp_path):
+def test_train_batches_are_reproducible_and_skippable(tmp_path):
     samples = _tiny_tree(tmp_path)
-    bad = samples[1][0]
-    with open(bad, "rb") as f:
+    first = [b for b, _ in zip(make_train_dataset(samples, **_kwargs(tmp_path)).dataset, range(4))]
+    again = [b for b, _ in zip(make_train_dataset(samples, **_kwargs(tmp_path)).dataset, range(4))]
+    skipped = next(iter(make_train_dataset(samples, **_kwargs(tmp_path)).dataset.skip(3)))
+    for (x, y), (x2, y2) in zip(first, again):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y["labels"], y2["labels"])
+    np.testing.assert_array_equal(first[3][0], skipped[0])
+    other = next(iter(make_train_dataset(samples, **_kwargs(tmp_path, seed=4)).dataset))
+    assert not all(np.array_equal(a, b) for a, b in zip(first[0], other))
+
+
+def test_flip_keeps_image_and_mask_aligned(tmp_path):
+    samples = _tiny_tree(tmp_path, marked=True)
+    data = make_train_dataset(samples, **_kwargs(tmp_path, erasing_probability=0.0))
+    flipped = kept = 0
+    for images, targets in [b for b, _ in zip(data.dataset, range(6))]:
+        for image, mask in zip(images.numpy(), targets["masks"].numpy()):
+            if image[30, 2, 0] > 250:  # white block still on the left
+                kept += 1
+                np.testing.assert_array_equal(mask[..., 1], [[1, 0]] * 4)
+            else:
+                assert image[30, 29, 0] > 250
+                flipped += 1
+                np.testing.assert_array_equal(mask[..., 1], [[0, 1]] * 4)
+    assert flipped and kept
+
+
+def test_no_augmentation_and_cache_give_the_decoded_images(tmp_path):
+    samples = _tiny_tree(tmp_path)
+    plain = make_train_dataset(samples, **_kwargs(tmp_path, augment_images=False))
+    cached = make_train_dataset(samples, **_kwargs(tmp_path, augment_images=False, cache_images=True))
+    for (x, y), (xc, yc) in zip([b for b, _ in zip(plain.dataset, range(3))],
+                                [b for b, _ in zip(cached.dataset, range(3))]):
+        np.testing.assert_array_equal(y["labels"], yc["labels"])
+        np.testing.assert_allclose(x, xc, atol=0.5)  # the cache rounds to uint8
+        for image, label in zip(x.numpy(), y["labels"].numpy()):
+            np.testing.assert_allclose(image, 40 * label, atol=2)
+
+
+def test_missing_masks_ignored_get_weight_zero(tmp_path):
+    samples = _tiny_tree(tmp_path, n_ids=2, per_id=2)
+    gone = samples[0][0]
+    os.remove(str(tmp_path / "mask" / "train" / os.path.basename(gone).replace(".jpg", ".png")))
+    data = make_train_dataset(samples, **_kwargs(tmp_path, missing_masks="ignore"))
+    images, targets = next(iter(data.dataset))
+    # 2 identities x 2 images, P=2, K=2: the batch is all four samples, and
+    # only the first sample (identity 0) lacks its mask.
+    weights, labels = targets["mask_weights"].numpy(), targets["labels"].numpy()
+    masks = targets["masks"].numpy()
+    assert sorted(weights.tolist()) == [0.0, 1.0, 1.0, 1.0]
+    assert labels[weights == 0].tolist() == [0]
+    assert np.all(masks[weights == 0] == 0) and np.all(masks[weights == 1].max(axis=(1, 2, 3)) > 0)
+    no_masks = make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None))
+    np.testing.assert_array_equal(next(iter(no_masks.dataset))[1]["mask_weights"], 0.0)
+
+
+def test_missing_mask_is_an_error_naming_the_file(tmp_path):
+    samples = _tiny_tree(tmp_path, n_ids=2, per_id=2)
+    mask = str(tmp_path / "mask" / "train" / os.path.basename(samples[1][0]).replace(".jpg", ".png"))
+    os.remove(mask)
+    with pytest.raises(FileNotFoundError, match=mask):
+        make_train_dataset(samples, **_kwargs(tmp_path))
+
+
+def test_corrupt_jpegs_are_reported_by_path(tmp_path):
+    samples = _tiny_tree(tmp_path)
+    truncated, scrambled = samples[1][0], samples[4][0]
+    with open(truncated, "rb") as f:
         data = f.read()
-    with open(bad, "wb") as f:
+    with open(truncated, "wb") as f:
         f.write(data[: len(data) // 2])
-    with pytest.raises(ValueError, match=os.path.basename(bad)):
+    with pytest.raises(ValueError, match=truncated):
         check_images([p for p, _, _ in samples])
-    with pytest.raises(ValueError, match=os.path.basename(bad)):
+    with pytest.raises(ValueError, match=truncated):
         make_eval_dataset(samples, (64, 32))
-    samples = samples[2:]
-    os.remove(str(tmp_path / "mask" / "train" / os.path.basename(samples[0][0]).replace(".jpg", ".png")))
-    with pytest.raises(FileNotFoundError, match=os.path.basename(samples[0][0]).replace(".jpg", ".png")):
-        make_train_dataset(samples, (64, 32), 2, 2, mask_root=tmp_path / "mask", image_root=tmp_path / "img")
+    with pytest.raises(ValueError, match=truncated):
+        make_train_dataset(samples, **_kwargs(tmp_path))
+    # Right signature and end marker, garbage in between: only decoding finds it.
+    with open(scrambled, "rb") as f:
+        data = f.read()
+    with open(scrambled, "wb") as f:
+        f.write(data[:20] + b"\0" * (len(data) - 22) + data[-2:])
+    rest = [s for s in samples if s[0] != truncated]
+    check_images([p for p, _, _ in rest], mode="header")
+    with pytest.raises(ValueError, match=scrambled):
+        make_train_dataset(rest, **_kwargs(tmp_path))
+
+
+def test_bad_arguments(tmp_path):
+    samples = _tiny_tree(tmp_path)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        make_train_dataset(samples, **_kwargs(tmp_path, image_size=(60, 32)))
+    with pytest.raises(ValueError, match="image_root"):
+        make_train_dataset(samples, **_kwargs(tmp_path, image_root=None))
+    with pytest.raises(ValueError, match="divisible by the number of replicas"):
+        make_train_dataset(samples, **_kwargs(tmp_path, num_identities=3, num_replicas=2))
 
 
 def test_eval_dataset_is_ordered_and_unaugmented(tmp_path):
     samples = _tiny_tree(tmp_path)
     batches = list(make_eval_dataset(samples, (64, 32), batch_size=5))
+    assert [b.shape[0] for b in batches] == [5, 5, 2]
     images = np.concatenate([b.numpy() for b in batches])
-    assert images.shape == (12, 64, 32, 3)
-    np.testing.assert_allclose(images[:, 10, 10, 0], np.repeat([0, 40, 80, 120], 3), atol=2)
+    np.testing.assert_allclose(images, np.repeat([0, 40, 80, 120], 3)[:, None, None, None] * np.ones((1, 64, 32, 3)),
+                               atol=2)

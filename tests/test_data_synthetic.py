@@ -44,3 +44,16 @@ def test_writer_is_deterministic(tmp_path):
     files = sorted(os.listdir(os.path.join(a, "query")))
     assert files == sorted(os.listdir(os.path.join(b, "query")))
     np.testing.assert_array_equal(cv2.imread(os.path.join(a, "query", files[0])), cv2.imread(os.path.join(b, "query", files[0])))
+
+
+def test_script_writes_the_dataset(tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "make_synthetic.py")
+    monkeypatch.setattr(sys, "argv", ["make_synthetic.py", str(tmp_path), "--train-ids", "2", "--test-ids", "2",
+                                      "--distractors", "1", "--junk", "1"])
+    runpy.run_path(script, run_name="__main__")
+    assert "images" in capsys.readouterr().out
+    ds = Market1501(os.path.join(tmp_path, "images"), verbose=False)
+    assert ds.num_train_pids == 2 and {pid for _, pid, _ in ds.gallery} >= {0}

@@ -29,15 +29,27 @@ class ReIDDataset:
 
     def __init__(self, train, query, gallery, name="custom", relabel=True, verbose=False):
         self.name = name
-        train = [(str(p), int(pid), int(cam)) for p, pid, cam in train]
+        train = self._validate(train, "train")
         if relabel:
             mapping = {pid: i for i, pid in enumerate(sorted({pid for _, pid, _ in train}))}
             train = [(p, mapping[pid], cam) for p, pid, cam in train]
         self.train = train
-        self.query = [(str(p), int(pid), int(cam)) for p, pid, cam in query]
-        self.gallery = [(str(p), int(pid), int(cam)) for p, pid, cam in gallery]
+        self.query = self._validate(query, "query")
+        self.gallery = self._validate(gallery, "gallery")
         if verbose:
             print(self.summary())
+
+    def _validate(self, samples, split):
+        out = []
+        for i, item in enumerate(samples):
+            try:
+                path, pid, cam = item
+                out.append((os.fspath(path), int(pid), int(cam)))
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"{self.name}: {split} sample {i} is {item!r}: expected (path, pid, camid)."
+                ) from err
+        return out
 
     @staticmethod
     def _stats(samples):
@@ -50,6 +62,26 @@ class ReIDDataset:
     @property
     def num_train_cams(self):
         return self._stats(self.train)[2]
+
+    @property
+    def num_train_imgs(self):
+        return len(self.train)
+
+    @property
+    def num_query_pids(self):
+        return self._stats(self.query)[0]
+
+    @property
+    def num_query_cams(self):
+        return self._stats(self.query)[2]
+
+    @property
+    def num_gallery_pids(self):
+        return self._stats(self.gallery)[0]
+
+    @property
+    def num_gallery_cams(self):
+        return self._stats(self.gallery)[2]
 
     def summary(self):
         """torchreid-style table of identities, images and cameras per split."""
@@ -71,12 +103,16 @@ class _FolderDataset(ReIDDataset):
 
     pattern = None
     name = None
+    # Folders the official archives unpack to (and torchreid's dataset_dir),
+    # looked for under `root` when `root` itself is not the dataset folder.
+    subfolders = ()
 
     def __init__(self, root, verbose=True):
         root = os.fspath(root)
-        self.root = root
         if not os.path.isdir(root):
             raise FileNotFoundError(f"{self.name}: dataset root {root!r} does not exist.")
+        root = self._find_layout(root)
+        self.root = root
         missing = [d for d in SPLIT_DIRS.values() if not os.path.isdir(os.path.join(root, d))]
         if missing:
             raise FileNotFoundError(
@@ -85,6 +121,16 @@ class _FolderDataset(ReIDDataset):
             )
         splits = {k: self._read(os.path.join(root, d)) for k, d in SPLIT_DIRS.items()}
         super().__init__(splits["train"], splits["query"], splits["gallery"], name=self.name, verbose=verbose)
+
+    @classmethod
+    def _find_layout(cls, root):
+        if os.path.isdir(os.path.join(root, SPLIT_DIRS["train"])):
+            return root
+        for sub in cls.subfolders:
+            candidate = os.path.join(root, sub)
+            if os.path.isdir(os.path.join(candidate, SPLIT_DIRS["train"])):
+                return candidate
+        return root
 
     def _read(self, folder):
         samples = []
@@ -108,17 +154,26 @@ class _FolderDataset(ReIDDataset):
                 f"{cls.name}: cannot parse file name {os.path.join(folder, fname)!r}: "
                 f"expected {cls.expected}."
             )
-        return int(match.group(1)), int(match.group(2)) - 1
+        pid, cam = int(match.group(1)), int(match.group(2))
+        if pid < -1 or cam < 1:
+            raise ValueError(
+                f"{cls.name}: {os.path.join(folder, fname)!r} has pid {pid} / camera {cam}: "
+                "expected pid ≥ -1 and cameras numbered from 1."
+            )
+        return pid, cam - 1
 
 
 class Market1501(_FolderDataset):
     """Market-1501: `{pid:04d}_c{cam}s{seq}_{frame:06d}_{n:02d}.jpg`.
 
     Junk boxes (pid -1) are dropped, distractors (pid 0) stay in the gallery.
+    Training pids are relabelled 0..N-1; query and gallery keep the file's
+    pid. Camera ids are 0-based (`c1` → 0), as in torchreid.
 
     Args:
         root: folder holding `bounding_box_train/`, `bounding_box_test/` and
-            `query/`.
+            `query/`, or a folder containing `Market-1501-v15.09.15/` or
+            `market1501/` (torchreid's layout) with them.
         verbose: print the summary table.
 
     Example:
@@ -128,6 +183,8 @@ class Market1501(_FolderDataset):
     """
 
     name = "Market1501"
+    subfolders = ("Market-1501-v15.09.15", "Market-1501", "market1501",
+                  os.path.join("market1501", "Market-1501-v15.09.15"))
     pattern = re.compile(r"^(-?\d+)_c(\d)s\d+_\d+_\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
     expected = "'{pid:04d}_c{cam}s{seq}_{frame:06d}_{n:02d}.jpg'"
 
@@ -137,7 +194,8 @@ class DukeMTMCreID(_FolderDataset):
 
     Args:
         root: folder holding `bounding_box_train/`, `bounding_box_test/` and
-            `query/`.
+            `query/`, or a folder containing `DukeMTMC-reID/` (also under
+            `dukemtmc-reid/`, torchreid's layout) with them.
         verbose: print the summary table.
 
     Example:
@@ -147,6 +205,7 @@ class DukeMTMCreID(_FolderDataset):
     """
 
     name = "DukeMTMCreID"
+    subfolders = ("DukeMTMC-reID", os.path.join("dukemtmc-reid", "DukeMTMC-reID"))
     pattern = re.compile(r"^(-?\d+)_c(\d+)_f\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
     expected = "'{pid:04d}_c{cam}_f{frame}.jpg'"
 

@@ -1,4 +1,25 @@
-"""Body masks: human-parsing label maps → whole / upper / bottom soft targets."""
+"""Body masks: human-parsing label maps → whole / upper / bottom soft targets.
+
+Masks live in a folder mirroring the image folder (same relative path and
+stem, `.png`). Two formats:
+
+- `"lip"`: single-channel PNGs of LIP's 20 labels (any LIP-label human
+  parser, e.g. JPPNet / SCHP), grouped into upper and bottom body;
+- `"binary"`: 0/255 (or 0/1) whole-body masks, which carry no parts.
+
+Targets are always (h, w, 3), channels (whole, upper, bottom):
+
+| mode | for | whole | upper | bottom |
+|---|---|---|---|---|
+| `"parts"` | mmga | upper ∪ bottom | LIP upper group | LIP bottom group |
+| `"halves"` | dmga | whole | whole ∩ top rows | whole ∩ bottom rows |
+| `"whole"` | wmga | whole | whole (unused) | whole (unused) |
+
+(split at the image's middle row). WMGA supervises only the whole channel;
+the other two are copies so every variant sees the same target shape.
+Targets are area-averaged to the attention-map size (image / 16), giving
+soft values in [0, 1].
+"""
 
 import os
 
@@ -14,28 +35,48 @@ LIP_LABELS = (
 UPPER_LABELS = (1, 2, 3, 4, 5, 7, 11, 13, 14, 15)
 BOTTOM_LABELS = (8, 9, 12, 16, 17, 18, 19)
 # Dress and jumpsuit cover both halves; the paper's grouping puts them with
-# the upper body, which `whole_body_labels` may change.
+# the upper body (`dress_group` moves them).
 DRESS_LABELS = (6, 10)
 
 MASK_MODES = ("parts", "halves", "whole")
 MASK_FORMATS = ("lip", "binary")
 
 
-def group_label_map(label_map, dress_group="upper"):
+def group_label_map(label_map, dress_group="upper", label_groups=None):
     """Binary (H, W, 3) float32 masks (whole, upper, bottom) of a LIP label map.
 
     Args:
         label_map: (H, W) integer array of LIP labels 0..19.
-        dress_group: `"upper"` (paper) or `"bottom"`: where dress and jumpsuit go.
+        dress_group: `"upper"` (paper, default), `"bottom"` or `"none"`:
+            where dress (6) and jumpsuit (10) go; with `"none"` they count
+            only towards the whole mask.
+        label_groups: optional dict `{"upper": labels, "bottom": labels}`
+            replacing the SPEC's grouping entirely (then `dress_group` is
+            ignored). Labels outside both groups are background.
+
+    Example:
+    >>> group_label_map(np.array([[2], [9]]))[..., 1]  # hair is upper, pants are not
+    array([[1.], [0.]], dtype=float32)
     """
     label_map = np.asarray(label_map)
-    if dress_group not in ("upper", "bottom"):
-        raise ValueError(f"dress_group must be 'upper' or 'bottom', got {dress_group!r}.")
+    if label_groups is not None:
+        unknown = set(label_groups) - {"upper", "bottom"}
+        if unknown:
+            raise ValueError(f"label_groups keys must be 'upper' and 'bottom', got {sorted(unknown)}.")
+        upper = tuple(int(v) for v in label_groups.get("upper", ()))
+        bottom = tuple(int(v) for v in label_groups.get("bottom", ()))
+        if set(upper) & set(bottom):
+            raise ValueError(f"labels {sorted(set(upper) & set(bottom))} are in both the upper and bottom groups.")
+        up, down = np.isin(label_map, upper), np.isin(label_map, bottom)
+        return np.stack([up | down, up, down], axis=-1).astype("float32")
+    if dress_group not in ("upper", "bottom", "none"):
+        raise ValueError(f"dress_group must be 'upper', 'bottom' or 'none', got {dress_group!r}.")
     upper = UPPER_LABELS + (DRESS_LABELS if dress_group == "upper" else ())
     bottom = BOTTOM_LABELS + (DRESS_LABELS if dress_group == "bottom" else ())
     up = np.isin(label_map, upper)
     down = np.isin(label_map, bottom)
-    return np.stack([up | down, up, down], axis=-1).astype("float32")
+    whole = up | down | np.isin(label_map, DRESS_LABELS)
+    return np.stack([whole, up, down], axis=-1).astype("float32")
 
 
 def split_halves(whole):
@@ -53,28 +94,43 @@ def split_halves(whole):
     return np.stack([whole, upper, bottom], axis=-1)
 
 
-def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper"):
+def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper", label_groups=None, path=None):
     """Full-resolution binary targets (H, W, 3) of one mask image.
 
     Args:
-        mask: (H, W) array: LIP labels, or a 0/255 (or 0/1) whole-body mask.
+        mask: (H, W) array: LIP labels 0..19, or a 0/255 (or 0/1) whole-body mask.
         mode: `"parts"` (whole, upper, bottom: MMGA), `"halves"` (whole split
             at the middle row: DMGA) or `"whole"` (WMGA: all three channels
             are the whole mask; only channel 0 is supervised).
         mask_format: `"lip"` or `"binary"`. Binary masks carry no parts, so
             they only support `"halves"` and `"whole"`.
+        dress_group, label_groups: see `group_label_map`.
+        path: the mask's file, named in errors.
+
+    Example:
+    >>> binary_masks(np.array([[5], [9]]))[..., 0]  # upper clothes, pants: whole body
+    array([[1.], [1.]], dtype=float32)
     """
     if mode not in MASK_MODES:
         raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}.")
     if mask_format not in MASK_FORMATS:
         raise ValueError(f"mask format must be one of {MASK_FORMATS}, got {mask_format!r}.")
     mask = np.asarray(mask)
+    where = f" in {path!r}" if path else ""
+    if mask.ndim != 2:
+        raise ValueError(f"Expected a single-channel (H, W) mask{where}, got shape {mask.shape}.")
     if mask_format == "binary":
         if mode == "parts":
             raise ValueError("Binary whole-body masks have no parts: use mode 'halves' (dmga) or 'whole' (wmga).")
-        whole = (mask > 0).astype("float32")
+        # 0/255 masks may be anti-aliased; 0/1 masks are taken as they are.
+        whole = (mask > (127 if mask.max(initial=0) > 1 else 0)).astype("float32")
     else:
-        grouped = group_label_map(mask, dress_group)
+        if mask.size and mask.max() >= len(LIP_LABELS):
+            raise ValueError(
+                f"LIP label maps hold labels 0..{len(LIP_LABELS) - 1}, found {int(mask.max())}{where}: "
+                "for 0/255 whole-body masks use mask_format='binary'."
+            )
+        grouped = group_label_map(mask, dress_group, label_groups)
         if mode == "parts":
             return grouped
         whole = grouped[..., 0]
@@ -90,16 +146,28 @@ def reduce_to(masks, size):
 
 
 def read_mask(path):
-    """Reads a single-channel mask PNG; errors name the file."""
+    """Reads a mask PNG as stored (2-D, or 3-D for colour files); errors name the file.
+
+    Raises `FileNotFoundError` for a missing file and `ValueError` for one
+    that cannot be decoded: the two cases `missing_masks="ignore"` skips.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Mask not found: {path!r}.")
     mask = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if mask is None:
         raise ValueError(f"Cannot decode mask {path!r} (expected a PNG of label ids).")
+    return mask
+
+
+def to_label_map(mask, path=""):
+    """The (H, W) label map of a decoded mask; colour masks are an error naming `path`."""
     if mask.ndim == 3:
         # Some tools save label maps as 3 identical channels.
-        if not (np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])):
-            raise ValueError(f"Mask {path!r} has colour channels: expected a single-channel label map.")
+        if not all(np.array_equal(mask[..., 0], mask[..., c]) for c in range(1, mask.shape[-1])):
+            raise ValueError(
+                f"Mask {path!r} has colour channels: expected a single-channel map of label ids "
+                "(palette or colour-coded parsing PNGs must be converted to 8-bit label indices)."
+            )
         mask = mask[..., 0]
     return mask
 
@@ -113,20 +181,25 @@ def mask_path_for(image_path, image_root, mask_root):
 
 
 def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_format="lip",
-                 dress_group="upper", missing="error"):
+                 dress_group="upper", missing="error", label_groups=None):
     """Mask targets of many images, computed once: `(targets (N, h, w, 3), weights (N,))`.
 
     Args:
         image_paths: image files under `image_root`.
         image_root, mask_root: the mirrored folder roots.
         size: `(h, w)` of the attention maps (input size / 16).
-        mode, mask_format, dress_group: see `binary_masks`.
+        mode, mask_format, dress_group, label_groups: see `binary_masks`.
         missing: `"error"` (default) raises on a missing or unreadable mask,
             naming the file; `"ignore"` gives that image weight 0 (it adds
             nothing to the attention loss) and an all-zero placeholder.
+
+    Example:
+    >>> targets, weights = load_targets(paths, "Market/", "Market-masks/", (24, 8))
     """
     if missing not in ("error", "ignore"):
         raise ValueError(f"missing must be 'error' or 'ignore', got {missing!r}.")
+    # Format problems (wrong format or mode for the files) are errors even
+    # with missing="ignore": they would silently drop every mask.
     targets = np.zeros((len(image_paths), size[0], size[1], 3), "float32")
     weights = np.ones(len(image_paths), "float32")
     for i, image_path in enumerate(image_paths):
@@ -138,5 +211,6 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
                 raise
             weights[i] = 0.0
             continue
-        targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group), size)
+        mask = to_label_map(mask, path)
+        targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path), size)
     return targets, weights
