@@ -1,130 +1,352 @@
-"""Deployment with ONNX Runtime: a feature extractor and an on-disk gallery index."""
+"""Deployment with ONNX Runtime: a feature extractor and an on-disk gallery index.
 
+Needs only `onnxruntime`, `opencv` and `numpy` (no TensorFlow), so it runs where
+the exported model is deployed.
+
+Example:
+>>> from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
+>>> extractor = OnnxFeatureExtractor("exported/mmga_market.onnx")
+>>> index = GalleryIndex.build(extractor, "Market-1501/bounding_box_test")
+>>> index.save("market_gallery")
+>>> index.query("Market-1501/query/0001_c1s1_001051_00.jpg", topk=5, extractor=extractor)[0]["pid"]
+1
+"""
+
+import hashlib
 import json
 import os
 
 import cv2
 import numpy as np
 
-from keras_mmga.data.market import IMAGE_SUFFIXES, Market1501
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+INDEX_FORMAT = 1
 
 
+# -------------------------------------------------------------------- images
+def read_image(path):
+    """An image file as BGR uint8 `(H, W, 3)` (grey and alpha images are converted).
+
+    Raises `FileNotFoundError` for a missing file and `ValueError` for one
+    that is not a readable image.
+
+    Example:
+    >>> read_image("query/0001_c1s1_001051_00.jpg").shape
+    (128, 64, 3)
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image not found: {path!r}.")
+    # imdecode of the bytes, not imread: works for any path encoding.
+    image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"Cannot decode image {path!r} (not a JPEG/PNG/BMP, or corrupt).")
+    return image
+
+
+def preprocess(image, image_size, color="rgb"):
+    """One image → float32 RGB `(H, W, 3)` in [0, 255] at the model's size.
+
+    Resizing is bilinear with half-pixel centres (`cv2.INTER_LINEAR`), as the
+    training and evaluation pipelines' `tf.image.resize(..., "bilinear")`; on
+    Market-size crops the two differ by < 1e-3 grey levels (OpenCV computes in
+    float32 on float input) and JPEG decoding by libjpeg-turbo in both is
+    identical, see `tests/test_deploy.py`.
+
+    Args:
+        image: a path, or an `(H, W, 3)` array: uint8, or float in [0, 255].
+        image_size: `(H, W)` to resize to.
+        color: channel order of an array, `"rgb"` or `"bgr"` (OpenCV's);
+            files are always read correctly.
+
+    Example:
+    >>> preprocess(cv2.imread("a.jpg"), (384, 128), color="bgr").shape
+    (384, 128, 3)
+    """
+    if color not in ("rgb", "bgr"):
+        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}.")
+    if isinstance(image, (str, os.PathLike)):
+        image, color = read_image(image), "bgr"
+    elif not isinstance(image, np.ndarray):
+        raise TypeError(f"Expected an image path or a numpy array, got {type(image).__name__}.")
+    if image.ndim != 3 or image.shape[2] != 3:
+        channels = 1 if image.ndim == 2 else (image.shape[-1] if image.ndim == 3 else None)
+        hint = {1: " (grey: cv2.cvtColor(x, cv2.COLOR_GRAY2RGB))", 4: " (drop the alpha channel)"}.get(channels, "")
+        raise ValueError(f"Expected an (H, W, 3) colour image, got shape {image.shape}{hint}.")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"Empty image of shape {image.shape}.")
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32)
+    elif image.dtype in (np.float32, np.float64, np.float16):
+        image = image.astype(np.float32)
+        if not np.all(np.isfinite(image)) or image.min() < 0 or image.max() > 255:
+            raise ValueError("Float pixels must be finite and in [0, 255] (raw pixels; the model normalises).")
+        if 0 < image.max() <= 1.0 and np.any(image != np.round(image)):
+            raise ValueError("Float pixels look scaled to [0, 1]; the model expects [0, 255] (multiply by 255).")
+    else:
+        raise ValueError(f"Expected uint8 or float pixels in [0, 255], got dtype {image.dtype}.")
+    h, w = image_size
+    if image.shape[:2] != (h, w):
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    return image[..., ::-1] if color == "bgr" else image
+
+
+def _as_list(images):
+    if isinstance(images, (str, os.PathLike)):
+        return [images]
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:
+            return [images]
+        if images.ndim == 4:
+            return list(images)
+        raise ValueError(f"Expected an (H, W, 3) image or an (N, H, W, 3) batch, got shape {images.shape}.")
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    raise TypeError(f"Expected image paths or arrays, got {type(images).__name__}.")
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------- extractor
 class OnnxFeatureExtractor:
-    """Features from an exported model, for image files or arrays of any size.
+    """L2-normalised features from an exported model, for image files or arrays of any size.
 
-    Images are resized to the model's input with bilinear interpolation (the
-    training pipeline's `tf.image.resize` bilinear; OpenCV's differs by
-    rounding only) and fed as float32 RGB in [0, 255]; normalisation is in the
-    graph.
+    The input size and layout (NHWC or NCHW) come from the model card beside
+    the `.onnx` file when there is one, else from the graph's input shape.
+    Every image is resized to the model's size (see `preprocess`) and fed as
+    float32 RGB in [0, 255]; the mean subtraction is in the graph.
 
     Args:
         onnx_path: a model written by `keras_mmga.export.export_onnx`.
+        providers: ONNX Runtime execution providers, e.g.
+            `["CUDAExecutionProvider", "CPUExecutionProvider"]` (default CPU).
         batch_size: images per ONNX Runtime call.
-        providers: ONNX Runtime execution providers (default: CPU).
 
     Example:
     >>> extractor = OnnxFeatureExtractor("exported/mmga.onnx")
-    >>> feats = extractor(["a.jpg", "b.jpg"])          # (2, 2048)
-    >>> feats = extractor(bgr_frames, color="bgr")     # arrays from OpenCV
+    >>> extractor(["a.jpg", "b.jpg"]).shape          # files
+    (2, 2048)
+    >>> extractor(frame[y0:y1, x0:x1], color="bgr")  # an OpenCV crop
     """
 
-    def __init__(self, onnx_path, batch_size=32, providers=None):
+    def __init__(self, onnx_path, providers=None, batch_size=32):
         import onnxruntime as ort
 
         path = os.fspath(onnx_path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"ONNX model not found: {path!r}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        self.path, self.batch_size = path, int(batch_size)
         self.session = ort.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or inputs[0].name != "images":
-            raise ValueError(f"{path!r} is not a keras-mmga export (expected one input named 'images').")
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] != ["features"]:
+            raise ValueError(f"{path!r} is not a keras-mmga export (expected input 'images' and output 'features').")
+        if inputs[0].type != "tensor(float)":
+            raise ValueError(f"{path!r}: input 'images' must be float32, got {inputs[0].type}.")
         shape = inputs[0].shape
-        self.nchw = shape[1] == 3
-        self.height, self.width = (shape[2], shape[3]) if self.nchw else (shape[1], shape[2])
-        self.batch_size = int(batch_size)
-
-    def _load(self, item, color):
-        if isinstance(item, (str, os.PathLike)):
-            image = cv2.imread(os.fspath(item), cv2.IMREAD_COLOR)
-            if image is None:
-                raise FileNotFoundError(f"Cannot read image {os.fspath(item)!r}.")
-            color = "bgr"
+        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+            raise ValueError(f"{path!r}: expected input (N, H, W, 3) or (N, 3, H, W) with fixed H, W; got {shape}.")
+        card_path = os.path.splitext(path)[0] + ".json"
+        self.card = None
+        if os.path.isfile(card_path):
+            with open(card_path) as f:
+                self.card = json.load(f)
+            self.layout = self.card["input"]["layout"]
         else:
-            image = np.asarray(item)
-            if image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"Expected an (H, W, 3) image, got shape {image.shape}.")
-            if image.dtype not in (np.uint8, np.float32, np.float64):
-                raise ValueError(f"Expected uint8 or float pixels in [0, 255], got {image.dtype}.")
-        if color not in ("rgb", "bgr"):
-            raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}.")
-        image = cv2.resize(image.astype(np.float32), (self.width, self.height), interpolation=cv2.INTER_LINEAR)
-        return image[..., ::-1] if color == "bgr" else image
+            self.layout = "NCHW" if shape[1] == 3 and shape[3] != 3 else "NHWC"
+        expected_channels = shape[1] if self.layout == "NCHW" else shape[3]
+        if expected_channels != 3:
+            raise ValueError(f"{path!r}: input shape {shape} does not match layout {self.layout}.")
+        self.image_size = tuple(shape[2:4]) if self.layout == "NCHW" else tuple(shape[1:3])
+        self.input_shape = tuple(shape[1:])
+        dim = outputs[0].shape[-1]
+        self.feature_dim = dim if isinstance(dim, int) else None
+
+    def run(self, batch):
+        """Features of an already prepared float32 batch in the graph's layout.
+
+        This is the raw ONNX Runtime call with a guard: the graph has a fixed
+        H, W, and a wrong size or layout gets an error that names the expected
+        shape instead of ONNX Runtime's.
+
+        Example:
+        >>> extractor.run(np.zeros((2, 384, 128, 3), np.float32)).shape
+        (2, 2048)
+        """
+        batch = np.asarray(batch)
+        if batch.dtype != np.float32:
+            raise ValueError(f"Expected a float32 batch, got {batch.dtype}.")
+        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
+            expected = ("N",) + self.input_shape
+            raise ValueError(
+                f"{os.path.basename(self.path)} takes {self.layout} input of shape {expected} (fixed H, W), "
+                f"got {batch.shape}; pass images through the extractor's call to resize them."
+            )
+        return self.session.run(["features"], {"images": np.ascontiguousarray(batch)})[0]
+
+    def preprocess(self, images, color="rgb"):
+        """Images (paths or arrays) → the float32 batch `run` takes."""
+        batch = np.stack([preprocess(x, self.image_size, color) for x in _as_list(images)])
+        return batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch
 
     def __call__(self, images, color="rgb"):
-        """(N, D) L2-normalised features of image paths or arrays (`color` for arrays)."""
-        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3):
-            images = [images]
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            batch = np.stack([self._load(x, color) for x in images[start : start + self.batch_size]])
-            if self.nchw:
-                batch = batch.transpose(0, 3, 1, 2)
-            out.append(self.session.run(["features"], {"images": np.ascontiguousarray(batch, np.float32)})[0])
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        """`(N, D)` L2-normalised features.
+
+        Args:
+            images: a path, an `(H, W, 3)` array, an `(N, H, W, 3)` array or a
+                list of paths / arrays (sizes may differ).
+            color: channel order of the arrays, `"rgb"` or `"bgr"`.
+        """
+        items = _as_list(images)
+        if not items:
+            raise ValueError("No images given.")
+        out = [self.run(self.preprocess(items[i : i + self.batch_size], color))
+               for i in range(0, len(items), self.batch_size)]
+        return np.concatenate(out)
+
+
+# --------------------------------------------------------------- the gallery
+def _list_images(folder):
+    folder = os.fspath(folder)
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+
+
+def parse_reid_name(name):
+    """`(pid, camid)` of a Market-1501 or DukeMTMC-reID file name (camid 0-based), else `(-1, -1)`."""
+    from keras_mmga.data.market import DukeMTMCreID, Market1501
+
+    for reader in (Market1501, DukeMTMCreID):
+        try:
+            return reader.parse_name(os.path.basename(name))
+        except ValueError:
+            pass
+    return -1, -1
 
 
 class GalleryIndex:
-    """Gallery features with their paths, pids and camids, saved as `.npz` + `.json`.
+    """Gallery features with their paths, pids and camids; saved as `PREFIX.npz` + `PREFIX.json`.
+
+    pids and camids come from Market-1501 / DukeMTMC-reID file names where
+    they parse (camid 0-based), else -1. Distances are Euclidean between
+    L2-normalised features (0 = identical, 2 = opposite).
+
+    Args:
+        features: `(N, D)` float32, L2-normalised.
+        paths, pids, camids: one per row of `features`.
+        meta: dict saved with the index (the model it was built with).
 
     Example:
-    >>> index = GalleryIndex.build(extractor, "gallery_dir/")
-    >>> index.save("gallery.index")
-    >>> GalleryIndex.load("gallery.index").query(extractor("q.jpg"), topk=5)
+    >>> index = GalleryIndex.build(extractor, "gallery/")
+    >>> index.save("gallery_index")
+    >>> hits = GalleryIndex.load("gallery_index").query(extractor("q.jpg"), topk=5)
+    >>> hits[0]["path"], hits[0]["distance"]
     """
 
-    def __init__(self, features, paths, pids, camids):
+    def __init__(self, features, paths, pids, camids, meta=None):
         self.features = np.asarray(features, np.float32)
-        self.paths, self.pids, self.camids = list(paths), np.asarray(pids), np.asarray(camids)
-        if not (len(self.features) == len(self.paths) == len(self.pids) == len(self.camids)):
+        self.paths = [os.fspath(p) for p in paths]
+        self.pids, self.camids = np.asarray(pids, np.int64), np.asarray(camids, np.int64)
+        if self.features.ndim != 2:
+            raise ValueError(f"features must be (N, D), got shape {self.features.shape}.")
+        if not len(self.features) == len(self.paths) == len(self.pids) == len(self.camids):
             raise ValueError("features, paths, pids and camids must have the same length.")
+        self.meta = dict(meta or {})
+        self.extractor = None
+
+    def __len__(self):
+        return len(self.paths)
 
     @classmethod
     def build(cls, extractor, folder):
+        """Extracts features of every image in `folder` (not recursive, sorted by name)."""
         folder = os.fspath(folder)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"Gallery folder not found: {folder!r}.")
-        paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
+        paths = _list_images(folder)
         if not paths:
-            raise ValueError(f"No images in gallery folder {folder!r}.")
-        pids, camids = [], []
-        for p in paths:
-            try:  # Market-style names carry identity and camera
-                pid, cam = Market1501.parse_name(os.path.basename(p))
-            except ValueError:
-                pid, cam = -1, -1
-            pids.append(pid)
-            camids.append(cam)
-        return cls(extractor(paths), paths, pids, camids)
+            raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in gallery folder {folder!r}.")
+        ids = [parse_reid_name(p) for p in paths]
+        meta = {"gallery": os.path.abspath(folder), "model": os.path.abspath(extractor.path),
+                "model_sha256": _sha256(extractor.path)}
+        index = cls(extractor(paths), paths, [p for p, _ in ids], [c for _, c in ids], meta)
+        index.extractor = extractor
+        return index
 
-    def save(self, path):
-        np.savez(os.fspath(path) + ".npz", features=self.features, pids=self.pids, camids=self.camids)
-        with open(os.fspath(path) + ".json", "w") as f:
-            json.dump({"paths": self.paths}, f)
+    def stale_reason(self, extractor, folder):
+        """Why this index does not answer for `extractor` on `folder` (None when it does).
+
+        An index holds the features of one model on one folder's images;
+        another model's features are not comparable, and added or removed
+        images would be missing or dangling.
+        """
+        if self.meta.get("model_sha256") != _sha256(extractor.path):
+            return "built with another model"
+        if self.meta.get("gallery") != os.path.abspath(os.fspath(folder)):
+            return f"built from another folder ({self.meta.get('gallery')})"
+        if [os.path.basename(p) for p in _list_images(folder)] != sorted(os.path.basename(p) for p in self.paths):
+            return "the folder's images changed"
+        return None
+
+    def save(self, prefix):
+        """Writes `PREFIX.npz` (features, pids, camids) and `PREFIX.json` (paths, model)."""
+        prefix = os.fspath(prefix)
+        os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
+        np.savez(prefix + ".npz", features=self.features, pids=self.pids, camids=self.camids)
+        with open(prefix + ".json", "w") as f:
+            json.dump({"format": INDEX_FORMAT, "paths": self.paths, **self.meta}, f, indent=1)
 
     @classmethod
-    def load(cls, path):
-        with np.load(os.fspath(path) + ".npz") as z:
+    def load(cls, prefix):
+        prefix = os.fspath(prefix)
+        for suffix in (".npz", ".json"):
+            if not os.path.isfile(prefix + suffix):
+                raise FileNotFoundError(f"Gallery index file not found: {prefix + suffix!r}.")
+        with np.load(prefix + ".npz") as z:
             features, pids, camids = z["features"], z["pids"], z["camids"]
-        with open(os.fspath(path) + ".json") as f:
-            paths = json.load(f)["paths"]
-        return cls(features, paths, pids, camids)
+        with open(prefix + ".json") as f:
+            meta = json.load(f)
+        if meta.get("format") != INDEX_FORMAT:
+            raise ValueError(f"{prefix!r}: unknown gallery index format {meta.get('format')!r}.")
+        return cls(features, meta.pop("paths"), pids, camids, {k: v for k, v in meta.items() if k != "format"})
 
-    def query(self, feature, topk=10):
-        """Top-k gallery entries for one feature: list of dicts (path, pid, camid, distance)."""
-        feature = np.asarray(feature, np.float32).reshape(-1)
+    def query(self, query, topk=10, extractor=None, color="rgb"):
+        """The `topk` nearest gallery entries, nearest first.
+
+        Args:
+            query: a feature `(D,)` / `(1, D)`, or one image (path or array).
+            topk: how many entries (at most the gallery size).
+            extractor: turns an image query into a feature (default: the one
+                that built this index).
+            color: channel order of an array image.
+
+        Returns:
+            List of dicts with `path`, `pid`, `camid`, `distance`, `index`.
+        """
+        if int(topk) < 1:
+            raise ValueError(f"topk must be positive, got {topk}.")
+        is_feature = isinstance(query, np.ndarray) and (query.ndim == 1 or (query.ndim == 2 and query.shape[0] == 1))
+        if is_feature:
+            feature = query.astype(np.float32).reshape(-1)
+        else:
+            extractor = extractor or self.extractor
+            if extractor is None:
+                raise ValueError("An image query needs an extractor (query(image, extractor=...)).")
+            if isinstance(query, np.ndarray) and query.ndim == 4:
+                raise ValueError("query takes one image; loop over a batch.")
+            feature = extractor(query, color=color)[0]
         if feature.shape[0] != self.features.shape[1]:
             raise ValueError(f"Query feature has {feature.shape[0]} dims, the gallery {self.features.shape[1]}.")
-        distances = np.sum((self.features - feature) ** 2, axis=1)
-        order = np.argsort(distances, kind="stable")[:topk]
+        distances = np.sqrt(np.maximum(np.sum((self.features - feature) ** 2, axis=1), 0.0))
+        k = min(int(topk), len(distances))
+        nearest = np.argpartition(distances, k - 1)[:k] if k < len(distances) else np.arange(len(distances))
+        # Ties (duplicate images) break by gallery order, so results are reproducible.
+        order = nearest[np.lexsort((nearest, distances[nearest]))]
         return [{"path": self.paths[i], "pid": int(self.pids[i]), "camid": int(self.camids[i]),
-                 "distance": float(distances[i])} for i in order]
+                 "distance": float(distances[i]), "index": int(i)} for i in order]
