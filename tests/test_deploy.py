@@ -1,49 +1,172 @@
+"""ONNX Runtime deployment: extractor vs Keras on files, colour orders, layouts, gallery search, bad input."""
+
+import importlib.util
+import os
+import shutil
+
 import cv2
 import keras
 import numpy as np
+import onnx
 import pytest
+import tensorflow as tf
+from onnx import TensorProto, helper, numpy_helper
 
 from keras_mmga import MMGA
-from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
+from keras_mmga.data.pipeline import decode_resize
+from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor, parse_reid_name, preprocess, read_image
 from keras_mmga.export import export_onnx
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+SIZE = (64, 32)
+# Market-1501 names (camid 0-based after parsing) and one that does not parse.
+NAMES = ["0001_c1s1_000100_01.png", "0001_c2s1_000200_01.png", "0002_c3s1_000300_01.png",
+         "0003_c1s2_000400_01.png", "0003_c6s1_000500_02.png", "holiday_photo.png"]
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("deploy")
     keras.utils.set_random_seed(1)
-    model = MMGA(5, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None)
-    info = export_onnx(model, out / "m.onnx", write_card=False)
+    model = MMGA(5, variant="mmga", input_shape=SIZE + (3,), backbone_weights=None)
+    info = export_onnx(model, out / "m.onnx")
     gallery = out / "gallery"
     gallery.mkdir()
     rng = np.random.RandomState(0)
-    for i in range(6):
-        # Already at the model size: no resizing differences between the paths.
-        cv2.imwrite(str(gallery / f"{i + 1:04d}_c{i % 3 + 1}s1_000{i}00_01.png"), rng.randint(0, 256, (64, 32, 3), np.uint8))
+    for i, name in enumerate(NAMES):
+        # Market-size crops (resized by the extractor), one of another size; smooth so resizing matters.
+        shape = (128, 64, 3) if i != 2 else (150, 59, 3)
+        image = cv2.GaussianBlur(rng.randint(0, 256, shape, np.uint8), (5, 5), 0)
+        cv2.imwrite(str(gallery / name), image)
     return model, info["onnx_path"], gallery
 
 
-def test_extractor_on_files_matches_keras(exported):
+def _keras(model, x):
+    return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
+
+
+def _paths(gallery):
+    return sorted(str(gallery / n) for n in NAMES)
+
+
+def test_extractor_on_files_matches_keras_on_the_training_pipeline(exported):
     model, onnx_path, gallery = exported
-    paths = sorted(str(p) for p in gallery.iterdir())
-    extractor = OnnxFeatureExtractor(onnx_path, batch_size=4)
+    paths = _paths(gallery)
+    extractor = OnnxFeatureExtractor(onnx_path, batch_size=4)  # 2 batches: 4 + 2
     got = extractor(paths)
-    rgb = np.stack([cv2.imread(p)[..., ::-1] for p in paths]).astype("float32")
-    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(model(rgb)), atol=1e-4)
-    # BGR arrays from OpenCV give the same features when declared as such.
-    np.testing.assert_allclose(extractor([cv2.imread(paths[0])], color="bgr"), got[:1], atol=1e-5)
+    # What training and evaluation feed the model: tf decode + tf.image.resize bilinear.
+    pipeline = np.stack([decode_resize(p, SIZE).numpy() for p in paths])
+    assert got.shape == (len(paths), 2048)
+    assert np.max(np.abs(got - _keras(model, pipeline))) <= 1e-4
+
+
+def test_jpeg_decoding_matches_tensorflow_accurate_idct(exported, tmp_path):
+    model, onnx_path, _ = exported
+    rng = np.random.RandomState(3)
+    path = str(tmp_path / "0004_c1s1_000100_01.jpg")
+    cv2.imwrite(path, cv2.GaussianBlur(rng.randint(0, 256, (128, 64, 3), np.uint8), (3, 3), 0))
+    decoded = tf.io.decode_jpeg(tf.io.read_file(path), channels=3, dct_method="INTEGER_ACCURATE").numpy()
+    np.testing.assert_array_equal(read_image(path)[..., ::-1], decoded)
+    expected = _keras(model, tf.image.resize(tf.cast(decoded, tf.float32)[None], SIZE).numpy())
+    assert np.max(np.abs(OnnxFeatureExtractor(onnx_path)(path) - expected)) <= 1e-4
+
+
+def test_resize_matches_tf_bilinear():
+    rng = np.random.RandomState(0)
+    for shape, size in [((128, 64), (64, 32)), ((128, 64), (384, 128)), ((97, 41), (64, 32)), ((300, 111), (384, 128))]:
+        image = rng.randint(0, 256, shape + (3,), np.uint8)
+        expected = tf.image.resize(tf.cast(image, tf.float32), size, method="bilinear").numpy()
+        assert np.max(np.abs(preprocess(image, size) - expected)) < 2e-3  # grey levels
+
+
+def test_arrays_rgb_bgr_batches_and_sizes(exported):
+    _, onnx_path, gallery = exported
+    paths = _paths(gallery)
+    extractor = OnnxFeatureExtractor(onnx_path)
+    from_files = extractor(paths)
+    bgr = [cv2.imread(p) for p in paths]
+    rgb = [x[..., ::-1].copy() for x in bgr]
+    np.testing.assert_allclose(extractor(bgr, color="bgr"), from_files, atol=1e-6)
+    np.testing.assert_allclose(extractor(rgb), from_files, atol=1e-6)
+    np.testing.assert_allclose(extractor(rgb[0]), from_files[:1], atol=1e-6)  # one (H, W, 3) array
+    np.testing.assert_allclose(extractor(np.stack(rgb[:2])), from_files[:2], atol=1e-6)  # an (N, H, W, 3) batch
+    np.testing.assert_allclose(extractor([rgb[0].astype(np.float32)]), from_files[:1], atol=1e-6)
+    # Channel order matters: the same pixels read as the other order give another feature.
+    assert np.max(np.abs(extractor(rgb[0], color="bgr") - from_files[:1])) > 1e-3
+    assert extractor.image_size == SIZE and extractor.layout == "NHWC" and extractor.feature_dim == 2048
+    assert extractor.card["variant"] == "mmga"
+
+
+def _mean_colour_model(path, layout):
+    """A hand-made export whose feature is the per-channel mean (RGB order): layouts without a card."""
+    h, w = SIZE
+    shape, axes = (["N", 3, h, w], [2, 3]) if layout == "NCHW" else (["N", h, w, 3], [1, 2])
+    nodes = [helper.make_node("ReduceMean", ["images"], ["features"], axes=axes, keepdims=0)]
+    graph = helper.make_graph(nodes, "mean", [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_layout_from_the_graph_without_a_card(tmp_path, layout):
+    extractor = OnnxFeatureExtractor(_mean_colour_model(tmp_path / "mean.onnx", layout))
+    assert extractor.card is None and extractor.layout == layout and extractor.image_size == SIZE
+    image = np.zeros((128, 64, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, 20, 30  # RGB
+    np.testing.assert_allclose(extractor(image), [[10, 20, 30]], atol=1e-4)
+    np.testing.assert_allclose(extractor(image[..., ::-1].copy(), color="bgr"), [[10, 20, 30]], atol=1e-4)
 
 
 def test_gallery_top1_is_itself_and_index_round_trip(exported, tmp_path):
     _, onnx_path, gallery = exported
     extractor = OnnxFeatureExtractor(onnx_path)
     index = GalleryIndex.build(extractor, gallery)
-    index.save(tmp_path / "g")
-    loaded = GalleryIndex.load(tmp_path / "g")
-    for i, path in enumerate(loaded.paths):
-        hit = loaded.query(loaded.features[i], topk=3)[0]
-        assert hit["path"] == path and hit["distance"] < 1e-6
-    assert loaded.pids.tolist() == [1, 2, 3, 4, 5, 6] and loaded.camids.tolist() == [0, 1, 2, 0, 1, 2]
+    assert index.pids.tolist() == [1, 1, 2, 3, 3, -1] and index.camids.tolist() == [0, 1, 2, 0, 5, -1]
+    # A gallery image queried by its file is its own nearest neighbour.
+    for i, path in enumerate(index.paths):
+        hits = index.query(path, topk=3)
+        assert hits[0]["path"] == path and hits[0]["index"] == i and hits[0]["distance"] < 1e-3
+        assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
+    index.save(tmp_path / "idx" / "g")
+    loaded = GalleryIndex.load(tmp_path / "idx" / "g")
+    np.testing.assert_array_equal(loaded.features, index.features)
+    assert loaded.paths == index.paths and loaded.pids.tolist() == index.pids.tolist()
+    assert loaded.camids.tolist() == index.camids.tolist() and loaded.meta == index.meta
+    hits = loaded.query(loaded.features[2], topk=100)
+    assert len(hits) == len(NAMES) and hits[0]["pid"] == 2 and hits[0]["distance"] < 1e-6
+    distances = np.linalg.norm(loaded.features - loaded.features[2], axis=1)
+    assert [h["index"] for h in hits] == np.argsort(distances, kind="stable").tolist()
+    assert loaded.query(str(gallery / NAMES[3]), extractor=extractor)[0]["pid"] == 3
+    assert loaded.stale_reason(extractor, gallery) is None
+
+
+def test_stale_index_and_search_script(exported, tmp_path, capsys):
+    _, onnx_path, gallery = exported
+    folder = tmp_path / "gallery"
+    shutil.copytree(gallery, folder)
+    spec = importlib.util.spec_from_file_location("search", os.path.join(ROOT, "scripts", "search.py"))
+    search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search)
+    query = str(folder / NAMES[1])
+    argv = [query, "--gallery", str(folder), "--model", onnx_path, "--index", str(tmp_path / "g"), "--topk", "3"]
+    assert search.main(argv) == 0
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert len(lines) == 4 and lines[1].split()[:4] == ["1", "0.0000", "1", "1"] and lines[1].endswith(query)
+    assert os.path.isfile(tmp_path / "g.npz") and "rebuilding" not in out.err
+    assert search.main(argv) == 0 and "rebuilding" not in capsys.readouterr().err  # loaded, not rebuilt
+    shutil.copy(folder / NAMES[0], folder / "0009_c1s1_000900_01.png")
+    assert GalleryIndex.load(tmp_path / "g").stale_reason(OnnxFeatureExtractor(onnx_path), folder) is not None
+    assert search.main(argv) == 0 and "images changed; rebuilding" in capsys.readouterr().err
+    assert len(GalleryIndex.load(tmp_path / "g")) == len(NAMES) + 1
+
+
+def test_parse_reid_name():
+    assert parse_reid_name("/x/0002_c3s1_000300_01.jpg") == (2, 2)
+    assert parse_reid_name("0005_c8_f0012345.jpg") == (5, 7)  # DukeMTMC-reID
+    assert parse_reid_name("-1_c1s1_000000_00.jpg") == (-1, 0)
+    assert parse_reid_name("photo.jpg") == (-1, -1)
 
 
 def test_bad_inputs_raise(exported, tmp_path):
@@ -51,17 +174,53 @@ def test_bad_inputs_raise(exported, tmp_path):
     extractor = OnnxFeatureExtractor(onnx_path)
     with pytest.raises(FileNotFoundError, match="nope.jpg"):
         extractor(str(tmp_path / "nope.jpg"))
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+    (tmp_path / "text.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match="Cannot decode image .*text.jpg"):
+        extractor(str(tmp_path / "text.jpg"))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\).*GRAY2RGB"):
         extractor([np.zeros((64, 32), np.uint8)])
+    with pytest.raises(ValueError, match=r"\(H, W, 3\).*alpha"):
+        extractor([np.zeros((64, 32, 4), np.uint8)])
     with pytest.raises(ValueError, match="uint8 or float"):
         extractor([np.zeros((64, 32, 3), np.int16)])
+    with pytest.raises(ValueError, match=r"\[0, 255\]"):
+        extractor([np.full((64, 32, 3), 300.0, np.float32)])
+    with pytest.raises(ValueError, match="finite"):
+        extractor([np.full((64, 32, 3), np.nan, np.float32)])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        extractor([np.full((64, 32, 3), 0.5, np.float32)])
     with pytest.raises(ValueError, match="color"):
         extractor([np.zeros((64, 32, 3), np.uint8)], color="hsv")
+    with pytest.raises(TypeError, match="paths or arrays"):
+        extractor(42)
+    with pytest.raises(ValueError, match="No images"):
+        extractor([])
+    # The ONNX input itself has a fixed H, W: a wrong size or layout gets the expected shape.
+    with pytest.raises(ValueError, match=r"\('N', 64, 32, 3\).*got \(1, 32, 32, 3\)"):
+        extractor.run(np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        extractor.run(np.zeros((1, 64, 32, 3), np.float64))
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         OnnxFeatureExtractor(tmp_path / "missing.onnx")
+    model = onnx.load(onnx_path)
+    model.graph.input[0].name = "input_1"
+    for node in model.graph.node:
+        node.input[:] = ["input_1" if i == "images" else i for i in node.input]
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    with pytest.raises(ValueError, match="not a keras-mmga export"):
+        OnnxFeatureExtractor(tmp_path / "other.onnx")
     index = GalleryIndex.build(extractor, gallery)
     with pytest.raises(ValueError, match="dims"):
-        index.query(np.zeros(3))
-    # A wrong size at the ONNX input itself is refused by the runtime with the expected shape.
-    with pytest.raises(Exception, match="images"):
-        extractor.session.run(["features"], {"images": np.zeros((1, 32, 32, 3), np.float32)})
+        index.query(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="topk"):
+        index.query(index.features[0], topk=0)
+    index.save(tmp_path / "g")
+    with pytest.raises(ValueError, match="extractor"):
+        GalleryIndex.load(tmp_path / "g").query(str(gallery / NAMES[0]))
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        GalleryIndex.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="No images"):
+        GalleryIndex.build(extractor, tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="Gallery folder"):
+        GalleryIndex.build(extractor, tmp_path / "absent")
