@@ -1,7 +1,7 @@
 """Deployment with ONNX Runtime: a feature extractor and an on-disk gallery index.
 
-Needs only `onnxruntime`, `opencv` and `numpy` (no TensorFlow), so it runs where
-the exported model is deployed.
+Inference runs on ONNX Runtime, OpenCV and numpy; TensorFlow is not used
+(importing the `keras_mmga` package still loads Keras).
 
 Example:
 >>> from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
@@ -47,11 +47,13 @@ def read_image(path):
 def preprocess(image, image_size, color="rgb"):
     """One image → float32 RGB `(H, W, 3)` in [0, 255] at the model's size.
 
-    Resizing is bilinear with half-pixel centres (`cv2.INTER_LINEAR`), as the
-    training and evaluation pipelines' `tf.image.resize(..., "bilinear")`; on
-    Market-size crops the two differ by < 1e-3 grey levels (OpenCV computes in
-    float32 on float input) and JPEG decoding by libjpeg-turbo in both is
-    identical, see `tests/test_deploy.py`.
+    Resizing is bilinear with half-pixel centres (`cv2.INTER_LINEAR` on float32
+    pixels), as the training and evaluation pipelines'
+    `tf.image.resize(..., "bilinear")`: identical when shrinking, < 2e-3 grey
+    levels apart when enlarging. JPEG files are decoded with libjpeg's accurate
+    integer IDCT, identical to `tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")`;
+    TensorFlow's default (fast) IDCT differs by up to ~7 grey levels (mean ~1).
+    See `tests/test_deploy.py`.
 
     Args:
         image: a path, or an `(H, W, 3)` array: uint8, or float in [0, 255].

@@ -28,7 +28,7 @@ import os
 import keras
 import numpy as np
 
-# tf2onnx 1.17 tests opsets 14-18; TensorRT 8.5/8.6's ONNX parser documents
+# tf2onnx 1.17 tests opsets 14-18; the TensorRT 8.5 ONNX parser documents
 # opsets up to 17 (`tensorrt_ops.MAX_OPSET`), so 17 is the default that both
 # ONNX Runtime and TensorRT accept. 18 is allowed for newer runtimes.
 DEFAULT_OPSET = 17
@@ -183,7 +183,8 @@ def _tf2onnx_raise_errors():
 def convert(function, opset=DEFAULT_OPSET):
     """ONNX `ModelProto` of a `tf.function` with an input signature.
 
-    Graph outputs keep the names of the function's output dict.
+    A single input is named `images` and a single output `features`; several
+    outputs keep the names of the function's output dict.
 
     Example:
     >>> proto = convert(inference_function(model))
@@ -196,7 +197,7 @@ def convert(function, opset=DEFAULT_OPSET):
             proto, _ = tf2onnx.convert.from_function(function, **kwargs)
     except Exception:  # an optimiser failed: convert again, letting tf2onnx skip it
         proto, _ = tf2onnx.convert.from_function(function, **kwargs)
-    return proto
+    return _name_io(proto)
 
 
 def _rename_tensor(graph, old, new):
@@ -209,14 +210,14 @@ def _rename_tensor(graph, old, new):
 
 
 def _name_io(proto):
-    # tf2onnx names outputs after the dict keys and inputs after the TensorSpec,
-    # sometimes with a ":0" suffix; the deployment contract is the bare names.
+    # tf2onnx names inputs after the TensorSpec and outputs after the dict
+    # keys, in some versions with a ":0" suffix; the deployment contract is the
+    # bare names.
     graph = proto.graph
-    if len(graph.input) != 1 or len(graph.output) != 1:
-        raise RuntimeError(f"Expected one input and one output, got {len(graph.input)} and {len(graph.output)}.")
-    for value, name in ((graph.input[0], INPUT_NAME), (graph.output[0], OUTPUT_NAME)):
-        if value.name != name:
-            _rename_tensor(graph, value.name, name)
+    if len(graph.input) == 1 and graph.input[0].name != INPUT_NAME:
+        _rename_tensor(graph, graph.input[0].name, INPUT_NAME)
+    if len(graph.output) == 1 and graph.output[0].name != OUTPUT_NAME:
+        _rename_tensor(graph, graph.output[0].name, OUTPUT_NAME)
     return proto
 
 
@@ -461,8 +462,8 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             precision and distributed models are exported in float32 (see
             `float32_inference_copy`).
         output_path: the `.onnx` file to write (its folder is created).
-        opset: ONNX opset, 13 to 18 (default 17, the highest TensorRT 8.5/8.6
-            parses).
+        opset: ONNX opset, 13 to 18 (default 17, the highest the TensorRT 8.5
+            parser documents).
         nchw: input `(N, 3, H, W)` instead of `(N, H, W, 3)`.
         fp16: float16 weights and activations, float32 input, output and L2
             normalisation (see `to_float16`); parity tolerance `FP16_TOLERANCE`.
@@ -504,7 +505,11 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
     model = float32_inference_copy(source_model)
     h, w = model.image_size
 
-    proto = _name_io(convert(inference_function(model, nchw), opset))
+    proto = convert(inference_function(model, nchw), opset)
+    graph = proto.graph
+    if [i.name for i in graph.input] != [INPUT_NAME] or [o.name for o in graph.output] != [OUTPUT_NAME]:
+        raise RuntimeError(f"Expected one input 'images' and one output 'features', got "
+                           f"{[i.name for i in graph.input]} and {[o.name for o in graph.output]}.")
     if fp16:
         proto = to_float16(proto)
     os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
