@@ -368,6 +368,13 @@ def train(config, extra_callbacks=()):
     # The PK stream is seeded, so an uninterrupted run would now be
     # `initial_epoch * steps` batches in: skip them to see the same batches.
     dataset = train_data.dataset.skip(initial_epoch * steps) if initial_epoch else train_data.dataset
+    if config.strategy == "multiworker":
+        # Every worker generates the same seeded global stream; DATA sharding
+        # (after Keras re-batches per worker) keeps each worker's contiguous
+        # slice of every global batch, i.e. its whole identities.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
 
     nan_guard = NonFiniteLossGuard()
     callbacks = [ResumableBackup(backup_dir), nan_guard, LearningRateLogger()]
