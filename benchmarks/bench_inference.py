@@ -11,6 +11,11 @@ fastest round (interference only ever adds time); the median is printed too.
 
 Usage:
     python benchmarks/bench_inference.py [--variant mmga] [--rounds 7] [--threads 0]
+
+`--threads 1` runs every engine on one thread (TensorFlow and ONNX Runtime);
+then the images per CPU-second column is a load-independent measure of the
+work each engine does (with more threads ONNX Runtime's spinning workers
+inflate CPU time).
 """
 
 import argparse
@@ -76,6 +81,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per batch size")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
     args = parser.parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     keras.utils.set_random_seed(0)
     tmp = tempfile.mkdtemp()
     model = MMGA(751, variant=args.variant, input_shape=SHAPE, backbone_weights=None)
@@ -93,34 +101,40 @@ def main():
         f"ONNX Runtime fp32 ({args.variant} export)": lambda x: mmga_ort.run(["features"], {"images": x}),
         "ONNX Runtime fp32 (plain ResNet50-LS1)": lambda x: plain_ort.run(["features"], {"images": x}),
     }
-    rates, medians = {}, {}
+    rates, medians, per_cpu = {}, {}, {}
     for batch in (1, 32):
         x = np.random.RandomState(batch).uniform(0, 255, (batch,) + SHAPE).astype(np.float32)
         calls = 8 if batch == 1 else 1  # calls per round, so a round lasts ~0.2-1 s per engine
         times = {name: [] for name in engines}
+        cpu = {name: [] for name in engines}
         for fn in engines.values():
             fn(x)  # warm-up: tracing, allocation
         for _ in range(args.rounds):
             for name, fn in engines.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 for _ in range(calls):
                     fn(x)
                 times[name].append((time.perf_counter() - start) / calls)
+                cpu[name].append((time.process_time() - start_cpu) / calls)
         for name in engines:
             rates[name, batch] = batch / float(np.min(times[name]))
             medians[name, batch] = batch / float(np.median(times[name]))
+            per_cpu[name, batch] = batch / float(np.median(cpu[name]))
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, ORT {ort.__version__}, "
-          f"TF {tf.__version__}, Keras {keras.__version__}; best (median) of {args.rounds} rounds\n")
-    print("| engine | batch 1 (images/s) | batch 32 (images/s) |")
-    print("|---|---|---|")
+          f"TF {tf.__version__}, Keras {keras.__version__}, threads {args.threads or 'default'}; "
+          f"images/s: best (median) of {args.rounds} rounds; images per CPU-second: median\n")
+    print("| engine | batch 1 images/s | batch 32 images/s | batch 1 images/CPU-s | batch 32 images/CPU-s |")
+    print("|---|---|---|---|---|")
     for name in engines:
         print(f"| {name} | {rates[name, 1]:.1f} ({medians[name, 1]:.1f}) | {rates[name, 32]:.1f} "
-              f"({medians[name, 32]:.1f}) |")
+              f"({medians[name, 32]:.1f}) | {per_cpu[name, 1]:.1f} | {per_cpu[name, 32]:.1f} |")
     ort_name, plain_name, predict_name = list(engines)[2], list(engines)[3], list(engines)[0]
     for batch in (1, 32):
-        print(f"\nbatch {batch}: export / plain ResNet50 = {rates[ort_name, batch] / rates[plain_name, batch]:.2f} "
-              f"(target >= 0.9), export / Keras predict = {rates[ort_name, batch] / rates[predict_name, batch]:.2f} "
-              f"(target >= 1.3)")
+        for label, r in (("images/s", rates), ("images/CPU-s", per_cpu)):
+            print(f"\nbatch {batch}, {label}: export / plain ResNet50 = {r[ort_name, batch] / r[plain_name, batch]:.2f} "
+                  f"(target >= 0.9), export / Keras predict = {r[ort_name, batch] / r[predict_name, batch]:.2f} "
+                  f"(target >= 1.3)", end="")
+    print()
 
 
 if __name__ == "__main__":
