@@ -67,8 +67,9 @@ def test_train_writes_run_folder_and_evaluates(dataset, tmp_path):
 
 
 def test_resume_continues_with_optimizer_state_schedule_and_data(dataset, tmp_path):
-    # Learning rate halves after epoch 1, so the resumed run must restore the step count.
-    kw = dict(epochs=3, lr_decay_epochs=1, learning_rate=0.02)
+    # Learning rate halves after each epoch, so the resumed run must restore the
+    # step count. (baseline: the quickest graph; resume does not depend on the variant.)
+    kw = dict(epochs=3, lr_decay_epochs=1, learning_rate=0.02, variant="baseline")
     reference, _ = train(config(dataset, tmp_path / "straight", **kw))
 
     crashed = config(dataset, tmp_path / "crashed", **kw)
@@ -95,13 +96,14 @@ def test_resume_continues_with_optimizer_state_schedule_and_data(dataset, tmp_pa
                                keras.ops.convert_to_numpy(model.weights[0]))
 
     # The folder holds this run: other settings are refused before any model is built.
-    with pytest.raises(ValueError, match="variant: 'mmga' → 'baseline'"):
-        train(config(dataset, tmp_path / "crashed", **kw, variant="baseline"))
+    with pytest.raises(ValueError, match="variant: 'baseline' → 'mmga'"):
+        train(config(dataset, tmp_path / "crashed", **(kw | {"variant": "mmga"})))
 
 
 def test_nan_stops_with_message_and_keeps_last_good_epoch(dataset, tmp_path):
     # Epoch 1 trains at lr 0.01; the "decay" multiplies it by 1e30 from epoch 2 on.
-    cfg = config(dataset, tmp_path, epochs=3, steps_per_epoch=3, lr_decay_epochs=1, lr_decay_rate=1e30)
+    cfg = config(dataset, tmp_path, epochs=3, steps_per_epoch=3, lr_decay_epochs=1, lr_decay_rate=1e30,
+                 variant="baseline")
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*epoch 2.*keep epoch 1"):
         train(cfg)
     assert ResumableBackup.completed_epochs(tmp_path / "backup") == 1
@@ -160,3 +162,18 @@ def test_mixed_precision_policy_is_given_to_the_model(dataset, tmp_path):
     model = build_model(config(dataset, tmp_path, variant="baseline", mixed_precision=True), num_classes=5)
     assert model.dtype_policy.name == "mixed_bfloat16"  # no GPU here
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
+    # conftest.py splits the CPU into logical devices; the engine builds the
+    # PK stream for 2 replicas, the model under the strategy's scope, and
+    # evaluates and saves the mirrored model.
+    model, history = train(config(dataset, tmp_path, variant="baseline", strategy="mirrored",
+                                  devices=("/cpu:0", "/cpu:1"), sync_batchnorm=True, epochs=1,
+                                  steps_per_epoch=1, eval_every=1))
+    assert model.distribute_strategy.num_replicas_in_sync == 2
+    assert np.isfinite(history.history["loss"]).all() and 0 <= history.history["val_mAP"][0] <= 1
+    assert (tmp_path / "latest.keras").exists()
+    with pytest.raises(ValueError, match="divisible by the number of replicas"):
+        train(config(dataset, tmp_path / "odd", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
+                     num_identities=3))
