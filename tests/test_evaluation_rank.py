@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_mmga.evaluation import compute_distance_matrix, evaluate_rank
+from keras_mmga.evaluation import compute_distance_matrix, evaluate, evaluate_rank
 
 
 def brute_force(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -25,33 +25,70 @@ def brute_force(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
     return cmc_sum / len(aps), np.mean(aps), np.mean(inps), len(aps)
 
 
-@pytest.mark.parametrize("seed, integer_distances, num_matches_cap", [(0, False, 5), (1, True, 5), (2, True, 80), (3, False, 80)])
-def test_matches_brute_force(seed, integer_distances, num_matches_cap):
+def _problem(seed, num_q, num_g, num_ids, num_cams, dtype, integer_distances):
     rng = np.random.RandomState(seed)
-    num_q, num_g = 30, 300
-    ids = max(2, num_g // num_matches_cap)
-    q_pids, g_pids = rng.randint(0, ids, num_q), rng.randint(0, ids, num_g)
-    q_camids, g_camids = rng.randint(0, 3, num_q), rng.randint(0, 3, num_g)
-    # Integer distances force many ties, broken by gallery order.
-    distmat = rng.randint(0, 6, (num_q, num_g)).astype("float32") if integer_distances else rng.rand(num_q, num_g)
+    q_pids, g_pids = rng.randint(0, num_ids, num_q), rng.randint(-1, num_ids, num_g)  # -1: junk left in
+    q_camids, g_camids = rng.randint(0, num_cams, num_q), rng.randint(0, num_cams, num_g)
+    if integer_distances:  # many ties, broken by gallery order
+        distmat = rng.randint(0, 6, (num_q, num_g)).astype(dtype)
+    else:
+        distmat = rng.rand(num_q, num_g).astype(dtype)
     # A query whose only matches share its camera: skipped.
     q_pids[0], q_camids[0] = 999, 0
     g_pids[:2], g_camids[:2] = 999, 0
+    return distmat, q_pids, g_pids, q_camids, g_camids
+
+
+@pytest.mark.parametrize(
+    "seed, num_q, num_g, num_ids, integer_distances, dtype",
+    [
+        (0, 30, 300, 60, False, "float64"),
+        (1, 30, 300, 60, True, "float32"),
+        (2, 30, 300, 4, True, "float64"),  # ~75 matches a query
+        (3, 30, 300, 4, False, "float32"),
+        (4, 150, 400, 30, False, "float32"),  # several chunks of queries, threads
+        (5, 150, 400, 30, True, "int64"),
+        (6, 40, 200, 10, True, "float16"),
+    ],
+)
+def test_matches_brute_force(seed, num_q, num_g, num_ids, integer_distances, dtype):
+    distmat, q_pids, g_pids, q_camids, g_camids = _problem(seed, num_q, num_g, num_ids, 3, dtype, integer_distances)
     got = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20)
     cmc, mAP, mINP, n = brute_force(distmat, q_pids, g_pids, q_camids, g_camids, 20)
     assert got["num_valid_queries"] == n < num_q
+    assert got["cmc"].shape == (20,)
     np.testing.assert_allclose(got["cmc"], cmc, atol=1e-12)
     assert got["mAP"] == pytest.approx(mAP, abs=1e-12)
     assert got["mINP"] == pytest.approx(mINP, abs=1e-12)
+    # Same answer single-threaded and on a non-contiguous (Fortran-order) matrix.
+    single = evaluate_rank(np.asfortranarray(distmat), q_pids, g_pids, q_camids, g_camids, 20, num_threads=1)
+    np.testing.assert_array_equal(single["cmc"], got["cmc"])
+    assert single["mAP"] == got["mAP"] and single["mINP"] == got["mINP"]
 
 
 def test_hand_computed_example():
-    # Gallery order by distance: g1 (match), g0, g2 (match), g3 (same pid, same camera: removed).
+    # By distance: g3 (same pid and camera: removed), g1 (match), g0, g2 (match): matches at ranks 1 and 3.
     distmat = np.array([[0.2, 0.1, 0.3, 0.05]])
     got = evaluate_rank(distmat, [1], [5, 1, 1, 1], [0], [1, 1, 2, 0], max_rank=3)
     assert got["cmc"].tolist() == [1.0, 1.0, 1.0]
     assert got["mAP"] == pytest.approx((1 / 1 + 2 / 3) / 2)
     assert got["mINP"] == pytest.approx(2 / 3)
+    assert got["num_valid_queries"] == 1
+
+
+def test_ties_follow_gallery_order():
+    # All at the same distance: the match at index 2 ranks third (after g0 and g1).
+    got = evaluate_rank(np.zeros((1, 4), "float32"), [7], [1, 2, 7, 3], [0], [1, 1, 1, 1], max_rank=4)
+    assert got["cmc"].tolist() == [0.0, 0.0, 1.0, 1.0]
+    assert got["mAP"] == pytest.approx(1 / 3) and got["mINP"] == pytest.approx(1 / 3)
+
+
+def test_two_queries_average_and_max_rank_capped():
+    # q0: match first; q1: match second. CMC capped at the gallery size (3).
+    distmat = np.array([[0.1, 0.5, 0.9], [0.1, 0.2, 0.9]], "float32")
+    got = evaluate_rank(distmat, [1, 2], [1, 2, 3], [0, 0], [1, 1, 1], max_rank=50)
+    assert got["cmc"].tolist() == [0.5, 1.0, 1.0]
+    assert got["mAP"] == pytest.approx((1 + 0.5) / 2) and got["mINP"] == pytest.approx((1 + 0.5) / 2)
 
 
 def test_distractors_are_non_matches_and_errors():
@@ -62,6 +99,12 @@ def test_distractors_are_non_matches_and_errors():
         evaluate_rank(distmat, [3, 4], [0, 3], [0], [1, 1])
     with pytest.raises(ValueError, match="No query"):
         evaluate_rank(distmat, [3], [0, 3], [1], [1, 1])
+    with pytest.raises(ValueError, match="2-D"):
+        evaluate_rank(distmat[0], [3], [0, 3], [0], [1, 1])
+    with pytest.raises(ValueError, match="integer"):
+        evaluate_rank(distmat, [3.5], [0, 3], [0], [1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate_rank(np.array([[0.1, np.nan]]), [3], [0, 3], [0], [1, 1])
 
 
 def test_distance_matrix_metrics_agree_on_normalised_features():
@@ -70,7 +113,23 @@ def test_distance_matrix_metrics_agree_on_normalised_features():
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     g /= np.linalg.norm(g, axis=1, keepdims=True)
     euclid = compute_distance_matrix(q, g, "euclidean")
+    assert euclid.dtype == np.float32
     np.testing.assert_allclose(euclid, ((q[:, None] - g[None]) ** 2).sum(-1), atol=1e-5)
+    np.testing.assert_allclose(compute_distance_matrix(q, g, squared=False), np.sqrt(euclid), atol=1e-5)
     np.testing.assert_allclose(euclid, 2 * compute_distance_matrix(q, g, "cosine"), atol=1e-5)
+    np.testing.assert_allclose(compute_distance_matrix(q, g, precision="bfloat16"), euclid, atol=2e-2)
     with pytest.raises(ValueError, match="same D"):
         compute_distance_matrix(q, g[:, :3])
+    with pytest.raises(ValueError, match="metric"):
+        compute_distance_matrix(q, g, "manhattan")
+
+
+def test_evaluate_from_features():
+    rng = np.random.RandomState(0)
+    centres = rng.normal(size=(5, 16))
+    g_pids, q_pids = np.repeat(np.arange(5), 4), np.arange(5)
+    gf = centres[g_pids] + 0.1 * rng.normal(size=(20, 16))
+    qf = centres[q_pids] + 0.1 * rng.normal(size=(5, 16))
+    result, distmat = evaluate(qf, gf, q_pids, g_pids, np.zeros(5, int), np.ones(20, int), return_distmat=True)
+    assert distmat.shape == (5, 20)
+    assert result["cmc"][0] == 1.0 and result["mAP"] == pytest.approx(1.0)
