@@ -3,6 +3,10 @@
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -12,6 +16,8 @@ from keras_mmga.data import synthetic
 from keras_mmga.engine import TrainConfig, TrainingDiverged, build_model, evaluate_model, train
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.trainer import _check_batches
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +40,6 @@ def read_log(path):
         return list(csv.DictReader(f))
 
 
-class CrashAfterEpoch(keras.callbacks.Callback):
-    """Simulates a crash right after epoch `epoch` (0-based) was backed up."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated crash")
-
-
 def test_train_writes_run_folder_and_evaluates(dataset, tmp_path):
     model, history = train(config(dataset, tmp_path, eval_every=2, epochs=2))
     for name in ("latest.keras", "best.keras", "best.json", "log.csv", "config.json"):
@@ -66,38 +60,61 @@ def test_train_writes_run_folder_and_evaluates(dataset, tmp_path):
     assert os.listdir(tmp_path / "pics" / "rankings") and os.listdir(tmp_path / "pics" / "attention")
 
 
-def test_resume_continues_with_optimizer_state_schedule_and_data(dataset, tmp_path):
-    # Learning rate halves after each epoch, so the resumed run must restore the
+def train_command(dataset, out, **kw):
+    """scripts/train.py with the settings of `config(dataset, out, **kw)`."""
+    c = config(dataset, out, **kw)
+    return [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", c.dataset_root, "--masks",
+            c.mask_root, "--output", c.output_dir, "--variant", c.variant, "--height", "64", "--width", "32",
+            "-P", str(c.num_identities), "-K", str(c.num_instances), "--epochs", str(c.epochs),
+            "--steps-per-epoch", str(c.steps_per_epoch), "--lr", str(c.learning_rate),
+            "--lr-decay-epochs", str(c.lr_decay_epochs), "--backbone-weights", "none", "--eval-every", "0",
+            "--seed", str(c.seed), "--verbose", "0"]
+
+
+def test_sigkill_mid_epoch_then_restart_equals_uninterrupted_run(dataset, tmp_path):
+    # Learning rate halves after each epoch, so the restart must restore the
     # step count. (baseline: the quickest graph; resume does not depend on the variant.)
-    kw = dict(epochs=3, lr_decay_epochs=1, learning_rate=0.02, variant="baseline")
+    kw = dict(epochs=3, steps_per_epoch=4, lr_decay_epochs=1, learning_rate=0.02, variant="baseline")
     reference, _ = train(config(dataset, tmp_path / "straight", **kw))
 
-    crashed = config(dataset, tmp_path / "crashed", **kw)
-    with pytest.raises(KeyboardInterrupt):
-        train(crashed, extra_callbacks=[CrashAfterEpoch(0)])
-    assert ResumableBackup.completed_epochs(tmp_path / "crashed" / "backup") == 1
-    model, history = train(crashed)
+    run = tmp_path / "crashed"
+    command = train_command(dataset, run, **kw)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    stderr = open(tmp_path / "stderr.txt", "w")  # a file: a full pipe would block the child
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.time() + 240
+    # The CSV row of epoch 1 is written after its backup: kill right after it,
+    # i.e. during epoch 2.
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "log.csv").exists() and len(read_log(run / "log.csv")) >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    stderr.close()
+    assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()[-2000:]
+    done = ResumableBackup.completed_epochs(run / "backup")
+    assert 1 <= done < 3
 
-    assert len(history.history["loss"]) == 2  # epochs 2 and 3 only
-    assert int(model.optimizer.iterations) == 3 * crashed.steps_per_epoch
-    rows = read_log(tmp_path / "crashed" / "log.csv")
+    restart = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert restart.returncode == 0, restart.stderr[-3000:]
+    rows = read_log(run / "log.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.02, 0.01, 0.005])
+
+    # Re-running the finished command trains nothing and restores the final state.
+    model, history = train(config(dataset, run, **kw))
+    assert not history.history.get("loss")
+    assert int(model.optimizer.iterations) == 3 * kw["steps_per_epoch"]
     # Same weights as the uninterrupted run: momentum buffers, step counter and
     # the position in the seeded PK stream were all restored. (CPU kernels are
     # deterministic up to summation order in threaded kernels: ~1e-7 relative.)
     for a, b in zip(reference.weights, model.weights):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-5, atol=1e-6)
 
-    # A finished run re-run is a no-op that restores the final weights.
-    again, history = train(crashed)
-    assert history.history == {} or not history.history.get("loss")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(again.weights[0]),
-                               keras.ops.convert_to_numpy(model.weights[0]))
-
     # The folder holds this run: other settings are refused before any model is built.
     with pytest.raises(ValueError, match="variant: 'baseline' → 'mmga'"):
-        train(config(dataset, tmp_path / "crashed", **(kw | {"variant": "mmga"})))
+        train(config(dataset, run, **(kw | {"variant": "mmga"})))
 
 
 def test_nan_stops_with_message_and_keeps_last_good_epoch(dataset, tmp_path):
