@@ -162,10 +162,11 @@ def write_pictures(model, data, distmat, out_dir, max_queries=12):
         return written
     height, width = model.image_size
     for path, _, _ in data.query[:max_queries]:
-        shown = cv2.resize(visualize.read_image(path), (width, height), interpolation=cv2.INTER_LINEAR)
-        rgb = np.ascontiguousarray(shown[..., ::-1], dtype=np.float32)[None]
-        maps = {k: keras.ops.convert_to_numpy(v)[0] for k, v in model.attention_maps(rgb).items()}
+        shown = cv2.resize(visualize.read_image(path, channel_order="rgb"), (width, height),
+                           interpolation=cv2.INTER_LINEAR)
+        maps = {k: keras.ops.convert_to_numpy(v)[0]
+                for k, v in model.attention_maps(shown.astype(np.float32)[None]).items()}
         target = os.path.join(out_dir, "attention", os.path.splitext(os.path.basename(path))[0] + ".png")
-        visualize.save_attention_overlay(target, shown, maps)
+        visualize.save_attention_overlay(target, shown, maps, channel_order="rgb")
         written.append(target)
     return written
