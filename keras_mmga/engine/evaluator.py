@@ -9,9 +9,7 @@ import numpy as np
 
 from keras_mmga import visualize
 from keras_mmga.data import load_dataset, make_eval_dataset
-from keras_mmga.evaluation import compute_distance_matrix, evaluate_rank
-from keras_mmga.evaluation.features import extract_features
-from keras_mmga.evaluation.rerank import re_ranking
+from keras_mmga.evaluation import compute_distance_matrix, evaluate_rank, extract_features, re_ranking
 
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
