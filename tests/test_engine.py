@@ -88,7 +88,7 @@ def test_preflight_errors(dataset, tmp_path):
 
 def test_scripts_are_thin_wrappers(dataset, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    for script in ("train.py", "evaluate.py", "export_onnx.py", "search.py", "demo.py", "make_synthetic.py"):
+    for script in ("train.py", "evaluate.py", "export_onnx.py", "search.py", "demo.py", "ablation.py", "make_synthetic.py"):
         out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "--help"], capture_output=True,
                              text=True, env=env, timeout=120)
         assert out.returncode == 0 and "usage" in out.stdout.lower(), script
