@@ -123,7 +123,8 @@ def run_demo(config=None, export=True):
         verbose=2,
     )
 
-    # The untrained model is the one training starts from (same seed).
+    # The untrained model is the one training starts from: train() seeds the
+    # same way right before building its model.
     keras.utils.set_random_seed(config.seed)
     untrained = build_model(train_config, data.num_train_pids)
     print("Evaluating the untrained model ...")

@@ -351,7 +351,12 @@ def train(config, extra_callbacks=()):
     steps = int(config.steps_per_epoch or train_data.steps_per_epoch)
     initial_epoch = _check_resume(config, out, data.num_train_pids)
 
-    # 3. Model under the strategy's scope.
+    # 3. Model under the strategy's scope. Keras initialisers draw their seeds
+    # from Python's `random` when constructed, and the data set-up above may
+    # consume it differently in a fresh process than in one that already ran
+    # (lazy imports, tracing caches): re-seed so the initial weights depend on
+    # the seed alone.
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_model(config, data.num_train_pids, steps_per_epoch=steps)
     _check_batches(train_data.dataset.element_spec, model, train_data.batch_size)
