@@ -94,8 +94,11 @@ class TrainConfig:
             `mixed_bfloat16` on CPU; losses stay float32.
         seed: seeds Python, NumPy, TensorFlow, the PK sampler and the
             augmentation.
-        deterministic: also enable TensorFlow's op determinism (slower on
-            GPU; CPU kernels are deterministic already).
+        deterministic: also enable TensorFlow's op determinism (GPU kernels).
+            On CPU it is not enough for bit-identical runs: TensorFlow's
+            threaded kernels differ from run to run; set
+            `TF_NUM_INTRAOP_THREADS=1` and `TF_NUM_INTEROP_THREADS=1` in the
+            environment (before TensorFlow starts) for that.
         verbose: Keras progress verbosity (0, 1 or 2).
 
     Example:

@@ -1,0 +1,107 @@
+"""Training-step time of MMGA on one device vs MirroredStrategy replicas, float32 or mixed precision.
+
+Usage:
+    python benchmarks/bench_distribute.py                  # 1 vs 2 logical CPU devices, each in its own process
+    python benchmarks/bench_distribute.py --replicas 2     # one configuration
+    python benchmarks/bench_distribute.py --batch 96 --height 384 --width 128 --mixed-precision   # on a GPU
+
+On a CPU machine `--replicas N` splits the CPU into N logical devices (the
+same cores: this measures the cost of the replicated step, all-reduces,
+synchronised BatchNorm and the all-gathered triplet, not a speed-up). With a
+GPU the model runs on it (one replica per visible GPU). Each configuration runs
+in a fresh process because TensorFlow fixes its devices at start-up. Random
+images and masks, one warm-up step (tracing), then `--steps` timed steps.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def measure(args):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_mmga import MMGA, distribute
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        strategy = distribute.make_strategy("mirrored") if len(gpus) > 1 else distribute.make_strategy("one")
+    else:
+        if args.replicas > 1:
+            tf.config.set_logical_device_configuration(
+                tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * args.replicas
+            )
+            strategy = distribute.make_strategy("mirrored", [f"/cpu:{i}" for i in range(args.replicas)])
+        else:
+            strategy = distribute.make_strategy("one")
+    policy = None
+    if args.mixed_precision:
+        policy = "mixed_float16" if gpus else "mixed_bfloat16"
+    keras.utils.set_random_seed(0)
+    ids = args.batch // 4
+    with strategy.scope():
+        model = MMGA(ids, variant=args.variant, input_shape=(args.height, args.width, 3), backbone_weights=None,
+                     sync_batchnorm=strategy.num_replicas_in_sync > 1, dtype=policy)
+        model.compile(steps_per_epoch=args.steps, cross_replica_triplet=not args.per_replica_triplet)
+    rng = np.random.RandomState(0)
+    x = rng.uniform(0, 255, (args.batch, args.height, args.width, 3)).astype("float32")
+    y = {
+        "labels": np.repeat(np.arange(ids), 4).astype("int32"),
+        "masks": rng.rand(args.batch, args.height // 16, args.width // 16, 3).astype("float32"),
+    }
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # trace + compile
+    start = time.perf_counter()
+    model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0)
+    seconds = (time.perf_counter() - start) / args.steps
+    return {
+        "device": "GPU" if gpus else "CPU",
+        "replicas": strategy.num_replicas_in_sync,
+        "precision": policy or "float32",
+        "triplet mining": "per replica" if args.per_replica_triplet else "global",
+        "s/step": round(seconds, 3),
+        "images/s": round(args.batch / seconds, 1),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicas", type=int, help="one configuration (default: 1 and 2, each in a subprocess)")
+    parser.add_argument("--variant", default="mmga")
+    parser.add_argument("--batch", type=int, default=32, help="global batch, a multiple of 4 × replicas")
+    parser.add_argument("--height", type=int, default=128)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--per-replica-triplet", action="store_true")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.replicas is not None:
+        result = measure(args)
+        print(json.dumps(result) if args.json else result)
+        return
+    rows = []
+    for replicas in (1, 2):
+        command = [sys.executable, __file__, "--json", "--replicas", str(replicas)] + [
+            a for a in sys.argv[1:] if a != "--json"
+        ]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    keys = list(rows[0])
+    print(f"MMGA {args.variant}, batch {args.batch}, {args.height}x{args.width}, {args.steps} timed steps")
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
