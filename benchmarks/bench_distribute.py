@@ -9,8 +9,9 @@ On a CPU machine `--replicas N` splits the CPU into N logical devices (the
 same cores: this measures the cost of the replicated step, all-reduces,
 synchronised BatchNorm and the all-gathered triplet, not a speed-up). With a
 GPU the model runs on it (one replica per visible GPU). Each configuration runs
-in a fresh process because TensorFlow fixes its devices at start-up. Random
-images and masks, one warm-up step (tracing), then `--steps` timed steps.
+in a fresh process because TensorFlow fixes its devices at start-up. The step
+is timed by `bench_model.step_time`: random images and masks, one warm-up step
+(tracing), then `--steps` timed steps.
 """
 
 import argparse
@@ -18,49 +19,31 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def measure(args):
-    import keras
-    import numpy as np
     import tensorflow as tf
 
-    from keras_mmga import MMGA, distribute
+    from keras_mmga import distribute
+    from keras_mmga.engine.trainer import mixed_precision_policy
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        strategy = distribute.make_strategy("mirrored") if len(gpus) > 1 else distribute.make_strategy("one")
+        strategy = distribute.make_strategy("mirrored" if len(gpus) > 1 else "one")
+    elif args.replicas > 1:
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * args.replicas
+        )
+        strategy = distribute.make_strategy("mirrored", [f"/cpu:{i}" for i in range(args.replicas)])
     else:
-        if args.replicas > 1:
-            tf.config.set_logical_device_configuration(
-                tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * args.replicas
-            )
-            strategy = distribute.make_strategy("mirrored", [f"/cpu:{i}" for i in range(args.replicas)])
-        else:
-            strategy = distribute.make_strategy("one")
-    policy = None
-    if args.mixed_precision:
-        policy = "mixed_float16" if gpus else "mixed_bfloat16"
-    keras.utils.set_random_seed(0)
-    ids = args.batch // 4
-    with strategy.scope():
-        model = MMGA(ids, variant=args.variant, input_shape=(args.height, args.width, 3), backbone_weights=None,
-                     sync_batchnorm=strategy.num_replicas_in_sync > 1, dtype=policy)
-        model.compile(steps_per_epoch=args.steps, cross_replica_triplet=not args.per_replica_triplet)
-    rng = np.random.RandomState(0)
-    x = rng.uniform(0, 255, (args.batch, args.height, args.width, 3)).astype("float32")
-    y = {
-        "labels": np.repeat(np.arange(ids), 4).astype("int32"),
-        "masks": rng.rand(args.batch, args.height // 16, args.width // 16, 3).astype("float32"),
-    }
-    data = tf.data.Dataset.from_tensors((x, y)).repeat()
-    model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # trace + compile
-    start = time.perf_counter()
-    model.fit(data, epochs=1, steps_per_epoch=args.steps, verbose=0)
-    seconds = (time.perf_counter() - start) / args.steps
+        strategy = distribute.make_strategy("one")
+    policy = mixed_precision_policy() if args.mixed_precision else None
+    from bench_model import step_time  # same measurement, beside this script
+
+    seconds = step_time(args.variant, args.batch, args.height, args.width, args.steps, strategy=strategy,
+                        dtype=policy, cross_replica_triplet=not args.per_replica_triplet)
     return {
         "device": "GPU" if gpus else "CPU",
         "replicas": strategy.num_replicas_in_sync,

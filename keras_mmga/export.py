@@ -28,6 +28,8 @@ import os
 import keras
 import numpy as np
 
+from keras_mmga.memory import release_freed_memory
+
 # tf2onnx 1.17 tests opsets 14-18; the TensorRT 8.5 ONNX parser documents
 # opsets up to 17 (`tensorrt_ops.MAX_OPSET`), so 17 is the default that both
 # ONNX Runtime and TensorRT accept. 18 is allowed for newer runtimes.
@@ -199,24 +201,8 @@ def convert(function, opset=DEFAULT_OPSET):
         except Exception:  # an optimiser failed: convert again, letting tf2onnx skip it
             proto, _ = tf2onnx.convert.from_function(function, **kwargs)
     finally:
-        _release_conversion_memory()
+        release_freed_memory()  # the conversion's ~4 GB, before anything else runs
     return _name_io(proto)
-
-
-def _release_conversion_memory():
-    # A ResNet50 conversion allocates ~4 GB (frozen graph, grappler, tf2onnx's
-    # graph of numpy constants, held in reference cycles) for a ~120 MB model.
-    # Collecting the cycles and handing glibc's freed arenas back to the OS
-    # keeps a process that exports several models (a test session, a sweep)
-    # from growing by gigabytes per export.
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def _rename_tensor(graph, old, new):

@@ -4,10 +4,14 @@ Keras 3.15's `fit` needs keras_mmga.distribute's workarounds under this
 strategy (keras-team/keras#20585); this test is what shows they work.
 """
 
+import csv
 import json
+import os
 import socket
 
 import numpy as np
+
+from keras_mmga.data import synthetic
 
 from workers import runner
 
@@ -48,6 +52,7 @@ def test_two_workers_match_single_process(tmp_path):
 
 
 def _h5_arrays(path):
+    """The datasets of a Keras `.weights.h5` file by their path in it."""
     import h5py
 
     arrays = {}
@@ -56,53 +61,45 @@ def _h5_arrays(path):
     return arrays
 
 
+def _read_log(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def test_engine_trains_the_synthetic_dataset_on_two_workers(tmp_path):
     # scripts/train.py --strategy multiworker, as the README launches it: every
     # worker generates the same seeded PK stream and keeps its contiguous half
     # of each global batch (whole identities); only the chief writes the run
-    # folder, the other worker keeps its own resume state.
-    import csv
-    import os
-    import subprocess
-    import sys
-
-    from keras_mmga.data import synthetic
-
+    # folder's checkpoints and logs, each other worker its own resume state.
     images, masks = synthetic.write_dataset(tmp_path / "data", num_train_ids=5, num_test_ids=4, seed=0,
                                             num_distractors=2, num_junk=1)
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "train.py")
 
     def command(out, strategy):
-        return [sys.executable, script, "--data", images, "--masks", masks, "--output", str(out),
-                "--variant", "mmga", "--height", "64", "--width", "32", "-P", "4", "-K", "2", "--epochs", "2",
-                "--steps-per-epoch", "1", "--lr", "0.01", "--backbone-weights", "none", "--eval-every", "0",
-                "--seed", "5", "--sync-batchnorm", "--strategy", strategy, "--verbose", "0"]
+        return [script, "--data", images, "--masks", masks, "--output", out, "--variant", "mmga", "--height", "64",
+                "--width", "32", "-P", "4", "-K", "2", "--epochs", "2", "--steps-per-epoch", "1", "--lr", "0.01",
+                "--backbone-weights", "none", "--eval-every", "0", "--seed", "5", "--sync-batchnorm",
+                "--strategy", strategy, "--verbose", "0"]
 
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    base_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    base_env.pop("TF_CONFIG", None)
-    procs = []
-    for i in range(2):
-        env = dict(base_env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        log = open(tmp_path / f"worker{i}.log", "w")
-        procs.append(subprocess.Popen(command(tmp_path / "run", "multiworker"), env=env, stdout=log,
-                                      stderr=subprocess.STDOUT))
+    procs = [
+        runner.spawn(command(tmp_path / "run", "multiworker"), tmp_path / f"worker{i}.log",
+                     tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(2)
+    ]
     runner.finish(procs, timeout=480)
     for i, p in enumerate(procs):
         assert p.returncode == 0, (tmp_path / f"worker{i}.log").read_text()[-3000:]
-    single = subprocess.run(command(tmp_path / "single", "one"), env=base_env, capture_output=True, text=True,
-                            timeout=300)
-    assert single.returncode == 0, single.stderr[-3000:]
+    single = runner.spawn(command(tmp_path / "single", "one"), tmp_path / "single.log")
+    runner.finish([single], timeout=300)
+    assert single.returncode == 0, (tmp_path / "single.log").read_text()[-3000:]
 
     run = tmp_path / "run"
     assert (run / "latest.keras").exists() and (run / "config.json").exists()
-    # Worker 1 wrote only its own resume state.
+    # Worker 1 keeps a full resume state of its own.
     assert sorted(os.listdir(run / "backup" / "worker1")) == sorted(
         n for n in os.listdir(run / "backup") if n != "worker1")
-    with open(run / "log.csv") as f:
-        rows = list(csv.DictReader(f))
-    with open(tmp_path / "single" / "log.csv") as f:
-        reference = list(csv.DictReader(f))
+    rows, reference = _read_log(run / "log.csv"), _read_log(tmp_path / "single" / "log.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     # Epoch 1 is one step: the losses of the initial weights on the first
     # global batch, which the two workers must compute exactly as one process
@@ -114,4 +111,4 @@ def test_engine_trains_the_synthetic_dataset_on_two_workers(tmp_path):
     chief = _h5_arrays(run / "backup" / "latest.weights.h5")
     other = _h5_arrays(run / "backup" / "worker1" / "latest.weights.h5")
     assert chief.keys() == other.keys() and len(chief) > 300
-    assert max(float(np.max(np.abs(chief[k] - other[k]))) for k in chief) < 1e-6
+    assert runner.max_difference([chief[k] for k in chief], [other[k] for k in chief]) < 1e-6

@@ -10,13 +10,19 @@ import numpy as np
 SCRIPT = os.path.join(os.path.dirname(__file__), "train_steps.py")
 
 
-def start(out, *args, log=None):
+def spawn(argv, log, tf_config=None):
+    """A Python process running `argv` on the CPU, output to the file `log`,
+    with `tf_config` (a dict) as its TF_CONFIG or none at all."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_CONFIG", None)
-    log_file = open(log or (str(out) + ".log"), "w")
-    return subprocess.Popen(
-        [sys.executable, SCRIPT, str(out), *args], stdout=log_file, stderr=subprocess.STDOUT, env=env
-    )
+    if tf_config is not None:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    with open(log, "w") as log_file:  # the child keeps its own handle
+        return subprocess.Popen([sys.executable, *map(str, argv)], stdout=log_file, stderr=subprocess.STDOUT, env=env)
+
+
+def start(out, *args, log=None):
+    return spawn([SCRIPT, out, *args], log or (str(out) + ".log"))
 
 
 def finish(procs, timeout):

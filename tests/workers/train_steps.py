@@ -4,9 +4,7 @@ Used by the distribution tests, each run in a fresh process (TensorFlow fixes
 its devices at start-up, and strategies of different sizes in one process
 collide on collective-op keys).
 
-    train_steps.py OUT.npz [--replicas N] [--tf-config JSON] [--steps S]
-                           [--triplet-weight W] [--per-replica-triplet]
-                           [--evaluate-mining]
+    train_steps.py OUT.npz [--replicas N] [--tf-config JSON] [--steps S] [--evaluate-mining]
 
 Writes OUT.npz (the model's weights in order) and OUT.json (fit history).
 --evaluate-mining also evaluates the first global batch after training with
@@ -26,8 +24,6 @@ parser.add_argument("out")
 parser.add_argument("--replicas", type=int, default=1)
 parser.add_argument("--tf-config")
 parser.add_argument("--steps", type=int, default=1)
-parser.add_argument("--triplet-weight", type=float, default=2.0)
-parser.add_argument("--per-replica-triplet", action="store_true")
 parser.add_argument("--evaluate-mining", action="store_true")
 args = parser.parse_args()
 
@@ -77,12 +73,7 @@ def main():
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = MMGA(4, variant="mmga", input_shape=SHAPE, backbone_weights=None, sync_batchnorm=True, dtype="float64")
-        model.compile(
-            steps_per_epoch=args.steps,
-            learning_rate=0.01,
-            triplet_weight=args.triplet_weight,
-            cross_replica_triplet=not args.per_replica_triplet,
-        )
+        model.compile(steps_per_epoch=args.steps, learning_rate=0.01)
     initial = [keras.ops.convert_to_numpy(v) for v in model.weights]
     history = model.fit(global_batches(args.steps), epochs=1, verbose=0).history
     final = [keras.ops.convert_to_numpy(v) for v in model.weights]
@@ -94,8 +85,7 @@ def main():
         info["mining"] = {}
         for name, cross_replica in (("global", True), ("per_replica", False)):
             with strategy.scope():
-                model.compile(steps_per_epoch=1, triplet_weight=args.triplet_weight,
-                              cross_replica_triplet=cross_replica)
+                model.compile(steps_per_epoch=1, cross_replica_triplet=cross_replica)
             logs = model.evaluate(global_batches(1), verbose=0, return_dict=True)
             info["mining"][name] = {k: float(v) for k, v in logs.items()}
     with open(args.out + ".json", "w") as f:
