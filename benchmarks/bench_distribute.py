@@ -10,8 +10,8 @@ same cores: this measures the cost of the replicated step, all-reduces,
 synchronised BatchNorm and the all-gathered triplet, not a speed-up). With a
 GPU the model runs on it (one replica per visible GPU). Each configuration runs
 in a fresh process because TensorFlow fixes its devices at start-up. The step
-is timed by `bench_model.step_time`: random images and masks, one warm-up step
-(tracing), then `--steps` timed steps.
+is timed by `bench_model.step_time`: random images and masks, two warm-up steps
+(tracing), then the median of `--steps` steps each timed on its own.
 """
 
 import argparse
