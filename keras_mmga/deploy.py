@@ -7,7 +7,7 @@ Example:
 >>> from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
 >>> extractor = OnnxFeatureExtractor("exported/mmga_market.onnx")
 >>> index = GalleryIndex.build(extractor, "Market-1501/bounding_box_test")
->>> index.save("market_gallery")
+>>> index.save("market_gallery")          # market_gallery.index.npz + market_gallery.index.json
 >>> index.query("Market-1501/query/0001_c1s1_001051_00.jpg", topk=5, extractor=extractor)[0]["pid"]
 1
 """
@@ -15,12 +15,19 @@ Example:
 import hashlib
 import json
 import os
+import zipfile
 
 import cv2
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-INDEX_FORMAT = 1
+# The "format" of the model card `NAME.json` that `keras_mmga.export` writes
+# beside `NAME.onnx`; a JSON file there without it is not ours to trust.
+CARD_FORMAT = "keras-mmga onnx export"
+# A saved gallery index is `PREFIX.index.npz` + `PREFIX.index.json`: not
+# `PREFIX.json`, which is the model card's name when PREFIX is the model's.
+INDEX_SUFFIX = ".index"
+INDEX_FORMAT = "keras-mmga gallery index"
 
 
 # -------------------------------------------------------------------- images
@@ -107,6 +114,44 @@ def _as_list(images):
     raise TypeError(f"Expected image paths or arrays, got {type(images).__name__}.")
 
 
+def _read_json(path, what):
+    """The JSON at `path`, or a `ValueError` that names the file and what it should be."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path!r} is not valid JSON (expected {what}): {err}.") from None
+
+
+def read_model_card(card_path):
+    """The model card at `card_path`, checked to be one `keras_mmga.export` wrote.
+
+    The extractor takes the input layout from the card, so a foreign JSON file
+    under the card's name (another tool's, or a gallery index saved with the
+    model's prefix by an older version) must be refused, not half-read.
+
+    Raises:
+        ValueError: naming the file, if it is not JSON, not a keras-mmga card,
+            or has no usable `input.layout` / `input.shape`.
+    """
+    card = _read_json(card_path, "a keras-mmga model card")
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        hint = " (it looks like a gallery index saved under the model's name)" if isinstance(card, dict) and (
+            "paths" in card) else ""
+        raise ValueError(
+            f"{card_path!r} is not a keras-mmga model card (expected \"format\": {CARD_FORMAT!r}, got {found!r})"
+            f"{hint}; re-export the model, or remove the file to use the graph's input shape."
+        )
+    spec = card.get("input")
+    if not isinstance(spec, dict) or spec.get("layout") not in ("NHWC", "NCHW") or not (
+        isinstance(spec.get("shape"), list) and len(spec["shape"]) == 4
+    ):
+        raise ValueError(f"{card_path!r}: expected \"input\" with \"layout\" 'NHWC' or 'NCHW' and a 4-D "
+                         f"\"shape\"; got {spec!r}.")
+    return card
+
+
 def _sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -146,7 +191,10 @@ class OnnxFeatureExtractor:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         self.path, self.batch_size = path, int(batch_size)
-        self.session = ort.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime's own classes (InvalidProtobuf, Fail, ...), all plain Exception
+            raise ValueError(f"ONNX Runtime cannot load {path!r}: {err}") from err
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] != ["features"]:
             raise ValueError(f"{path!r} is not a keras-mmga export (expected input 'images' and output 'features').")
@@ -156,13 +204,16 @@ class OnnxFeatureExtractor:
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
             raise ValueError(f"{path!r}: expected input (N, H, W, 3) or (N, 3, H, W) with fixed H, W; got {shape}.")
         card_path = os.path.splitext(path)[0] + ".json"
-        self.card = None
-        if os.path.isfile(card_path):
-            with open(card_path) as f:
-                self.card = json.load(f)
-            self.layout = self.card["input"]["layout"]
-        else:
+        self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
+        if self.card is None:
             self.layout = "NCHW" if shape[1] == 3 and shape[3] != 3 else "NHWC"
+        else:
+            self.layout = self.card["input"]["layout"]
+            if list(self.card["input"]["shape"][1:]) != list(shape[1:]):
+                raise ValueError(
+                    f"{card_path!r} describes input {self.card['input']['shape']}, but {path!r} takes {shape}: "
+                    "the card belongs to another export (re-export, or remove the card)."
+                )
         expected_channels = shape[1] if self.layout == "NCHW" else shape[3]
         if expected_channels != 3:
             raise ValueError(f"{path!r}: input shape {shape} does not match layout {self.layout}.")
@@ -217,6 +268,8 @@ class OnnxFeatureExtractor:
 # --------------------------------------------------------------- the gallery
 def _list_images(folder):
     folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Gallery folder not found: {folder!r}.")
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
 
 
@@ -232,8 +285,28 @@ def parse_reid_name(name):
     return -1, -1
 
 
+def _index_files(prefix):
+    """`(PREFIX.index.npz, PREFIX.index.json)`: a saved index's two files."""
+    base = os.fspath(prefix) + INDEX_SUFFIX
+    return base + ".npz", base + ".json"
+
+
+def _read_index_arrays(npz_path):
+    """features, pids, camids of a saved index, or a `ValueError` naming the file."""
+    try:
+        with np.load(npz_path) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            missing = {"features", "pids", "camids"} - set(z.files)
+            if missing:
+                raise ValueError(f"no {sorted(missing)} array(s)")
+            return z["features"], z["pids"], z["camids"]
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{npz_path!r} is not a keras-mmga gallery index (features, pids, camids): {err}") from None
+
+
 class GalleryIndex:
-    """Gallery features with their paths, pids and camids; saved as `PREFIX.npz` + `PREFIX.json`.
+    """Gallery features with their paths, pids and camids; saved as `PREFIX.index.npz` + `PREFIX.index.json`.
 
     pids and camids come from Market-1501 / DukeMTMC-reID file names where
     they parse (camid 0-based), else -1. Distances are Euclidean between
@@ -246,8 +319,8 @@ class GalleryIndex:
 
     Example:
     >>> index = GalleryIndex.build(extractor, "gallery/")
-    >>> index.save("gallery_index")
-    >>> hits = GalleryIndex.load("gallery_index").query(extractor("q.jpg"), topk=5)
+    >>> index.save("gallery")                      # gallery.index.npz + gallery.index.json
+    >>> hits = GalleryIndex.load("gallery").query(extractor("q.jpg"), topk=5)
     >>> hits[0]["path"], hits[0]["distance"]
     """
 
@@ -269,8 +342,6 @@ class GalleryIndex:
     def build(cls, extractor, folder):
         """Extracts features of every image in `folder` (not recursive, sorted by name)."""
         folder = os.fspath(folder)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"Gallery folder not found: {folder!r}.")
         paths = _list_images(folder)
         if not paths:
             raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in gallery folder {folder!r}.")
@@ -296,27 +367,75 @@ class GalleryIndex:
             return "the folder's images changed"
         return None
 
+    @classmethod
+    def load_or_build(cls, extractor, folder, prefix=None, on_rebuild=None):
+        """The index saved at `prefix` if it answers for `extractor` on `folder`, else a new one.
+
+        Building costs a forward pass per gallery image, so a saved index is
+        reused; but only when `stale_reason` finds nothing, since another
+        model's features or a changed folder would give wrong answers without
+        any error. A new index is saved to `prefix` (when given).
+
+        Args:
+            extractor: an `OnnxFeatureExtractor`.
+            folder: the gallery folder.
+            prefix: where the index is saved (`PREFIX.index.npz` + `.json`);
+                None to build without saving.
+            on_rebuild: called with the reason (str) when a saved index is
+                stale and rebuilt, e.g. to log it.
+
+        Example:
+        >>> index = GalleryIndex.load_or_build(extractor, "gallery/", "runs/gallery")
+        """
+        folder = os.fspath(folder)
+        prefix = None if prefix is None else os.fspath(prefix)
+        if prefix is not None and all(os.path.isfile(p) for p in _index_files(prefix)):
+            index = cls.load(prefix)
+            stale = index.stale_reason(extractor, folder)
+            if stale is None:
+                index.extractor = extractor
+                return index
+            if on_rebuild is not None:
+                on_rebuild(stale)
+        index = cls.build(extractor, folder)
+        if prefix is not None:
+            index.save(prefix)
+        return index
+
     def save(self, prefix):
-        """Writes `PREFIX.npz` (features, pids, camids) and `PREFIX.json` (paths, model)."""
-        prefix = os.fspath(prefix)
-        os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-        np.savez(prefix + ".npz", features=self.features, pids=self.pids, camids=self.camids)
-        with open(prefix + ".json", "w") as f:
+        """Writes `PREFIX.index.npz` (features, pids, camids) and `PREFIX.index.json` (paths, model).
+
+        The `.index` infix keeps `save("exported/mmga_market")` from
+        overwriting the model card `exported/mmga_market.json`.
+        """
+        npz_path, json_path = _index_files(prefix)
+        os.makedirs(os.path.dirname(npz_path) or ".", exist_ok=True)
+        np.savez(npz_path, features=self.features, pids=self.pids, camids=self.camids)
+        with open(json_path, "w") as f:
             json.dump({"format": INDEX_FORMAT, "paths": self.paths, **self.meta}, f, indent=1)
 
     @classmethod
     def load(cls, prefix):
-        prefix = os.fspath(prefix)
-        for suffix in (".npz", ".json"):
-            if not os.path.isfile(prefix + suffix):
-                raise FileNotFoundError(f"Gallery index file not found: {prefix + suffix!r}.")
-        with np.load(prefix + ".npz") as z:
-            features, pids, camids = z["features"], z["pids"], z["camids"]
-        with open(prefix + ".json") as f:
-            meta = json.load(f)
-        if meta.get("format") != INDEX_FORMAT:
-            raise ValueError(f"{prefix!r}: unknown gallery index format {meta.get('format')!r}.")
-        return cls(features, meta.pop("paths"), pids, camids, {k: v for k, v in meta.items() if k != "format"})
+        """The index `save(prefix)` wrote; errors name the file and what it should hold."""
+        npz_path, json_path = _index_files(prefix)
+        for path in (npz_path, json_path):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"Gallery index file not found: {path!r} (save(PREFIX) writes "
+                                        f"PREFIX{INDEX_SUFFIX}.npz and PREFIX{INDEX_SUFFIX}.json).")
+        meta = _read_json(json_path, "a keras-mmga gallery index")
+        if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ValueError(f"{json_path!r} is not a keras-mmga gallery index "
+                             f"(expected \"format\": {INDEX_FORMAT!r}, got {found!r}).")
+        paths = meta.get("paths")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise ValueError(f"{json_path!r}: expected \"paths\", a list of image paths.")
+        features, pids, camids = _read_index_arrays(npz_path)
+        meta = {k: v for k, v in meta.items() if k not in ("format", "paths")}
+        try:
+            return cls(features, paths, pids, camids, meta)
+        except ValueError as err:  # e.g. the .npz and the .json of two different saves
+            raise ValueError(f"Gallery index {npz_path!r} + {json_path!r}: {err}") from None
 
     def query(self, query, topk=10, extractor=None, color="rgb"):
         """The `topk` nearest gallery entries, nearest first.

@@ -546,9 +546,10 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             raise
 
     from keras_mmga import tensorrt_ops
+    from keras_mmga.deploy import CARD_FORMAT  # what OnnxFeatureExtractor checks before trusting the card
 
     card = {
-        "format": "keras-mmga onnx export",
+        "format": CARD_FORMAT,
         "variant": getattr(model, "variant", None),
         "num_classes_trained": getattr(model, "num_classes", None),
         "input": {

@@ -3,7 +3,9 @@
 Writes NAME.onnx and its model card NAME.json, after checking the graph
 (onnx.checker, nothing but the feature path) and comparing ONNX Runtime with
 Keras on random, synthetic-person and (with --images) real images. Exits with
-status 1 if they differ by more than 1e-4 (1e-2 with --fp16).
+status 1 if they differ by more than 1e-4 (1e-2 with --fp16), and with status 2
+and a one-line message for a missing or invalid model, output path, opset or
+--images (the images are checked before the conversion).
 
 Example:
     python scripts/export_onnx.py runs/market_mmga/best.keras --output exported/mmga_market.onnx \
@@ -14,17 +16,30 @@ import argparse
 import os
 import sys
 
-from keras_mmga.deploy import IMAGE_SUFFIXES
+from keras_mmga.deploy import IMAGE_SUFFIXES, read_image
 from keras_mmga.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ParityError, export_onnx
 
 
 def _image_paths(items):
+    """The --images files (a folder: its first 8 images), each checked to decode.
+
+    Checked up front so that a typo fails in a second, not after the
+    minutes-long conversion; an empty folder is an error rather than a parity
+    check silently run without the real images asked for.
+    """
     paths = []
     for item in items or []:
         if os.path.isdir(item):  # a folder: its first few images are enough for a parity check
-            paths += sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_SUFFIXES))[:8]
-        else:
+            found = sorted(os.path.join(item, f) for f in os.listdir(item) if f.lower().endswith(IMAGE_SUFFIXES))[:8]
+            if not found:
+                raise ValueError(f"--images folder {item!r} has no images ({', '.join(IMAGE_SUFFIXES)}).")
+            paths += found
+        elif os.path.exists(item):
             paths.append(item)
+        else:
+            raise FileNotFoundError(f"--images: no such file or folder: {item!r}.")
+    for path in paths:
+        read_image(path)  # FileNotFoundError / ValueError naming the file
     return paths or None
 
 
@@ -39,11 +54,15 @@ def main(argv=None):
     a = p.parse_args(argv)
     output = a.output or os.path.join("exported", os.path.splitext(os.path.basename(a.model))[0] + ".onnx")
     try:
-        result = export_onnx(a.model, output, opset=a.opset, nchw=a.nchw, fp16=a.fp16,
-                             parity_images=_image_paths(a.images))
+        images = _image_paths(a.images)
+        result = export_onnx(a.model, output, opset=a.opset, nchw=a.nchw, fp16=a.fp16, parity_images=images)
     except ParityError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
+    except (ValueError, FileNotFoundError) as err:
+        # Pre-flight problems (model, output, opset, images): the message says it all.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     card = result["card"]
     print(f"wrote {result['onnx_path']} ({result['num_nodes']} nodes) and {result['card_path']}")
     print(f"input images {card['input']['shape']} float32 RGB [0, 255] -> features {card['output']['shape']}")

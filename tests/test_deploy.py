@@ -1,6 +1,7 @@
 """ONNX Runtime deployment: extractor vs Keras on files, colour orders, layouts, gallery search, bad input."""
 
 import importlib.util
+import json
 import os
 import shutil
 
@@ -10,11 +11,18 @@ import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from keras_mmga import MMGA
 from keras_mmga.data.pipeline import decode_resize
-from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor, parse_reid_name, preprocess, read_image
+from keras_mmga.deploy import (
+    CARD_FORMAT,
+    GalleryIndex,
+    OnnxFeatureExtractor,
+    parse_reid_name,
+    preprocess,
+    read_image,
+)
 from keras_mmga.export import export_onnx
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -141,20 +149,25 @@ def test_gallery_top1_is_itself_and_index_round_trip(exported, tmp_path):
     assert loaded.stale_reason(extractor, gallery) is None
 
 
+def _search_script():
+    spec = importlib.util.spec_from_file_location("search", os.path.join(ROOT, "scripts", "search.py"))
+    search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(search)
+    return search
+
+
 def test_stale_index_and_search_script(exported, tmp_path, capsys):
     _, onnx_path, gallery = exported
     folder = tmp_path / "gallery"
     shutil.copytree(gallery, folder)
-    spec = importlib.util.spec_from_file_location("search", os.path.join(ROOT, "scripts", "search.py"))
-    search = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(search)
+    search = _search_script()
     query = str(folder / NAMES[1])
     argv = [query, "--gallery", str(folder), "--model", onnx_path, "--index", str(tmp_path / "g"), "--topk", "3"]
     assert search.main(argv) == 0
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
     assert len(lines) == 4 and lines[1].split()[:4] == ["1", "0.0000", "1", "1"] and lines[1].endswith(query)
-    assert os.path.isfile(tmp_path / "g.npz") and "rebuilding" not in out.err
+    assert os.path.isfile(tmp_path / "g.index.npz") and "rebuilding" not in out.err
     assert search.main(argv) == 0 and "rebuilding" not in capsys.readouterr().err  # loaded, not rebuilt
     shutil.copy(folder / NAMES[0], folder / "0009_c1s1_000900_01.png")
     assert GalleryIndex.load(tmp_path / "g").stale_reason(OnnxFeatureExtractor(onnx_path), folder) is not None
@@ -217,10 +230,141 @@ def test_bad_inputs_raise(exported, tmp_path):
     index.save(tmp_path / "g")
     with pytest.raises(ValueError, match="extractor"):
         GalleryIndex.load(tmp_path / "g").query(str(gallery / NAMES[0]))
-    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.index\.npz"):
         GalleryIndex.load(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No images"):
         GalleryIndex.build(extractor, tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="Gallery folder"):
         GalleryIndex.build(extractor, tmp_path / "absent")
+
+
+# ------------------------------------------- cheap models: card, index files, script errors
+def _colour_gallery(folder, names=("0001_c1s1_000100_01.png", "0002_c2s1_000200_01.png", "0003_c3s1_000300_01.png")):
+    """Flat-colour images: the mean-colour model's features tell them apart."""
+    folder.mkdir()
+    for i, name in enumerate(names):
+        cv2.imwrite(str(folder / name), np.full((128, 64, 3), 40 * (i + 1), np.uint8))
+    return folder
+
+
+def _card(layout="NHWC", **changes):
+    h, w = SIZE
+    shape = ["N", 3, h, w] if layout == "NCHW" else ["N", h, w, 3]
+    return {"format": CARD_FORMAT, "input": {"name": "images", "layout": layout, "shape": shape}, **changes}
+
+
+def test_model_card_is_checked_before_it_is_trusted(tmp_path):
+    onnx_path = _mean_colour_model(tmp_path / "mean.onnx", "NHWC")
+    card_path = tmp_path / "mean.json"
+    card_path.write_text(json.dumps(_card(variant="mean")))
+    extractor = OnnxFeatureExtractor(onnx_path)
+    assert extractor.card["variant"] == "mean" and extractor.layout == "NHWC"
+    card_path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"mean\.json.* is not valid JSON"):
+        OnnxFeatureExtractor(onnx_path)
+    card_path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match=r"mean\.json.* is not valid JSON"):
+        OnnxFeatureExtractor(onnx_path)
+    # A gallery index an older version saved under the model's name, another tool's JSON, a list.
+    for foreign in ({"format": 1, "paths": ["a.jpg"]}, {"input": {"layout": "NHWC"}}, [1, 2]):
+        card_path.write_text(json.dumps(foreign))
+        with pytest.raises(ValueError, match=r"mean\.json.* is not a keras-mmga model card"):
+            OnnxFeatureExtractor(onnx_path)
+    card_path.write_text(json.dumps({"format": 1, "paths": []}))
+    with pytest.raises(ValueError, match="looks like a gallery index"):
+        OnnxFeatureExtractor(onnx_path)
+    card_path.write_text(json.dumps(dict(_card(), input={"layout": "NHCW", "shape": ["N", 64, 32, 3]})))
+    with pytest.raises(ValueError, match=r"mean\.json.*expected \"input\" with \"layout\""):
+        OnnxFeatureExtractor(onnx_path)
+    card_path.write_text(json.dumps(_card("NCHW")))  # another export's card: NCHW for an NHWC graph
+    with pytest.raises(ValueError, match=r"mean\.json.* describes input .*another export"):
+        OnnxFeatureExtractor(onnx_path)
+    card_path.unlink()  # no card: the graph's input shape decides
+    assert OnnxFeatureExtractor(onnx_path).card is None
+
+
+def test_unloadable_onnx_file_names_it(tmp_path):
+    (tmp_path / "broken.onnx").write_text("not a model")
+    with pytest.raises(ValueError, match=r"ONNX Runtime cannot load .*broken\.onnx"):
+        OnnxFeatureExtractor(tmp_path / "broken.onnx")
+
+
+def test_index_saved_under_the_model_name_keeps_the_card(tmp_path):
+    onnx_path = _mean_colour_model(tmp_path / "mean.onnx", "NHWC")
+    (tmp_path / "mean.json").write_text(json.dumps(_card(variant="mean")))
+    extractor = OnnxFeatureExtractor(onnx_path)
+    index = GalleryIndex.build(extractor, _colour_gallery(tmp_path / "gallery"))
+    index.save(tmp_path / "mean")  # the model's own prefix
+    assert sorted(os.listdir(tmp_path)) == ["gallery", "mean.index.json", "mean.index.npz", "mean.json", "mean.onnx"]
+    assert OnnxFeatureExtractor(onnx_path).card["variant"] == "mean"
+    loaded = GalleryIndex.load(tmp_path / "mean")
+    assert loaded.paths == index.paths and loaded.meta == index.meta
+    np.testing.assert_array_equal(loaded.features, index.features)
+
+
+def test_foreign_or_broken_index_files_are_named(tmp_path):
+    extractor = OnnxFeatureExtractor(_mean_colour_model(tmp_path / "mean.onnx", "NHWC"))
+    GalleryIndex.build(extractor, _colour_gallery(tmp_path / "gallery")).save(tmp_path / "g")
+    meta_path, npz_path = tmp_path / "g.index.json", tmp_path / "g.index.npz"
+    meta = json.loads(meta_path.read_text())
+    with pytest.raises(FileNotFoundError, match=r"other\.index\.npz.*PREFIX\.index\.npz"):
+        GalleryIndex.load(tmp_path / "other")
+    cases = [("{oops", r"g\.index\.json.* is not valid JSON"),
+             (json.dumps(_card()), r"g\.index\.json.* is not a keras-mmga gallery index"),  # a model card
+             (json.dumps({k: v for k, v in meta.items() if k != "paths"}), r"g\.index\.json.*\"paths\""),
+             (json.dumps(dict(meta, paths=meta["paths"][:2])), r"g\.index\.npz.*same length")]
+    for text, message in cases:
+        meta_path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            GalleryIndex.load(tmp_path / "g")
+    meta_path.write_text(json.dumps(meta))
+    arrays = dict(np.load(npz_path))
+    np.savez(npz_path, features=arrays["features"], pids=arrays["pids"])
+    with pytest.raises(ValueError, match=r"g\.index\.npz.*camids"):
+        GalleryIndex.load(tmp_path / "g")
+    npz_path.write_text("not a zip")
+    with pytest.raises(ValueError, match=r"g\.index\.npz.* is not a keras-mmga gallery index"):
+        GalleryIndex.load(tmp_path / "g")
+
+
+def test_load_or_build_reuses_only_a_current_index(tmp_path, monkeypatch):
+    extractor = OnnxFeatureExtractor(_mean_colour_model(tmp_path / "mean.onnx", "NHWC"))
+    folder = _colour_gallery(tmp_path / "gallery")
+    reasons = []
+    built = GalleryIndex.load_or_build(extractor, folder, tmp_path / "idx" / "g", on_rebuild=reasons.append)
+    assert os.path.isfile(tmp_path / "idx" / "g.index.npz") and built.extractor is extractor and reasons == []
+    np.testing.assert_allclose(built.features[:, 0], [40, 80, 120], atol=1e-4)
+    monkeypatch.setattr(GalleryIndex, "build", classmethod(lambda cls, *a: pytest.fail("rebuilt a current index")))
+    loaded = GalleryIndex.load_or_build(extractor, folder, tmp_path / "idx" / "g", on_rebuild=reasons.append)
+    assert loaded.paths == built.paths and loaded.extractor is extractor and reasons == []
+    monkeypatch.undo()
+    cv2.imwrite(str(folder / "0004_c1s1_000400_01.png"), np.full((128, 64, 3), 200, np.uint8))
+    rebuilt = GalleryIndex.load_or_build(extractor, folder, tmp_path / "idx" / "g", on_rebuild=reasons.append)
+    assert reasons == ["the folder's images changed"] and len(rebuilt) == 4
+    assert len(GalleryIndex.load(tmp_path / "idx" / "g")) == 4
+    unsaved = GalleryIndex.load_or_build(extractor, folder)  # no prefix: nothing written
+    assert len(unsaved) == 4 and sorted(os.listdir(tmp_path / "idx")) == ["g.index.json", "g.index.npz"]
+    with pytest.raises(FileNotFoundError, match="Gallery folder not found.*absent"):
+        GalleryIndex.load_or_build(extractor, tmp_path / "absent", tmp_path / "idx" / "g")
+
+
+def test_search_script_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    search = _search_script()
+    onnx_path = _mean_colour_model(tmp_path / "mean.onnx", "NHWC")
+    folder = _colour_gallery(tmp_path / "gallery")
+    query = str(folder / "0001_c1s1_000100_01.png")
+    base = ["--gallery", str(folder), "--model", onnx_path]
+    for argv, message in [([query] + base[:3] + [str(tmp_path / "missing.onnx")], "ONNX model not found"),
+                          ([query, "--gallery", str(tmp_path / "absent"), "--model", onnx_path],
+                           "Gallery folder not found"),
+                          ([str(tmp_path / "nope.jpg")] + base, "Image not found")]:
+        assert search.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    for flag in ("--topk", "--batch-size"):
+        with pytest.raises(SystemExit) as exit_info:
+            search.main([query] + base + [flag, "0"])
+        assert exit_info.value.code == 2 and f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
+    assert search.main([query] + base + ["--topk", "1"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1].endswith(query)

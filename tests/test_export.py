@@ -21,6 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from keras_mmga import MMGA, VARIANTS, tensorrt_ops
 from keras_mmga import export as export_lib
+from keras_mmga.deploy import CARD_FORMAT, OnnxFeatureExtractor
 from keras_mmga.export import (
     FP16_TOLERANCE,
     ParityError,
@@ -136,6 +137,7 @@ def test_model_card(exports, tmp_path):
     keras_file = os.path.join(os.path.dirname(info["onnx_path"]), "mmga.keras")
     assert card["source"]["sha256"] == hashlib.sha256(open(keras_file, "rb").read()).hexdigest()
     assert card["variant"] == "mmga" and card["opset"] == 17
+    assert card["format"] == CARD_FORMAT and OnnxFeatureExtractor(info["onnx_path"]).card == card  # deploy accepts it
     assert card["input"] == {"name": "images", "layout": "NHWC", "shape": ["N", 64, 32, 3], "dtype": "float32",
                              "values": card["input"]["values"]}
     assert card["output"]["shape"] == ["N", 2048] and card["output"]["l2_normalised"]
@@ -316,3 +318,24 @@ def test_export_script(exports, tmp_path, monkeypatch, capsys):
     assert code == 0 and "max |ONNX Runtime - Keras| = " in printed and "TensorRT parser: ready" in printed
     card = json.load(open(tmp_path / "out" / "m.json"))
     assert card["parity"]["images"] == {"random": 4, "synthetic_person": 2, "provided": 1}
+
+
+def test_export_script_bad_input_exits_2_before_converting(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(export_lib, "convert", lambda fn, opset: pytest.fail("converted despite bad input"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text.jpg").write_text("not an image")
+    model = MMGA(3, variant="baseline", input_shape=SHAPE, backbone_weights=None)
+    model.save(tmp_path / "m.keras")
+    keras_file, out = str(tmp_path / "m.keras"), str(tmp_path / "m.onnx")
+    script = _script("export_onnx")
+    for argv, message in [([str(tmp_path / "missing.keras"), "--output", out], "Model file not found"),
+                          ([keras_file, "--output", str(tmp_path / "m.pb")], "must end with .onnx"),
+                          ([keras_file, "--output", out, "--opset", "30"], "opset must be between"),
+                          ([keras_file, "--output", out, "--images", str(tmp_path / "absent")],
+                           "--images: no such file or folder"),
+                          ([keras_file, "--output", out, "--images", str(tmp_path / "empty")], "has no images"),
+                          ([keras_file, "--output", out, "--images", str(tmp_path / "text.jpg")], "Cannot decode")]:
+        assert script.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert not os.path.exists(out)
