@@ -27,7 +27,7 @@ def main():
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--cache", action="store_true", help="cache_images=True (decoded images in memory)")
-    parser.add_argument("--no-masks", action="store_true", help="no mask root (mask weights 0)")
+    parser.add_argument("--no-masks", action="store_true", help="no masks: batches carry labels only")
     args = parser.parse_args()
     images, masks = os.path.join(args.root, "images"), os.path.join(args.root, "masks")
     if not os.path.isdir(images):
@@ -35,7 +35,8 @@ def main():
     market = Market1501(images, verbose=False)
     start = time.perf_counter()
     data = make_train_dataset(market.train, (args.height, args.width), mask_root=None if args.no_masks else masks,
-                              image_root=images, cache_images=args.cache)
+                              mask_mode=None if args.no_masks else "parts", image_root=images,
+                              cache_images=args.cache)
     setup = time.perf_counter() - start
     stream = iter(data.dataset)
     for _ in range(2):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mmga.data import check_images, make_eval_dataset, make_train_dataset
+from keras_mmga.data import check_images, make_eval_dataset, make_train_dataset, pipeline
 
 
 def _tiny_tree(root, n_ids=4, per_id=3, marked=False):
@@ -36,7 +36,7 @@ def _tiny_tree(root, n_ids=4, per_id=3, marked=False):
 
 def _kwargs(root, **extra):
     return dict(image_size=(64, 32), num_identities=2, num_instances=2, mask_root=root / "mask",
-                image_root=root / "img", seed=3) | extra
+                image_root=root / "img", mask_mode="parts", seed=3) | extra
 
 
 def test_train_batches_shapes_labels_and_mask_targets(tmp_path):
@@ -117,8 +117,22 @@ def test_missing_masks_ignored_get_weight_zero(tmp_path):
     assert sorted(weights.tolist()) == [0.0, 1.0, 1.0, 1.0]
     assert labels[weights == 0].tolist() == [0]
     assert np.all(masks[weights == 0] == 0) and np.all(masks[weights == 1].max(axis=(1, 2, 3)) > 0)
-    no_masks = make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None))
+    # No mask folder at all: only on purpose (missing_masks="ignore").
+    no_masks = make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None, missing_masks="ignore"))
     np.testing.assert_array_equal(next(iter(no_masks.dataset))[1]["mask_weights"], 0.0)
+
+
+def test_a_mask_mode_without_masks_is_an_error_not_a_zero_loss(tmp_path):
+    samples = _tiny_tree(tmp_path, n_ids=2, per_id=2)
+    with pytest.raises(ValueError, match="mask_mode='parts' needs mask_root.*missing_masks='ignore'"):
+        make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None))
+    # The default is no mask targets at all: a mask-supervised model then
+    # refuses the batches instead of training with an attention loss of 0.
+    plain = make_train_dataset(samples, image_size=(64, 32), num_identities=2, num_instances=2, seed=3)
+    _, targets = next(iter(plain.dataset))
+    assert set(targets) == {"labels"}
+    with pytest.raises(ValueError, match="mask_mode must be None or one of"):
+        make_train_dataset(samples, **_kwargs(tmp_path, mask_mode="both"))
 
 
 def test_missing_mask_is_an_error_naming_the_file(tmp_path):
@@ -151,6 +165,61 @@ def test_corrupt_jpegs_are_reported_by_path(tmp_path):
     check_images([p for p, _, _ in rest], mode="header")
     with pytest.raises(ValueError, match=scrambled):
         make_train_dataset(rest, **_kwargs(tmp_path))
+
+
+def test_truncated_png_is_reported_by_path(tmp_path):
+    image = np.full((64, 32, 3), 90, np.uint8)
+    whole, cut = str(tmp_path / "whole.png"), str(tmp_path / "cut.png")
+    cv2.imwrite(whole, image)
+    with open(whole, "rb") as f:
+        data = f.read()
+    assert data.endswith(b"IEND\xaeB`\x82")
+    with open(cut, "wb") as f:
+        f.write(data[:-12])  # the IEND chunk lost: decoders may still read the pixels
+    check_images([whole])
+    with pytest.raises(ValueError, match=f"truncated PNG {cut!r}"):
+        check_images([whole, cut], mode="header")
+    with pytest.raises(ValueError, match=cut):
+        make_eval_dataset([whole, cut], (64, 32))
+
+
+def _take(dataset, n):
+    return [(x.numpy(), {k: v.numpy() for k, v in y.items()}) for (x, y), _ in zip(dataset, range(n))]
+
+
+@pytest.mark.parametrize("cache_images", [False, True])
+def test_start_batch_continues_the_stream_without_decoding_skipped_batches(tmp_path, monkeypatch, cache_images):
+    # 4 identities x 3 images, P=K=2: 2 batches per sampler epoch, so batch
+    # 25 is the second batch of the 13th epoch.
+    samples = _tiny_tree(tmp_path)
+    kw = _kwargs(tmp_path, cache_images=cache_images, check_files="none")
+    start, n = 25, 3
+    fresh = _take(make_train_dataset(samples, **kw).dataset, start + n)
+
+    loads = []
+    decode_resize = pipeline.decode_resize
+
+    def counting(path, image_size):
+        note = tf.py_function(lambda p: loads.append(p.numpy()) or 0, [path], tf.int32)
+        with tf.control_dependencies([note]):
+            return tf.identity(decode_resize(path, image_size))
+
+    monkeypatch.setattr(pipeline, "decode_resize", counting)
+    resumed = make_train_dataset(samples, **kw, start_batch=start)
+    cached = len(loads)  # the cache decodes every image once, up front
+    assert cached == (len(samples) if cache_images else 0)
+    got = _take(resumed.dataset, n)
+    for (x, y), (xf, yf) in zip(got, fresh[start:], strict=True):
+        np.testing.assert_array_equal(x, xf)
+        assert set(y) == set(yf) == {"labels", "masks", "mask_weights"}
+        for key in y:
+            np.testing.assert_array_equal(y[key], yf[key])
+    # Skipping through the decode map would load start * 4 = 100 images
+    # before the first batch; the read-ahead of a few batches loads far fewer.
+    decoded = len(loads) - cached
+    assert decoded == 0 if cache_images else n * 4 <= decoded < start * 4
+    with pytest.raises(ValueError, match="start_batch must be ≥ 0"):
+        make_train_dataset(samples, **kw, start_batch=-1)
 
 
 def test_bad_arguments(tmp_path):

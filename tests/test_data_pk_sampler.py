@@ -66,3 +66,15 @@ def test_steps_per_epoch_counts_whole_groups():
     used = np.concatenate(epoch)
     assert len(epoch) == sampler.steps_per_epoch == 4
     assert len(set(used.tolist())) == len(used) == 16
+
+
+def test_batches_from_a_start_continue_the_stream_across_epochs():
+    # Epochs hold 2 or 3 batches here (identities run out of groups unevenly),
+    # so starts 0..8 cross several epoch boundaries.
+    sampler = PKSampler(_pids(), 3, 2, seed=7)
+    stream = _take(sampler, 12)
+    for start in range(9):
+        for got, expected in zip(_take(sampler.batches(start), 3), stream[start:start + 3], strict=True):
+            np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="start must be ≥ 0"):
+        next(sampler.batches(-1))

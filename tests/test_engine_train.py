@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import pytest
 from keras_mmga.data import synthetic
 from keras_mmga.engine import TrainConfig, TrainingDiverged, build_model, evaluate_model, train
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.engine.trainer import _check_batches
+from keras_mmga.engine import trainer
+from keras_mmga.engine.trainer import _backup_dir, _check_batches, _check_resume
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -176,17 +178,102 @@ def test_preflight_errors_before_the_model_is_built(dataset, tmp_path):
 def test_mask_shape_check():
     import tensorflow as tf
 
-    class Model:
-        image_shape, image_size, attention_size = (64, 32, 3), (64, 32), (4, 2)
-        mask_supervised, variant = True, "mmga"
-
     spec = lambda mask_shape: (  # noqa: E731
         tf.TensorSpec((8, 64, 32, 3)),
         {"labels": tf.TensorSpec((8,)), "masks": tf.TensorSpec(mask_shape)},
     )
-    _check_batches(spec((8, 4, 2, 3)), Model(), 8)
+    _check_batches(spec((8, 4, 2, 3)), "mmga", (64, 32), 8)
     with pytest.raises(ValueError, match=r"masks have shape \(8, 8, 4, 3\).*needs \(8, 4, 2, 3\)"):
-        _check_batches(spec((8, 8, 4, 3)), Model(), 8)
+        _check_batches(spec((8, 8, 4, 3)), "mmga", (64, 32), 8)
+    labels_only = (tf.TensorSpec((8, 64, 32, 3)), {"labels": tf.TensorSpec((8,))})
+    _check_batches(labels_only, "baseline", (64, 32), 8)
+    with pytest.raises(ValueError, match="'wmga' is trained with body masks.*have none"):
+        _check_batches(labels_only, "wmga", (64, 32), 8)
+    with pytest.raises(ValueError, match=r"images have shape \(8, 64, 32, 3\).*expects \(8, 128, 64, 3\)"):
+        _check_batches(labels_only, "baseline", (128, 64), 8)
+
+
+class _Stop(Exception):
+    """Raised by a patched step of `train` once what a test checks has happened."""
+
+
+def _stop_after_dataset(monkeypatch, transform=None):
+    """Makes `train` stop right after its dataset is made; returns the recorded keyword arguments.
+
+    The real `make_train_dataset` runs (so masks are looked up); `transform`
+    may alter its result, and then `train` continues until it builds the model.
+    """
+    calls = []
+    real = trainer.make_train_dataset
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        data = real(*args, **kwargs)
+        if transform is None:
+            raise _Stop
+        return transform(data)
+
+    monkeypatch.setattr(trainer, "make_train_dataset", spy)
+    return calls
+
+
+def test_batch_shapes_are_checked_before_the_model_is_built(dataset, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    def wrong_masks(data):
+        data.dataset = data.dataset.map(lambda x, y: (x, y | {"masks": tf.image.resize(y["masks"], (8, 4))}))
+        return data
+
+    def build_model(*args, **kwargs):
+        raise _Stop("the model was built before the batch check")
+
+    _stop_after_dataset(monkeypatch, wrong_masks)
+    monkeypatch.setattr(trainer, "build_model", build_model)
+    with pytest.raises(ValueError, match=r"Training masks have shape \(8, 8, 4, 3\)"):
+        train(config(dataset, tmp_path))
+
+
+def test_masks_mirror_the_dataset_folder_found_below_the_root(dataset, tmp_path, monkeypatch):
+    # --data names a folder holding Market-1501-v15.09.15/; the masks mirror
+    # that subfolder (the one holding bounding_box_train/).
+    images, masks = dataset
+    subfolder = tmp_path / "data" / "Market-1501-v15.09.15"
+    shutil.copytree(images, subfolder)
+    calls = _stop_after_dataset(monkeypatch)
+    with pytest.raises(_Stop):  # not FileNotFoundError: every mask was found
+        train(config(dataset, tmp_path / "run", dataset_root=os.fspath(tmp_path / "data"), mask_root=masks))
+    assert calls[0]["image_root"] == os.fspath(subfolder) and calls[0]["mask_root"] == masks
+
+
+def test_mask_grouping_and_image_cache_reach_the_dataset(dataset, tmp_path, monkeypatch):
+    calls = _stop_after_dataset(monkeypatch)
+    with pytest.raises(_Stop):
+        train(config(dataset, tmp_path, dress_group="bottom", cache_images=True))
+    assert calls[0]["dress_group"] == "bottom" and calls[0]["cache_images"] is True
+    assert calls[0]["mask_mode"] == "parts" and calls[0]["start_batch"] == 0
+    with pytest.raises(_Stop):
+        train(config(dataset, tmp_path, variant="baseline"))
+    assert calls[1]["mask_mode"] is None and calls[1]["mask_root"] is None
+    with pytest.raises(ValueError, match="dress_group must be one of"):
+        train(config(dataset, tmp_path, dress_group="skirt"))
+
+
+def test_a_worker_resumes_from_its_own_backup_folder(tmp_path):
+    # Without a shared disk, worker 1's machine holds only backup/worker1/:
+    # the epoch that positions its data stream must come from there, the
+    # folder its ResumableBackup restores from.
+    out = os.fspath(tmp_path)
+    assert _backup_dir(out, True, 0) == os.path.join(out, "backup")
+    assert _backup_dir(out, False, 1) == os.path.join(out, "backup", "worker1")
+    x, y = np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32")
+    for folder, epochs in ((_backup_dir(out, True, 0), 1), (_backup_dir(out, False, 1), 2)):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        model.fit(x, y, epochs=epochs, verbose=0, callbacks=[ResumableBackup(folder)])
+    cfg = TrainConfig("data", out, variant="baseline")
+    assert _check_resume(cfg, out, 5, _backup_dir(out, False, 1)) == 2
+    assert _check_resume(cfg, out, 5, _backup_dir(out, True, 0)) == 1
+    assert _check_resume(cfg, out, 5, _backup_dir(out, False, 2)) == 0
 
 
 def test_mixed_precision_policy_is_given_to_the_model(dataset, tmp_path):

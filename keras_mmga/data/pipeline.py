@@ -12,6 +12,8 @@ from keras_mmga.data.pk_sampler import PKSampler
 
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 _PNG_START = b"\x89PNG\r\n\x1a\n"
+# A PNG ends with an empty IEND chunk: its type and its CRC are fixed bytes.
+_PNG_END = b"IEND\xaeB`\x82"
 CHECK_MODES = ("header", "decode", "none")
 
 
@@ -34,8 +36,9 @@ def check_images(paths, mode="header"):
 
     Args:
         paths: image files.
-        mode: `"header"` checks the signature and, for JPEG, the end-of-image
-            marker (catches truncated downloads; microseconds per file);
+        mode: `"header"` checks the signature and the end of the file (JPEG's
+            end-of-image marker, PNG's IEND chunk): catches truncated
+            downloads in microseconds per file;
             `"decode"` also decodes every image (about 0.1 ms per Market-size
             image).
 
@@ -51,14 +54,17 @@ def check_images(paths, mode="header"):
             size = os.path.getsize(path)
             with open(path, "rb") as f:
                 head = f.read(8)
-                f.seek(max(0, size - 2))
-                tail = f.read(2)
+                f.seek(max(0, size - len(_PNG_END)))
+                tail = f.read(len(_PNG_END))
         except OSError as err:
             raise FileNotFoundError(f"Cannot read image {path!r}: {err}") from err
         if head.startswith(_JPEG_START):
-            if tail != _JPEG_END:
+            if not tail.endswith(_JPEG_END):
                 raise ValueError(f"Corrupt or truncated JPEG {path!r} (no end-of-image marker).")
-        elif not head.startswith(_PNG_START):
+        elif head.startswith(_PNG_START):
+            if tail != _PNG_END:
+                raise ValueError(f"Corrupt or truncated PNG {path!r} (does not end with the IEND chunk).")
+        else:
             raise ValueError(f"{path!r} is not a JPEG or PNG image (unknown file signature).")
         if mode == "decode":
             image = cv2.imread(path, cv2.IMREAD_COLOR)
@@ -105,10 +111,10 @@ class TrainData:
 
 
 def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_instances=4, mask_root=None,
-                       image_root=None, mask_mode="parts", mask_format="lip", dress_group="upper",
+                       image_root=None, mask_mode=None, mask_format="lip", dress_group="upper",
                        label_groups=None, missing_masks="error", num_replicas=1, replacement=True,
                        augment_images=True, erasing_probability=0.5, seed=0, check_files="decode",
-                       cache_images=False):
+                       cache_images=False, start_batch=0):
     """Endless PK batches `(images, {"labels", "masks", "mask_weights"})`.
 
     - `images`: float32 (B, H, W, 3) RGB in [0, 255], not normalised (the
@@ -118,14 +124,19 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
       (whole, upper, bottom) — see `masks.binary_masks` for what the
       channels hold in each `mask_mode`;
     - `mask_weights`: float32 (B,), 1 for an image with a mask and 0 for one
-      without (`missing_masks="ignore"`, or no `mask_root` at all): such
-      images add nothing to the attention loss.
+      without (`missing_masks="ignore"`): such images add nothing to the
+      attention loss.
+
+    With `mask_mode=None` (the default, for `baseline` / `baseline_att`) the
+    targets are `{"labels"}` only: a mask-supervised model then refuses the
+    batches instead of training with an attention loss of exactly 0.
 
     B = P·K. Batches list their P identities one after another, K images
     each; with `num_replicas` R, each contiguous block of B/R images holds
     whole identities. Every random choice (sampling, flip, erasing) derives
-    from `seed`: the same seed gives the same batches, and
-    `dataset.skip(n)` gives the batches an uninterrupted run sees after n.
+    from `seed` and the batch number: the same seed gives the same batches,
+    and `start_batch=n` gives the batches an uninterrupted run sees from
+    batch n on (as `dataset.skip(n)` would, without decoding n batches).
 
     Mask targets are computed once per image when the dataset is made (they
     are tiny), so the per-step work is decoding, resizing and augmenting.
@@ -137,9 +148,13 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         num_identities, num_instances: P and K (paper: 24 × 4).
         mask_root, image_root: the mask folder and the image folder it
             mirrors: the mask of `image_root/a/b.jpg` is `mask_root/a/b.png`.
-            Without `mask_root` (unsupervised variants) every mask weight is 0.
-        mask_mode: `"parts"` (mmga), `"halves"` (dmga) or `"whole"` (wmga);
-            `MMGA.mask_mode` gives a variant's.
+            For a `Market1501` / `DukeMTMCreID` reader, `image_root` is its
+            `.root` (the folder holding `bounding_box_train/`).
+        mask_mode: None (no mask targets), `"parts"` (mmga), `"halves"`
+            (dmga) or `"whole"` (wmga); `MMGA.mask_mode` gives a variant's.
+            A mode needs `mask_root`, unless `missing_masks="ignore"` says
+            explicitly that images may lack masks (then, without `mask_root`,
+            every mask weight is 0). With None, `mask_root` is not read.
         mask_format: `"lip"` label maps or `"binary"` 0/255 whole masks.
         dress_group, label_groups: LIP grouping, see `masks.group_label_map`.
         missing_masks: `"error"` (default: a missing or unreadable mask raises,
@@ -152,11 +167,15 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         seed: int.
         check_files: `"decode"` (default) decodes every image once before
             training so a corrupt file is reported by path; `"header"` only
-            checks signatures and JPEG end markers; `"none"` skips the check.
+            checks signatures and end markers; `"none"` skips the check.
         cache_images: decode and resize every image once and keep them in
             memory as uint8 (N·H·W·3 bytes: 150 MB for 1,000 images at
             384×128, 1.9 GB for Market-1501's 12,936). Cached pixels are
             rounded to integers after the resize.
+        start_batch: int ≥ 0, the number of the first batch (a resumed run:
+            completed epochs × steps per epoch). The PK sampler skips the
+            earlier batches on index arrays, and the augmentation of every
+            batch is seeded by its number, so nothing is decoded for them.
 
     Returns:
         `TrainData` with `dataset`, `steps_per_epoch`, `batch_size`,
@@ -164,7 +183,8 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
 
     Example:
     >>> market = Market1501(root)
-    >>> data = make_train_dataset(market.train, (384, 128), mask_root=mask_dir, image_root=root)
+    >>> data = make_train_dataset(market.train, (384, 128), mask_root=mask_dir, image_root=market.root,
+    ...                           mask_mode=model.mask_mode)
     >>> model.fit(data.dataset, steps_per_epoch=data.steps_per_epoch, epochs=...)
     """
     if not samples:
@@ -176,24 +196,30 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
     image_size = tuple(int(s) for s in image_size)
     if len(image_size) != 2 or image_size[0] % 16 or image_size[1] % 16 or min(image_size) < 16:
         raise ValueError(f"image_size must be (H, W), both divisible by 16, got {image_size}.")
+    start_batch = int(start_batch)
+    if start_batch < 0:
+        raise ValueError(f"start_batch must be ≥ 0, got {start_batch}.")
+    _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks)
     sampler = PKSampler(pids, num_identities, num_instances, num_replicas, replacement, seed)
     check_images(paths, check_files)
     map_size = (image_size[0] // 16, image_size[1] // 16)
-    if mask_root is not None:
-        if image_root is None:
-            raise ValueError("mask_root needs image_root: masks mirror the image folder.")
+    if mask_mode is None:
+        targets = weights = None
+    elif mask_root is None:  # missing_masks="ignore", explicitly: no image has a mask
+        targets = np.zeros((len(paths),) + map_size + (3,), "float32")
+        weights = np.zeros(len(paths), "float32")
+    else:
         targets, weights = mask_lib.load_targets(
             paths, image_root, mask_root, map_size, mask_mode, mask_format, dress_group, missing_masks,
             label_groups=label_groups,
         )
-    else:
-        targets = np.zeros((len(paths),) + map_size + (3,), "float32")
-        weights = np.zeros(len(paths), "float32")
 
     batch = sampler.batch_size
     cache = load_images(paths, image_size) if cache_images else None
-    path_table = tf.constant(paths)
-    label_table, mask_table, weight_table = tf.constant(pids), tf.constant(targets), tf.constant(weights)
+    path_table, label_table = tf.constant(paths), tf.constant(pids)
+    mask_table = weight_table = None
+    if targets is not None:
+        mask_table, weight_table = tf.constant(targets), tf.constant(weights)
 
     # Index batches come from the (numpy) sampler; with a cache the generator
     # also gathers the batch's pixels, which is one memcpy per batch.
@@ -201,17 +227,18 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         signature = tf.TensorSpec((batch,), tf.int32)
 
         def generate():
-            for indices in sampler:
+            for indices in sampler.batches(start_batch):
                 yield indices.astype("int32")
     else:
         signature = (tf.TensorSpec((batch,), tf.int32), tf.TensorSpec((batch,) + image_size + (3,), tf.uint8))
 
         def generate():
-            for indices in sampler:
+            for indices in sampler.batches(start_batch):
                 yield indices.astype("int32"), cache[indices]
 
     def draw(step, item):
-        # One seed per batch: vectorised draws, and `skip(n)` stays exact.
+        # One seed per batch number: vectorised draws, and a stream started
+        # at batch n augments it as the uninterrupted stream does.
         params = augment.sample_augmentation(
             tf.stack([tf.constant(seed, tf.int64), step]), batch, image_size,
             erasing_probability=erasing_probability,
@@ -232,16 +259,15 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         return image, index, params["flip"]
 
     def targets_of(images, indices, flip):
-        mask = tf.gather(mask_table, indices)
-        return images, {
-            "labels": tf.gather(label_table, indices),
-            "masks": augment.flip_masks(mask, flip),
-            "mask_weights": tf.gather(weight_table, indices),
-        }
+        out = {"labels": tf.gather(label_table, indices)}
+        if mask_table is not None:
+            out["masks"] = augment.flip_masks(tf.gather(mask_table, indices), flip)
+            out["mask_weights"] = tf.gather(weight_table, indices)
+        return images, out
 
     dataset = (
         tf.data.Dataset.from_generator(generate, output_signature=signature)
-        .enumerate()
+        .enumerate(start=start_batch)
         .map(draw)
         .unbatch()
         # Deterministic order: a batch's P×K structure is its sample order.
@@ -251,6 +277,28 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         .prefetch(tf.data.AUTOTUNE)
     )
     return TrainData(dataset, sampler.steps_per_epoch, batch, int(pids.max()) + 1, sampler)
+
+
+def _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks):
+    """Refuses mask settings that would train towards empty masks without saying so.
+
+    A mask mode without a mask folder used to give every image a zero target
+    of weight 0: a mask-supervised variant then trained with an attention loss
+    of exactly 0 and no error. Images without masks are only accepted when
+    `missing_masks="ignore"` asks for it.
+    """
+    if mask_mode is not None and mask_mode not in mask_lib.MASK_MODES:
+        raise ValueError(f"mask_mode must be None or one of {mask_lib.MASK_MODES}, got {mask_mode!r}.")
+    if missing_masks not in ("error", "ignore"):
+        raise ValueError(f"missing_masks must be 'error' or 'ignore', got {missing_masks!r}.")
+    if mask_mode is not None and mask_root is None and missing_masks != "ignore":
+        raise ValueError(
+            f"mask_mode={mask_mode!r} needs mask_root, the mask folder mirroring image_root. Use "
+            "mask_mode=None for a variant without mask supervision, or missing_masks='ignore' to train "
+            "on images without masks on purpose (they add no attention loss)."
+        )
+    if mask_mode is not None and mask_root is not None and image_root is None:
+        raise ValueError("mask_root needs image_root: masks mirror the image folder.")
 
 
 def make_eval_dataset(samples, image_size=(384, 128), batch_size=64, check_files="header"):

@@ -91,7 +91,25 @@ class PKSampler:
             available = [pid for pid in available if groups[pid]]
         return batches
 
-    def __iter__(self):
+    def batches(self, start=0):
+        """The endless stream from batch `start` on (0-based, counted over epochs).
+
+        Skipping happens here, on index arrays, so a resumed run is positioned
+        without decoding the images of the batches it skips. Epochs hold a
+        varying number of batches, so every skipped epoch is still drawn: the
+        random state must advance exactly as in an uninterrupted run.
+        """
+        start = int(start)
+        if start < 0:
+            raise ValueError(f"start must be ≥ 0, got {start}.")
         rng = np.random.RandomState(self.seed)
         while True:
-            yield from self.epoch(rng)
+            epoch = self.epoch(rng)
+            if start >= len(epoch):
+                start -= len(epoch)
+                continue
+            yield from epoch[start:]
+            start = 0
+
+    def __iter__(self):
+        return self.batches()

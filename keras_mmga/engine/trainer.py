@@ -27,7 +27,7 @@ import os
 import keras
 
 from keras_mmga import distribute
-from keras_mmga.data import load_dataset, make_train_dataset
+from keras_mmga.data import PKSampler, load_dataset, make_train_dataset
 from keras_mmga.engine.callbacks import (
     EpochCSVLogger,
     FiniteModelCheckpoint,
@@ -40,6 +40,7 @@ from keras_mmga.engine.evaluator import evaluate_split
 from keras_mmga.models import MMGA, VARIANTS
 
 STRATEGIES = ("one", "mirrored", "multiworker")
+DRESS_GROUPS = ("upper", "bottom", "none")
 
 # Settings that a resumed run must share with the run it resumes: they fix the
 # model's variables or the data stream. Everything else (learning rate,
@@ -55,8 +56,10 @@ class TrainConfig:
         dataset_root: str, folder with `bounding_box_train/`,
             `bounding_box_test/` and `query/`.
         output_dir: str, the run folder (checkpoints, logs, resume state).
-        mask_root: str, mirrored body-mask folder; needed by `wmga`, `dmga`
-            and `mmga`, ignored by `baseline` and `baseline_att`.
+        mask_root: str, body-mask folder mirroring the dataset folder (the
+            one holding `bounding_box_train/`, also when `dataset_root` is a
+            folder above it); needed by `wmga`, `dmga` and `mmga`, ignored by
+            `baseline` and `baseline_att`.
         dataset: `"market1501"` or `"dukemtmcreid"` (file-name pattern).
         variant: `"baseline"`, `"baseline_att"`, `"wmga"`, `"dmga"` or `"mmga"`.
         image_size: `(H, W)` of the model input, divisible by 16 (384×128).
@@ -77,10 +80,14 @@ class TrainConfig:
         part_attention_weight: λ0 (0.5).
         backbone_weights: `"imagenet"`, None (random init) or a weights path.
         mask_format: `"lip"` (label maps) or `"binary"` (whole-body masks).
+        dress_group: the group of LIP's dress and jumpsuit labels: `"upper"`
+            (paper), `"bottom"` or `"none"`.
         missing_masks: `"error"` (default) or `"ignore"` (weight 0).
         replacement: identities with fewer than K images are sampled with
             replacement; False makes them a pre-flight error.
         erasing_probability: probability of random erasing (0.5).
+        cache_images: keep the decoded, resized training images in memory
+            (N·H·W·3 bytes: 1.9 GB for Market-1501 at 384×128).
         eval_every: evaluate rank-1 / mAP every N epochs (0: never); also
             decides `best.keras`.
         eval_batch_size: images per inference batch when evaluating.
@@ -128,9 +135,11 @@ class TrainConfig:
     part_attention_weight: float = 0.5
     backbone_weights: str = "imagenet"
     mask_format: str = "lip"
+    dress_group: str = "upper"
     missing_masks: str = "error"
     replacement: bool = True
     erasing_probability: float = 0.5
+    cache_images: bool = False
     eval_every: int = 10
     eval_batch_size: int = 64
     strategy: str = "one"
@@ -163,6 +172,8 @@ class TrainConfig:
             raise ValueError(f"eval_every must be ≥ 0 (0: never), got {self.eval_every}.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
+        if self.dress_group not in DRESS_GROUPS:
+            raise ValueError(f"dress_group must be one of {DRESS_GROUPS}, got {self.dress_group!r}.")
         if not 0.0 <= self.erasing_probability <= 1.0:
             raise ValueError(f"erasing_probability must be in [0, 1], got {self.erasing_probability}.")
         if VARIANTS[self.variant]["supervised"] and not self.mask_root:
@@ -241,9 +252,25 @@ def _worker(strategy):
     return (task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)), task_id
 
 
-def _check_resume(config, output_dir, num_classes):
-    """The epoch a run restarts from (0 for a new run), after checking it is the same run."""
-    completed = ResumableBackup.completed_epochs(os.path.join(output_dir, "backup"))
+def _backup_dir(output_dir, is_chief, worker_index):
+    """The folder of this process's resume state.
+
+    Each worker restores its own copy of the (identical) state; separate
+    folders keep workers that share a file system from overwriting each other.
+    """
+    backup = os.path.join(os.fspath(output_dir), "backup")
+    return backup if is_chief else os.path.join(backup, f"worker{worker_index}")
+
+
+def _check_resume(config, output_dir, num_classes, backup_dir):
+    """The epoch a run restarts from (0 for a new run), after checking it is the same run.
+
+    `backup_dir` must be the folder this process's `ResumableBackup` restores
+    from: the epoch read here positions the data stream, so it has to be the
+    epoch Keras restores (a non-chief worker without a shared disk has only
+    its own `backup/worker<i>/`).
+    """
+    completed = ResumableBackup.completed_epochs(backup_dir)
     saved_path = os.path.join(output_dir, "config.json")
     if not completed or not os.path.isfile(saved_path):
         return completed
@@ -268,19 +295,38 @@ def _normal(value):
     return list(value) if isinstance(value, (tuple, list)) else value
 
 
-def _check_batches(element_spec, model, batch_size):
-    """Shapes of the training batches against what the model consumes (before step 1)."""
+def _steps_per_epoch(config, samples, num_replicas):
+    """Optimizer steps in one epoch: `config.steps_per_epoch`, or one pass of the PK sampler.
+
+    Needed before the dataset is made, which starts at the resumed batch.
+    """
+    if config.steps_per_epoch:
+        return int(config.steps_per_epoch)
+    sampler = PKSampler([pid for _, pid, _ in samples], config.num_identities, config.num_instances,
+                        num_replicas, config.replacement, config.seed)
+    return sampler.steps_per_epoch
+
+
+def _check_batches(element_spec, variant, image_size, batch_size):
+    """Shapes of the training batches against what `variant` at `image_size` consumes.
+
+    Read from the dataset's element spec, so it runs before the model is built
+    (a ResNet50 takes seconds to build; a wrong mask size should not).
+    """
     images, targets = element_spec
-    expected_images = (batch_size,) + tuple(model.image_shape)
+    height, width = (int(s) for s in image_size)
+    expected_images = (batch_size, height, width, 3)
     if tuple(images.shape) != expected_images:
         raise ValueError(f"Training images have shape {tuple(images.shape)}; the model expects {expected_images}.")
-    if model.mask_supervised:
-        h, w = model.attention_size
+    if VARIANTS[variant]["supervised"]:
+        h, w = height // 16, width // 16
+        if "masks" not in targets:
+            raise ValueError(f"Variant {variant!r} is trained with body masks, but the training batches have none.")
         masks = tuple(targets["masks"].shape)
         if masks != (batch_size, h, w, 3):
             raise ValueError(
-                f"Training masks have shape {masks}; variant {model.variant!r} at input "
-                f"{model.image_size} needs ({batch_size}, {h}, {w}, 3) (input/16, whole/upper/bottom)."
+                f"Training masks have shape {masks}; variant {variant!r} at input "
+                f"{(height, width)} needs ({batch_size}, {h}, {w}, 3) (input/16, whole/upper/bottom)."
             )
 
 
@@ -328,31 +374,17 @@ def train(config, extra_callbacks=()):
     strategy = distribute.make_strategy(config.strategy, list(config.devices) if config.devices else None)
     is_chief, worker_index = _worker(strategy)
     out = os.fspath(config.output_dir)
-    # Each worker restores its own copy of the (identical) state; separate
-    # folders keep workers that share a file system from overwriting each other.
-    backup_dir = os.path.join(out, "backup") if is_chief else os.path.join(out, "backup", f"worker{worker_index}")
+    backup_dir = _backup_dir(out, is_chief, worker_index)
 
     # 2. Data, with every pre-flight check the pipeline does (P and K against
-    # the identities, replica blocks, images and masks readable).
+    # the identities, replica blocks, images and masks readable, batch shapes).
+    # The PK stream is seeded, so an uninterrupted run would now be
+    # `initial_epoch * steps` batches in: the dataset starts there.
     data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0 and is_chief)
-    supervised = VARIANTS[config.variant]["supervised"]
-    train_data = make_train_dataset(
-        data.train,
-        config.image_size,
-        config.num_identities,
-        config.num_instances,
-        mask_root=config.mask_root if supervised else None,
-        image_root=config.dataset_root,
-        mask_mode=VARIANTS[config.variant]["mask_mode"] or "parts",
-        mask_format=config.mask_format,
-        missing_masks=config.missing_masks,
-        num_replicas=strategy.num_replicas_in_sync,
-        replacement=config.replacement,
-        erasing_probability=config.erasing_probability,
-        seed=config.seed,
-    )
-    steps = int(config.steps_per_epoch or train_data.steps_per_epoch)
-    initial_epoch = _check_resume(config, out, data.num_train_pids)
+    initial_epoch = _check_resume(config, out, data.num_train_pids, backup_dir)
+    steps = _steps_per_epoch(config, data.train, strategy.num_replicas_in_sync)
+    train_data = _make_data(config, data, strategy.num_replicas_in_sync, start_batch=initial_epoch * steps)
+    _check_batches(train_data.dataset.element_spec, config.variant, config.image_size, train_data.batch_size)
 
     # 3. Model under the strategy's scope. Keras initialisers draw their seeds
     # from Python's `random` when constructed, and the data set-up above may
@@ -362,7 +394,6 @@ def train(config, extra_callbacks=()):
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_model(config, data.num_train_pids, steps_per_epoch=steps)
-    _check_batches(train_data.dataset.element_spec, model, train_data.batch_size)
 
     if is_chief:
         os.makedirs(out, exist_ok=True)
@@ -373,9 +404,7 @@ def train(config, extra_callbacks=()):
     elif initial_epoch and config.verbose:
         print(f"{out}: resuming at epoch {initial_epoch + 1} of {config.epochs}.")
 
-    # The PK stream is seeded, so an uninterrupted run would now be
-    # `initial_epoch * steps` batches in: skip them to see the same batches.
-    dataset = train_data.dataset.skip(initial_epoch * steps) if initial_epoch else train_data.dataset
+    dataset = train_data.dataset
     if config.strategy == "multiworker":
         # Every worker generates the same seeded global stream; DATA sharding
         # (after Keras re-batches per worker) keeps each worker's contiguous
@@ -429,6 +458,34 @@ def train(config, extra_callbacks=()):
             "data, then re-run the same command to resume from there."
         ) from err
     return model, history
+
+
+def _make_data(config, data, num_replicas, start_batch=0):
+    """The training `TrainData` of `config` for the dataset reader `data`.
+
+    Masks mirror the folder that holds `bounding_box_train/`: the reader's
+    resolved `root`, which is below `config.dataset_root` when that is a
+    folder holding e.g. `Market-1501-v15.09.15/`.
+    """
+    spec = VARIANTS[config.variant]
+    return make_train_dataset(
+        data.train,
+        config.image_size,
+        config.num_identities,
+        config.num_instances,
+        mask_root=config.mask_root if spec["supervised"] else None,
+        image_root=getattr(data, "root", config.dataset_root),
+        mask_mode=spec["mask_mode"],
+        mask_format=config.mask_format,
+        dress_group=config.dress_group,
+        missing_masks=config.missing_masks,
+        num_replicas=num_replicas,
+        replacement=config.replacement,
+        erasing_probability=config.erasing_probability,
+        seed=config.seed,
+        cache_images=config.cache_images,
+        start_batch=start_batch,
+    )
 
 
 def _remove(*paths):
