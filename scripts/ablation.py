@@ -8,8 +8,10 @@
       --backbone-weights none --epochs 8 --steps-per-epoch 20 -P 8 -K 4 --lr 0.02
 
 Each run is a normal, resumable run folder (OUTPUT/<dataset>/<variant>/); an
-interrupted ablation continues where it stopped. The table goes to
-OUTPUT/ablation.md (and --table).
+interrupted ablation continues where it stopped. An OUTPUT folder holds one
+recipe: re-running it with other settings (--epochs, --lr, --height, ...,
+--synthetic-ids) is an error naming them; use another --output. The table goes
+to OUTPUT/ablation.md (and --table).
 """
 
 import argparse
@@ -18,6 +20,7 @@ import sys
 
 from keras_mmga.engine import AblationDataset, run_ablation
 from keras_mmga.engine.ablation import VARIANT_ORDER
+from keras_mmga.engine.demo import prepare_synthetic_dataset
 
 
 def build_parser():
@@ -49,17 +52,18 @@ def build_parser():
 
 def main(argv=None):
     a = build_parser().parse_args(argv)
-    datasets = []
-    if a.synthetic:
-        from keras_mmga.data import synthetic
-
-        root = os.path.join(a.output, "data")
-        if not os.path.isdir(os.path.join(root, "images", "query")):
-            synthetic.write_dataset(root, a.synthetic_ids, a.synthetic_ids, seed=a.seed)
-        datasets.append(AblationDataset("Synthetic", os.path.join(root, "images"), os.path.join(root, "masks")))
     if len(a.masks) != len(a.data) or len(a.name) not in (0, len(a.data)) or len(a.layout) not in (0, len(a.data)):
         print("error: give one --masks (and optionally one --name / --layout) per --data", file=sys.stderr)
         return 2
+    datasets = []
+    if a.synthetic and a.synthetic_ids < 1:
+        print(f"error: --synthetic-ids must be ≥ 1, got {a.synthetic_ids}", file=sys.stderr)
+        return 2
+    if a.synthetic:
+        # Rewritten when --synthetic-ids or --seed changed; recorded with each run's metrics.
+        spec = {"num_train_ids": a.synthetic_ids, "num_test_ids": a.synthetic_ids, "seed": a.seed}
+        images, masks = prepare_synthetic_dataset(os.path.join(a.output, "data"), **spec)
+        datasets.append(AblationDataset("Synthetic", images, masks, provenance={"synthetic": spec}))
     for i, root in enumerate(a.data):
         name = a.name[i] if a.name else os.path.basename(os.path.normpath(root))
         datasets.append(AblationDataset(name, root, a.masks[i], a.layout[i] if a.layout else "market1501"))

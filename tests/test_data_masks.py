@@ -109,3 +109,29 @@ def test_colour_mask_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"c\.png.*colour"):
         masks.load_targets([str(tmp_path / "img" / "c.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1),
                            missing="ignore")
+
+
+def test_zero_one_whole_body_mask_read_as_lip_is_an_error_naming_the_file(tmp_path):
+    # A 0/1 whole-body mask under the default "lip" format would be all "hat" (upper), bottom empty.
+    body = np.zeros((8, 4), np.uint8)
+    body[1:7, 1:3] = 1
+    with pytest.raises(ValueError, match=r"'body\.png'.*only the values 0 and 1.*mask_format='binary'"):
+        masks.binary_masks(body, "parts", "lip", path="body.png")
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    cv2.imwrite(str(tmp_path / "mask" / "a.png"), body)
+    with pytest.raises(ValueError, match=r"a\.png.*mask_format='binary'"):
+        masks.load_targets([str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1),
+                           missing="ignore")
+    # The same file is a valid binary mask; as LIP its whole mask is right, so halves / whole accept it.
+    np.testing.assert_array_equal(masks.binary_masks(body, "whole", "binary")[..., 0], body)
+    halves = masks.binary_masks(body, "halves", "binary")
+    np.testing.assert_array_equal(masks.binary_masks(body, "halves", "lip"), halves)
+    # Real parsings pass: all background (junk images), or any map with a label above 1.
+    assert masks.binary_masks(np.zeros((8, 4), np.uint8)).sum() == 0
+    hat_and_hair = body.copy()
+    hat_and_hair[1, 1] = 2
+    assert masks.binary_masks(hat_and_hair)[..., 1].sum() == body.sum()
+    # Custom groups define their own labels: a 0/1 map may be a real two-label parsing there.
+    custom = masks.binary_masks(body, "parts", label_groups={"upper": [1], "bottom": []})
+    np.testing.assert_array_equal(custom[..., 1], body)

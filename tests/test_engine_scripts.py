@@ -1,5 +1,6 @@
 """The thin command-line wrappers, the ablation runner and the demo, on tiny synthetic data."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -32,11 +33,29 @@ def test_help_lists_every_recipe_flag():
     for flag in ("-P", "-K", "--epochs", "--lr", "--backbone-lr-scale", "--weight-decay", "--momentum",
                  "--lr-decay-epochs", "--lr-decay-rate", "--margin", "--triplet-weight", "--attention-weight",
                  "--part-attention-weight", "--height", "--width", "--variant", "--backbone-weights", "--seed",
-                 "--strategy", "--sync-batchnorm", "--mixed-precision", "--eval-every"):
+                 "--strategy", "--sync-batchnorm", "--mixed-precision", "--eval-every", "--dress-group",
+                 "--cache-images", "--missing-masks"):
         assert flag in out.stdout, flag
     for name in ("ablation.py", "demo.py"):  # evaluate.py runs in the next test
         out = script(name, "--help")
         assert out.returncode == 0 and "usage" in out.stdout, name
+
+
+def _train_script():
+    spec = importlib.util.spec_from_file_location("train_script", os.path.join(ROOT, "scripts", "train.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mask_grouping_and_cache_flags_reach_the_config():
+    parse_args = _train_script().parse_args
+    base = ["--data", "d", "--output", "o"]
+    config = parse_args(base)
+    assert config.dress_group == "upper" and config.cache_images is False
+    config = parse_args(base + ["--dress-group", "none", "--cache-images"])
+    assert config.dress_group == "none" and config.cache_images is True
+    # (tests/test_engine_train.py checks that the config reaches make_train_dataset.)
 
 
 def test_train_then_evaluate_from_the_command_line(dataset, tmp_path):
@@ -101,3 +120,105 @@ def test_demo_end_to_end_tiny(tmp_path):
     assert (tmp_path / "exported" / "demo_mmga.onnx").exists()
     assert os.listdir(tmp_path / "demo" / "pictures" / "attention")
     assert json.load(open(tmp_path / "demo" / "results.json"))["wall_time_s"] > 0
+
+
+# ---------------------------------------------------------------------------
+# Ablation: settings stored with the metrics, synthetic data follows its settings.
+
+from keras_mmga.engine import TrainConfig  # noqa: E402
+from keras_mmga.engine.ablation import reusable_metrics, run_settings  # noqa: E402
+from keras_mmga.engine.demo import prepare_synthetic_dataset  # noqa: E402
+
+
+def _train_pids(images_root):
+    return {name.split("_")[0] for name in os.listdir(os.path.join(images_root, "bounding_box_train"))}
+
+
+def test_synthetic_dataset_is_rewritten_when_its_settings_change(tmp_path):
+    images, masks = prepare_synthetic_dataset(tmp_path, num_train_ids=2, num_test_ids=2, seed=0)
+    assert len(_train_pids(images)) == 2 and os.path.isdir(os.path.join(masks, "query"))
+    (tmp_path / "notes.txt").write_text("kept")
+    first = sorted(os.listdir(os.path.join(images, "bounding_box_train")))
+    stamp = os.path.getmtime(os.path.join(images, "bounding_box_train", first[0]))
+    assert prepare_synthetic_dataset(tmp_path, 2, 2, seed=0) == (images, masks)  # same settings: reused
+    assert os.path.getmtime(os.path.join(images, "bounding_box_train", first[0])) == stamp
+    prepare_synthetic_dataset(tmp_path, 3, 2, seed=0)  # more identities: rewritten
+    assert len(_train_pids(images)) == 3
+    prepare_synthetic_dataset(tmp_path, 3, 2, seed=5)  # another seed: other images, no leftovers
+    assert sorted(os.listdir(os.path.join(images, "bounding_box_train"))) != first
+    assert json.load(open(tmp_path / "synthetic.json")) == {"num_train_ids": 3, "num_test_ids": 2, "seed": 5}
+    assert (tmp_path / "notes.txt").read_text() == "kept"  # only the generator's own entries are replaced
+    (tmp_path / "synthetic.json").unlink()  # no marker (older script, interrupted write): rewritten
+    prepare_synthetic_dataset(tmp_path, 2, 2, seed=5)
+    assert len(_train_pids(images)) == 2
+
+
+def _settings(**overrides):
+    config = TrainConfig("data", "run", mask_root="masks", variant="baseline", epochs=1, **overrides)
+    return run_settings(config, {"synthetic": {"num_train_ids": 2}})
+
+
+def test_stored_metrics_are_reused_only_with_the_same_settings(tmp_path):
+    assert reusable_metrics(tmp_path, _settings()) is None
+    metrics = {"rank1": 0.5, "mAP": 0.25}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics | {"settings": _settings()}))
+    assert reusable_metrics(tmp_path, _settings()) == metrics
+    # Settings that cannot change the result (folders, verbosity) may differ.
+    moved = run_settings(TrainConfig("elsewhere", "run2", variant="baseline", epochs=1, verbose=0),
+                         {"synthetic": {"num_train_ids": 2}})
+    assert reusable_metrics(tmp_path, moved) == metrics
+    with pytest.raises(ValueError, match=r"epochs: 1 there, 2 now.*learning_rate: 0\.1 there, 0\.01 now"
+                                         r".*another output folder"):
+        reusable_metrics(tmp_path, _settings(learning_rate=0.01) | {"epochs": 2})
+    with pytest.raises(ValueError, match=r"image_size: \[384, 128\] there, \[128, 64\] now"):
+        reusable_metrics(tmp_path, _settings(image_size=(128, 64)))
+    with pytest.raises(ValueError, match="data_provenance"):
+        reusable_metrics(tmp_path, run_settings(TrainConfig("data", "run", variant="baseline", epochs=1)))
+    # A TrainConfig field added since the metrics were written matches at its default.
+    old = _settings()
+    del old["missing_masks"]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics | {"settings": old}))
+    assert reusable_metrics(tmp_path, _settings()) == metrics
+    with pytest.raises(ValueError, match="missing_masks: 'error' there, 'ignore' now"):
+        reusable_metrics(tmp_path, _settings(missing_masks="ignore"))
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))  # written before settings were stored
+    with pytest.raises(ValueError, match="records no settings"):
+        reusable_metrics(tmp_path, _settings())
+
+
+def test_an_unfinished_run_of_other_settings_is_not_resumed(tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"")
+    (tmp_path / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 3}))
+    saved = {k: v for k, v in _settings().items() if k != "data_provenance"}
+    saved |= {"output_dir": "run", "verbose": 1, "num_classes": 5}  # as train() writes config.json
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert reusable_metrics(tmp_path, _settings(verbose=0)) is None  # same recipe: train() resumes it
+    with pytest.raises(ValueError, match=r"unfinished run.*lr_decay_epochs: 90 there, 30 now"):
+        reusable_metrics(tmp_path, _settings(lr_decay_epochs=30))
+
+
+def test_ablation_refuses_other_settings_before_training_anything(dataset, tmp_path):
+    images, masks = dataset
+    ds = [AblationDataset("Synthetic", images, masks)]
+    kw = dict(image_size=(64, 32), num_identities=4, num_instances=2, epochs=1, steps_per_epoch=1,
+              learning_rate=0.01, backbone_weights=None, verbose=0)
+    finished = tmp_path / "synthetic" / "baseline"
+    finished.mkdir(parents=True)
+    other = run_settings(TrainConfig(images, str(finished), variant="baseline", **(kw | {"epochs": 3})))
+    (finished / "metrics.json").write_text(json.dumps({"rank1": 0.5, "mAP": 0.25, "settings": other}))
+    with pytest.raises(ValueError, match=r"epochs: 3 there, 1 now"):
+        run_ablation(ds, tmp_path, variants=["mmga", "baseline"], **kw)
+    assert not (tmp_path / "synthetic" / "mmga").exists()  # checked before the first run
+
+
+def test_ablation_script_rewrites_synthetic_data_and_names_changed_settings(tmp_path):
+    prepare_synthetic_dataset(tmp_path / "data", num_train_ids=2, num_test_ids=2, seed=0)
+    finished = tmp_path / "synthetic" / "baseline"
+    finished.mkdir(parents=True)
+    (finished / "metrics.json").write_text(json.dumps({"rank1": 0.5, "mAP": 0.25, "settings": {}}))
+    out = script("ablation.py", "--output", tmp_path, "--synthetic", "--synthetic-ids", 3, "--variants",
+                 "baseline", "--backbone-weights", "none", "--height", 64, "--width", 32, "--verbose", 0)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "other settings" in out.stderr and "'num_train_ids': 3" in out.stderr
+    assert len(_train_pids(tmp_path / "data" / "images")) == 3  # the data follow --synthetic-ids

@@ -133,3 +133,35 @@ def test_evaluate_from_features():
     result, distmat = evaluate(qf, gf, q_pids, g_pids, np.zeros(5, int), np.ones(20, int), return_distmat=True)
     assert distmat.shape == (5, 20)
     assert result["cmc"][0] == 1.0 and result["mAP"] == pytest.approx(1.0)
+
+
+def test_rerank_starts_from_the_asked_metric_and_precision():
+    from keras_mmga.evaluation.rerank import re_ranking
+
+    rng = np.random.RandomState(1)
+    centres = rng.normal(size=(4, 8))
+    g_pids, q_pids = np.repeat(np.arange(4), 3), np.arange(4)
+    # Unnormalised features with very different norms: cosine and Euclidean distances disagree.
+    gf = (centres[g_pids] + 0.3 * rng.normal(size=(12, 8))) * rng.uniform(0.2, 5.0, (12, 1))
+    qf = (centres[q_pids] + 0.3 * rng.normal(size=(4, 8))) * rng.uniform(0.2, 5.0, (4, 1))
+    cams = (np.zeros(4, int), np.ones(12, int))
+
+    def reranked(q, g, **kw):
+        return evaluate(q, g, q_pids, g_pids, *cams, rerank=True, return_distmat=True, **kw)[1]
+
+    euclid = reranked(qf, gf)
+    np.testing.assert_allclose(euclid, re_ranking(qf, gf), atol=1e-6)  # the default path is unchanged
+    cosine = reranked(qf, gf, metric="cosine")
+    expected = re_ranking(q_g_dist=compute_distance_matrix(qf, gf, "cosine"),
+                          q_q_dist=compute_distance_matrix(qf, qf, "cosine"),
+                          g_g_dist=compute_distance_matrix(gf, gf, "cosine"))
+    np.testing.assert_allclose(cosine, expected, atol=1e-6)
+    assert np.abs(cosine - euclid).max() > 1e-2  # the metric is not ignored
+    # On L2-normalised features the two metrics re-rank the same (rows are rescaled by their maximum).
+    qn, gn = (f / np.linalg.norm(f, axis=1, keepdims=True) for f in (qf, gf))
+    np.testing.assert_allclose(reranked(qn, gn, metric="cosine"), reranked(qn, gn), atol=1e-5)
+    np.testing.assert_allclose(reranked(qn, gn, precision="bfloat16"), reranked(qn, gn), atol=2e-2)
+    with pytest.raises(ValueError, match="metric"):
+        reranked(qf, gf, metric="manhattan")
+    with pytest.raises(ValueError, match="precision"):
+        reranked(qf, gf, precision="float16")

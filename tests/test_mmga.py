@@ -181,3 +181,29 @@ def test_mixed_bfloat16_trains_with_float32_losses():
     assert all(m.dtype == "float32" for m in out["attention_maps"].values())
     # Weights stay float32 under mixed precision.
     assert all(v.dtype == "float32" for v in model.trainable_variables)
+
+
+def test_optimizer_settings_next_to_a_custom_optimizer_are_an_error():
+    from keras_mmga.optimizers import ParamGroupSGD
+
+    model = MMGA(4, variant="dmga", input_shape=(64, 32, 3), backbone_weights=None)
+    with pytest.raises(ValueError, match=r"\['learning_rate', 'momentum'\] with optimizer 'SGD'"):
+        model.compile(optimizer=keras.optimizers.SGD(0.01), learning_rate=0.05, momentum=0.5)
+    with pytest.raises(ValueError, match=r"\['backbone_lr_scale'\].*ParamGroupSGD still takes"):
+        model.compile(optimizer=keras.optimizers.Adam(), backbone_lr_scale=0.1)
+    with pytest.raises(ValueError, match=r"\['weight_decay', 'lr_decay_epochs', 'steps_per_epoch'\]"):
+        model.compile(optimizer="adam", weight_decay=0.0, lr_decay_epochs=10, steps_per_epoch=3)
+    with pytest.raises(ValueError, match=r"\['learning_rate'\] with optimizer 'ParamGroupSGD'"):
+        model.compile(optimizer=ParamGroupSGD(0.01), learning_rate=0.02, backbone_lr_scale=0.1)
+    # A ParamGroupSGD takes the backbone scale; the loss settings go with any optimizer.
+    optimizer = ParamGroupSGD(0.01)
+    model.compile(optimizer=optimizer, backbone_lr_scale=0.25, triplet_weight=1.5)
+    assert optimizer.lr_scale(model.stage4.get_layer("conv5_block3_3_conv").kernel) == 0.25
+    assert optimizer.lr_scale(model.whole_classifier.kernel) == 1.0
+    # Restoring a compile config (as load_model does) with any optimizer is not refused.
+    for compiled_with in (optimizer, keras.optimizers.SGD(0.01)):
+        model.compile(optimizer=compiled_with, triplet_weight=1.5)
+        config = model.get_compile_config()
+        model.compile_from_config(config)
+        assert model._loss_config["triplet_weight"] == 1.5
+        assert model._loss_config["learning_rate"] == config["learning_rate"]

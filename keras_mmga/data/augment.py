@@ -16,8 +16,15 @@ Example:
 
 import tensorflow as tf
 
-# ImageNet mean in RGB, 0..255: after the model's mean subtraction the erased
-# box carries no signal (Zhong et al.; torchreid fills with the same mean).
+# Fill of the erased box: the ImageNet mean in RGB, 0..255, so that after the
+# model's mean subtraction the box is zero ("torch" preprocessing; within half
+# a grey level with "caffe"): an occluder that carries no signal. This is this
+# project's choice: SPEC.md (the paper's recipe, §4.2) asks for random erasing
+# of the image only and names no fill. It is not torchreid's: Zhong et al.'s
+# algorithm draws random values, and torchreid's `RandomErasing` writes its
+# `mean` into the already normalised tensor (default (0.4914, 0.4822, 0.4465);
+# its `build_transforms` passes the ImageNet mean (0.485, 0.456, 0.406)), so
+# its box is not zero after normalisation.
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 
 

@@ -103,7 +103,8 @@ def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper", lab
             at the middle row: DMGA) or `"whole"` (WMGA: all three channels
             are the whole mask; only channel 0 is supervised).
         mask_format: `"lip"` or `"binary"`. Binary masks carry no parts, so
-            they only support `"halves"` and `"whole"`.
+            they only support `"halves"` and `"whole"`; a 0/1 map given as
+            `"lip"` in `"parts"` mode is an error (it would be all "hat").
         dress_group, label_groups: see `group_label_map`.
         path: the mask's file, named in errors.
 
@@ -130,6 +131,16 @@ def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper", lab
                 f"LIP label maps hold labels 0..{len(LIP_LABELS) - 1}, found {int(mask.max())}{where}: "
                 "for 0/255 whole-body masks use mask_format='binary'."
             )
+        # Only the parts go wrong with a 0/1 mask read as LIP (the whole mask is
+        # the same either way), and custom `label_groups` may make 0/1 a real
+        # two-label parsing: check the paper's grouping in "parts" mode.
+        if mode == "parts" and label_groups is None and _looks_binary(mask):
+            raise ValueError(
+                f"Mask{where} holds only the values 0 and 1: a 0/1 whole-body mask, not a LIP label map "
+                "(read as LIP labels, every body pixel would be 'hat', all upper body, and the bottom "
+                "target would be empty). MMGA's parts need a LIP-label human parsing; for whole-body "
+                "masks (0/1 or 0/255) use mask_format='binary' with the 'dmga' or 'wmga' variant."
+            )
         grouped = group_label_map(mask, dress_group, label_groups)
         if mode == "parts":
             return grouped
@@ -137,6 +148,17 @@ def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper", lab
     if mode == "halves":
         return split_halves(whole)
     return np.repeat(whole[..., None], 3, axis=-1)
+
+
+def _looks_binary(label_map):
+    """True when a map holds only labels 0 and 1, with some 1s: a 0/1 whole-body mask.
+
+    A real LIP parsing never does: label 1 is "hat", and a person whose only
+    visible part is a hat (no hair, face, clothes or limbs anywhere) is not a
+    re-ID crop. An all-background map (junk images) stays valid.
+    """
+    # Mask PNGs are unsigned, so a maximum of 1 means values in {0, 1} with some 1s.
+    return bool(label_map.size) and int(label_map.max()) == 1
 
 
 def reduce_to(masks, size):

@@ -18,6 +18,9 @@ from keras_mmga.data import load_dataset, synthetic
 from keras_mmga.engine.evaluator import METRICS, evaluate_split, format_results, write_pictures
 from keras_mmga.engine.trainer import TrainConfig, build_model, train
 
+# Settings of the synthetic dataset in a folder (see `prepare_synthetic_dataset`).
+_SYNTHETIC_MARKER = "synthetic.json"
+
 
 @dataclasses.dataclass
 class DemoConfig:
@@ -56,18 +59,40 @@ class DemoConfig:
     seed: int = 0
 
 
-def _synthetic_data(config):
-    """Writes the synthetic dataset unless the same one is already there."""
-    data_dir = os.path.join(config.out_dir, "data")
-    marker = os.path.join(data_dir, "synthetic.json")
-    spec = {"num_train_ids": config.num_train_ids, "num_test_ids": config.num_test_ids, "seed": config.seed}
+def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, seed=0):
+    """Writes the synthetic dataset to `data_dir` unless the same one is already there.
+
+    `data_dir/synthetic.json` records the settings of the dataset on disk and
+    is written last, so it also marks a finished write. With other settings
+    (or no marker: an interrupted or older write) the dataset is rewritten:
+    the identity counts and the seed decide every image, so reusing a folder
+    made with other values would silently train and evaluate on other data.
+    Only the generator's own entries (`images/`, `masks/`, the marker) are
+    removed; anything else in `data_dir` is left alone.
+
+    Args:
+        data_dir: str, the dataset folder.
+        num_train_ids, num_test_ids, seed: see `synthetic.write_dataset`.
+
+    Returns:
+        `(images_root, masks_root)`.
+
+    Example:
+    >>> images, masks = prepare_synthetic_dataset("runs/ablation/data", 100, 100, seed=0)
+    """
+    data_dir = os.fspath(data_dir)
+    marker = os.path.join(data_dir, _SYNTHETIC_MARKER)
+    roots = os.path.join(data_dir, "images"), os.path.join(data_dir, "masks")
+    spec = {"num_train_ids": int(num_train_ids), "num_test_ids": int(num_test_ids), "seed": int(seed)}
     if os.path.isfile(marker):
         with open(marker) as f:
             if json.load(f) == spec:
-                return os.path.join(data_dir, "images"), os.path.join(data_dir, "masks")
-    shutil.rmtree(data_dir, ignore_errors=True)
+                return roots
+        os.remove(marker)  # first, so that an interrupted rewrite is not taken for a finished one
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
     print(f"Writing the synthetic dataset to {data_dir}/ ...")
-    roots = synthetic.write_dataset(data_dir, config.num_train_ids, config.num_test_ids, seed=config.seed)
+    roots = synthetic.write_dataset(data_dir, spec["num_train_ids"], spec["num_test_ids"], seed=spec["seed"])
     with open(marker, "w") as f:
         json.dump(spec, f)
     return roots
@@ -98,7 +123,9 @@ def run_demo(config=None, export=True):
         return time.perf_counter()
 
     t = time.perf_counter()
-    images, masks = _synthetic_data(config)
+    images, masks = prepare_synthetic_dataset(
+        os.path.join(config.out_dir, "data"), config.num_train_ids, config.num_test_ids, config.seed
+    )
     data = load_dataset(images, verbose=True)
     t = lap("data", t)
 

@@ -263,6 +263,10 @@ def evaluate(query_features, gallery_features, q_pids, g_pids, q_camids, g_camid
         metric: `"euclidean"` or `"cosine"` (see `compute_distance_matrix`).
         max_rank: length of the CMC curve.
         rerank: apply k-reciprocal re-ranking (k1=20, k2=6, λ=0.3) first.
+            It starts from the `metric` / `precision` distances (as
+            torchreid re-ranks its chosen metric); for L2-normalised
+            features both metrics give the same re-ranked distances up to
+            rounding (the re-ranking rescales each row by its maximum).
         precision: `"float32"` or `"bfloat16"` products (see
             `compute_distance_matrix`).
         return_distmat: also return the (Q, G) distance matrix.
@@ -277,7 +281,17 @@ def evaluate(query_features, gallery_features, q_pids, g_pids, q_camids, g_camid
     if rerank:
         from keras_mmga.evaluation.rerank import re_ranking
 
-        distmat = re_ranking(query_features, gallery_features)
+        if metric == "euclidean" and precision == "float32":
+            # re_ranking builds its one (N, N) matrix from the features itself.
+            distmat = re_ranking(query_features, gallery_features)
+        else:
+            # The three blocks at the asked metric / precision (a second (N, N) copy while it runs).
+            def dist(a, b):
+                return compute_distance_matrix(a, b, metric, precision=precision)
+
+            distmat = re_ranking(q_g_dist=dist(query_features, gallery_features),
+                                 q_q_dist=dist(query_features, query_features),
+                                 g_g_dist=dist(gallery_features, gallery_features))
     else:
         distmat = compute_distance_matrix(query_features, gallery_features, metric, precision=precision)
     result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)

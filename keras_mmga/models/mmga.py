@@ -38,6 +38,37 @@ _COMPILE_DEFAULTS = dict(
     cross_replica_triplet=True,
 )
 
+# compile() settings that only build the default optimizer ("sgd").
+_OPTIMIZER_SETTINGS = (
+    "learning_rate", "backbone_lr_scale", "momentum", "weight_decay", "lr_decay_epochs", "lr_decay_rate",
+    "steps_per_epoch",
+)
+
+
+def _inner_optimizer(optimizer):
+    """The optimizer inside a `LossScaleOptimizer` (mixed_float16), else itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def _check_recipe_used(optimizer, kwargs):
+    """Raises if `kwargs` set optimizer settings that `optimizer` would silently ignore.
+
+    With `"sgd"` every setting builds the optimizer; a `ParamGroupSGD`
+    instance takes only `backbone_lr_scale`; anything else takes none.
+    """
+    if isinstance(optimizer, str) and optimizer == "sgd":
+        return
+    usable = ("backbone_lr_scale",) if isinstance(_inner_optimizer(optimizer), ParamGroupSGD) else ()
+    ignored = [k for k in _OPTIMIZER_SETTINGS if k in kwargs and k not in usable]
+    if ignored:
+        name = optimizer if isinstance(optimizer, str) else type(_inner_optimizer(optimizer)).__name__
+        raise ValueError(
+            f"compile() got {ignored} with optimizer {name!r}: these settings only build the default "
+            "optimizer (optimizer='sgd'); an optimizer you pass keeps its own learning rate, momentum, "
+            "weight decay and schedule. Set them on that optimizer, or drop optimizer= to use them"
+            + (" (a ParamGroupSGD still takes backbone_lr_scale)." if not usable else ".")
+        )
+
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
 class MMGA(keras.Model):
@@ -300,8 +331,13 @@ class MMGA(keras.Model):
             optimizer: `"sgd"` builds `ParamGroupSGD` with the paper's settings
                 (momentum 0.9, L2 weight decay 5e-4 as PyTorch applies it,
                 learning rate 0.1 for the heads and 0.05 for the backbone,
-                ×0.5 every 90 epochs). A Keras optimizer instance is used as
-                given (a `ParamGroupSGD` still gets the backbone scale).
+                ×0.5 every 90 epochs). A Keras optimizer instance (or another
+                optimizer name) is used as given: it holds its own learning
+                rate, momentum, decay and schedule, so passing any of the
+                settings below from `learning_rate` to `steps_per_epoch` with
+                it is a `ValueError` (they would be ignored), except
+                `backbone_lr_scale` with a `ParamGroupSGD`, which applies it
+                (0.5 when not passed).
             learning_rate: base (head) learning rate, 0.1.
             backbone_lr_scale: backbone learning rate / base, 0.5.
             momentum: 0.9. weight_decay: 5e-4.
@@ -319,11 +355,12 @@ class MMGA(keras.Model):
         unknown = {k for k in kwargs if k not in _COMPILE_DEFAULTS} & {"loss", "metrics", "loss_weights"}
         if unknown:
             raise ValueError(f"MMGA computes its own losses; do not pass {sorted(unknown)} to compile().")
+        _check_recipe_used(optimizer, kwargs)
         config = dict(_COMPILE_DEFAULTS)
         for key in list(kwargs):
             if key in _COMPILE_DEFAULTS:
                 config[key] = kwargs.pop(key)
-        if optimizer == "sgd":
+        if isinstance(optimizer, str) and optimizer == "sgd":
             schedule = EpochStepDecay(
                 config["learning_rate"],
                 decay_epochs=config["lr_decay_epochs"],
@@ -333,8 +370,8 @@ class MMGA(keras.Model):
             optimizer = ParamGroupSGD(
                 learning_rate=schedule, momentum=config["momentum"], weight_decay=config["weight_decay"]
             )
-        if isinstance(optimizer, ParamGroupSGD):
-            optimizer.set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
+        if isinstance(_inner_optimizer(optimizer), ParamGroupSGD):
+            _inner_optimizer(optimizer).set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
         self._loss_config = config
         super().compile(optimizer=optimizer, **kwargs)
 
@@ -357,7 +394,14 @@ class MMGA(keras.Model):
     def compile_from_config(self, config):
         config = dict(config)
         optimizer = keras.optimizers.deserialize(config.pop("optimizer"))
+        # The restored optimizer carries its learning rate, momentum and
+        # schedule: compile() refuses them next to an instance. They stay in
+        # the loss config, so that saving again records them.
+        recipe = {k: config.pop(k) for k in _OPTIMIZER_SETTINGS if k in config}
+        if isinstance(_inner_optimizer(optimizer), ParamGroupSGD) and "backbone_lr_scale" in recipe:
+            config["backbone_lr_scale"] = recipe.pop("backbone_lr_scale")
         self.compile(optimizer=optimizer, **config)
+        self._loss_config.update(recipe)
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
