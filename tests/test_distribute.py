@@ -3,10 +3,12 @@
 Each configuration trains in its own process (tests/workers/train_steps.py): a
 float64 MMGA with synchronised BatchNorm, all losses on,
 one global batch of 4 identities × 2 images with one unmasked image. Under
-MirroredStrategy on 2 and 4 logical CPU devices the weights after the step
-must equal the one-device weights to 1e-5 (see train_steps.py for why float64).
-With 4 replicas each replica holds one identity: per-replica mining would find
-no negatives, so only global mining can match.
+MirroredStrategy on 2 logical CPU devices the weights after the step must
+equal the one-device weights to 1e-5 (see train_steps.py for why float64).
+On a batch of 2 identities each replica holds one identity: per-replica mining
+would find no negatives, so only global mining can match.
+(4 replicas behave the same but cost 2.5 minutes of tracing: run
+`train_steps.py OUT.npz --replicas 4` by hand.)
 """
 
 import numpy as np
@@ -18,8 +20,7 @@ from workers import runner
 
 CASES = {
     "one_device": [],
-    "mirrored2": ["--replicas", "2"],
-    "mirrored4": ["--replicas", "4", "--evaluate-mining"],
+    "mirrored2": ["--replicas", "2", "--evaluate-mining"],
 }
 
 
@@ -32,10 +33,9 @@ def runs(tmp_path_factory):
     return {n: runner.result(tmp / f"{n}.npz") for n in CASES}
 
 
-@pytest.mark.parametrize("run, reference", [("mirrored2", "one_device"), ("mirrored4", "one_device")])
-def test_mirrored_step_equals_one_device(runs, run, reference):
-    weights, info = runs[run]
-    ref_weights, ref_info = runs[reference]
+def test_mirrored_step_equals_one_device(runs):
+    weights, info = runs["mirrored2"]
+    ref_weights, ref_info = runs["one_device"]
     assert ref_info["moved"] > 1e-3  # the step changed the weights
     assert runner.max_difference(weights, ref_weights) < 1e-5
     for key in ("loss", "triplet", "attention", "whole_softmax", "local_softmax"):
@@ -43,10 +43,10 @@ def test_mirrored_step_equals_one_device(runs, run, reference):
 
 
 def test_per_replica_mining_is_a_different_loss(runs):
-    # Each of the 4 replicas sees one identity: per replica there are no
+    # Each of the 2 replicas sees one identity: per replica there are no
     # negatives, so no anchor counts and the triplet loss is 0; mined over the
     # global batch it is not. The other losses do not depend on the mining.
-    mining = runs["mirrored4"][1]["mining"]
+    mining = runs["mirrored2"][1]["mining"]
     assert mining["per_replica"]["triplet"] == 0.0
     assert mining["global"]["triplet"] > 0.0
     for key in ("attention", "whole_softmax", "local_softmax"):

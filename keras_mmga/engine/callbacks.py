@@ -38,6 +38,14 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir):
         super().__init__(os.fspath(backup_dir), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
 
+    def on_train_begin(self, logs=None):
+        # Keras creates the folder at the first save with a check-then-create,
+        # which races with another worker creating `backup/worker<i>/` (and so
+        # `backup/`) in the same instant; create it idempotently up front.
+        if "://" not in self.backup_dir:
+            os.makedirs(self.backup_dir, exist_ok=True)
+        super().on_train_begin(logs)
+
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)

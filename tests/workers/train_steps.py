@@ -7,8 +7,9 @@ collide on collective-op keys).
     train_steps.py OUT.npz [--replicas N] [--tf-config JSON] [--steps S] [--evaluate-mining]
 
 Writes OUT.npz (the model's weights in order) and OUT.json (fit history).
---evaluate-mining also evaluates the first global batch after training with
-global and with per-replica triplet mining (OUT.json's "mining").
+--evaluate-mining also evaluates, after training, a global batch of two
+identities × 4 images (one identity per replica with 2 replicas) with global
+and with per-replica triplet mining (OUT.json's "mining").
 float64: a random-init ResNet50 is so ill-conditioned that re-ordering a
 float32 batch on one device changes early-layer gradients by ~10 %; in float64
 that noise is ~1e-7, so comparing weights to 1e-5 is a real identity check.
@@ -47,12 +48,12 @@ if args.replicas > 1:
     )
 
 
-def global_batches(steps):
+def global_batches(steps, identities=4):
     rng = np.random.RandomState(0)
     n = steps * GLOBAL_BATCH
     images = rng.uniform(0, 255, (n,) + SHAPE).astype("float64")
     targets = {
-        "labels": np.tile(np.repeat(np.arange(4), 2), steps).astype("int32"),
+        "labels": np.tile(np.repeat(np.arange(identities), GLOBAL_BATCH // identities), steps).astype("int32"),
         "masks": (rng.rand(n, 4, 2, 3) > 0.4).astype("float32"),
         # One image without a mask: it must drop out of the global RMSE.
         "mask_weights": np.where(np.arange(n) % GLOBAL_BATCH == 3, 0.0, 1.0).astype("float32"),
@@ -86,7 +87,7 @@ def main():
         for name, cross_replica in (("global", True), ("per_replica", False)):
             with strategy.scope():
                 model.compile(steps_per_epoch=1, cross_replica_triplet=cross_replica)
-            logs = model.evaluate(global_batches(1), verbose=0, return_dict=True)
+            logs = model.evaluate(global_batches(1, identities=2), verbose=0, return_dict=True)
             info["mining"][name] = {k: float(v) for k, v in logs.items()}
     with open(args.out + ".json", "w") as f:
         json.dump(info, f)
