@@ -28,7 +28,7 @@ def _resident_gb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
-_released_at_gb = [0.0]
+_released_at_gb = 0.0  # resident size after the last release
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,8 +37,9 @@ def release_memory_after_each_module():
     # functions and conversions of ~200 tests in one process). Only after a
     # module that grew the process: with a large heap the collection itself
     # takes seconds, which light modules need not pay.
+    global _released_at_gb
     yield
-    if _resident_gb() - _released_at_gb[0] < 1.0:
+    if _resident_gb() - _released_at_gb < 1.0:
         return
     import keras
 
@@ -46,4 +47,4 @@ def release_memory_after_each_module():
 
     keras.backend.clear_session()
     release_freed_memory()
-    _released_at_gb[0] = _resident_gb()
+    _released_at_gb = _resident_gb()

@@ -96,28 +96,33 @@ def test_sigkill_mid_epoch_then_restart_finishes_like_an_uninterrupted_run(datas
     reference = subprocess.Popen(train_command(dataset, straight, **kw), env=env, stdout=subprocess.DEVNULL,
                                  stderr=reference_log)
 
-    run = tmp_path / "crashed"
-    command = train_command(dataset, run, **kw)
-    stderr = open(tmp_path / "stderr.txt", "w")  # a file: a full pipe would block the child
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    deadline = time.time() + 240
-    # The CSV row of epoch 1 is written after its backup: kill right after it,
-    # i.e. during epoch 2.
-    while time.time() < deadline and proc.poll() is None:
-        if (run / "log.csv").exists() and len(read_log(run / "log.csv")) >= 1:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait(timeout=60)
-    stderr.close()
-    assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()[-2000:]
-    assert ResumableBackup.completed_epochs(run / "backup") == 1
-    assert len(read_log(run / "log.csv")) == 1  # epoch 2 did not finish
+    try:
+        run = tmp_path / "crashed"
+        command = train_command(dataset, run, **kw)
+        stderr = open(tmp_path / "stderr.txt", "w")  # a file: a full pipe would block the child
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.time() + 240
+        # The CSV row of epoch 1 is written after its backup: kill right after it,
+        # i.e. during epoch 2.
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "log.csv").exists() and len(read_log(run / "log.csv")) >= 1:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        proc.wait(timeout=60)
+        stderr.close()
+        assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()[-2000:]
+        assert ResumableBackup.completed_epochs(run / "backup") == 1
+        assert len(read_log(run / "log.csv")) == 1  # epoch 2 did not finish
 
-    restart = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert restart.returncode == 0, restart.stderr[-3000:]
-    reference.wait(timeout=300)
-    reference_log.close()
+        restart = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert restart.returncode == 0, restart.stderr[-3000:]
+        reference.wait(timeout=300)
+    finally:
+        if reference.poll() is None:  # a failure above must not leave it training
+            reference.kill()
+            reference.wait()
+        reference_log.close()
     assert reference.returncode == 0, (tmp_path / "reference.txt").read_text()[-3000:]
     rows, expected = read_log(run / "log.csv"), read_log(straight / "log.csv")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
@@ -278,6 +283,20 @@ def test_a_worker_resumes_from_its_own_backup_folder(tmp_path):
     assert _check_resume(cfg, out, 5, _backup_dir(out, False, 1)) == 2
     assert _check_resume(cfg, out, 5, _backup_dir(out, True, 0)) == 1
     assert _check_resume(cfg, out, 5, _backup_dir(out, False, 2)) == 0
+
+
+def test_backup_folder_exists_from_train_begin(tmp_path):
+    # The chief's backup/ and worker 1's backup/worker1/ are created at the
+    # same instant; Keras would create the folder only at the first save,
+    # with a check-then-create that loses that race (FileExistsError). Created
+    # at train begin (idempotently), there is no window left.
+    folder = tmp_path / "backup"
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    callback = ResumableBackup(folder)
+    callback.set_model(model)
+    callback.on_train_begin()
+    assert folder.is_dir() and os.listdir(folder) == []
+    callback.on_train_begin()  # already there: no error
 
 
 def test_mixed_precision_policy_is_given_to_the_model(dataset, tmp_path):
