@@ -1,8 +1,70 @@
-"""keras-mmga: Multi-Scale Body-Part Mask Guided Attention for person re-ID, in Keras 3."""
+"""keras-mmga: Multi-Scale Body-Part Mask Guided Attention for person re-ID, in Keras 3.
 
-from keras_mmga import layers, losses, optimizers
-from keras_mmga.models import MMGA, VARIANTS
+`import keras_mmga` does not load Keras (nor TensorFlow): `keras_mmga.deploy`
+runs on ONNX Runtime, OpenCV and NumPy alone, and `keras-mmga --help` answers
+at once. The top-level names load on first use (PEP 562). So that
+`keras.models.load_model("model.keras")` finds the package's classes after a
+plain `import keras_mmga` (the usual Keras rule), the models module is
+imported, and its classes registered, as soon as Keras itself is imported.
+"""
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
+# name -> module that defines it
+_LAZY = {
+    "MMGA": "keras_mmga.models",
+    "VARIANTS": "keras_mmga.models",
+    "layers": "keras_mmga.layers",
+    "losses": "keras_mmga.losses",
+    "optimizers": "keras_mmga.optimizers",
+}
+
 __all__ = ["MMGA", "VARIANTS", "layers", "losses", "optimizers", "__version__"]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_mmga' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def _register_serializables():
+    importlib.import_module("keras_mmga.models")
+
+
+class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
+    """Runs `_register_serializables` right after the `keras` package has executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_keras = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_keras(module)
+            _register_serializables()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_serializables()
+elif importlib.util.find_spec("keras") is not None:
+    sys.meta_path.insert(0, _RegisterWhenKerasLoads())

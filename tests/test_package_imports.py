@@ -1,0 +1,36 @@
+"""What `import keras_mmga` loads: nothing heavy, yet saved models load after it."""
+
+import subprocess
+import sys
+
+
+def _run(code):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
+                                 "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_package_import_loads_neither_keras_nor_tensorflow():
+    out = _run("import sys, keras_mmga, keras_mmga.progress, keras_mmga.cli\n"
+               "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
+    assert out.strip() == "[]"
+
+
+def test_saved_model_loads_after_import_keras_mmga_in_either_order(tmp_path):
+    path = tmp_path / "m.keras"
+    _run("import keras_mmga\n"
+         "m = keras_mmga.MMGA(num_classes=3, variant='baseline', input_shape=(32, 16, 3), backbone_weights=None)\n"
+         f"m.save({str(path)!r})")
+    for imports in ("import keras_mmga\nimport keras", "import keras\nimport keras_mmga"):
+        out = _run(f"{imports}\nm = keras.models.load_model({str(path)!r})\nprint(type(m).__name__, m.num_classes)")
+        assert out.split() == ["MMGA", "3"]
+
+
+def test_top_level_help_lists_the_pipeline_without_loading_keras():
+    out = _run("import sys\nfrom keras_mmga.cli import build_parser\n"
+               "build_parser().print_help()\nprint('keras' in sys.modules)")
+    for command in ("synthetic", "masks", "train", "evaluate", "export", "search", "demo"):
+        assert command in out
+    assert out.strip().endswith("False")
