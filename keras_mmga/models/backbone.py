@@ -80,7 +80,11 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
         raise ValueError(
             f"input_shape must be (H, W, 3) with H and W divisible by 16, got {input_shape}."
         )
-    image = keras.Input(input_shape, name="image")
+    # A functional model casts its inputs to the Input's dtype (float32 by
+    # default): a float64 model would round every stage boundary to float32.
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+    input_dtype = "float64" if policy.compute_dtype == "float64" else None
+    image = keras.Input(input_shape, name="image", dtype=input_dtype)
     x = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad", dtype=dtype)(image)
     x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv", dtype=dtype)(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
@@ -92,9 +96,9 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
     stem = keras.Model(image, _stacks(x, "stem", sync_batchnorm, dtype), name="resnet50_stem")
 
     h, w = height // 16, width // 16
-    x3 = keras.Input((2 * h, 2 * w, 512), name="stage2_features")
+    x3 = keras.Input((2 * h, 2 * w, 512), name="stage2_features", dtype=input_dtype)
     stage3 = keras.Model(x3, _stacks(x3, "stage3", sync_batchnorm, dtype), name="resnet50_stage3")
-    x4 = keras.Input((h, w, 1024), name="stage3_features")
+    x4 = keras.Input((h, w, 1024), name="stage3_features", dtype=input_dtype)
     stage4 = keras.Model(x4, _stacks(x4, "stage4", sync_batchnorm, dtype), name="resnet50_stage4")
     stages = {"stem": stem, "stage3": stage3, "stage4": stage4}
 

@@ -42,7 +42,11 @@ def _numpy(values):
 
 
 def identity(out):
-    images, targets = seeded.identity_batches(steps=2)
+    import tensorflow as tf
+
+    # tf.data, as train_steps.py (and the training pipeline) feed it: NumPy inputs to fit
+    # would be cast to floatx (float32) by Keras's array adapter.
+    dataset = tf.data.Dataset.from_tensor_slices(seeded.identity_batches(steps=2)).batch(seeded.GLOBAL_BATCH)
     results, histories = {}, {}
     for name, kind in (("one", "one"), ("two", "data_parallel")):
         distribution = jax_backend.make_distribution(kind)
@@ -52,7 +56,7 @@ def identity(out):
         if name == "one":
             results.update({f"init_{i}": w for i, w in enumerate(_numpy(model.weights))})
         model.compile(steps_per_epoch=2, learning_rate=0.01)
-        history = model.fit(images, targets, batch_size=seeded.GLOBAL_BATCH, shuffle=False, epochs=1, verbose=0)
+        history = model.fit(dataset, epochs=1, verbose=0)
         if distribution is not None:
             # The inputs really were split: a batch-sharded array lives on both devices.
             layout = distribution.get_data_layout((seeded.GLOBAL_BATCH,) + seeded.SHAPE)
