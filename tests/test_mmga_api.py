@@ -211,3 +211,56 @@ def test_image_size_is_checked_on_every_call(baseline_data):
         model.fit(batches(), steps_per_epoch=1, verbose=0)
     with pytest.raises(ValueError, match=r"must have 3 \(RGB\) channels, got 1 \(grayscale"):
         model.predict(other[..., :1][:, :64, :32], verbose=0)
+
+
+def test_bad_labels_masks_and_targets_are_one_line_errors():
+    model = MMGA(4, variant="mmga", input_shape=SIZE, backbone_weights=None)
+    model.compile()
+    x, y = _images(8), _targets(8, 4)
+    cases = [
+        (dict(y, labels=np.arange(8)), r"labels must be in \[0, num_classes = 4\); got the label 7"),
+        (dict(y, labels=-np.ones(8, "int32")), r"negative label -1"),
+        (dict(y, labels=np.eye(4)[y["labels"]]), r"looks one-hot"),
+        (dict(y, labels=y["labels"] + 0.5), r"non-integer value 0.5"),
+        (dict(y, masks=y["masks"][:, :2]), r"masks must have shape \(N, 4, 2, 3\)"),
+        (dict(y, masks=y["masks"] * 255), r"masks must be in \[0, 1\].*divide by 255"),
+        ((y["labels"], y["masks"]), r"use a dict"),
+    ]
+    for targets, message in cases:
+        with pytest.raises(ValueError, match=message):
+            model.fit(x, targets, batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match=r"pixels in \[0, 255\]"):
+        model.fit(x - 128, y, batch_size=8, verbose=0)
+    # From a dataset the values are only seen inside the step: same message, one line.
+    ds = tf.data.Dataset.from_tensors((x, dict(y, labels=np.arange(8, dtype="int32")))).repeat()
+    with pytest.raises(ValueError, match=r"^MMGA input check: labels must be in \[0, num_classes = 4\)") as err:
+        model.fit(ds, steps_per_epoch=1, verbose=0)
+    assert "\n" not in str(err.value)
+    for shape in ((64, 32), (64, 40, 3), (64, 32, 1)):
+        with pytest.raises(ValueError, match=r"input_shape must be \(H, W, 3\) with H and W multiples of 16"):
+            MMGA(4, input_shape=shape, backbone_weights=None)
+
+
+def test_settings_that_silence_a_loss_term_are_refused_or_warned(baseline_data):
+    x, labels, ds = baseline_data
+    with pytest.raises(ValueError, match=r"no mask supervision"):
+        MMGA(4, variant="baseline_att", input_shape=SIZE, backbone_weights=None).compile(attention_weight=0.1)
+    with pytest.raises(ValueError, match=r"no upper/bottom"):
+        MMGA(4, variant="wmga", input_shape=SIZE, backbone_weights=None).compile(part_attention_weight=0.5)
+    model = _baseline()
+    with pytest.raises(ValueError, match=r"triplet_margin must be ≥ 0"):
+        model.compile(triplet_margin=-0.3)
+    model = _baseline()
+    with pytest.warns(UserWarning, match=r"K = 1.*triplet term is 0"):
+        model.fit(x[:4], labels[::2], batch_size=4, epochs=1, verbose=0)
+
+
+def test_fit_on_a_dataset_does_not_warn_about_shuffle(baseline_data):
+    import warnings
+
+    _, _, ds = baseline_data
+    model = _baseline()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(ds, steps_per_epoch=1, epochs=1, verbose=0)
+    assert not [w for w in caught if "shuffle" in str(w.message)]

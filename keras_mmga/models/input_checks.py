@@ -139,12 +139,13 @@ def check_sample_weight_values(sample_weight, n, argument="sample_weight"):
         raise input_error(f"{argument} must be finite and ≥ 0; got values in [{w.min()}, {w.max()}].")
 
 
-def assert_batch_values(images, labels, masks, sample_weight, num_classes, image_shape):
+def assert_batch_values(images, labels, int_labels, masks, sample_weight, num_classes, image_shape):
     """In-graph checks of a batch's shapes and values (TensorFlow; a no-op under XLA).
 
     The image size is checked here too: TensorFlow relaxes a retraced step to
     unknown dimensions (a second `fit` with other data), where the static
-    check cannot see it.
+    check cannot see it. Returns `(images, int_labels)` that depend on the
+    checks, for the step to use.
     """
     import tensorflow as tf
 
@@ -173,7 +174,10 @@ def assert_batch_values(images, labels, masks, sample_weight, num_classes, image
         checks.append(
             tf.debugging.assert_non_negative(sample_weight, message=ERROR_PREFIX + "sample_weight must be ≥ 0; got a negative weight.")
         )
-    return checks
+    # The step reads images and labels through these identities, so the
+    # checks run before any op that would fail on the bad values first.
+    with tf.control_dependencies([c for c in checks if c is not None]):
+        return tf.identity(images), tf.identity(int_labels)
 
 
 def assert_image_shape(images, image_shape):

@@ -1,6 +1,9 @@
 """The MMGA re-identification model, its ablation variants and its training step."""
 
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_mmga import distribute, losses
@@ -122,11 +125,13 @@ class MMGA(keras.Model):
         **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
 
     Example:
-    >>> model = MMGA(num_classes=751, backbone_weights=None, input_shape=(128, 64, 3))
-    >>> model.compile()
-    >>> model.fit(dataset, epochs=1, steps_per_epoch=10)  # (images, {"labels", "masks"})
-    >>> model(images).shape
-    (N, 2048)
+    ```python
+    model = MMGA(num_classes=751, backbone_weights=None, input_shape=(128, 64, 3))
+    model.compile()  # the paper's recipe
+    # dataset yields (images, {"labels": (N,), "masks": (N, 8, 4, 3)})
+    model.fit(dataset, epochs=1, steps_per_epoch=10)
+    features = model(images)  # (N, 2048), L2-normalised
+    ```
 
     Reference: Cai, Wang, Cheng, "Multi-Scale Body-Part Mask Guided Attention
     for Person Re-identification", CVPR Workshops 2019.
@@ -153,6 +158,12 @@ class MMGA(keras.Model):
             raise ValueError(f"num_classes must be ≥ 1, got {num_classes}.")
         if preprocessing not in ("caffe", "torch", None):
             raise ValueError(f"preprocessing must be 'caffe', 'torch' or None, got {preprocessing!r}.")
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or input_shape[2] != 3 or any(int(d) % 16 for d in input_shape[:2]) or min(input_shape[:2]) < 16:
+            raise ValueError(
+                f"input_shape must be (H, W, 3) with H and W multiples of 16 (attention maps are input/16; "
+                f"paper: (384, 128, 3)); got {input_shape}."
+            )
         self.num_classes = int(num_classes)
         self.variant = variant
         self.image_shape = tuple(int(d) for d in input_shape)
@@ -361,6 +372,7 @@ class MMGA(keras.Model):
         if unknown:
             raise ValueError(f"MMGA computes its own losses; do not pass {sorted(unknown)} to compile().")
         _check_recipe_used(optimizer, kwargs)
+        self._check_loss_settings(kwargs)
         config = dict(_COMPILE_DEFAULTS)
         for key in list(kwargs):
             if key in _COMPILE_DEFAULTS:
@@ -387,6 +399,31 @@ class MMGA(keras.Model):
                 inner.count_epochs = True
         self._loss_config = config
         super().compile(optimizer=optimizer, **kwargs)
+
+    def _check_loss_settings(self, kwargs):
+        """Refuses loss settings that would make a term vanish, be ignored, or train towards nonsense."""
+        for key in ("triplet_margin", "triplet_weight", "attention_weight", "part_attention_weight",
+                    "learning_rate", "weight_decay", "lr_decay_rate"):
+            if key in kwargs and not float(kwargs[key]) >= 0:
+                raise ValueError(f"compile(): {key} must be ≥ 0, got {kwargs[key]}.")
+        if "learning_rate" in kwargs and not float(kwargs["learning_rate"]) > 0:
+            raise ValueError(f"compile(): learning_rate must be > 0, got {kwargs['learning_rate']}.")
+        if "lr_decay_rate" in kwargs and not float(kwargs["lr_decay_rate"]) > 0:
+            raise ValueError(f"compile(): lr_decay_rate must be > 0, got {kwargs['lr_decay_rate']}.")
+        if not self.mask_supervised:
+            given = [k for k in ("attention_weight", "part_attention_weight") if k in kwargs]
+            if given:
+                raise ValueError(
+                    f"compile(): {given} set for variant {self.variant!r}, which has no mask supervision "
+                    "(no attention loss): use 'wmga', 'dmga' or 'mmga', or drop them."
+                )
+        elif not self.has_parts and "part_attention_weight" in kwargs:
+            raise ValueError(
+                f"compile(): part_attention_weight set for variant {self.variant!r}, which has no upper/bottom "
+                "maps: use 'dmga' or 'mmga', or drop it."
+            )
+        if kwargs.get("triplet_weight", 1.0) == 0 and kwargs.get("triplet_margin") is not None:
+            raise ValueError("compile(): triplet_margin set with triplet_weight=0: the triplet term is off.")
 
     def _log_names(self):
         names = ["loss", "whole_softmax"]
@@ -562,6 +599,14 @@ class MMGA(keras.Model):
                 input_checks.check_sample_weight_values(_numpy(y["mask_weights"]), n, f"{where}: mask_weights")
         if sample_weight is not None:
             input_checks.check_sample_weight_values(_numpy(sample_weight), n, f"{where}: sample_weight")
+        if y is not None and where == "fit":
+            labels = _numpy(y["labels"] if isinstance(y, dict) else y).reshape(-1)
+            if labels.size > 1 and len(np.unique(labels)) == labels.size:
+                warnings.warn(
+                    "fit: every identity has one image only (K = 1): no anchor has a positive, so the "
+                    "triplet term is 0 throughout. Train on PK batches (keras_mmga.data) with K ≥ 2.",
+                    stacklevel=3,
+                )
 
     def _check_target_structure(self, targets, where, static):
         if isinstance(targets, (tuple, list)):
@@ -622,8 +667,10 @@ class MMGA(keras.Model):
         else:
             masks, weights = None, None
         if keras.backend.backend() == "tensorflow":
-            # Stateful ops: tf.function runs them before the step's result.
-            input_checks.assert_batch_values(images, raw_labels, masks, sample_weight, self.num_classes, self.image_shape)
+            # Values only the step sees (datasets): checked before the losses use them.
+            images, labels = input_checks.assert_batch_values(
+                images, raw_labels, labels, masks, sample_weight, self.num_classes, self.image_shape
+            )
         return images, labels, masks, weights, sample_weight
 
     def _compute_losses(self, outputs, labels, masks, weights, sample_weight=None):

@@ -43,8 +43,10 @@ class ParamGroupSGD(keras.optimizers.Optimizer):
         **kwargs: standard optimizer arguments (`name`, `clipnorm`, ...).
 
     Example:
-    >>> opt = ParamGroupSGD(learning_rate=0.1, momentum=0.9, weight_decay=5e-4)
-    >>> opt.set_lr_scale(backbone.trainable_variables, 0.5)
+    ```python
+    opt = ParamGroupSGD(learning_rate=0.1, momentum=0.9, weight_decay=5e-4)
+    opt.set_lr_scale(backbone.trainable_variables, 0.5)  # backbone: a keras.Model
+    ```
     """
 
     def __init__(
