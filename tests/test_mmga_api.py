@@ -243,10 +243,13 @@ def test_bad_labels_masks_and_targets_are_one_line_errors():
 
 def test_settings_that_silence_a_loss_term_are_refused_or_warned(baseline_data):
     x, labels, ds = baseline_data
+    unsupervised = MMGA(4, variant="baseline_att", input_shape=SIZE, backbone_weights=None)
     with pytest.raises(ValueError, match=r"no mask supervision"):
-        MMGA(4, variant="baseline_att", input_shape=SIZE, backbone_weights=None).compile(attention_weight=0.1)
+        unsupervised.compile(attention_weight=0.2)
+    # The recipe's own values are what the engine and saved configs pass for every variant.
+    unsupervised.compile(attention_weight=0.1, part_attention_weight=0.5)
     with pytest.raises(ValueError, match=r"no upper/bottom"):
-        MMGA(4, variant="wmga", input_shape=SIZE, backbone_weights=None).compile(part_attention_weight=0.5)
+        MMGA(4, variant="wmga", input_shape=SIZE, backbone_weights=None).compile(part_attention_weight=0.7)
     model = _baseline()
     with pytest.raises(ValueError, match=r"triplet_margin must be ≥ 0"):
         model.compile(triplet_margin=-0.3)

@@ -410,14 +410,18 @@ class MMGA(keras.Model):
             raise ValueError(f"compile(): learning_rate must be > 0, got {kwargs['learning_rate']}.")
         if "lr_decay_rate" in kwargs and not float(kwargs["lr_decay_rate"]) > 0:
             raise ValueError(f"compile(): lr_decay_rate must be > 0, got {kwargs['lr_decay_rate']}.")
+        # The recipe's own values pass (the engine and saved configs carry them
+        # for every variant); only a value the user changed would be ignored.
+        changed = {k for k in ("attention_weight", "part_attention_weight")
+                   if k in kwargs and float(kwargs[k]) != _COMPILE_DEFAULTS[k]}
         if not self.mask_supervised:
-            given = [k for k in ("attention_weight", "part_attention_weight") if k in kwargs]
+            given = sorted(changed)
             if given:
                 raise ValueError(
                     f"compile(): {given} set for variant {self.variant!r}, which has no mask supervision "
                     "(no attention loss): use 'wmga', 'dmga' or 'mmga', or drop them."
                 )
-        elif not self.has_parts and "part_attention_weight" in kwargs:
+        elif not self.has_parts and "part_attention_weight" in changed:
             raise ValueError(
                 f"compile(): part_attention_weight set for variant {self.variant!r}, which has no upper/bottom "
                 "maps: use 'dmga' or 'mmga', or drop it."
