@@ -75,6 +75,14 @@ def test_summary_is_printed_when_verbose(tmp_path, capsys):
     assert "Market1501" in out and "# ids" in out and "gallery" in out
 
 
+def test_readers_are_quiet_by_default(tmp_path, capsys):
+    root = _write_tree(tmp_path, MARKET)
+    market = Market1501(root)
+    load_dataset(root)
+    assert capsys.readouterr().out == ""
+    assert "# ids" in market.summary()  # the table on demand
+
+
 def test_camera_zero_is_an_error_naming_the_file(tmp_path):
     layout = {k: list(v) for k, v in MARKET.items()}
     layout["bounding_box_train"].append("0004_c0s1_000001_00.jpg")
