@@ -291,7 +291,8 @@ def train(config, extra_callbacks=()):
             return result
 
         callbacks.append(
-            RankEvaluation(evaluate_fn, config.eval_every, os.path.join(out, "best.keras") if is_chief else None)
+            RankEvaluation(evaluate_fn, config.eval_every, os.path.join(out, "best.keras") if is_chief else None,
+                           verbose=is_chief and config.verbose > 0)
         )
     if is_chief:
         callbacks += [
