@@ -114,3 +114,10 @@ def test_custom_dataset_relabels_train():
 def test_custom_dataset_rejects_malformed_samples():
     with pytest.raises(ValueError, match="train sample 1"):
         ReIDDataset([("a.jpg", 1, 0), ("b.jpg", 2)], [], [])
+
+
+def test_custom_dataset_rejects_fractional_ids():
+    # int(1.5) would silently merge identities 1 and 1.5.
+    with pytest.raises(ValueError, match=r"query sample 0 is .*integer pid and camid"):
+        ReIDDataset([("a.jpg", 1, 0)], [("q.jpg", 1.5, 0)], [("g.jpg", 5, 1)])
+    assert ReIDDataset([("a.jpg", 1.0, 0)], [], []).train == [("a.jpg", 0, 0)]

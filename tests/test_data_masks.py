@@ -153,3 +153,20 @@ def test_jpeg_saved_as_png_is_named_as_such_even_when_ignoring_missing_masks(tmp
     targets, weights = masks.load_targets([str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask",
                                           (2, 1))
     assert weights[0] == 1 and targets[0, :, :, 1].max() > 0
+
+
+def test_ignoring_missing_masks_never_drops_every_mask(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    paths = [str(tmp_path / "img" / f"{c}.jpg") for c in "ab"]
+    with pytest.raises(FileNotFoundError, match="Mask root .*typo.* does not exist"):
+        masks.load_targets(paths, tmp_path / "img", tmp_path / "typo", (2, 1), missing="ignore")
+    # A folder without any of the masks (wrong mirror): the attention loss would be 0.
+    with pytest.raises(ValueError, match=r"None of the 2 images has a mask .*a\.png"):
+        masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore")
+    label = np.zeros((16, 8), np.uint8)
+    label[2:14, 2:6] = 9
+    cv2.imwrite(str(tmp_path / "mask" / "a.png"), label)
+    with pytest.warns(UserWarning, match="1 of 2 images have no usable mask"):
+        _, weights = masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore")
+    np.testing.assert_array_equal(weights, [1, 0])

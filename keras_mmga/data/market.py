@@ -44,10 +44,13 @@ class ReIDDataset:
         for i, item in enumerate(samples):
             try:
                 path, pid, cam = item
+                if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in (pid, cam)):
+                    raise ValueError("pid and camid must be integers")
                 out.append((os.fspath(path), int(pid), int(cam)))
             except (TypeError, ValueError) as err:
                 raise ValueError(
-                    f"{self.name}: {split} sample {i} is {item!r}: expected (path, pid, camid)."
+                    f"{self.name}: {split} sample {i} is {item!r}: expected (path, pid, camid) with integer "
+                    "pid and camid."
                 ) from err
         return out
 

@@ -22,6 +22,7 @@ soft values in [0, 1].
 """
 
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -269,7 +270,10 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
         mode, mask_format, dress_group, label_groups: see `binary_masks`.
         missing: `"error"` (default) raises on a missing or unreadable mask,
             naming the file; `"ignore"` gives that image weight 0 (it adds
-            nothing to the attention loss) and an all-zero placeholder.
+            nothing to the attention loss) and an all-zero placeholder, with
+            a warning giving the count. A `mask_root` that does not exist, or
+            in which not one image has a mask, is an error also with
+            `"ignore"`: the attention loss would vanish (usually a wrong path).
         verbose: show progress (count, masks/s, time left) on stderr.
 
     Example:
@@ -282,6 +286,8 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
     targets = np.zeros((len(image_paths), size[0], size[1], 3), "float32")
     weights = np.ones(len(image_paths), "float32")
     check_grouping(dress_group, label_groups)
+    if not os.path.isdir(os.fspath(mask_root)):
+        raise FileNotFoundError(f"Mask root {os.fspath(mask_root)!r} does not exist.")
     with Progress(len(image_paths), "masks", label=f"mask targets ({mode})", verbose=verbose) as bar:
         for i, image_path in enumerate(image_paths):
             bar.update(1)
@@ -297,4 +303,15 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
                 continue
             mask = to_label_map(mask, path)
             targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path), size)
+    lacking = int(np.sum(weights == 0))
+    if lacking and lacking == len(image_paths):
+        first = mask_path_for(image_paths[0], image_root, mask_root)
+        raise ValueError(
+            f"None of the {lacking} images has a mask under {os.fspath(mask_root)!r} (e.g. {first!r}): with "
+            "missing_masks='ignore' the attention loss would be exactly 0. Check mask_root and image_root "
+            "(masks mirror the image folder), or train a variant without mask supervision."
+        )
+    if lacking:
+        warnings.warn(f"{lacking} of {len(image_paths)} images have no usable mask under "
+                      f"{os.fspath(mask_root)!r}; they add nothing to the attention loss (weight 0).", stacklevel=2)
     return targets, weights

@@ -312,6 +312,8 @@ def train(config, extra_callbacks=()):
             epochs=config.epochs,
             steps_per_epoch=steps,
             callbacks=callbacks,
+            # The PK stream is shuffled by its sampler; Keras would warn that shuffle=True is ignored.
+            shuffle=False,
             verbose=config.verbose if is_chief else 0,
         )
     except RuntimeError as err:
