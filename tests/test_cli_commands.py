@@ -106,4 +106,4 @@ def test_config_variant_names_are_the_models():
     from keras_mmga.engine.ablation import VARIANT_ORDER
     from keras_mmga.models import VARIANTS
 
-    assert set(VARIANT_NAMES) == set(VARIANTS) and tuple(VARIANT_NAMES) == tuple(VARIANT_ORDER)
+    assert set(VARIANT_NAMES) == set(VARIANTS) and VARIANT_ORDER is VARIANT_NAMES

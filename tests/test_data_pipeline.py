@@ -291,3 +291,5 @@ def test_file_check_and_mask_targets_show_progress(tmp_path, capsys):
     assert "check images (decode): 12/12 images" in err and "mask targets (parts): 12/12 masks" in err
     make_train_dataset(samples, **_kwargs(tmp_path))
     assert capsys.readouterr().err == ""  # quiet by default
+    make_train_dataset(samples, **_kwargs(tmp_path, verbose=True, check_files="none", cache_images=True))
+    assert "cache images: 12/12 images" in capsys.readouterr().err

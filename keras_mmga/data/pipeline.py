@@ -87,16 +87,22 @@ def decode_resize(path, image_size):
     return tf.ensure_shape(image, tuple(image_size) + (3,))
 
 
-def load_images(paths, image_size, batch_size=256):
-    """Decodes and resizes `paths` once: uint8 (N, H, W, 3), for `cache_images`."""
+def load_images(paths, image_size, batch_size=256, verbose=False):
+    """Decodes and resizes `paths` once: uint8 (N, H, W, 3), for `cache_images` (`verbose`: progress)."""
     image_size = tuple(int(s) for s in image_size)
+    paths = [os.fspath(p) for p in paths]
     dataset = (
-        tf.data.Dataset.from_tensor_slices(tf.constant([os.fspath(p) for p in paths], tf.string))
+        tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
         .map(lambda p: tf.cast(tf.round(decode_resize(p, image_size)), tf.uint8),
              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(batch_size)
     )
-    return np.concatenate([b.numpy() for b in dataset], axis=0)
+    batches = []
+    with Progress(len(paths), "images", label="cache images", verbose=verbose) as bar:
+        for b in dataset:
+            batches.append(b.numpy())
+            bar.update(len(batches[-1]))
+    return np.concatenate(batches, axis=0)
 
 
 @dataclass
@@ -234,7 +240,7 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         )
 
     batch = sampler.batch_size
-    cache = load_images(paths, image_size) if cache_images else None
+    cache = load_images(paths, image_size, verbose=verbose) if cache_images else None
     path_table, label_table = tf.constant(paths), tf.constant(pids)
     mask_table = weight_table = None
     if targets is not None:

@@ -9,11 +9,11 @@ import keras
 
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.evaluator import METRICS, evaluate_model
-from keras_mmga.engine.config import TrainConfig
+from keras_mmga.engine.config import VARIANT_NAMES, TrainConfig
 from keras_mmga.engine.trainer import train
 
 # Paper order and row names (Table 1).
-VARIANT_ORDER = ("baseline", "baseline_att", "wmga", "dmga", "mmga")
+VARIANT_ORDER = VARIANT_NAMES
 ROW_NAMES = {
     "baseline": "Baseline",
     "baseline_att": "Baseline+Att",

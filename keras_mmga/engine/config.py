@@ -167,7 +167,7 @@ class TrainConfig:
         _number(self, "backbone_lr_scale", low=0.0)
         _number(self, "momentum", low=0.0, high=1.0, high_open=True)
         _number(self, "weight_decay", low=0.0)
-        _number(self, "lr_decay_rate", low=0.0, high=1.0, low_open=True)
+        _number(self, "lr_decay_rate", low=0.0, low_open=True)  # > 1 grows the rate: unusual, not invalid
         _number(self, "triplet_margin", low=0.0)
         for name in ("triplet_weight", "attention_weight", "part_attention_weight"):
             _number(self, name, low=0.0)

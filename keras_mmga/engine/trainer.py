@@ -272,6 +272,12 @@ def train(config, extra_callbacks=()):
         print(f"{out}: the run is complete ({initial_epoch} epochs); restoring its weights.")
     elif initial_epoch and config.verbose:
         print(f"{out}: resuming at epoch {initial_epoch + 1} of {config.epochs}.")
+    if config.verbose and is_chief and initial_epoch < config.epochs:
+        kind, what = ("identity", "every identity once") if config.epoch == "identities" else \
+            ("image", "about every image once")
+        print(f"{config.epochs} {kind} epochs ({what}) x {steps} steps = {config.epochs * steps} "
+              f"iterations of {train_data.batch_size} images (P x K = {config.num_identities} x "
+              f"{config.num_instances}).")
 
     dataset = train_data.dataset
     if config.strategy == "multiworker":
