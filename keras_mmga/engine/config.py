@@ -136,7 +136,8 @@ class TrainConfig:
 
         if self.variant not in VARIANTS:
             raise ValueError(f"Unknown variant {self.variant!r}; expected one of {sorted(VARIANTS)}.")
-        _choice(self, "strategy", STRATEGIES)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}; expected one of {STRATEGIES}.")
         _choice(self, "dataset", DATASETS)
         _choice(self, "epoch", EPOCH_DEFINITIONS)
         _choice(self, "dress_group", DRESS_GROUPS)

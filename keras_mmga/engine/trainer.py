@@ -215,7 +215,10 @@ def train(config, extra_callbacks=()):
 
     Args:
         config: a `TrainConfig`.
-        extra_callbacks: more Keras callbacks, run after the engine's.
+        extra_callbacks: more Keras callbacks, run after the engine's: on
+            the epochs `eval_every` evaluates, their logs hold `val_rank1`,
+            `val_mAP` and `val_mINP` (e.g.
+            `keras.callbacks.EarlyStopping("val_mAP", mode="max")`).
 
     Returns:
         `(model, history)`; `history.history` holds the epochs run by this
