@@ -107,3 +107,15 @@ def test_config_variant_names_are_the_models():
     from keras_mmga.models import VARIANTS
 
     assert set(VARIANT_NAMES) == set(VARIANTS) and VARIANT_ORDER is VARIANT_NAMES
+
+
+def test_data_and_engine_packages_import_without_tensorflow():
+    # Lazy package namespaces: the readers, the sampler, the synthetic writer and the run
+    # configurations need no TensorFlow (the deploy path reads datasets with `data.market`).
+    code = ("import sys, keras_mmga.data, keras_mmga.engine, keras_mmga.data.market, keras_mmga.data.pk_sampler, "
+            "keras_mmga.engine.config\n"
+            "from keras_mmga.data import Market1501, PKSampler, synthetic\n"
+            "from keras_mmga.engine import TrainConfig, DemoConfig\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
