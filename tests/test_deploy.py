@@ -408,3 +408,61 @@ def test_distances_are_printed_without_hiding_small_values():
     assert format_distance(0.61234) == "0.6123" and format_distance(1e-3) == "0.0010"
     assert format_distance(3.21e-5) == "3.21e-05" and format_distance(4e-9) == "4.00e-09"
     assert format_distance(0.0) == "0.0000"
+
+
+# ------------------------------------------- a deploy machine: numpy, OpenCV and ONNX Runtime only
+_DEPLOY_CHECK = r"""
+import importlib.util, json, subprocess, sys
+for absent in ("tensorflow", "keras", "tf2onnx", "onnx"):
+    assert importlib.util.find_spec(absent) is None, absent + " is installed in the deploy environment"
+from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
+onnx_path, gallery, prefix = sys.argv[1:4]
+extractor = OnnxFeatureExtractor(onnx_path, batch_size=4)
+index = GalleryIndex.build(extractor, gallery, verbose=False)
+index.save(prefix)
+hits = GalleryIndex.load(prefix).query(index.paths[2], topk=2, extractor=extractor)
+search = subprocess.run([sys.executable, "-m", "keras_mmga", "search", index.paths[4], "--gallery", gallery,
+                         "--model", onnx_path, "--index", prefix, "--topk", "1"], capture_output=True, text=True)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "onnx"))
+print(json.dumps({"features": index.features.tolist(), "top1": hits[0]["index"], "loaded": loaded,
+                  "search_rc": search.returncode, "search_out": search.stdout, "search_err": search.stderr}))
+"""
+
+
+@pytest.fixture(scope="session")
+def deploy_python(tmp_path_factory):
+    """A venv with only requirements-deploy.txt (numpy, OpenCV, ONNX Runtime), built once per test session.
+
+    pip's own cache makes rebuilds quick (~15 s here); the package itself is
+    the checkout, on PYTHONPATH, as `pip install --no-deps` would put it.
+    """
+    import subprocess
+    import sys
+
+    env_dir = tmp_path_factory.mktemp("deploy_venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = str(env_dir / "bin" / "python")
+    pip = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
+                          "--disable-pip-version-check", "-r", os.path.join(ROOT, "requirements-deploy.txt")],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, f"pip could not build the deploy environment:\n{pip.stdout}\n{pip.stderr}"
+    return python
+
+
+def test_deploy_runs_with_only_numpy_opencv_and_onnxruntime(exported, deploy_python, tmp_path):
+    import subprocess
+
+    model, onnx_path, gallery = exported
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.path.abspath(ROOT), "HOME": str(tmp_path)}
+    run = subprocess.run([deploy_python, "-c", _DEPLOY_CHECK, onnx_path, str(gallery), str(tmp_path / "g")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []  # nothing of TensorFlow / Keras / onnx was imported
+    # The features match Keras on the training pipeline's decoding and resizing, as in the full install.
+    paths = _paths(gallery)
+    expected = _keras(model, np.stack([decode_resize(p, SIZE).numpy() for p in paths]))
+    assert np.max(np.abs(np.asarray(result["features"]) - expected)) <= 1e-4
+    assert result["top1"] == 2
+    assert result["search_rc"] == 0, result["search_err"]
+    assert result["search_out"].splitlines()[2].endswith(paths[4])
