@@ -337,6 +337,19 @@ class GalleryIndex:
         """The backend and its FAISS settings, as saved in `PREFIX.index.json`."""
         return self._search.config()
 
+    def set_search_knobs(self, **knobs):
+        """Changes FAISS search knobs of a built index (`nprobe`, `efSearch`), e.g. to trade recall for speed.
+
+        Example:
+        >>> index.set_search_knobs(nprobe=32)
+        """
+        if not isinstance(self._search, FaissBackend):
+            raise ValueError(f"{sorted(knobs)} apply to backend='faiss'; this index is NumPy's.")
+        for name, value in knobs.items():
+            if name not in ("nprobe", "efSearch"):
+                raise ValueError(f"Unknown search knob {name!r}; expected 'nprobe' or 'efSearch'.")
+            self._search.set_knob(name, value)
+
     @property
     def features(self):
         """`(N, D)` float32 gallery features (for FAISS SQ / PQ indexes: their decoded approximation)."""
