@@ -129,7 +129,7 @@ def bench_index(spec, path, gen, queries, exact, k, single):
     factory, knob, values = parse_index(spec)
     rss0 = _rss_gb()
     t = time.perf_counter()
-    first = min(CHUNK * 2, gen.n)  # what an IVF / SQ index trains on
+    first = min(CHUNK, gen.n)  # what an IVF / SQ / PCA index trains on
     build_knobs = {knob: values[0]} if knob else {}
     index = GalleryIndex(read_chunk(path, gen.dim, 0, first), [""] * first, gen.pids[:first], np.zeros(first),
                          backend="faiss", faiss_index=factory, **build_knobs)
