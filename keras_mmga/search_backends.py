@@ -182,7 +182,10 @@ class FaissBackend:
             index = faiss.read_index(os.fspath(path))
         except RuntimeError as err:
             raise ValueError(f"{os.fspath(path)!r} is not a FAISS index: {str(err).splitlines()[-1]}") from None
-        return cls(index.d, faiss_index, index=index, **{k: v for k, v in knobs.items() if k in FAISS_SEARCH_KNOBS})
+        backend = cls(index.d, faiss_index, index=index, **{k: v for k, v in knobs.items() if k in FAISS_SEARCH_KNOBS})
+        # Build-time knobs acted when the index was built: recorded, not set again.
+        backend.knobs.update({k: int(v) for k, v in knobs.items() if k in FAISS_BUILD_KNOBS and v is not None})
+        return backend
 
 
 def make_backend(backend, dim, faiss_index="Flat", **knobs):

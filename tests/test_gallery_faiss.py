@@ -180,14 +180,26 @@ def test_search_command_with_faiss(tmp_path, capsys):
     query = tmp_path / "q.png"
     cv2.imwrite(str(query), np.full((128, 64, 3), (30, 190, 25), np.uint8))  # greenish: pid 2 first
     argv = ["search", str(query), "--gallery", str(gallery), "--model", model, "--index", str(tmp_path / "g"),
-            "--topk", "2", "--backend", "faiss", "--faiss-index", "HNSW8", "--efSearch", "16"]
+            "--topk", "2", "--backend", "faiss", "--faiss-index", "HNSW8", "--efSearch", "16", "--efConstruction", "20"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert int(lines[2].split()[2]) == 2 and len(lines) == 4
     extractor = OnnxFeatureExtractor(model)
     loaded = GalleryIndex.load(tmp_path / "g")
     assert loaded.backend == "faiss" and loaded.search_config["efSearch"] == 16
-    assert loaded.stale_reason(extractor, gallery, backend="faiss", faiss_index="HNSW8", efSearch=16) is None
+    assert loaded.stale_reason(extractor, gallery, backend="faiss", faiss_index="HNSW8", efSearch=16,
+                               efConstruction=20) is None
+    assert main(argv) == 0 and "rebuilding" not in capsys.readouterr().err  # the saved index answers
     assert "search settings" in loaded.stale_reason(extractor, gallery, backend="numpy")
-    assert main(argv[:-6]) == 0  # numpy asked for now: rebuilt, said so
+    assert main(argv[:-8]) == 0  # numpy asked for now: rebuilt, said so
     assert "search settings" in capsys.readouterr().err and GalleryIndex.load(tmp_path / "g").backend == "numpy"
+
+
+def test_search_and_export_commands_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, keras_mmga.cli.search, keras_mmga.cli.export, keras_mmga.deploy; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'onnx', 'faiss')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
