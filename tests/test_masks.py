@@ -225,15 +225,18 @@ def test_resume_keeps_masks_and_overwrite_remakes_them(synthetic, model_path, tm
     subset = tmp_path / "images"
     shutil.copytree(os.path.join(images, "query"), subset / "query")
     out = tmp_path / "masks"
-    first = write_masks(subset, out, pose_model=model_path, workers=2, verbose=False)
+    # low_confidence above 1: every mask is listed, so the report's carry-over shows.
+    first = write_masks(subset, out, pose_model=model_path, workers=2, verbose=False, low_confidence=1.01)
     masks = sorted(p for p in os.listdir(out / "query"))
     assert first["written"] == len(masks) > 1
     kept, removed = out / "query" / masks[0], out / "query" / masks[1]
     os.utime(kept, (1, 1))
     content = kept.read_bytes()
     removed.unlink()
-    second = write_masks(subset, out, pose_model=model_path, workers=1, verbose=False)
+    second = write_masks(subset, out, pose_model=model_path, workers=1, verbose=False, low_confidence=1.01)
     assert second["skipped_existing"] == len(masks) - 1 and second["written"] == 1 and removed.exists()
+    low = [r["image"] for r in read_report(out / REPORT_NAME) if r["reason"] == "low_confidence"]
+    assert sorted(low) == sorted(os.path.join("query", m[:-4] + ".jpg") for m in masks)
     assert os.path.getmtime(kept) == 1 and kept.read_bytes() == content
     third = write_masks(subset, out, pose_model=model_path, workers=1, overwrite=True, verbose=False)
     assert third["skipped_existing"] == 0 and third["written"] == len(masks) and os.path.getmtime(kept) > 1

@@ -118,7 +118,8 @@ def default_workers():
 
 
 def write_masks(images_root, output_root, pose_model=None, workers=None, overwrite=False, preview=0,
-                cache_dir=None, low_confidence=LOW_CONFIDENCE, verbose=True, parser_kwargs=None, stream=None):
+                cache_dir=None, low_confidence=LOW_CONFIDENCE, verbose=True, parser_kwargs=None, stream=None,
+                images_list=None):
     """Writes one LIP mask PNG per image with a person; returns the run's summary.
 
     Args:
@@ -127,7 +128,7 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         pose_model: the user's model file or mediapipe 0.10.21 wheel; None: the cache
             (fetched with pip on first use).
         workers: processes (default: the usable cores); each runs one interpreter thread.
-            With 1 the work runs in this process.
+            With 1 the work runs in this process, one interpreter thread per core.
         overwrite: remake masks that exist (default: keep them, so a stopped run resumes).
         preview: write a contact sheet of this many images (image, whole mask,
             parts in colour) to `output_root/PREVIEW_NAME`; 0: none.
@@ -135,6 +136,7 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         low_confidence: masks below this confidence are counted and listed in the report.
         verbose: progress line and summary on `stream` (default stderr).
         parser_kwargs: extra `BodyPartParser` arguments.
+        images_list: only these image paths (relative to `images_root`); default: every image there.
 
     Returns:
         dict: images, skipped_existing, written, no_person, unreadable, errors,
@@ -158,7 +160,8 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
     model_path = resolve_pose_model(pose_model, cache_dir, log=lambda m: stream.write(m + "\n"))
     parser_kwargs = dict(parser_kwargs or {})
 
-    images = list_images(images_root, exclude=output_root)
+    images = list_images(images_root, exclude=output_root) if images_list is None else [
+        os.path.normpath(os.fspath(r)) for r in images_list]
     if not images:
         raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {images_root!r}.")
     os.makedirs(output_root, exist_ok=True)
@@ -179,6 +182,12 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
             bar.update(1)
     seconds = time.monotonic() - start
     report = os.path.join(output_root, REPORT_NAME)
+    if not overwrite and os.path.isfile(report):
+        # A resumed run keeps the earlier run's notes on the masks it kept.
+        redone, known = set(todo), set(images)
+        for row in read_report(report):
+            if row.get("reason") == "low_confidence" and row["image"] not in redone and row["image"] in known:
+                listed.append((row["image"], "low_confidence", float(row["confidence"]), row.get("detail", "")))
     _write_report(report, listed, images_root)
     summary = {
         "images": len(images), "skipped_existing": len(images) - len(todo), "written": counts["written"],
@@ -196,7 +205,7 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
 
 
 def _run(todo, workers, model_path, parser_kwargs, images_root, output_root):
-    settings = (model_path, 1 if workers > 1 else 2, parser_kwargs, images_root, output_root)
+    settings = (model_path, 1 if workers > 1 else default_workers(), parser_kwargs, images_root, output_root)
     if workers == 1 or len(todo) < 2:
         _init_worker(*settings)
         yield from map(_process, todo)
