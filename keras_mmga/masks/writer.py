@@ -140,7 +140,8 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
 
     Returns:
         dict: images, skipped_existing, written, no_person, unreadable, errors,
-        low_confidence, seconds, images_per_second, report, preview.
+        low_confidence, seconds, images_per_second, report, preview, startup_seconds (to the
+        first result: processes started, model loaded), steady_images_per_second (after it).
     """
     from keras_mmga.masks.pose_model import resolve_pose_model
     from keras_mmga.progress import Progress
@@ -168,11 +169,13 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
     todo = images if overwrite else [r for r in images
                                      if not os.path.isfile(os.path.join(output_root, mask_relpath(r)))]
     counts = {"written": 0, "no_person": 0, "unreadable": 0, "error": 0}
-    listed, low = [], 0
+    listed, low, first = [], 0, None
     start = time.monotonic()
     with Progress(len(todo), "images", label="masks", verbose=verbose, stream=stream) as bar:
         for rel, status, confidence, detail in _run(todo, workers, model_path, parser_kwargs, images_root,
                                                     output_root):
+            if first is None:
+                first = time.monotonic() - start
             counts[status] += 1
             if status != "written":
                 listed.append((rel, status, confidence, detail))
@@ -194,6 +197,10 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         "no_person": counts["no_person"], "unreadable": counts["unreadable"], "errors": counts["error"],
         "low_confidence": low, "seconds": seconds, "images_per_second": len(todo) / seconds if seconds > 0 else 0.0,
         "report": report, "preview": None,
+        # Start-up (worker processes, model loading) ends with the first result.
+        "startup_seconds": first,
+        "steady_images_per_second": (len(todo) - 1) / (seconds - first) if first is not None and seconds > first
+        else 0.0,
     }
     if preview:
         summary["preview"] = write_preview(images_root, output_root, images, int(preview),
