@@ -10,9 +10,9 @@ on seed 0) and measures, in the same run:
 - naive: one process, one interpreter (2 threads), the tight crop padded to a
   square, whole = segmentation > 0.5, upper / bottom split by a horizontal
   line at the mean hip height (the figures quoted in the issue);
-- ours: `write_masks` (worker processes, one interpreter thread each) over the
-  same images, from start-up to the last file written; then `write_masks`
-  in one process (one interpreter with a thread per core) on a third of them.
+- ours: `write_masks` (its default split of the cores into processes and
+  interpreter threads) over the same images, from start-up to the last file
+  written; then `write_masks` with `--compare-workers` processes on a third.
 
 IoU per image of whole / upper / bottom vs the ground-truth LIP masks grouped
 the default way (an image where no person is found counts as IoU 0); junk
@@ -33,7 +33,7 @@ import numpy as np
 from keras_mmga.data.masks import group_label_map
 from keras_mmga.data.synthetic import write_dataset
 from keras_mmga.masks.pose_model import PoseModel, resolve_pose_model
-from keras_mmga.masks.writer import mask_relpath, write_masks
+from keras_mmga.masks.writer import default_workers, mask_relpath, usable_cores, write_masks
 
 
 def _iou(a, b):
@@ -90,7 +90,8 @@ def main():
     parser.add_argument("--root", default="/tmp/mmga_masks_bench")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--train-ids", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="write_masks workers (default: its own)")
+    parser.add_argument("--compare-workers", type=int, default=2, help="the other split of the cores, on a third")
     parser.add_argument("--pose-model", default=None)
     args = parser.parse_args()
     images = os.path.join(args.root, "images")
@@ -110,12 +111,14 @@ def main():
     summary = write_masks(images, out, pose_model=model_path, workers=args.workers, verbose=False)
     ours_rate = summary["images_per_second"]
     third = paths[: len(paths) // 3]
-    out1 = os.path.join(args.root, "generated_1worker")
+    out1 = os.path.join(args.root, "generated_compare")
     shutil.rmtree(out1, ignore_errors=True)
-    one = write_masks(images, out1, pose_model=model_path, workers=1, verbose=False,
+    one = write_masks(images, out1, pose_model=model_path, workers=args.compare_workers, verbose=False,
                       images_list=[os.path.relpath(p, images) for p in third])
     _, naive_rate_after = naive_run(model_path, third)
 
+    cores = usable_cores()
+    workers = args.workers or default_workers()
     ours = []
     for p in paths:
         f = os.path.join(out, mask_relpath(os.path.relpath(p, images)))
@@ -128,10 +131,12 @@ def main():
     print(f"ours: no person found in {summary['no_person']} images, low confidence {summary['low_confidence']}")
     print(f"speed at {cv2.imread(paths[0]).shape[0]}x{cv2.imread(paths[0]).shape[1]}: naive per-image loop "
           f"(1 process, 2 threads) {naive_rate:.1f} images/s before, {naive_rate_after:.1f} after; "
-          f"write_masks ({args.workers} workers, start-up and PNG writing included, load average {load:.2f}) "
+          f"write_masks ({workers} workers x {cores // workers} threads, start-up and PNG writing included, "
+          f"load average {load:.2f}) "
           f"{ours_rate:.1f} images/s = {ours_rate / naive_rate:.2f}x the naive loop before, "
           f"{ours_rate / naive_rate_after:.2f}x after; after its {summary['startup_seconds']:.1f} s start-up "
-          f"{summary['steady_images_per_second']:.1f} images/s; write_masks (1 process, {os.cpu_count()} threads, "
+          f"{summary['steady_images_per_second']:.1f} images/s; write_masks ({args.compare_workers} workers x "
+          f"{max(1, cores // args.compare_workers)} threads, "
           f"on a third of the images) {one['images_per_second']:.1f} images/s, after its "
           f"{one['startup_seconds']:.1f} s start-up {one['steady_images_per_second']:.1f}")
     print(f"Market-1501 (36,036 images) at this rate: {36036 / ours_rate / 60:.1f} min")

@@ -15,7 +15,7 @@ def add_arguments(parser):
                              "default: fetched once into the cache")
     parser.add_argument("--cache-dir", default=None,
                         help="model cache folder (default: $KERAS_MMGA_CACHE or ~/.cache/keras_mmga)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: the usable cores)")
+    parser.add_argument("--workers", type=int, default=None, help="processes, each with cores/N interpreter threads (default: one per 4 cores)")
     parser.add_argument("--overwrite", action="store_true", help="remake masks that exist (default: keep, resume)")
     parser.add_argument("--preview", type=int, default=0, metavar="N",
                         help="write a contact sheet of N images (image, whole mask, parts) into the output folder")

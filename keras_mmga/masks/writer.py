@@ -2,8 +2,8 @@
 
 `IMAGES/bounding_box_train/x.jpg` → `MASKS/bounding_box_train/x.png` (the rule
 of `keras_mmga.data.masks.mask_path_for`), for the Market-1501 /
-DukeMTMC-reID layouts and any folder tree of images. Worker processes (one
-interpreter thread each) share the cores; a progress line shows images/s and
+DukeMTMC-reID layouts and any folder tree of images. The cores are shared
+out as worker processes and interpreter threads (`default_workers`); a progress line shows images/s and
 time left. The run is resumable: masks already there are kept unless
 `overwrite`, and each mask is written to a temporary name first, so an
 interrupted run leaves no half-written file. An image where no person is found
@@ -110,11 +110,21 @@ def _process(rel):
     return rel, "written", result.confidence, ""
 
 
-def default_workers():
+def usable_cores():
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def default_workers():
+    """One process per 4 cores (at least one); the cores are shared out as interpreter threads.
+
+    On 2 cores one process with a 2-thread interpreter wrote masks 1.7x as fast
+    as two single-thread processes (benchmarks/README.md): the interpreter's
+    own threads use the cores better than more processes do.
+    """
+    return max(1, usable_cores() // 4)
 
 
 def write_masks(images_root, output_root, pose_model=None, workers=None, overwrite=False, preview=0,
@@ -127,8 +137,9 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         output_root: mask folder; the same tree with `.png` files.
         pose_model: the user's model file or mediapipe 0.10.21 wheel; None: the cache
             (fetched with pip on first use).
-        workers: processes (default: the usable cores); each runs one interpreter thread.
-            With 1 the work runs in this process, one interpreter thread per core.
+        workers: processes (default `default_workers()`: one per 4 usable cores); each
+            runs an interpreter with cores / workers threads. With 1 the work runs
+            in this process.
         overwrite: remake masks that exist (default: keep them, so a stopped run resumes).
         preview: write a contact sheet of this many images (image, whole mask,
             parts in colour) to `output_root/PREVIEW_NAME`; 0: none.
@@ -212,13 +223,15 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
 
 
 def _run(todo, workers, model_path, parser_kwargs, images_root, output_root):
-    settings = (model_path, 1 if workers > 1 else default_workers(), parser_kwargs, images_root, output_root)
+    settings = (model_path, max(1, usable_cores() // workers), parser_kwargs, images_root, output_root)
     if workers == 1 or len(todo) < 2:
         _init_worker(*settings)
         yield from map(_process, todo)
         return
-    # spawn: the caller may have TensorFlow loaded, which must not be forked.
-    context = multiprocessing.get_context("spawn")
+    # fork starts workers at once (nothing to import again); a parent with
+    # TensorFlow loaded (its thread pools must not be forked) spawns them.
+    heavy = any(m in sys.modules for m in ("tensorflow", "jax", "torch"))
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" and not heavy else "spawn")
     with context.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=settings) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=8)
 
