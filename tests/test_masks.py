@@ -4,7 +4,6 @@ The model is fetched once per test session (pip download of the mediapipe
 0.10.21 wheel) into a session cache folder; every other test reuses it.
 """
 
-import io
 import os
 import shutil
 import subprocess

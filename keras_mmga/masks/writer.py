@@ -239,7 +239,7 @@ def _run(todo, workers, model_path, parser_kwargs, images_root, output_root):
 def _write_report(path, listed, images_root):
     order = {"unreadable": 0, "error": 1, "no_person": 2, "low_confidence": 3}
     with open(path, "w", encoding="utf-8") as f:
-        f.write(f"# images without a mask (unreadable, error, no_person) and masks with low confidence\n")
+        f.write("# images without a mask (unreadable, error, no_person) and masks with low confidence\n")
         f.write(f"# image paths are relative to {images_root}\n")
         f.write("image\treason\tconfidence\tdetail\n")
         for rel, status, confidence, detail in sorted(listed, key=lambda r: (order[r[1]], r[0])):
