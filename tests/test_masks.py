@@ -265,3 +265,20 @@ def test_cli_wrong_pose_model_is_one_error_line(synthetic, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: --pose-model") and "Traceback" not in err
     assert "Ways to get it" in err
+
+
+def test_script_with_forked_workers(synthetic, model_path, tmp_path):
+    # A process without TensorFlow forks its workers (the pytest process, with
+    # TensorFlow loaded, spawns them: test_resume_keeps_masks_and_overwrite_remakes_them).
+    import sys
+
+    images, _ = synthetic
+    subset = tmp_path / "images"
+    shutil.copytree(os.path.join(images, "query"), subset / "query")
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "make_masks.py")
+    done = subprocess.run([sys.executable, script, str(subset), "--output", str(tmp_path / "m"), "--pose-model",
+                           model_path, "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pngs = sorted(os.listdir(tmp_path / "m" / "query"))
+    images_with_person = len(os.listdir(subset / "query")) - 1  # broken.jpg
+    assert f"masks written: {len(pngs)}" in done.stderr and 0 < len(pngs) <= images_with_person
