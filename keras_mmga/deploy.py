@@ -1,7 +1,9 @@
 """Deployment with ONNX Runtime: a feature extractor and an on-disk gallery index.
 
-Inference runs on ONNX Runtime, OpenCV and numpy; TensorFlow is not used
-(importing the `keras_mmga` package still loads Keras).
+This module runs on ONNX Runtime, OpenCV and NumPy alone (TensorFlow and Keras
+are neither needed nor imported): `pip install --no-deps keras-mmga` plus
+`requirements-deploy.txt` is a complete deploy install. FAISS (`faiss-cpu`)
+is optional, for `GalleryIndex(..., backend="faiss")`.
 
 Example:
 >>> from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
@@ -12,7 +14,6 @@ Example:
 1
 """
 
-import hashlib
 import json
 import os
 import zipfile
@@ -20,37 +21,24 @@ import zipfile
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+from keras_mmga.image_io import IMAGE_SUFFIXES, list_images, parse_reid_name, read_image, sha256
+from keras_mmga.progress import Progress
+from keras_mmga.search_backends import FaissBackend, NumpyBackend, make_backend
+
+__all__ = ["CARD_FORMAT", "GalleryIndex", "IMAGE_SUFFIXES", "OnnxFeatureExtractor", "parse_reid_name", "preprocess",
+           "read_image", "read_model_card"]
+
 # The "format" of the model card `NAME.json` that `keras_mmga.export` writes
 # beside `NAME.onnx`; a JSON file there without it is not ours to trust.
 CARD_FORMAT = "keras-mmga onnx export"
-# A saved gallery index is `PREFIX.index.npz` + `PREFIX.index.json`: not
-# `PREFIX.json`, which is the model card's name when PREFIX is the model's.
+# A saved gallery index is `PREFIX.index.npz` + `PREFIX.index.json` (+
+# `PREFIX.index.faiss` for the FAISS backend): not `PREFIX.json`, which is the
+# model card's name when PREFIX is the model's.
 INDEX_SUFFIX = ".index"
 INDEX_FORMAT = "keras-mmga gallery index"
 
 
 # -------------------------------------------------------------------- images
-def read_image(path):
-    """An image file as BGR uint8 `(H, W, 3)` (grey and alpha images are converted).
-
-    Raises `FileNotFoundError` for a missing file and `ValueError` for one
-    that is not a readable image.
-
-    Example:
-    >>> read_image("query/0001_c1s1_001051_00.jpg").shape
-    (128, 64, 3)
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Image not found: {path!r}.")
-    # imdecode of the bytes, not imread: works for any path encoding.
-    image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"Cannot decode image {path!r} (not a JPEG/PNG/BMP, or corrupt).")
-    return image
-
-
 def preprocess(image, image_size, color="rgb"):
     """One image → float32 RGB `(H, W, 3)` in [0, 255] at the model's size.
 
@@ -150,14 +138,6 @@ def read_model_card(card_path):
         raise ValueError(f"{card_path!r}: expected \"input\" with \"layout\" 'NHWC' or 'NCHW' and a 4-D "
                          f"\"shape\"; got {spec!r}.")
     return card
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------- extractor
@@ -266,109 +246,204 @@ class OnnxFeatureExtractor:
 
 
 # --------------------------------------------------------------- the gallery
-def _list_images(folder):
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Gallery folder not found: {folder!r}.")
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_SUFFIXES))
-
-
-def parse_reid_name(name):
-    """`(pid, camid)` of a Market-1501 or DukeMTMC-reID file name (camid 0-based), else `(-1, -1)`."""
-    from keras_mmga.data.market import DukeMTMCreID, Market1501
-
-    for reader in (Market1501, DukeMTMCreID):
-        try:
-            return reader.parse_name(os.path.basename(name))
-        except ValueError:
-            pass
-    return -1, -1
-
-
 def _index_files(prefix):
-    """`(PREFIX.index.npz, PREFIX.index.json)`: a saved index's two files."""
+    """`(PREFIX.index.npz, PREFIX.index.json, PREFIX.index.faiss)`: a saved index's files."""
     base = os.fspath(prefix) + INDEX_SUFFIX
-    return base + ".npz", base + ".json"
+    return base + ".npz", base + ".json", base + ".faiss"
 
 
-def _read_index_arrays(npz_path):
-    """features, pids, camids of a saved index, or a `ValueError` naming the file."""
+def _read_index_arrays(npz_path, need_features=True):
+    """features (None when not needed), pids, camids of a saved index, or a `ValueError` naming the file."""
     try:
         with np.load(npz_path) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ValueError("a single array, not an .npz archive")
-            missing = {"features", "pids", "camids"} - set(z.files)
+            missing = ({"features"} if need_features else set()) | {"pids", "camids"}
+            missing -= set(z.files)
             if missing:
                 raise ValueError(f"no {sorted(missing)} array(s)")
-            return z["features"], z["pids"], z["camids"]
+            return (z["features"] if need_features else None), z["pids"], z["camids"]
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{npz_path!r} is not a keras-mmga gallery index (features, pids, camids): {err}") from None
 
 
-class GalleryIndex:
-    """Gallery features with their paths, pids and camids; saved as `PREFIX.index.npz` + `PREFIX.index.json`.
+def _check_unit_length(features, what="features"):
+    # FAISS ranks by inner product; that equals Euclidean ranking only for unit vectors.
+    if len(features):
+        norms = np.linalg.norm(features, axis=1)
+        worst = float(np.max(np.abs(norms - 1.0)))
+        if not worst <= 1e-3:
+            raise ValueError(f"backend='faiss' searches by inner product and needs L2-normalised {what}; "
+                             f"found a norm of {norms[np.argmax(np.abs(norms - 1.0))]:.4g} (the extractor's "
+                             "features are normalised; normalise your own, or use backend='numpy').")
 
-    pids and camids come from Market-1501 / DukeMTMC-reID file names where
-    they parse (camid 0-based), else -1. Distances are Euclidean between
-    L2-normalised features (0 = identical, 2 = opposite).
+
+class GalleryIndex:
+    """Gallery features with their paths, pids and camids, searchable by NumPy or FAISS.
+
+    Saved as `PREFIX.index.npz` (pids, camids; the features too for NumPy) +
+    `PREFIX.index.json` (paths, the model, the search settings), and
+    `PREFIX.index.faiss` for FAISS. pids and camids come from Market-1501 /
+    DukeMTMC-reID file names where they parse (camid 0-based), else -1.
+    Distances are Euclidean between L2-normalised features (0 = identical,
+    2 = opposite), whatever the backend.
 
     Args:
         features: `(N, D)` float32, L2-normalised.
         paths, pids, camids: one per row of `features`.
         meta: dict saved with the index (the model it was built with).
+        backend: `"numpy"` (exact brute force; default) or `"faiss"`
+            (`pip install faiss-cpu`).
+        faiss_index: FAISS index-factory string: `"Flat"` (exact inner
+            product, default), `"IVF{nlist},Flat"`, `"IVF{nlist},SQ8"`,
+            `"HNSW{M}"`, ... An index that needs training trains on `features`.
+        nprobe, efSearch, efConstruction: FAISS's knobs (IVF lists probed;
+            HNSW search / construction candidate lists).
 
     Example:
-    >>> index = GalleryIndex.build(extractor, "gallery/")
-    >>> index.save("gallery")                      # gallery.index.npz + gallery.index.json
+    >>> index = GalleryIndex.build(extractor, "gallery/", backend="faiss", faiss_index="HNSW32", efSearch=128)
+    >>> index.add(extractor(new_paths), new_paths)   # more cameras, no rebuild
+    >>> index.save("gallery")                        # gallery.index.{npz,json,faiss}
     >>> hits = GalleryIndex.load("gallery").query(extractor("q.jpg"), topk=5)
     >>> hits[0]["path"], hits[0]["distance"]
     """
 
-    def __init__(self, features, paths, pids, camids, meta=None):
-        self.features = np.asarray(features, np.float32)
-        self.paths = [os.fspath(p) for p in paths]
-        self.pids, self.camids = np.asarray(pids, np.int64), np.asarray(camids, np.int64)
-        if self.features.ndim != 2:
-            raise ValueError(f"features must be (N, D), got shape {self.features.shape}.")
-        if not len(self.features) == len(self.paths) == len(self.pids) == len(self.camids):
-            raise ValueError("features, paths, pids and camids must have the same length.")
+    def __init__(self, features, paths, pids, camids, meta=None, backend="numpy", faiss_index="Flat", nprobe=None,
+                 efSearch=None, efConstruction=None, _search=None):
+        features = np.asarray(features, np.float32)
+        if features.ndim != 2:
+            raise ValueError(f"features must be (N, D), got shape {features.shape}.")
+        self.paths, self.pids, self.camids = [], np.empty(0, np.int64), np.empty(0, np.int64)
         self.meta = dict(meta or {})
         self.extractor = None
+        if _search is not None:  # `load`: a FAISS index that already holds the features
+            self._search = _search
+            self._append_rows(paths, pids, camids, len(_search))
+            return
+        self._search = make_backend(backend, features.shape[1], faiss_index, nprobe=nprobe, efSearch=efSearch,
+                                    efConstruction=efConstruction)
+        self.add(features, paths, pids, camids)
 
     def __len__(self):
         return len(self.paths)
 
+    @property
+    def backend(self):
+        """`"numpy"` or `"faiss"`."""
+        return self._search.name
+
+    @property
+    def search_config(self):
+        """The backend and its FAISS settings, as saved in `PREFIX.index.json`."""
+        return self._search.config()
+
+    def set_search_knobs(self, **knobs):
+        """Changes FAISS search knobs of a built index (`nprobe`, `efSearch`), e.g. to trade recall for speed.
+
+        Example:
+        >>> index.set_search_knobs(nprobe=32)
+        """
+        if not isinstance(self._search, FaissBackend):
+            raise ValueError(f"{sorted(knobs)} apply to backend='faiss'; this index is NumPy's.")
+        for name, value in knobs.items():
+            if name not in ("nprobe", "efSearch"):
+                raise ValueError(f"Unknown search knob {name!r}; expected 'nprobe' or 'efSearch'.")
+            self._search.set_knob(name, value)
+
+    @property
+    def features(self):
+        """`(N, D)` float32 gallery features (for FAISS SQ / PQ indexes: their decoded approximation)."""
+        return self._search.all_features()
+
+    def _append_rows(self, paths, pids, camids, n):
+        paths = [os.fspath(p) for p in paths]
+        pids, camids = np.asarray(pids, np.int64).reshape(-1), np.asarray(camids, np.int64).reshape(-1)
+        if not n == len(paths) == len(pids) == len(camids):
+            raise ValueError(f"features, paths, pids and camids must have the same length "
+                             f"(got {n}, {len(paths)}, {len(pids)}, {len(camids)}).")
+        self.paths += paths
+        self.pids, self.camids = np.concatenate([self.pids, pids]), np.concatenate([self.camids, camids])
+
+    def add(self, features, paths, pids=None, camids=None):
+        """Adds gallery entries (one per feature row) without rebuilding what is there.
+
+        Args:
+            features: `(n, D)` L2-normalised features.
+            paths: their image paths.
+            pids, camids: their ids; parsed from the file names when None.
+
+        Example:
+        >>> index.add(extractor(paths), paths)
+        """
+        features = np.asarray(features, np.float32)
+        paths = [os.fspath(p) for p in paths]
+        if pids is None or camids is None:
+            parsed = [parse_reid_name(p) for p in paths]
+            pids = [p for p, _ in parsed] if pids is None else pids
+            camids = [c for _, c in parsed] if camids is None else camids
+        if features.ndim != 2 or features.shape[1] != self._search.dim:
+            raise ValueError(f"features must be (n, {self._search.dim}), got shape {features.shape}.")
+        if isinstance(self._search, FaissBackend):
+            _check_unit_length(features)
+        n_paths, n_pids, n_camids = len(paths), len(np.asarray(pids).reshape(-1)), len(np.asarray(camids).reshape(-1))
+        if not len(features) == n_paths == n_pids == n_camids:  # checked before the backend takes any rows
+            raise ValueError(f"features, paths, pids and camids must have the same length "
+                             f"(got {len(features)}, {n_paths}, {n_pids}, {n_camids}).")
+        if len(features):
+            self._search.add(features)
+        self._append_rows(paths, pids, camids, len(features))
+
     @classmethod
-    def build(cls, extractor, folder):
-        """Extracts features of every image in `folder` (not recursive, sorted by name)."""
+    def build(cls, extractor, folder, verbose=True, **search):
+        """Extracts features of every image in `folder` (not recursive, sorted by name), with progress on stderr.
+
+        Args:
+            extractor: an `OnnxFeatureExtractor`.
+            folder: the gallery folder.
+            verbose: print progress (images, images/s, time left) to stderr.
+            **search: `backend`, `faiss_index`, `nprobe`, `efSearch`, `efConstruction` (see the class).
+        """
         folder = os.fspath(folder)
-        paths = _list_images(folder)
+        paths = list_images(folder, "Gallery folder")
         if not paths:
             raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in gallery folder {folder!r}.")
         ids = [parse_reid_name(p) for p in paths]
         meta = {"gallery": os.path.abspath(folder), "model": os.path.abspath(extractor.path),
-                "model_sha256": _sha256(extractor.path)}
-        index = cls(extractor(paths), paths, [p for p, _ in ids], [c for _, c in ids], meta)
+                "model_sha256": sha256(extractor.path)}
+        features = []
+        with Progress(len(paths), "images", label="gallery features", verbose=verbose) as bar:
+            for start in range(0, len(paths), extractor.batch_size):
+                batch = paths[start : start + extractor.batch_size]
+                features.append(extractor(batch))
+                bar.update(len(batch))
+        index = cls(np.concatenate(features), paths, [p for p, _ in ids], [c for _, c in ids], meta, **search)
         index.extractor = extractor
         return index
 
-    def stale_reason(self, extractor, folder):
+    def stale_reason(self, extractor, folder, **search):
         """Why this index does not answer for `extractor` on `folder` (None when it does).
 
         An index holds the features of one model on one folder's images;
         another model's features are not comparable, and added or removed
-        images would be missing or dangling.
+        images would be missing or dangling. With `search` settings (as
+        `build` takes), an index saved with other ones is also stale.
         """
-        if self.meta.get("model_sha256") != _sha256(extractor.path):
+        if self.meta.get("model_sha256") != sha256(extractor.path):
             return "built with another model"
         if self.meta.get("gallery") != os.path.abspath(os.fspath(folder)):
             return f"built from another folder ({self.meta.get('gallery')})"
-        if [os.path.basename(p) for p in _list_images(folder)] != sorted(os.path.basename(p) for p in self.paths):
+        if [os.path.basename(p) for p in list_images(folder, "Gallery folder")] != sorted(
+                os.path.basename(p) for p in self.paths):
             return "the folder's images changed"
+        if search:
+            wanted = make_backend(search.get("backend", "numpy"), self._search.dim,
+                                  **{k: v for k, v in search.items() if k != "backend"}).config()
+            if wanted != self.search_config:
+                return f"saved with search settings {self.search_config}, asked for {wanted}"
         return None
 
     @classmethod
-    def load_or_build(cls, extractor, folder, prefix=None, on_rebuild=None):
+    def load_or_build(cls, extractor, folder, prefix=None, on_rebuild=None, verbose=True, **search):
         """The index saved at `prefix` if it answers for `extractor` on `folder`, else a new one.
 
         Building costs a forward pass per gallery image, so a saved index is
@@ -383,41 +458,55 @@ class GalleryIndex:
                 None to build without saving.
             on_rebuild: called with the reason (str) when a saved index is
                 stale and rebuilt, e.g. to log it.
+            verbose: progress while building.
+            **search: `backend`, `faiss_index`, `nprobe`, `efSearch`,
+                `efConstruction` (see the class).
 
         Example:
         >>> index = GalleryIndex.load_or_build(extractor, "gallery/", "runs/gallery")
         """
         folder = os.fspath(folder)
         prefix = None if prefix is None else os.fspath(prefix)
-        if prefix is not None and all(os.path.isfile(p) for p in _index_files(prefix)):
+        if prefix is not None and all(os.path.isfile(p) for p in _index_files(prefix)[:2]):
             index = cls.load(prefix)
-            stale = index.stale_reason(extractor, folder)
+            stale = index.stale_reason(extractor, folder, **search)
             if stale is None:
                 index.extractor = extractor
                 return index
             if on_rebuild is not None:
                 on_rebuild(stale)
-        index = cls.build(extractor, folder)
+        index = cls.build(extractor, folder, verbose=verbose, **search)
         if prefix is not None:
             index.save(prefix)
         return index
 
     def save(self, prefix):
-        """Writes `PREFIX.index.npz` (features, pids, camids) and `PREFIX.index.json` (paths, model).
+        """Writes `PREFIX.index.npz` (pids, camids; features for NumPy), `PREFIX.index.json` (paths, model,
+        search settings) and, for FAISS, `PREFIX.index.faiss`.
 
         The `.index` infix keeps `save("exported/mmga_market")` from
         overwriting the model card `exported/mmga_market.json`.
         """
-        npz_path, json_path = _index_files(prefix)
+        npz_path, json_path, faiss_path = _index_files(prefix)
         os.makedirs(os.path.dirname(npz_path) or ".", exist_ok=True)
-        np.savez(npz_path, features=self.features, pids=self.pids, camids=self.camids)
+        arrays = {"pids": self.pids, "camids": self.camids}
+        if isinstance(self._search, NumpyBackend):
+            arrays["features"] = self._search.features
+        else:
+            self._search.save(faiss_path)
+        np.savez(npz_path, **arrays)
         with open(json_path, "w") as f:
-            json.dump({"format": INDEX_FORMAT, "paths": self.paths, **self.meta}, f, indent=1)
+            json.dump({"format": INDEX_FORMAT, "search": self.search_config, "paths": self.paths, **self.meta}, f, indent=1)
 
     @classmethod
-    def load(cls, prefix):
-        """The index `save(prefix)` wrote; errors name the file and what it should hold."""
-        npz_path, json_path = _index_files(prefix)
+    def load(cls, prefix, **knobs):
+        """The index `save(prefix)` wrote; errors name the file and what it should hold.
+
+        Args:
+            prefix: as given to `save`.
+            **knobs: FAISS search knobs to change (`nprobe`, `efSearch`).
+        """
+        npz_path, json_path, faiss_path = _index_files(prefix)
         for path in (npz_path, json_path):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"Gallery index file not found: {path!r} (save(PREFIX) writes "
@@ -430,12 +519,49 @@ class GalleryIndex:
         paths = meta.get("paths")
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise ValueError(f"{json_path!r}: expected \"paths\", a list of image paths.")
-        features, pids, camids = _read_index_arrays(npz_path)
-        meta = {k: v for k, v in meta.items() if k not in ("format", "paths")}
+        search = meta.get("search", {"backend": "numpy"})
+        if not isinstance(search, dict) or search.get("backend") not in ("numpy", "faiss"):
+            raise ValueError(f"{json_path!r}: expected \"search\" with \"backend\" 'numpy' or 'faiss', got {search!r}.")
+        meta = {k: v for k, v in meta.items() if k not in ("format", "paths", "search")}
+        is_faiss = search["backend"] == "faiss"
+        features, pids, camids = _read_index_arrays(npz_path, need_features=not is_faiss)
         try:
-            return cls(features, paths, pids, camids, meta)
+            if not is_faiss:
+                if knobs:
+                    raise ValueError(f"{sorted(knobs)} apply to backend='faiss'; this index is NumPy's")
+                return cls(features, paths, pids, camids, meta)
+            if not os.path.isfile(faiss_path):
+                raise FileNotFoundError(f"Gallery index file not found: {faiss_path!r} (a FAISS index is saved "
+                                        f"as PREFIX{INDEX_SUFFIX}.faiss beside the .npz and .json).")
+            settings = {k: v for k, v in search.items() if k not in ("backend", "faiss_index")}
+            backend = FaissBackend.load(faiss_path, search.get("faiss_index", "Flat"), **{**settings, **knobs})
+            if len(backend) != len(paths):
+                raise ValueError(f"{faiss_path!r} holds {len(backend)} features for {len(paths)} paths "
+                                 "(files of two different saves)")
+            return cls(np.empty((0, backend.dim), np.float32), paths, pids, camids, meta, _search=backend)
         except ValueError as err:  # e.g. the .npz and the .json of two different saves
             raise ValueError(f"Gallery index {npz_path!r} + {json_path!r}: {err}") from None
+
+    def search(self, queries, topk=10):
+        """Nearest `topk` entries of each query feature: `(distances, rows)`, `(Q, k)` each, nearest first.
+
+        `rows` index `paths` / `pids` / `camids`; an approximate FAISS index may
+        return -1 (distance inf) where it found fewer than k.
+
+        Example:
+        >>> distances, rows = index.search(extractor(query_paths), topk=10)
+        """
+        if int(topk) < 1:
+            raise ValueError(f"topk must be positive, got {topk}.")
+        queries = np.asarray(queries, np.float32)
+        if queries.ndim == 1:
+            queries = queries[None]
+        if queries.ndim != 2 or queries.shape[1] != self._search.dim:
+            got = queries.shape[-1] if queries.ndim else 0
+            raise ValueError(f"Query feature has {got} dims, the gallery {self._search.dim}.")
+        if isinstance(self._search, FaissBackend):
+            _check_unit_length(queries, "queries")
+        return self._search.search(queries, topk)
 
     def query(self, query, topk=10, extractor=None, color="rgb"):
         """The `topk` nearest gallery entries, nearest first.
@@ -462,12 +588,6 @@ class GalleryIndex:
             if isinstance(query, np.ndarray) and query.ndim == 4:
                 raise ValueError("query takes one image; loop over a batch.")
             feature = extractor(query, color=color)[0]
-        if feature.shape[0] != self.features.shape[1]:
-            raise ValueError(f"Query feature has {feature.shape[0]} dims, the gallery {self.features.shape[1]}.")
-        distances = np.sqrt(np.maximum(np.sum((self.features - feature) ** 2, axis=1), 0.0))
-        k = min(int(topk), len(distances))
-        nearest = np.argpartition(distances, k - 1)[:k] if k < len(distances) else np.arange(len(distances))
-        # Ties (duplicate images) break by gallery order, so results are reproducible.
-        order = nearest[np.lexsort((nearest, distances[nearest]))]
+        distances, rows = self.search(feature, topk)
         return [{"path": self.paths[i], "pid": int(self.pids[i]), "camid": int(self.camids[i]),
-                 "distance": float(distances[i]), "index": int(i)} for i in order]
+                 "distance": float(d), "index": int(i)} for d, i in zip(distances[0], rows[0]) if i >= 0]

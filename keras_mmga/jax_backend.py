@@ -38,9 +38,9 @@ def _stateless_forward(model, trainable, non_trainable, images, training):
 
 def _stateless_losses(model, trainable, non_trainable, optimizer_variables, batch, training):
     """Forward pass and losses as a pure function of the variable values."""
-    images, labels, masks, weights = batch
+    images, labels, masks, weights, sample_weight = batch
     outputs, non_trainable = _stateless_forward(model, trainable, non_trainable, images, training)
-    loss, logs = model._compute_losses(outputs, labels, masks, weights)
+    loss, logs = model._compute_losses(outputs, labels, masks, weights, sample_weight)
     scaled = loss
     if training:
         # The loss scale of a LossScaleOptimizer (mixed_float16) is an

@@ -1,91 +1,11 @@
-"""Trains the five variants of the paper's Table 1 with one budget and seed; writes the table.
+"""Trains the five variants of the paper's Table 1 with one budget and seed (`keras-mmga ablation`).
 
-  # the paper's study (repeat --data/--masks/--name for DukeMTMC-reID):
-  python scripts/ablation.py --output runs/ablation \
-      --data Market-1501 --masks Market-1501-masks --name Market-1501
-  # on the embedded synthetic dataset, small budget, no downloads:
-  python scripts/ablation.py --output runs/ablation_synthetic --synthetic --height 128 --width 64 \
-      --backbone-weights none --epochs 8 --steps-per-epoch 20 -P 8 -K 4 --lr 0.02
-
-Each run is a normal, resumable run folder (OUTPUT/<dataset>/<variant>/); an
-interrupted ablation continues where it stopped. An OUTPUT folder holds one
-recipe: re-running it with other settings (--epochs, --lr, --height, ...,
---synthetic-ids) is an error naming them; use another --output. The table goes
-to OUTPUT/ablation.md (and --table).
+A thin wrapper over keras_mmga.cli.ablation: `python scripts/ablation.py --help` lists the flags.
 """
 
-import argparse
-import os
 import sys
 
-from keras_mmga.engine import AblationDataset, run_ablation
-from keras_mmga.engine.ablation import VARIANT_ORDER
-from keras_mmga.engine.demo import prepare_synthetic_dataset
-
-
-def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", required=True, help="ablation folder")
-    p.add_argument("--data", action="append", default=[], help="dataset root (repeatable)")
-    p.add_argument("--masks", action="append", default=[], help="mask root of each --data")
-    p.add_argument("--name", action="append", default=[], help="column name of each --data (e.g. Market-1501)")
-    p.add_argument("--layout", action="append", default=[], choices=["market1501", "dukemtmcreid"],
-                   help="file-name layout of each --data (default market1501)")
-    p.add_argument("--synthetic", action="store_true",
-                   help="write the embedded synthetic dataset to OUTPUT/data and use it")
-    p.add_argument("--synthetic-ids", type=int, default=100, help="train (and test) identities of --synthetic")
-    p.add_argument("--variants", nargs="+", default=list(VARIANT_ORDER), choices=VARIANT_ORDER)
-    p.add_argument("--height", type=int, default=384)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("-P", "--num-identities", type=int, default=24)
-    p.add_argument("-K", "--num-instances", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=900)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--lr-decay-epochs", type=int, default=90)
-    p.add_argument("--backbone-weights", default="imagenet", help="'imagenet', 'none' or a path")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--table", help="also write the markdown table to this file")
-    p.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
-    return p
-
-
-def main(argv=None):
-    a = build_parser().parse_args(argv)
-    if len(a.masks) != len(a.data) or len(a.name) not in (0, len(a.data)) or len(a.layout) not in (0, len(a.data)):
-        print("error: give one --masks (and optionally one --name / --layout) per --data", file=sys.stderr)
-        return 2
-    datasets = []
-    if a.synthetic and a.synthetic_ids < 1:
-        print(f"error: --synthetic-ids must be ≥ 1, got {a.synthetic_ids}", file=sys.stderr)
-        return 2
-    if a.synthetic:
-        # Rewritten when --synthetic-ids or --seed changed; recorded with each run's metrics.
-        spec = {"num_train_ids": a.synthetic_ids, "num_test_ids": a.synthetic_ids, "seed": a.seed}
-        images, masks = prepare_synthetic_dataset(os.path.join(a.output, "data"), **spec)
-        datasets.append(AblationDataset("Synthetic", images, masks, provenance={"synthetic": spec}))
-    for i, root in enumerate(a.data):
-        name = a.name[i] if a.name else os.path.basename(os.path.normpath(root))
-        datasets.append(AblationDataset(name, root, a.masks[i], a.layout[i] if a.layout else "market1501"))
-    if not datasets:
-        print("error: give --data/--masks or --synthetic", file=sys.stderr)
-        return 2
-    try:
-        _, table = run_ablation(
-            datasets, a.output, variants=a.variants, verbose=a.verbose, image_size=(a.height, a.width),
-            num_identities=a.num_identities, num_instances=a.num_instances, epochs=a.epochs,
-            steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs,
-            backbone_weights=None if a.backbone_weights.lower() == "none" else a.backbone_weights, seed=a.seed,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(table)
-    if a.table:
-        with open(a.table, "w") as f:
-            f.write(table + "\n")
-    return 0
-
+from keras_mmga.cli import run_script
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script("ablation"))

@@ -75,6 +75,14 @@ def test_summary_is_printed_when_verbose(tmp_path, capsys):
     assert "Market1501" in out and "# ids" in out and "gallery" in out
 
 
+def test_readers_are_quiet_by_default(tmp_path, capsys):
+    root = _write_tree(tmp_path, MARKET)
+    market = Market1501(root)
+    load_dataset(root)
+    assert capsys.readouterr().out == ""
+    assert "# ids" in market.summary()  # the table on demand
+
+
 def test_camera_zero_is_an_error_naming_the_file(tmp_path):
     layout = {k: list(v) for k, v in MARKET.items()}
     layout["bounding_box_train"].append("0004_c0s1_000001_00.jpg")
@@ -106,3 +114,10 @@ def test_custom_dataset_relabels_train():
 def test_custom_dataset_rejects_malformed_samples():
     with pytest.raises(ValueError, match="train sample 1"):
         ReIDDataset([("a.jpg", 1, 0), ("b.jpg", 2)], [], [])
+
+
+def test_custom_dataset_rejects_fractional_ids():
+    # int(1.5) would silently merge identities 1 and 1.5.
+    with pytest.raises(ValueError, match=r"query sample 0 is .*integer pid and camid"):
+        ReIDDataset([("a.jpg", 1, 0)], [("q.jpg", 1.5, 0)], [("g.jpg", 5, 1)])
+    assert ReIDDataset([("a.jpg", 1.0, 0)], [], []).train == [("a.jpg", 0, 0)]

@@ -135,3 +135,38 @@ def test_zero_one_whole_body_mask_read_as_lip_is_an_error_naming_the_file(tmp_pa
     # Custom groups define their own labels: a 0/1 map may be a real two-label parsing there.
     custom = masks.binary_masks(body, "parts", label_groups={"upper": [1], "bottom": []})
     np.testing.assert_array_equal(custom[..., 1], body)
+
+
+def test_jpeg_saved_as_png_is_named_as_such_even_when_ignoring_missing_masks(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    label = np.zeros((16, 8), np.uint8)
+    label[2:14, 2:6] = 5
+    ok, data = cv2.imencode(".jpg", label)
+    (tmp_path / "mask" / "a.png").write_bytes(data.tobytes())
+    for missing in ("error", "ignore"):
+        with pytest.raises(ValueError, match=r"a\.png' is a JPEG file, not a PNG.*lossy") as err:
+            masks.load_targets([str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1),
+                               missing=missing)
+        assert "mask_format='binary'" not in str(err.value)  # the old, wrong hint
+    cv2.imwrite(str(tmp_path / "mask" / "a.png"), label)  # a real PNG of the same labels is read
+    targets, weights = masks.load_targets([str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask",
+                                          (2, 1))
+    assert weights[0] == 1 and targets[0, :, :, 1].max() > 0
+
+
+def test_ignoring_missing_masks_never_drops_every_mask(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    paths = [str(tmp_path / "img" / f"{c}.jpg") for c in "ab"]
+    with pytest.raises(FileNotFoundError, match="Mask root .*typo.* does not exist"):
+        masks.load_targets(paths, tmp_path / "img", tmp_path / "typo", (2, 1), missing="ignore")
+    # A folder without any of the masks (wrong mirror): the attention loss would be 0.
+    with pytest.raises(ValueError, match=r"None of the 2 images has a mask .*a\.png"):
+        masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore")
+    label = np.zeros((16, 8), np.uint8)
+    label[2:14, 2:6] = 9
+    cv2.imwrite(str(tmp_path / "mask" / "a.png"), label)
+    with pytest.warns(UserWarning, match="1 of 2 images have no usable mask"):
+        _, weights = masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore")
+    np.testing.assert_array_equal(weights, [1, 0])

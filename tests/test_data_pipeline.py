@@ -239,3 +239,57 @@ def test_eval_dataset_is_ordered_and_unaugmented(tmp_path):
     images = np.concatenate([b.numpy() for b in batches])
     np.testing.assert_allclose(images, np.repeat([0, 40, 80, 120], 3)[:, None, None, None] * np.ones((1, 64, 32, 3)),
                                atol=2)
+
+
+def test_epoch_definition_reaches_the_sampler(tmp_path):
+    # 5 identities x 6 images, P=2, K=2: identity epochs ceil(5/2) = 3 steps; image
+    # epochs 5 x 3 groups // 2 = 7 steps.
+    samples = _tiny_tree(tmp_path, n_ids=5, per_id=6)
+    data = make_train_dataset(samples, **_kwargs(tmp_path, check_files="none"))
+    assert data.epoch == "identities" and data.steps_per_epoch == 3
+    data = make_train_dataset(samples, **_kwargs(tmp_path, check_files="none", epoch="images"))
+    assert data.epoch == "images" and data.steps_per_epoch == 7 and data.sampler.epoch_definition == "images"
+    with pytest.raises(ValueError, match="epoch must be one of"):
+        make_train_dataset(samples, **_kwargs(tmp_path, epoch="pass"))
+
+
+def test_more_bad_arguments_are_named_where_they_enter(tmp_path):
+    samples = _tiny_tree(tmp_path)
+    cases = [
+        (dict(erasing_probability=1.5), "erasing_probability must be a number in"),
+        (dict(image_size=64), r"image_size must be \(H, W\)"),
+        (dict(image_size=(64.5, 32)), r"image_size must be \(H, W\)"),
+        (dict(num_instances=2.5), "num_instances must be an int"),
+        (dict(mask_format="binary"), "Binary whole-body masks have no parts"),
+        (dict(mask_format="rgb"), "mask_format must be one of"),
+        (dict(label_groups={"upper": [5], "bottom": []}), r"label_groups\['bottom'\] is empty"),
+        (dict(label_groups={"upper": [5, 25], "bottom": [9]}), r"label_groups\['upper'\] holds \[25\]"),
+        (dict(label_groups={"top": [5]}), "keys must be 'upper' and 'bottom'"),
+        (dict(dress_group="skirt"), "dress_group must be one of"),
+        (dict(start_batch=-1), "start_batch must be ≥ 0"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make_train_dataset(samples, **_kwargs(tmp_path, **extra))
+    with pytest.raises(ValueError, match=r"samples\[1\] has pid 0\.5"):
+        make_train_dataset([samples[0], (samples[1][0], 0.5, 0)], **_kwargs(tmp_path))
+    with pytest.raises(ValueError, match=r"samples\[0\] must be \(path, pid, camid\)"):
+        make_train_dataset([samples[0][0]], **_kwargs(tmp_path))
+    # An empty bottom group is fine where the bottom target is not a part (dmga's halves).
+    make_train_dataset(samples, **_kwargs(tmp_path, mask_mode="halves", check_files="none",
+                                          label_groups={"upper": [5, 9], "bottom": []}))
+    with pytest.raises(ValueError, match="batch_size must be ≥ 1"):
+        make_eval_dataset(samples, (64, 32), batch_size=0)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        make_eval_dataset(samples, (60, 32))
+
+
+def test_file_check_and_mask_targets_show_progress(tmp_path, capsys):
+    samples = _tiny_tree(tmp_path)
+    make_train_dataset(samples, **_kwargs(tmp_path, verbose=True))
+    err = capsys.readouterr().err
+    assert "check images (decode): 12/12 images" in err and "mask targets (parts): 12/12 masks" in err
+    make_train_dataset(samples, **_kwargs(tmp_path))
+    assert capsys.readouterr().err == ""  # quiet by default
+    make_train_dataset(samples, **_kwargs(tmp_path, verbose=True, check_files="none", cache_images=True))
+    assert "cache images: 12/12 images" in capsys.readouterr().err

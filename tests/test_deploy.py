@@ -166,7 +166,10 @@ def test_stale_index_and_search_script(exported, tmp_path, capsys):
     assert search.main(argv) == 0
     out = capsys.readouterr()
     lines = out.out.strip().splitlines()
-    assert len(lines) == 4 and lines[1].split()[:4] == ["1", "0.0000", "1", "1"] and lines[1].endswith(query)
+    assert len(lines) == 5 and lines[0] == f"query {query}" and lines[2].endswith(query)
+    rank, distance, pid, cam = lines[2].split()[:4]
+    assert (rank, pid, cam) == ("1", "1", "1") and float(distance) < 1e-3
+    assert "gallery features: 6/6 images" in out.err  # progress while the index is built
     assert os.path.isfile(tmp_path / "g.index.npz") and "rebuilding" not in out.err
     assert search.main(argv) == 0 and "rebuilding" not in capsys.readouterr().err  # loaded, not rebuilt
     shutil.copy(folder / NAMES[0], folder / "0009_c1s1_000900_01.png")
@@ -367,4 +370,99 @@ def test_search_script_bad_input_exits_2_with_one_line(tmp_path, capsys):
             search.main([query] + base + [flag, "0"])
         assert exit_info.value.code == 2 and f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
     assert search.main([query] + base + ["--topk", "1"]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[1].endswith(query)
+    assert capsys.readouterr().out.strip().splitlines()[2].endswith(query)
+    # An --index under a folder that does not exist is refused, not created.
+    assert search.main([query] + base + ["--index", str(tmp_path / "absent" / "g")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --index") and "does not exist" in err and not os.path.exists(tmp_path / "absent")
+    assert search.main([query] + base + ["--nprobe", "4"]) == 2
+    assert "need --backend faiss" in capsys.readouterr().err
+    (tmp_path / "no_images").mkdir()
+    assert search.main([str(tmp_path / "no_images")] + base) == 2
+    assert "No images" in capsys.readouterr().err
+
+
+def test_search_a_folder_of_queries_gives_one_block_per_image(tmp_path, capsys):
+    search = _search_script()
+    onnx_path = _mean_colour_model(tmp_path / "mean.onnx", "NHWC")
+    folder = _colour_gallery(tmp_path / "gallery")
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    # Grey 41 is nearest gallery grey 40 (image 1), grey 119 nearest 120 (image 3).
+    cv2.imwrite(str(queries / "a.png"), np.full((128, 64, 3), 41, np.uint8))
+    cv2.imwrite(str(queries / "b.png"), np.full((128, 64, 3), 119, np.uint8))
+    assert search.main([str(queries), "--gallery", str(folder), "--model", onnx_path, "--topk", "2"]) == 0
+    blocks = capsys.readouterr().out.strip().split("\n\n")
+    assert len(blocks) == 2
+    for block, query, nearest, second in zip(blocks, ("a.png", "b.png"), (1, 3), (2, 2)):
+        lines = block.splitlines()
+        assert lines[0] == f"query {queries / query}" and len(lines) == 4
+        assert [int(line.split()[2]) for line in lines[2:]] == [nearest, second]
+        # Mean-colour features: distance = sqrt(3) * grey difference, 1 grey level here.
+        assert float(lines[2].split()[1]) == pytest.approx(np.sqrt(3), abs=1e-3)
+
+
+def test_distances_are_printed_without_hiding_small_values():
+    from keras_mmga.cli.search import format_distance
+
+    assert format_distance(0.61234) == "0.6123" and format_distance(1e-3) == "0.0010"
+    assert format_distance(3.21e-5) == "3.21e-05" and format_distance(4e-9) == "4.00e-09"
+    assert format_distance(0.0) == "0.0000"
+
+
+# ------------------------------------------- a deploy machine: numpy, OpenCV and ONNX Runtime only
+_DEPLOY_CHECK = r"""
+import importlib.util, json, subprocess, sys
+for absent in ("tensorflow", "keras", "tf2onnx", "onnx"):
+    assert importlib.util.find_spec(absent) is None, absent + " is installed in the deploy environment"
+from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
+onnx_path, gallery, prefix = sys.argv[1:4]
+extractor = OnnxFeatureExtractor(onnx_path, batch_size=4)
+index = GalleryIndex.build(extractor, gallery, verbose=False)
+index.save(prefix)
+hits = GalleryIndex.load(prefix).query(index.paths[2], topk=2, extractor=extractor)
+search = subprocess.run([sys.executable, "-m", "keras_mmga", "search", index.paths[4], "--gallery", gallery,
+                         "--model", onnx_path, "--index", prefix, "--topk", "1"], capture_output=True, text=True)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "onnx"))
+print(json.dumps({"features": index.features.tolist(), "top1": hits[0]["index"], "loaded": loaded,
+                  "search_rc": search.returncode, "search_out": search.stdout, "search_err": search.stderr}))
+"""
+
+
+@pytest.fixture(scope="session")
+def deploy_python(tmp_path_factory):
+    """A venv with only requirements-deploy.txt (numpy, OpenCV, ONNX Runtime), built once per test session.
+
+    pip's own cache makes rebuilds quick (~15 s here); the package itself is
+    the checkout, on PYTHONPATH, as `pip install --no-deps` would put it.
+    """
+    import subprocess
+    import sys
+
+    env_dir = tmp_path_factory.mktemp("deploy_venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = str(env_dir / "bin" / "python")
+    pip = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
+                          "--disable-pip-version-check", "-r", os.path.join(ROOT, "requirements-deploy.txt")],
+                         capture_output=True, text=True)
+    assert pip.returncode == 0, f"pip could not build the deploy environment:\n{pip.stdout}\n{pip.stderr}"
+    return python
+
+
+def test_deploy_runs_with_only_numpy_opencv_and_onnxruntime(exported, deploy_python, tmp_path):
+    import subprocess
+
+    model, onnx_path, gallery = exported
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.path.abspath(ROOT), "HOME": str(tmp_path)}
+    run = subprocess.run([deploy_python, "-c", _DEPLOY_CHECK, onnx_path, str(gallery), str(tmp_path / "g")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []  # nothing of TensorFlow / Keras / onnx was imported
+    # The features match Keras on the training pipeline's decoding and resizing, as in the full install.
+    paths = _paths(gallery)
+    expected = _keras(model, np.stack([decode_resize(p, SIZE).numpy() for p in paths]))
+    assert np.max(np.abs(np.asarray(result["features"]) - expected)) <= 1e-4
+    assert result["top1"] == 2
+    assert result["search_rc"] == 0, result["search_err"]
+    assert result["search_out"].splitlines()[2].endswith(paths[4])

@@ -39,7 +39,12 @@ def test_dataset_of_tuples_and_progress_bar(capsys):
     ds = tf.data.Dataset.from_tensor_slices((images, np.arange(7))).batch(4)
     got = extract_features(model, ds, verbose=True)
     np.testing.assert_allclose(got, extract_features(model, images, verbose=False), atol=1e-5)
-    assert "2/2" in capsys.readouterr().out
+    # Progress on stderr, counted in images (the count of a dataset is known at its end).
+    assert "features: 7 images" in capsys.readouterr().err
+    extract_features(model, ds, verbose=True, label="query features", num_images=7)
+    assert "query features: 7/7 images" in capsys.readouterr().err
+    extract_features(model, images, verbose=True, label="gallery features", batch_size=3)
+    assert "gallery features: 7/7 images" in capsys.readouterr().err
 
 
 def test_symmetric_image_feature_equals_its_flip():

@@ -165,3 +165,13 @@ def test_rerank_starts_from_the_asked_metric_and_precision():
         reranked(qf, gf, metric="manhattan")
     with pytest.raises(ValueError, match="precision"):
         reranked(qf, gf, precision="float16")
+
+
+def test_evaluate_names_a_features_ids_length_mismatch():
+    from keras_mmga.evaluation import evaluate
+
+    qf, gf = np.eye(2, 4, dtype="float32"), np.eye(3, 4, dtype="float32")
+    with pytest.raises(ValueError, match="gallery: 3 feature rows, 2 pids and 3 camids"):
+        evaluate(qf, gf, [1, 2], [1, 2], [0, 0], [1, 1, 1])
+    with pytest.raises(ValueError, match="query: 2 feature rows, 2 pids and 1 camids"):
+        evaluate(qf, gf, [1, 2], [1, 2, 3], [0], [1, 1, 1], rerank=True)

@@ -25,6 +25,7 @@ COMMANDS = {
     "export": ("keras_mmga.cli.export", "export a trained model to ONNX with a parity check"),
     "search": ("keras_mmga.cli.search", "search a gallery with an exported model"),
     "demo": ("keras_mmga.cli.demo", "train, evaluate and export on the embedded synthetic data"),
+    "ablation": ("keras_mmga.cli.ablation", "train and evaluate the five variants of the paper's Table 1"),
 }
 
 

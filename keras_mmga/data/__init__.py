@@ -1,21 +1,41 @@
-"""Data: dataset readers, body masks, PK sampling, augmentation, tf.data pipelines."""
+"""Data: dataset readers, body masks, PK sampling, augmentation, tf.data pipelines.
 
-from keras_mmga.data import augment, masks, synthetic
-from keras_mmga.data.market import DukeMTMCreID, Market1501, ReIDDataset, load_dataset
-from keras_mmga.data.pipeline import TrainData, check_images, make_eval_dataset, make_train_dataset
-from keras_mmga.data.pk_sampler import PKSampler
+The names load on first use (PEP 562): the readers (`market`), the PK sampler
+and the synthetic writer need no TensorFlow, so `keras_mmga.data.market` or
+`keras_mmga.data.pk_sampler` can be imported (e.g. by the deploy path or by
+`keras-mmga --help`) without loading it; the pipelines and augmentation do.
+"""
 
-__all__ = [
-    "DukeMTMCreID",
-    "Market1501",
-    "PKSampler",
-    "ReIDDataset",
-    "TrainData",
-    "augment",
-    "check_images",
-    "load_dataset",
-    "make_eval_dataset",
-    "make_train_dataset",
-    "masks",
-    "synthetic",
-]
+import importlib
+
+# name -> module that defines it (a submodule itself when the name is the module's)
+_LAZY = {
+    "DukeMTMCreID": "keras_mmga.data.market",
+    "Market1501": "keras_mmga.data.market",
+    "ReIDDataset": "keras_mmga.data.market",
+    "load_dataset": "keras_mmga.data.market",
+    "TrainData": "keras_mmga.data.pipeline",
+    "check_images": "keras_mmga.data.pipeline",
+    "make_eval_dataset": "keras_mmga.data.pipeline",
+    "make_train_dataset": "keras_mmga.data.pipeline",
+    "EPOCH_DEFINITIONS": "keras_mmga.data.pk_sampler",
+    "PKSampler": "keras_mmga.data.pk_sampler",
+    "augment": "keras_mmga.data.augment",
+    "masks": "keras_mmga.data.masks",
+    "synthetic": "keras_mmga.data.synthetic",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_mmga.data' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -44,10 +44,13 @@ class ReIDDataset:
         for i, item in enumerate(samples):
             try:
                 path, pid, cam = item
+                if any(isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()) for v in (pid, cam)):
+                    raise ValueError("pid and camid must be integers")
                 out.append((os.fspath(path), int(pid), int(cam)))
             except (TypeError, ValueError) as err:
                 raise ValueError(
-                    f"{self.name}: {split} sample {i} is {item!r}: expected (path, pid, camid)."
+                    f"{self.name}: {split} sample {i} is {item!r}: expected (path, pid, camid) with integer "
+                    "pid and camid."
                 ) from err
         return out
 
@@ -107,7 +110,7 @@ class _FolderDataset(ReIDDataset):
     # looked for under `root` when `root` itself is not the dataset folder.
     subfolders = ()
 
-    def __init__(self, root, verbose=True):
+    def __init__(self, root, verbose=False):
         root = os.fspath(root)
         if not os.path.isdir(root):
             raise FileNotFoundError(f"{self.name}: dataset root {root!r} does not exist.")
@@ -174,7 +177,8 @@ class Market1501(_FolderDataset):
         root: folder holding `bounding_box_train/`, `bounding_box_test/` and
             `query/`, or a folder containing `Market-1501-v15.09.15/` or
             `market1501/` (torchreid's layout) with them.
-        verbose: print the summary table.
+        verbose: print the summary table (`print(market.summary())` shows
+            it later).
 
     Example:
     >>> market = Market1501("/data/Market-1501-v15.09.15")
@@ -196,7 +200,8 @@ class DukeMTMCreID(_FolderDataset):
         root: folder holding `bounding_box_train/`, `bounding_box_test/` and
             `query/`, or a folder containing `DukeMTMC-reID/` (also under
             `dukemtmc-reid/`, torchreid's layout) with them.
-        verbose: print the summary table.
+        verbose: print the summary table (`print(duke.summary())` shows it
+            later).
 
     Example:
     >>> duke = DukeMTMCreID("/data/DukeMTMC-reID")
@@ -210,9 +215,11 @@ class DukeMTMCreID(_FolderDataset):
     expected = "'{pid:04d}_c{cam}_f{frame}.jpg'"
 
 
-def load_dataset(root, name="market1501", verbose=True):
-    """Reads a dataset by name: `"market1501"` or `"dukemtmcreid"`."""
+def load_dataset(root, name="market1501", verbose=False):
+    """Reads a dataset by name: `"market1501"` or `"dukemtmcreid"`; `verbose` prints its summary table."""
     readers = {"market1501": Market1501, "dukemtmcreid": DukeMTMCreID}
+    if not isinstance(name, str):
+        raise ValueError(f"Unknown dataset {name!r}: expected one of {sorted(readers)}.")
     key = name.lower().replace("-", "").replace("_", "")
     if key not in readers:
         raise ValueError(f"Unknown dataset {name!r}: expected one of {sorted(readers)}.")

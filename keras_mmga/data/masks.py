@@ -22,9 +22,12 @@ soft values in [0, 1].
 """
 
 import os
+import warnings
 
 import cv2
 import numpy as np
+
+from keras_mmga.progress import Progress
 
 # LIP's 20 labels (JPPNet, the parser the paper uses), grouped as in SPEC.md.
 LIP_LABELS = (
@@ -40,6 +43,57 @@ DRESS_LABELS = (6, 10)
 
 MASK_MODES = ("parts", "halves", "whole")
 MASK_FORMATS = ("lip", "binary")
+DRESS_GROUPS = ("upper", "bottom", "none")
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Signatures of image formats a mask is sometimes saved in by mistake.
+_OTHER_SIGNATURES = {b"\xff\xd8": "JPEG", b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
+                     b"RIFF": "WebP"}
+
+
+class MaskFormatError(ValueError):
+    """A mask file that exists but is not usable as a mask (an error also with `missing_masks="ignore"`)."""
+
+
+def check_grouping(dress_group="upper", label_groups=None, allow_empty=True):
+    """Validates a LIP grouping; returns `(upper labels, bottom labels)`.
+
+    Raises `ValueError` naming the problem: an unknown `dress_group`, keys
+    other than "upper"/"bottom", labels that are not ints in 0..19, a label
+    in both groups, or (with `allow_empty=False`, as for MMGA's parts) an
+    empty group: its attention target would be empty for every image,
+    training that map towards nothing.
+    """
+    if label_groups is None:
+        if dress_group not in DRESS_GROUPS:
+            raise ValueError(f"dress_group must be one of {DRESS_GROUPS}, got {dress_group!r}.")
+        upper = UPPER_LABELS + (DRESS_LABELS if dress_group == "upper" else ())
+        bottom = BOTTOM_LABELS + (DRESS_LABELS if dress_group == "bottom" else ())
+        return upper, bottom
+    if not isinstance(label_groups, dict):
+        raise ValueError(f"label_groups must be a dict {{'upper': labels, 'bottom': labels}}, got {label_groups!r}.")
+    unknown = set(label_groups) - {"upper", "bottom"}
+    if unknown:
+        raise ValueError(f"label_groups keys must be 'upper' and 'bottom', got {sorted(unknown)}.")
+    groups = {}
+    for key in ("upper", "bottom"):
+        labels = label_groups.get(key, ())
+        if isinstance(labels, (int, np.integer)):
+            labels = (labels,)
+        bad = [v for v in labels if isinstance(v, bool) or not isinstance(v, (int, np.integer))
+               or not 0 <= int(v) < len(LIP_LABELS)]
+        if bad:
+            raise ValueError(f"label_groups[{key!r}] holds {bad}: LIP labels are ints 0..{len(LIP_LABELS) - 1}.")
+        if not labels and not allow_empty:
+            raise ValueError(
+                f"label_groups[{key!r}] is empty: every {key}-body target would be empty, training that "
+                "attention map towards nothing. Give it the LIP labels of that part of the body."
+            )
+        groups[key] = tuple(int(v) for v in labels)
+    both = set(groups["upper"]) & set(groups["bottom"])
+    if both:
+        raise ValueError(f"labels {sorted(both)} are in both the upper and bottom groups.")
+    return groups["upper"], groups["bottom"]
 
 
 def group_label_map(label_map, dress_group="upper", label_groups=None):
@@ -59,20 +113,10 @@ def group_label_map(label_map, dress_group="upper", label_groups=None):
     array([[1.], [0.]], dtype=float32)
     """
     label_map = np.asarray(label_map)
+    upper, bottom = check_grouping(dress_group, label_groups)
     if label_groups is not None:
-        unknown = set(label_groups) - {"upper", "bottom"}
-        if unknown:
-            raise ValueError(f"label_groups keys must be 'upper' and 'bottom', got {sorted(unknown)}.")
-        upper = tuple(int(v) for v in label_groups.get("upper", ()))
-        bottom = tuple(int(v) for v in label_groups.get("bottom", ()))
-        if set(upper) & set(bottom):
-            raise ValueError(f"labels {sorted(set(upper) & set(bottom))} are in both the upper and bottom groups.")
         up, down = np.isin(label_map, upper), np.isin(label_map, bottom)
         return np.stack([up | down, up, down], axis=-1).astype("float32")
-    if dress_group not in ("upper", "bottom", "none"):
-        raise ValueError(f"dress_group must be 'upper', 'bottom' or 'none', got {dress_group!r}.")
-    upper = UPPER_LABELS + (DRESS_LABELS if dress_group == "upper" else ())
-    bottom = BOTTOM_LABELS + (DRESS_LABELS if dress_group == "bottom" else ())
     up = np.isin(label_map, upper)
     down = np.isin(label_map, bottom)
     whole = up | down | np.isin(label_map, DRESS_LABELS)
@@ -171,10 +215,23 @@ def read_mask(path):
     """Reads a mask PNG as stored (2-D, or 3-D for colour files); errors name the file.
 
     Raises `FileNotFoundError` for a missing file and `ValueError` for one
-    that cannot be decoded: the two cases `missing_masks="ignore"` skips.
+    that cannot be decoded: the two cases `missing_masks="ignore"` skips. A
+    file in another image format (a JPEG saved as `.png`: lossy compression
+    blurs the label ids into values no parser wrote) is a `MaskFormatError`,
+    which is never skipped.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Mask not found: {path!r}.")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head and not head.startswith(_PNG_SIGNATURE):
+        kind = next((name for sig, name in _OTHER_SIGNATURES.items() if head.startswith(sig)), None)
+        if kind:
+            lossy = " JPEG is lossy: its compression changes the label ids." if kind == "JPEG" else ""
+            raise MaskFormatError(
+                f"Mask {path!r} is a {kind} file, not a PNG (only its name ends in .png).{lossy} "
+                "Save the masks as PNG label maps (e.g. cv2.imwrite('mask.png', labels) with uint8 labels)."
+            )
     mask = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if mask is None:
         raise ValueError(f"Cannot decode mask {path!r} (expected a PNG of label ids).")
@@ -203,7 +260,7 @@ def mask_path_for(image_path, image_root, mask_root):
 
 
 def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_format="lip",
-                 dress_group="upper", missing="error", label_groups=None):
+                 dress_group="upper", missing="error", label_groups=None, verbose=False):
     """Mask targets of many images, computed once: `(targets (N, h, w, 3), weights (N,))`.
 
     Args:
@@ -213,7 +270,11 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
         mode, mask_format, dress_group, label_groups: see `binary_masks`.
         missing: `"error"` (default) raises on a missing or unreadable mask,
             naming the file; `"ignore"` gives that image weight 0 (it adds
-            nothing to the attention loss) and an all-zero placeholder.
+            nothing to the attention loss) and an all-zero placeholder, with
+            a warning giving the count. A `mask_root` that does not exist, or
+            in which not one image has a mask, is an error also with
+            `"ignore"`: the attention loss would vanish (usually a wrong path).
+        verbose: show progress (count, masks/s, time left) on stderr.
 
     Example:
     >>> targets, weights = load_targets(paths, "Market/", "Market-masks/", (24, 8))
@@ -224,15 +285,33 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
     # with missing="ignore": they would silently drop every mask.
     targets = np.zeros((len(image_paths), size[0], size[1], 3), "float32")
     weights = np.ones(len(image_paths), "float32")
-    for i, image_path in enumerate(image_paths):
-        path = mask_path_for(image_path, image_root, mask_root)
-        try:
-            mask = read_mask(path)
-        except (FileNotFoundError, ValueError):
-            if missing == "error":
+    check_grouping(dress_group, label_groups)
+    if not os.path.isdir(os.fspath(mask_root)):
+        raise FileNotFoundError(f"Mask root {os.fspath(mask_root)!r} does not exist.")
+    with Progress(len(image_paths), "masks", label=f"mask targets ({mode})", verbose=verbose) as bar:
+        for i, image_path in enumerate(image_paths):
+            bar.update(1)
+            path = mask_path_for(image_path, image_root, mask_root)
+            try:
+                mask = read_mask(path)
+            except MaskFormatError:
                 raise
-            weights[i] = 0.0
-            continue
-        mask = to_label_map(mask, path)
-        targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path), size)
+            except (FileNotFoundError, ValueError):
+                if missing == "error":
+                    raise
+                weights[i] = 0.0
+                continue
+            mask = to_label_map(mask, path)
+            targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path), size)
+    lacking = int(np.sum(weights == 0))
+    if lacking and lacking == len(image_paths):
+        first = mask_path_for(image_paths[0], image_root, mask_root)
+        raise ValueError(
+            f"None of the {lacking} images has a mask under {os.fspath(mask_root)!r} (e.g. {first!r}): with "
+            "missing_masks='ignore' the attention loss would be exactly 0. Check mask_root and image_root "
+            "(masks mirror the image folder), or train a variant without mask supervision."
+        )
+    if lacking:
+        warnings.warn(f"{lacking} of {len(image_paths)} images have no usable mask under "
+                      f"{os.fspath(mask_root)!r}; they add nothing to the attention loss (weight 0).", stacklevel=2)
     return targets, weights

@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mmga.data import augment, masks as mask_lib
-from keras_mmga.data.pk_sampler import PKSampler
+from keras_mmga.data.pk_sampler import PKSampler, check_epoch
+from keras_mmga.progress import Progress
 
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 _PNG_START = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +28,7 @@ def _check_mode(check_files):
     return check_files
 
 
-def check_images(paths, mode="header"):
+def check_images(paths, mode="header", verbose=False):
     """Raises on a missing, truncated or undecodable JPEG/PNG file, naming it.
 
     Done once before the pipeline runs: inside a tf.data map a bad file would
@@ -41,6 +42,7 @@ def check_images(paths, mode="header"):
             downloads in microseconds per file;
             `"decode"` also decodes every image (about 0.1 ms per Market-size
             image).
+        verbose: show progress (count, images/s, time left) on stderr.
 
     Example:
     >>> check_images([p for p, _, _ in market.train], mode="decode")
@@ -48,28 +50,34 @@ def check_images(paths, mode="header"):
     mode = _check_mode(mode)
     if mode == "none":
         return
-    for path in paths:
-        path = os.fspath(path)
-        try:
-            size = os.path.getsize(path)
-            with open(path, "rb") as f:
-                head = f.read(8)
-                f.seek(max(0, size - len(_PNG_END)))
-                tail = f.read(len(_PNG_END))
-        except OSError as err:
-            raise FileNotFoundError(f"Cannot read image {path!r}: {err}") from err
-        if head.startswith(_JPEG_START):
-            if not tail.endswith(_JPEG_END):
-                raise ValueError(f"Corrupt or truncated JPEG {path!r} (no end-of-image marker).")
-        elif head.startswith(_PNG_START):
-            if tail != _PNG_END:
-                raise ValueError(f"Corrupt or truncated PNG {path!r} (does not end with the IEND chunk).")
-        else:
-            raise ValueError(f"{path!r} is not a JPEG or PNG image (unknown file signature).")
-        if mode == "decode":
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            if image is None or image.size == 0:
-                raise ValueError(f"Cannot decode image {path!r}.")
+    paths = list(paths)
+    with Progress(len(paths), "images", label=f"check images ({mode})", verbose=verbose) as bar:
+        for path in paths:
+            _check_image(os.fspath(path), mode)
+            bar.update(1)
+
+
+def _check_image(path, mode):
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, size - len(_PNG_END)))
+            tail = f.read(len(_PNG_END))
+    except OSError as err:
+        raise FileNotFoundError(f"Cannot read image {path!r}: {err}") from err
+    if head.startswith(_JPEG_START):
+        if not tail.endswith(_JPEG_END):
+            raise ValueError(f"Corrupt or truncated JPEG {path!r} (no end-of-image marker).")
+    elif head.startswith(_PNG_START):
+        if tail != _PNG_END:
+            raise ValueError(f"Corrupt or truncated PNG {path!r} (does not end with the IEND chunk).")
+    else:
+        raise ValueError(f"{path!r} is not a JPEG or PNG image (unknown file signature).")
+    if mode == "decode":
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None or image.size == 0:
+            raise ValueError(f"Cannot decode image {path!r}.")
 
 
 def decode_resize(path, image_size):
@@ -79,16 +87,22 @@ def decode_resize(path, image_size):
     return tf.ensure_shape(image, tuple(image_size) + (3,))
 
 
-def load_images(paths, image_size, batch_size=256):
-    """Decodes and resizes `paths` once: uint8 (N, H, W, 3), for `cache_images`."""
+def load_images(paths, image_size, batch_size=256, verbose=False):
+    """Decodes and resizes `paths` once: uint8 (N, H, W, 3), for `cache_images` (`verbose`: progress)."""
     image_size = tuple(int(s) for s in image_size)
+    paths = [os.fspath(p) for p in paths]
     dataset = (
-        tf.data.Dataset.from_tensor_slices(tf.constant([os.fspath(p) for p in paths], tf.string))
+        tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
         .map(lambda p: tf.cast(tf.round(decode_resize(p, image_size)), tf.uint8),
              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(batch_size)
     )
-    return np.concatenate([b.numpy() for b in dataset], axis=0)
+    batches = []
+    with Progress(len(paths), "images", label="cache images", verbose=verbose) as bar:
+        for b in dataset:
+            batches.append(b.numpy())
+            bar.update(len(batches[-1]))
+    return np.concatenate(batches, axis=0)
 
 
 @dataclass
@@ -101,6 +115,7 @@ class TrainData:
         batch_size: P·K, the global batch.
         num_classes: identities (classifier classes).
         sampler: the `PKSampler` producing the batches' indices.
+        epoch: what one epoch is, `"identities"` or `"images"`.
     """
 
     dataset: tf.data.Dataset
@@ -108,13 +123,14 @@ class TrainData:
     batch_size: int
     num_classes: int
     sampler: PKSampler = None
+    epoch: str = "identities"
 
 
 def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_instances=4, mask_root=None,
                        image_root=None, mask_mode=None, mask_format="lip", dress_group="upper",
                        label_groups=None, missing_masks="error", num_replicas=1, replacement=True,
                        augment_images=True, erasing_probability=0.5, seed=0, check_files="decode",
-                       cache_images=False, start_batch=0):
+                       cache_images=False, start_batch=0, epoch="identities", verbose=False):
     """Endless PK batches `(images, {"labels", "masks", "mask_weights"})`.
 
     - `images`: float32 (B, H, W, 3) RGB in [0, 255], not normalised (the
@@ -131,7 +147,11 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
     targets are `{"labels"}` only: a mask-supervised model then refuses the
     batches instead of training with an attention loss of exactly 0.
 
-    B = P·K. Batches list their P identities one after another, K images
+    B = P·K. One epoch (`steps_per_epoch` batches) is, with
+    `epoch="identities"` (default, the paper recipe), every training identity
+    once with K images: `ceil(N / P)` batches for N identities; with
+    `epoch="images"`, about one pass over the training images (see
+    `PKSampler`). Batches list their P identities one after another, K images
     each; with `num_replicas` R, each contiguous block of B/R images holds
     whole identities. Every random choice (sampling, flip, erasing) derives
     from `seed` and the batch number: the same seed gives the same batches,
@@ -176,6 +196,8 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
             completed epochs × steps per epoch). The PK sampler skips the
             earlier batches on index arrays, and the augmentation of every
             batch is seeded by its number, so nothing is decoded for them.
+        epoch: `"identities"` or `"images"`: what one epoch is (above).
+        verbose: progress of the file check and the mask targets on stderr.
 
     Returns:
         `TrainData` with `dataset`, `steps_per_epoch`, `batch_size`,
@@ -187,21 +209,24 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
     ...                           mask_mode=model.mask_mode)
     >>> model.fit(data.dataset, steps_per_epoch=data.steps_per_epoch, epochs=...)
     """
-    if not samples:
-        raise ValueError("make_train_dataset: the sample list is empty.")
-    paths = [os.fspath(s[0]) for s in samples]
-    pids = np.array([int(s[1]) for s in samples], "int32")
-    if pids.min() < 0:
-        raise ValueError("Training pids must be relabelled to 0..N-1 (junk images, pid -1, removed).")
-    image_size = tuple(int(s) for s in image_size)
-    if len(image_size) != 2 or image_size[0] % 16 or image_size[1] % 16 or min(image_size) < 16:
-        raise ValueError(f"image_size must be (H, W), both divisible by 16, got {image_size}.")
-    start_batch = int(start_batch)
-    if start_batch < 0:
-        raise ValueError(f"start_batch must be ≥ 0, got {start_batch}.")
+    paths, pids = _check_samples(samples)
+    image_size = check_image_size(image_size)
+    start_batch = _check_int(start_batch, "start_batch", minimum=0)
+    epoch = check_epoch(epoch)
+    if isinstance(erasing_probability, bool) or not isinstance(erasing_probability, (int, float, np.number)) \
+            or not 0.0 <= float(erasing_probability) <= 1.0:
+        raise ValueError(f"erasing_probability must be a number in [0, 1], got {erasing_probability!r}.")
+    erasing_probability = float(erasing_probability)
     _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks)
-    sampler = PKSampler(pids, num_identities, num_instances, num_replicas, replacement, seed)
-    check_images(paths, check_files)
+    if mask_mode is not None:
+        if mask_format not in mask_lib.MASK_FORMATS:
+            raise ValueError(f"mask_format must be one of {mask_lib.MASK_FORMATS}, got {mask_format!r}.")
+        if mask_format == "binary" and mask_mode == "parts":
+            raise ValueError("Binary whole-body masks have no parts: mask_mode 'parts' (mmga) needs "
+                             "mask_format='lip'; use mask_mode 'halves' (dmga) or 'whole' (wmga).")
+        mask_lib.check_grouping(dress_group, label_groups, allow_empty=mask_mode != "parts")
+    sampler = PKSampler(pids, num_identities, num_instances, num_replicas, replacement, seed, epoch=epoch)
+    check_images(paths, check_files, verbose=verbose)
     map_size = (image_size[0] // 16, image_size[1] // 16)
     if mask_mode is None:
         targets = weights = None
@@ -211,11 +236,11 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
     else:
         targets, weights = mask_lib.load_targets(
             paths, image_root, mask_root, map_size, mask_mode, mask_format, dress_group, missing_masks,
-            label_groups=label_groups,
+            label_groups=label_groups, verbose=verbose,
         )
 
     batch = sampler.batch_size
-    cache = load_images(paths, image_size) if cache_images else None
+    cache = load_images(paths, image_size, verbose=verbose) if cache_images else None
     path_table, label_table = tf.constant(paths), tf.constant(pids)
     mask_table = weight_table = None
     if targets is not None:
@@ -276,7 +301,46 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         .map(targets_of)
         .prefetch(tf.data.AUTOTUNE)
     )
-    return TrainData(dataset, sampler.steps_per_epoch, batch, int(pids.max()) + 1, sampler)
+    return TrainData(dataset, sampler.steps_per_epoch, batch, int(pids.max()) + 1, sampler, epoch)
+
+
+def _check_int(value, name, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be ≥ {minimum}, got {value}.")
+    return int(value)
+
+
+def check_image_size(image_size):
+    """`(H, W)` as ints, both positive multiples of 16 (the attention maps are input/16)."""
+    try:
+        size = tuple(image_size)
+    except TypeError:
+        size = None
+    if size is None or len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
+                                             for s in size) or any(s < 16 or s % 16 for s in size):
+        raise ValueError(f"image_size must be (H, W): two positive ints, both divisible by 16, got {image_size!r}.")
+    return tuple(int(s) for s in size)
+
+
+def _check_samples(samples):
+    """`(paths, int32 pids)` of `(path, pid, camid)` samples, or an error naming the first bad one."""
+    if samples is None or not len(samples):
+        raise ValueError("make_train_dataset: the sample list is empty.")
+    paths, pids = [], []
+    for i, sample in enumerate(samples):
+        if isinstance(sample, (str, os.PathLike)) or not hasattr(sample, "__len__") or len(sample) < 2:
+            raise ValueError(f"samples[{i}] must be (path, pid, camid) (a dataset's .train), got {sample!r}.")
+        pid = sample[1]
+        if isinstance(pid, bool) or not isinstance(pid, (int, np.integer)):
+            raise ValueError(f"samples[{i}] has pid {pid!r}: training pids must be ints 0..N-1.")
+        paths.append(os.fspath(sample[0]))
+        pids.append(int(pid))
+    pids = np.array(pids, "int32")
+    if pids.min() < 0:
+        raise ValueError("Training pids must be relabelled to 0..N-1 (junk images, pid -1, removed).")
+    return paths, pids
 
 
 def _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks):
@@ -319,8 +383,9 @@ def make_eval_dataset(samples, image_size=(384, 128), batch_size=64, check_files
     paths = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else os.fspath(s[0]) for s in samples]
     if not paths:
         raise ValueError("make_eval_dataset: the sample list is empty.")
+    batch_size = _check_int(batch_size, "batch_size", minimum=1)
+    image_size = check_image_size(image_size)
     check_images(paths, check_files)
-    image_size = tuple(int(s) for s in image_size)
     return (
         tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
         .map(lambda p: decode_resize(p, image_size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

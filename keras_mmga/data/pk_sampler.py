@@ -1,20 +1,44 @@
-"""P identities × K images per batch (torchreid's RandomIdentitySampler)."""
+"""P identities × K images per batch, in identity epochs (MGN's sampler) or image epochs (torchreid's)."""
 
+import math
 from collections import defaultdict
 
 import numpy as np
+
+# What one epoch is: every training identity once (K images each), or every
+# training image about once. See `PKSampler`.
+EPOCH_DEFINITIONS = ("identities", "images")
+
+
+def check_epoch(epoch):
+    """`epoch` if it is one of `EPOCH_DEFINITIONS`, else a `ValueError` naming them."""
+    if epoch not in EPOCH_DEFINITIONS:
+        raise ValueError(f"epoch must be one of {EPOCH_DEFINITIONS} (what one epoch is), got {epoch!r}.")
+    return epoch
 
 
 class PKSampler:
     """Endless, seeded stream of P×K index batches.
 
-    Each epoch shuffles every identity's images and cuts them into groups of
-    K (an identity with fewer than K images is sampled with replacement, or
-    rejected when `replacement=False`); batches take one group from each of P
-    identities drawn at random among those with groups left. A batch lists its
-    identities one after another, K images each, so with R replicas every
-    contiguous block of `P·K / R` samples holds whole identities when P is a
-    multiple of R.
+    A batch holds P different identities, K images each, listed one identity
+    after another, so with R replicas every contiguous block of `P·K / R`
+    samples holds whole identities when P is a multiple of R. An identity with
+    fewer than K images is sampled with replacement (or rejected when
+    `replacement=False`). What one epoch is depends on `epoch`:
+
+    - `"identities"` (default; MGN's sampler, the paper recipe): every
+      training identity once, with K of its images drawn without
+      replacement. The identities are shuffled and cut into batches of P:
+      `ceil(N / P)` batches for N identities. When P does not divide N, the
+      last batch holds the N mod P identities left over and is completed with
+      P - N mod P other identities drawn at random from the rest of the
+      epoch (each with a fresh draw of K images), so that every batch keeps
+      P different identities: those identities appear twice in that epoch.
+    - `"images"` (torchreid's RandomIdentitySampler): every identity's
+      shuffled images are cut into groups of K and each batch takes one group
+      from each of P identities drawn among those with groups left, until
+      fewer than P identities have groups: about one pass over the images,
+      `sum_i max(n_i, K) // K // P` batches (n_i: images of identity i).
 
     Args:
         pids: sequence of identity labels, one per image.
@@ -23,6 +47,7 @@ class PKSampler:
         num_replicas: R; P must be divisible by R.
         replacement: sample identities with fewer than K images with replacement.
         seed: int.
+        epoch: `"identities"` or `"images"`, see above.
 
     Example:
     >>> sampler = PKSampler([0, 0, 1, 1, 2, 2], num_identities=2, num_instances=2)
@@ -30,11 +55,19 @@ class PKSampler:
     4
     """
 
-    def __init__(self, pids, num_identities=24, num_instances=4, num_replicas=1, replacement=True, seed=0):
+    def __init__(self, pids, num_identities=24, num_instances=4, num_replicas=1, replacement=True, seed=0,
+                 epoch="identities"):
         self.pids = np.asarray(pids)
+        if self.pids.ndim != 1 or not len(self.pids):
+            raise ValueError(f"pids must be a non-empty 1-D sequence of labels, got shape {self.pids.shape}.")
+        for name, value in (("num_identities", num_identities), ("num_instances", num_instances),
+                            ("num_replicas", num_replicas), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ValueError(f"{name} must be an int, got {value!r}.")
         self.P, self.K, self.R = int(num_identities), int(num_instances), int(num_replicas)
         self.replacement = bool(replacement)
         self.seed = int(seed)
+        self.epoch_definition = check_epoch(epoch)
         if self.P < 1 or self.K < 1 or self.R < 1:
             raise ValueError("num_identities, num_instances and num_replicas must be ≥ 1.")
         if self.P % self.R:
@@ -65,12 +98,35 @@ class PKSampler:
 
     @property
     def steps_per_epoch(self):
-        """Batches in one epoch (every identity's images used about once)."""
+        """Batches in one epoch: `ceil(N / P)` identity epochs, or about one pass over the images."""
+        if self.epoch_definition == "identities":
+            return math.ceil(len(self.identities) / self.P)
         groups = sum(max(len(v), self.K) // self.K for v in self.index.values())
         return max(1, groups // self.P)
 
     def epoch(self, rng):
         """The batches of one epoch, as (P·K,) int arrays."""
+        if self.epoch_definition == "identities":
+            return self._identity_epoch(rng)
+        return self._image_epoch(rng)
+
+    def _draw(self, rng, pid):
+        idx = np.array(self.index[pid])
+        return rng.choice(idx, size=self.K, replace=len(idx) < self.K)
+
+    def _identity_epoch(self, rng):
+        order = rng.permutation(len(self.identities))
+        batches = []
+        for start in range(0, len(order), self.P):
+            chosen = order[start:start + self.P]
+            if len(chosen) < self.P:
+                # Complete the last batch with other identities of the epoch.
+                others = np.setdiff1d(order, chosen)
+                chosen = np.concatenate([chosen, rng.choice(others, size=self.P - len(chosen), replace=False)])
+            batches.append(np.concatenate([self._draw(rng, self.identities[c]) for c in chosen]))
+        return batches
+
+    def _image_epoch(self, rng):
         groups = {}
         for pid in self.identities:
             idx = np.array(self.index[pid])

@@ -19,10 +19,16 @@ Example:
 100
 """
 
+import json
 import os
+import shutil
 
 import cv2
 import numpy as np
+
+# `root/synthetic.json`: the settings of the dataset in `root`, written last
+# (so it also marks a finished write).
+MARKER = "synthetic.json"
 
 HEIGHT, WIDTH = 128, 64
 NUM_CAMERAS = 6
@@ -204,9 +210,51 @@ def _name(pid, cam, frame, n):
     return f"{prefix}_c{cam + 1}s1_{frame:06d}_{n:02d}"
 
 
+def dataset_settings(root):
+    """The settings recorded in `root/synthetic.json` (None without a finished write there)."""
+    try:
+        with open(os.path.join(os.fspath(root), MARKER)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _settings(num_train_ids, num_test_ids, seed, images_per_camera, num_distractors, num_junk, jpeg_quality):
+    """The writer's arguments, checked, as stored in the marker."""
+    ints = dict(num_train_ids=num_train_ids, num_test_ids=num_test_ids, seed=seed, num_distractors=num_distractors,
+                num_junk=num_junk, jpeg_quality=jpeg_quality)
+    for name, value in ints.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an int, got {value!r}.")
+    if num_train_ids < 1 or num_test_ids < 1:
+        raise ValueError(f"num_train_ids and num_test_ids must be ≥ 1, got {num_train_ids} and {num_test_ids}.")
+    if num_distractors < 0 or num_junk < 0:
+        raise ValueError(f"num_distractors and num_junk must be ≥ 0, got {num_distractors} and {num_junk}.")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}.")
+    try:
+        lo, hi = (int(v) for v in images_per_camera)
+    except (TypeError, ValueError):
+        lo = hi = 0
+    if not 1 <= lo <= hi:
+        raise ValueError(f"images_per_camera must be (min, max) with 1 ≤ min ≤ max, got {images_per_camera!r}.")
+    return {k: int(v) for k, v in ints.items()} | {"images_per_camera": [lo, hi]}
+
+
 def write_dataset(root, num_train_ids=100, num_test_ids=100, seed=0, images_per_camera=(2, 5),
-                  num_distractors=20, num_junk=10, jpeg_quality=92):
+                  num_distractors=20, num_junk=10, jpeg_quality=92, overwrite=False):
     """Writes the synthetic dataset: `root/images/` (Market layout) and `root/masks/`.
+
+    The settings are recorded in `root/synthetic.json`, written last. A
+    folder that already holds a dataset is never written into as it is: the
+    old files would stay and mix with the new ones (other people under the
+    same ids). With the same settings the dataset there is returned as it is;
+    with other settings, or files of an unfinished or unknown write, it is a
+    `ValueError` naming what differs, unless `overwrite=True`, which first
+    deletes `root/images/`, `root/masks/` and the marker (nothing else in
+    `root`).
 
     Args:
         root: output folder.
@@ -216,14 +264,48 @@ def write_dataset(root, num_train_ids=100, num_test_ids=100, seed=0, images_per_
         num_distractors: gallery images of pid 0 (people outside the test set).
         num_junk: gallery images of pid -1 (background crops).
         jpeg_quality: JPEG quality of the images.
+        overwrite: replace a dataset of other settings already in `root`.
 
     Returns:
         `(images_root, masks_root)`.
     """
-    if num_train_ids < 1 or num_test_ids < 1:
-        raise ValueError("num_train_ids and num_test_ids must be ≥ 1.")
+    settings = _settings(num_train_ids, num_test_ids, seed, images_per_camera, num_distractors, num_junk,
+                         jpeg_quality)
     root = os.fspath(root)
     images_root, masks_root = os.path.join(root, "images"), os.path.join(root, "masks")
+    marker = os.path.join(root, MARKER)
+    saved = dataset_settings(root)
+    if saved == settings:
+        return images_root, masks_root
+    held = [d for d in (images_root, masks_root) if _has_files(d)]
+    if (held or os.path.exists(marker)) and not overwrite:
+        if saved is not None:
+            differ = "; ".join(f"{k}: {saved.get(k)!r} there, {v!r} now" for k, v in settings.items()
+                               if saved.get(k) != v)
+            what = f"a synthetic dataset written with other settings ({differ})"
+        else:
+            what = (f"files ({', '.join(held)}) without a finished write's {MARKER} (an interrupted write, an "
+                    "older version or other data)")
+        raise ValueError(
+            f"{root!r} already holds {what}: writing into it would mix the old files with the new ones. "
+            "Use another folder, or overwrite=True (--overwrite) to delete its images/ and masks/ first."
+        )
+    if os.path.exists(marker):
+        os.remove(marker)  # first, so that an interrupted rewrite is not taken for a finished one
+    for folder in (images_root, masks_root):
+        shutil.rmtree(folder, ignore_errors=True)
+    _write(root, images_root, masks_root, **settings)
+    with open(marker, "w") as f:
+        json.dump(settings, f)
+    return images_root, masks_root
+
+
+def _has_files(folder):
+    return any(files for _, _, files in os.walk(folder))
+
+
+def _write(root, images_root, masks_root, num_train_ids, num_test_ids, seed, images_per_camera, num_distractors,
+           num_junk, jpeg_quality):
     for base in (images_root, masks_root):
         for split in ("bounding_box_train", "bounding_box_test", "query"):
             os.makedirs(os.path.join(base, split), exist_ok=True)
@@ -265,4 +347,3 @@ def write_dataset(root, num_train_ids=100, num_test_ids=100, seed=0, images_per_
         jrng = np.random.RandomState([seed, 2 * 10**6 + i])
         cam = int(jrng.randint(NUM_CAMERAS))
         save("bounding_box_test", -1, cam, 1, _background(jrng, cameras[cam]), np.zeros((HEIGHT, WIDTH), np.uint8))
-    return images_root, masks_root

@@ -9,10 +9,11 @@ import keras
 
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.evaluator import METRICS, evaluate_model
-from keras_mmga.engine.trainer import TrainConfig, train
+from keras_mmga.engine.config import VARIANT_NAMES, TrainConfig
+from keras_mmga.engine.trainer import train
 
 # Paper order and row names (Table 1).
-VARIANT_ORDER = ("baseline", "baseline_att", "wmga", "dmga", "mmga")
+VARIANT_ORDER = VARIANT_NAMES
 ROW_NAMES = {
     "baseline": "Baseline",
     "baseline_att": "Baseline+Att",
@@ -185,11 +186,12 @@ def _differences(saved, current):
     """`key: saved there, current now` for each setting that differs; "" when none do.
 
     A key missing from `saved` (a `TrainConfig` field added since) matches
-    its default, which is what the saved run used.
+    what the saved run used: the field's default, or for `epoch` "images"
+    (the only definition before the field existed).
     """
     defaults = json.loads(json.dumps(
         {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-        | {"data_provenance": None}, default=str))
+        | {"data_provenance": None, "epoch": "images"}, default=str))
     keys = sorted(set(saved) | set(current))
     pairs = [(k, saved.get(k, defaults.get(k)), current.get(k, defaults.get(k))) for k in keys]
     return "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in pairs if a != b)

@@ -174,13 +174,15 @@ class RankEvaluation(keras.callbacks.Callback):
         evaluate_fn: callable `model -> metrics dict` (`rank1`, `mAP`, `mINP`).
         every: int, evaluate after epochs `every, 2·every, ...` and the last.
         best_path: str or None, where the best model is saved.
+        verbose: print the metrics of each evaluation.
     """
 
     KEYS = ("val_rank1", "val_mAP", "val_mINP")
 
-    def __init__(self, evaluate_fn, every=1, best_path=None):
+    def __init__(self, evaluate_fn, every=1, best_path=None, verbose=True):
         super().__init__()
         self.evaluate_fn = evaluate_fn
+        self.verbose = bool(verbose)
         self.every = int(every)
         self.best_path = os.fspath(best_path) if best_path else None
         self.best = -1.0
@@ -200,10 +202,81 @@ class RankEvaluation(keras.callbacks.Callback):
             return
         result = self.evaluate_fn(self.model)
         logs.update(val_rank1=result["rank1"], val_mAP=result["mAP"], val_mINP=result["mINP"])
-        print(f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}")
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}")
         if self.best_path and result["mAP"] > self.best:
             self.best = result["mAP"]
             _atomic_save(self.model, self.best_path)
             with open(self._json_path, "w") as f:
                 json.dump({"epoch": epoch + 1, "rank1": result["rank1"], "mAP": result["mAP"],
                            "mINP": result["mINP"]}, f, indent=2)
+
+
+class RankValidation(RankEvaluation):
+    """Re-ID validation for your own `model.fit`: `val_rank1`, `val_mAP`, `val_mINP` in the epoch logs.
+
+    Losses on a held-out split say little in re-ID: validation identities are
+    not the classifier's classes, and early in training (BatchNorm statistics
+    of a few steps from random weights) `val_loss` is NaN or 1e16. What
+    matters is how the gallery is ranked for each query, so this callback
+    extracts flip-averaged features of `query` and `gallery` every `every`
+    epochs and writes rank-1, mAP and mINP (fractions) into the logs, where
+    `EarlyStopping`, `ModelCheckpoint`, `CSVLogger`, TensorBoard and the
+    returned history see them.
+
+    Keras hands every callback the same logs in list order: put this one
+    before the callbacks that read its keys, and give them `mode="max"`
+    (Keras cannot tell that a larger mAP is better). With `every` > 1 the
+    other epochs have no `val_mAP`: `EarlyStopping` and `ModelCheckpoint`
+    skip them with a warning (patience then counts evaluations).
+    (`keras_mmga.engine.train` adds it itself, see `eval_every`.)
+
+    Args:
+        query: list of `(path, pid, camid)` (a dataset's `.query`), or a
+            `ReIDDataset` (then `gallery` is its `.gallery`).
+        gallery: list of `(path, pid, camid)` (a dataset's `.gallery`).
+        image_size: `(H, W)` the images are resized to; default the model's
+            input size.
+        every: evaluate after epochs `every, 2·every, ...` and the last one.
+        batch_size: images per inference batch.
+        flip: average each image's feature with its mirror image's (the
+            paper's protocol).
+        best_path: optional `.keras` path where the best model by mAP is
+            saved (and `best.json` beside it).
+        verbose: print the metrics (and the extraction progress).
+
+    Example:
+    >>> market = Market1501("data/market1501")
+    >>> model.fit(data.dataset, steps_per_epoch=data.steps_per_epoch, epochs=120, callbacks=[
+    ...     RankValidation(market),
+    ...     keras.callbacks.EarlyStopping("val_mAP", mode="max", patience=5, restore_best_weights=True),
+    ...     keras.callbacks.ModelCheckpoint("best.keras", monitor="val_mAP", mode="max", save_best_only=True),
+    ... ])
+    >>> history.history["val_rank1"]
+    """
+
+    def __init__(self, query, gallery=None, image_size=None, every=1, batch_size=64, flip=True, best_path=None,
+                 verbose=True):
+        if gallery is None and hasattr(query, "gallery"):
+            query, gallery = query.query, query.gallery
+        for name, samples in (("query", query), ("gallery", gallery)):
+            if samples is None or not len(samples):
+                raise ValueError(f"RankValidation: the {name} list is empty (give a dataset's .{name}).")
+            bad = next((s for s in samples if not hasattr(s, "__len__") or isinstance(s, str) or len(s) != 3), None)
+            if bad is not None:
+                raise ValueError(f"RankValidation: {name} samples must be (path, pid, camid), got {bad!r}.")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"RankValidation: every must be an int ≥ 1, got {every!r}.")
+        super().__init__(self._evaluate, every, best_path, verbose)
+        self.query, self.gallery = list(query), list(gallery)
+        self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
+        self.batch_size = int(batch_size)
+        self.flip = bool(flip)
+
+    def _evaluate(self, model):
+        from keras_mmga.engine.evaluator import evaluate_split
+
+        size = self.image_size or getattr(model, "image_size", None) or tuple(model.input_shape[1:3])
+        result, _ = evaluate_split(model, self.query, self.gallery, size, self.batch_size, self.flip,
+                                   verbose=self.verbose)
+        return result

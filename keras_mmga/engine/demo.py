@@ -15,48 +15,9 @@ import keras
 import numpy as np
 
 from keras_mmga.data import load_dataset, synthetic
+from keras_mmga.engine.config import DemoConfig  # noqa: F401  (re-exported)
 from keras_mmga.engine.evaluator import METRICS, evaluate_split, format_results, write_pictures
 from keras_mmga.engine.trainer import TrainConfig, build_model, train
-
-# Settings of the synthetic dataset in a folder (see `prepare_synthetic_dataset`).
-_SYNTHETIC_MARKER = "synthetic.json"
-
-
-@dataclasses.dataclass
-class DemoConfig:
-    """A reduced recipe that shows learning on 2 CPU cores in about 5 minutes.
-
-    Differences from the paper's recipe, all for time: a 64×32 input (4×2
-    attention maps), random initialisation (no downloads), P×K = 8×4, 400 SGD
-    steps at a learning rate of 0.01 (0.1 diverges from random weights at this
-    batch size), halved for the last 2 epochs.
-
-    Args:
-        out_dir: where the data, the run, the pictures and `results.json` go.
-        export_dir: where the ONNX model goes.
-        num_train_ids, num_test_ids: identities of the synthetic dataset.
-        image_size: model input `(H, W)`.
-        num_identities, num_instances: P and K.
-        epochs, steps_per_epoch: the schedule.
-        learning_rate: base learning rate (backbone: half of it).
-        lr_decay_epochs: epochs between halvings.
-        variant: the model variant.
-        seed: seeds the dataset, the initialisation and the sampling.
-    """
-
-    out_dir: str = "demo_output"
-    export_dir: str = "exported"
-    num_train_ids: int = 100
-    num_test_ids: int = 100
-    image_size: tuple = (64, 32)
-    num_identities: int = 8
-    num_instances: int = 4
-    epochs: int = 8
-    steps_per_epoch: int = 50
-    learning_rate: float = 0.01
-    lr_decay_epochs: int = 6
-    variant: str = "mmga"
-    seed: int = 0
 
 
 def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, seed=0):
@@ -64,11 +25,12 @@ def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, see
 
     `data_dir/synthetic.json` records the settings of the dataset on disk and
     is written last, so it also marks a finished write. With other settings
-    (or no marker: an interrupted or older write) the dataset is rewritten:
-    the identity counts and the seed decide every image, so reusing a folder
-    made with other values would silently train and evaluate on other data.
-    Only the generator's own entries (`images/`, `masks/`, the marker) are
-    removed; anything else in `data_dir` is left alone.
+    (or no marker: an interrupted or older write) the dataset is rewritten
+    (`synthetic.write_dataset(..., overwrite=True)`): the identity counts and
+    the seed decide every image, so reusing a folder made with other values
+    would silently train and evaluate on other data. Only the generator's own
+    entries (`images/`, `masks/`, the marker) are removed; anything else in
+    `data_dir` is left alone.
 
     Args:
         data_dir: str, the dataset folder.
@@ -81,21 +43,11 @@ def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, see
     >>> images, masks = prepare_synthetic_dataset("runs/ablation/data", 100, 100, seed=0)
     """
     data_dir = os.fspath(data_dir)
-    marker = os.path.join(data_dir, _SYNTHETIC_MARKER)
-    roots = os.path.join(data_dir, "images"), os.path.join(data_dir, "masks")
     spec = {"num_train_ids": int(num_train_ids), "num_test_ids": int(num_test_ids), "seed": int(seed)}
-    if os.path.isfile(marker):
-        with open(marker) as f:
-            if json.load(f) == spec:
-                return roots
-        os.remove(marker)  # first, so that an interrupted rewrite is not taken for a finished one
-    for root in roots:
-        shutil.rmtree(root, ignore_errors=True)
-    print(f"Writing the synthetic dataset to {data_dir}/ ...")
-    roots = synthetic.write_dataset(data_dir, spec["num_train_ids"], spec["num_test_ids"], seed=spec["seed"])
-    with open(marker, "w") as f:
-        json.dump(spec, f)
-    return roots
+    saved = synthetic.dataset_settings(data_dir)
+    if saved is None or any(saved.get(k) != v for k, v in spec.items()):
+        print(f"Writing the synthetic dataset to {data_dir}/ ...")
+    return synthetic.write_dataset(data_dir, **spec, overwrite=True)
 
 
 def run_demo(config=None, export=True):
@@ -141,6 +93,8 @@ def run_demo(config=None, export=True):
         num_identities=config.num_identities,
         num_instances=config.num_instances,
         epochs=config.epochs,
+        # The demo's own budget, on the stream its published figures came from.
+        epoch="images",
         steps_per_epoch=config.steps_per_epoch,
         learning_rate=config.learning_rate,
         lr_decay_epochs=config.lr_decay_epochs,

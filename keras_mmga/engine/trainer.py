@@ -36,155 +36,18 @@ from keras_mmga.engine.callbacks import (
     RankEvaluation,
     ResumableBackup,
 )
+from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
 from keras_mmga.engine.evaluator import evaluate_split
 from keras_mmga.models import MMGA, VARIANTS
-
-STRATEGIES = ("one", "mirrored", "multiworker")
-DRESS_GROUPS = ("upper", "bottom", "none")
 
 # Settings that a resumed run must share with the run it resumes: they fix the
 # model's variables or the data stream. Everything else (learning rate,
 # epochs, evaluation interval, ...) may change between restarts.
-_RESUME_KEYS = ("dataset", "variant", "image_size", "num_identities", "num_instances", "steps_per_epoch", "seed")
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs; the defaults are the paper's recipe (§4.2).
-
-    Args:
-        dataset_root: str, folder with `bounding_box_train/`,
-            `bounding_box_test/` and `query/`.
-        output_dir: str, the run folder (checkpoints, logs, resume state).
-        mask_root: str, body-mask folder mirroring the dataset folder (the
-            one holding `bounding_box_train/`, also when `dataset_root` is a
-            folder above it); needed by `wmga`, `dmga` and `mmga`, ignored by
-            `baseline` and `baseline_att`.
-        dataset: `"market1501"` or `"dukemtmcreid"` (file-name pattern).
-        variant: `"baseline"`, `"baseline_att"`, `"wmga"`, `"dmga"` or `"mmga"`.
-        image_size: `(H, W)` of the model input, divisible by 16 (384×128).
-        num_identities: P identities per batch (24).
-        num_instances: K images per identity (4).
-        epochs: total epochs (900).
-        steps_per_epoch: None = one pass over the training images (torchreid's
-            epoch); an int fixes it.
-        learning_rate: learning rate of the heads and attention modules (0.1).
-        backbone_lr_scale: backbone learning rate / `learning_rate` (0.5, so 0.05).
-        momentum: SGD momentum (0.9).
-        weight_decay: L2 weight decay as PyTorch applies it (5e-4).
-        lr_decay_epochs: epochs between learning-rate decays (90).
-        lr_decay_rate: factor of each decay (0.5).
-        triplet_margin: batch-hard triplet margin (0.3).
-        triplet_weight: λ1 (2.0).
-        attention_weight: λ2 (0.1).
-        part_attention_weight: λ0 (0.5).
-        backbone_weights: `"imagenet"`, None (random init) or a weights path.
-        mask_format: `"lip"` (label maps) or `"binary"` (whole-body masks).
-        dress_group: the group of LIP's dress and jumpsuit labels: `"upper"`
-            (paper), `"bottom"` or `"none"`.
-        missing_masks: `"error"` (default) or `"ignore"` (weight 0).
-        replacement: identities with fewer than K images are sampled with
-            replacement; False makes them a pre-flight error.
-        erasing_probability: probability of random erasing (0.5).
-        cache_images: keep the decoded, resized training images in memory
-            (N·H·W·3 bytes: 1.9 GB for Market-1501 at 384×128).
-        eval_every: evaluate rank-1 / mAP every N epochs (0: never); also
-            decides `best.keras`.
-        eval_batch_size: images per inference batch when evaluating.
-        strategy: `"one"` (one device), `"mirrored"` (all local GPUs, or
-            `devices`) or `"multiworker"` (machines listed in `TF_CONFIG`).
-        devices: optional device list for `"mirrored"` (e.g. logical CPUs).
-        sync_batchnorm: synchronised BatchNorm across replicas.
-        cross_replica_triplet: mine triplets over the global batch under a
-            strategy (True) or per replica (False, less communication).
-        mixed_precision: `mixed_float16` on GPU (with loss scaling),
-            `mixed_bfloat16` on CPU; losses stay float32.
-        seed: seeds Python, NumPy, TensorFlow, the PK sampler and the
-            augmentation.
-        deterministic: also enable TensorFlow's op determinism (GPU kernels).
-            On CPU it is not enough for bit-identical runs: TensorFlow's
-            threaded kernels differ from run to run; set
-            `TF_NUM_INTRAOP_THREADS=1` and `TF_NUM_INTEROP_THREADS=1` in the
-            environment (before TensorFlow starts) for that.
-        verbose: Keras progress verbosity (0, 1 or 2).
-
-    Example:
-    >>> config = TrainConfig("data/market1501", "runs/market_mmga", mask_root="data/market1501_masks")
-    >>> model, history = train(config)
-    """
-
-    dataset_root: str
-    output_dir: str
-    mask_root: str = None
-    dataset: str = "market1501"
-    variant: str = "mmga"
-    image_size: tuple = (384, 128)
-    num_identities: int = 24
-    num_instances: int = 4
-    epochs: int = 900
-    steps_per_epoch: int = None
-    learning_rate: float = 0.1
-    backbone_lr_scale: float = 0.5
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_decay_epochs: int = 90
-    lr_decay_rate: float = 0.5
-    triplet_margin: float = 0.3
-    triplet_weight: float = 2.0
-    attention_weight: float = 0.1
-    part_attention_weight: float = 0.5
-    backbone_weights: str = "imagenet"
-    mask_format: str = "lip"
-    dress_group: str = "upper"
-    missing_masks: str = "error"
-    replacement: bool = True
-    erasing_probability: float = 0.5
-    cache_images: bool = False
-    eval_every: int = 10
-    eval_batch_size: int = 64
-    strategy: str = "one"
-    devices: tuple = None
-    sync_batchnorm: bool = False
-    cross_replica_triplet: bool = True
-    mixed_precision: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    verbose: int = 1
-
-    def validate(self):
-        """Raises `ValueError` naming the first setting that cannot work."""
-        if self.variant not in VARIANTS:
-            raise ValueError(f"Unknown variant {self.variant!r}; expected one of {sorted(VARIANTS)}.")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy {self.strategy!r}; expected one of {STRATEGIES}.")
-        size = tuple(self.image_size)
-        if len(size) != 2 or any(int(s) <= 0 or int(s) % 16 for s in size):
-            raise ValueError(
-                f"image_size must be (H, W) with both divisible by 16 (the attention maps are "
-                f"input/16), got {self.image_size}."
-            )
-        for name in ("num_identities", "num_instances", "epochs", "lr_decay_epochs", "eval_batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
-        if self.steps_per_epoch is not None and int(self.steps_per_epoch) < 1:
-            raise ValueError(f"steps_per_epoch must be ≥ 1 or None, got {self.steps_per_epoch}.")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be ≥ 0 (0: never), got {self.eval_every}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
-        if self.dress_group not in DRESS_GROUPS:
-            raise ValueError(f"dress_group must be one of {DRESS_GROUPS}, got {self.dress_group!r}.")
-        if not 0.0 <= self.erasing_probability <= 1.0:
-            raise ValueError(f"erasing_probability must be in [0, 1], got {self.erasing_probability}.")
-        if VARIANTS[self.variant]["supervised"] and not self.mask_root:
-            raise ValueError(
-                f"Variant {self.variant!r} is trained with body masks: set mask_root (--masks) to the "
-                "mask folder that mirrors the dataset, or train 'baseline' / 'baseline_att'."
-            )
-        if self.mask_root and VARIANTS[self.variant]["supervised"] and not os.path.isdir(self.mask_root):
-            raise FileNotFoundError(f"Mask root {self.mask_root!r} does not exist.")
-        if self.devices and self.strategy != "mirrored":
-            raise ValueError("devices is only used with strategy 'mirrored'.")
+_RESUME_KEYS = ("dataset", "variant", "image_size", "num_identities", "num_instances", "epoch", "steps_per_epoch",
+                "seed")
+# What a saved config.json without a key meant: runs written before the epoch
+# definition existed trained in image epochs.
+_RESUME_DEFAULTS = {"epoch": "images"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -276,6 +139,7 @@ def _check_resume(config, output_dir, num_classes, backup_dir):
         return completed
     with open(saved_path) as f:
         saved = json.load(f)
+    saved = _RESUME_DEFAULTS | saved
     current = dataclasses.asdict(config) | {"num_classes": num_classes}
     differ = [
         f"{key}: {saved.get(key)!r} → {current[key]!r}"
@@ -283,9 +147,14 @@ def _check_resume(config, output_dir, num_classes, backup_dir):
         if key in saved and _normal(saved[key]) != _normal(current[key])
     ]
     if differ:
+        hint = ""
+        if saved["epoch"] != current["epoch"]:
+            hint = (f" Its epochs are {saved['epoch']!r} epochs, so its completed epochs, learning-rate "
+                    f"decay and data position mean something else in {current['epoch']!r} epochs: resume it "
+                    f"with epoch={saved['epoch']!r} (--epoch {saved['epoch']}).")
         raise ValueError(
             f"{output_dir!r} holds a run (at epoch {completed}) with different settings "
-            f"({'; '.join(differ)}); it cannot be resumed with these. Use another output folder, "
+            f"({'; '.join(differ)}); it cannot be resumed with these.{hint} Use another output folder, "
             "or delete this one to start over."
         )
     return completed
@@ -296,14 +165,14 @@ def _normal(value):
 
 
 def _steps_per_epoch(config, samples, num_replicas):
-    """Optimizer steps in one epoch: `config.steps_per_epoch`, or one pass of the PK sampler.
+    """Optimizer steps in one epoch: `config.steps_per_epoch`, or one epoch of the PK sampler.
 
     Needed before the dataset is made, which starts at the resumed batch.
     """
     if config.steps_per_epoch:
         return int(config.steps_per_epoch)
     sampler = PKSampler([pid for _, pid, _ in samples], config.num_identities, config.num_instances,
-                        num_replicas, config.replacement, config.seed)
+                        num_replicas, config.replacement, config.seed, epoch=config.epoch)
     return sampler.steps_per_epoch
 
 
@@ -346,7 +215,10 @@ def train(config, extra_callbacks=()):
 
     Args:
         config: a `TrainConfig`.
-        extra_callbacks: more Keras callbacks, run after the engine's.
+        extra_callbacks: more Keras callbacks, run after the engine's: on
+            the epochs `eval_every` evaluates, their logs hold `val_rank1`,
+            `val_mAP` and `val_mINP` (e.g.
+            `keras.callbacks.EarlyStopping("val_mAP", mode="max")`).
 
     Returns:
         `(model, history)`; `history.history` holds the epochs run by this
@@ -403,6 +275,12 @@ def train(config, extra_callbacks=()):
         print(f"{out}: the run is complete ({initial_epoch} epochs); restoring its weights.")
     elif initial_epoch and config.verbose:
         print(f"{out}: resuming at epoch {initial_epoch + 1} of {config.epochs}.")
+    if config.verbose and is_chief and initial_epoch < config.epochs:
+        kind, what = ("identity", "every identity once") if config.epoch == "identities" else \
+            ("image", "about every image once")
+        print(f"{config.epochs} {kind} epochs ({what}) x {steps} steps = {config.epochs * steps} "
+              f"iterations of {train_data.batch_size} images (P x K = {config.num_identities} x "
+              f"{config.num_instances}).")
 
     dataset = train_data.dataset
     if config.strategy == "multiworker":
@@ -422,7 +300,8 @@ def train(config, extra_callbacks=()):
             return result
 
         callbacks.append(
-            RankEvaluation(evaluate_fn, config.eval_every, os.path.join(out, "best.keras") if is_chief else None)
+            RankEvaluation(evaluate_fn, config.eval_every, os.path.join(out, "best.keras") if is_chief else None,
+                           verbose=is_chief and config.verbose > 0)
         )
     if is_chief:
         callbacks += [
@@ -442,6 +321,8 @@ def train(config, extra_callbacks=()):
             epochs=config.epochs,
             steps_per_epoch=steps,
             callbacks=callbacks,
+            # The PK stream is shuffled by its sampler; Keras would warn that shuffle=True is ignored.
+            shuffle=False,
             verbose=config.verbose if is_chief else 0,
         )
     except RuntimeError as err:
@@ -485,6 +366,8 @@ def _make_data(config, data, num_replicas, start_batch=0):
         seed=config.seed,
         cache_images=config.cache_images,
         start_batch=start_batch,
+        epoch=config.epoch,
+        verbose=config.verbose > 0,
     )
 
 

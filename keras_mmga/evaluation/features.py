@@ -3,12 +3,14 @@
 import keras
 import numpy as np
 
+from keras_mmga.progress import Progress
+
 
 def _l2_normalize(x):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def extract_features(model, images, flip=True, verbose=True, batch_size=64):
+def extract_features(model, images, flip=True, verbose=True, batch_size=64, label="features", num_images=None):
     """Features of every image: mean of the image's and its mirror image's, re-normalised.
 
     Args:
@@ -21,8 +23,13 @@ def extract_features(model, images, flip=True, verbose=True, batch_size=64):
         flip: also run the horizontally flipped batch and average the two
             features, then L2-normalise again. `False`: the model's features
             as they are.
-        verbose: show a `keras.utils.Progbar` (in batches).
+        verbose: show progress on stderr (images, images/s, time left),
+            labelled `label`.
         batch_size: batch size for an array input.
+        label: what is extracted, shown first in the progress line (e.g.
+            "query features").
+        num_images: the number of images, for the time left (known for an
+            array input).
 
     Returns:
         float32 array `(N, D)`.
@@ -31,29 +38,25 @@ def extract_features(model, images, flip=True, verbose=True, batch_size=64):
     >>> from keras_mmga.data import make_eval_dataset
     >>> qf = extract_features(model, make_eval_dataset(market.query, (384, 128)))
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int ≥ 1, got {batch_size!r}.")
     if isinstance(images, np.ndarray):
         if images.ndim != 4:
             raise ValueError(f"An image array must be (N, H, W, C); got shape {images.shape}.")
+        num_images = len(images)
         images = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
-    total = None
-    if hasattr(images, "cardinality"):  # tf.data: known length when not infinite / unknown (< 0)
-        n = int(images.cardinality())
-        total = n if n >= 0 else None
-    elif hasattr(images, "__len__"):
-        total = len(images)
-    progress = keras.utils.Progbar(total, unit_name="batch") if verbose else None
     outputs = []
-    for step, batch in enumerate(images, start=1):
-        if isinstance(batch, (tuple, list)):
-            batch = batch[0]
-        feats = _forward(model, batch)
-        if flip:
-            # Width is axis 2 in NHWC.
-            mirrored = keras.ops.flip(keras.ops.convert_to_tensor(batch, "float32"), axis=2)
-            feats = _l2_normalize(feats + _forward(model, mirrored))
-        outputs.append(feats)
-        if progress is not None:
-            progress.update(step)
+    with Progress(num_images, "images", label=label, verbose=verbose) as bar:
+        for batch in images:
+            if isinstance(batch, (tuple, list)):
+                batch = batch[0]
+            feats = _forward(model, batch)
+            if flip:
+                # Width is axis 2 in NHWC.
+                mirrored = keras.ops.flip(keras.ops.convert_to_tensor(batch, "float32"), axis=2)
+                feats = _l2_normalize(feats + _forward(model, mirrored))
+            outputs.append(feats)
+            bar.update(len(feats))
     if not outputs:
         raise ValueError("extract_features: no images.")
     return np.concatenate(outputs)

@@ -179,6 +179,14 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, num_
     return {"cmc": cmc, "mAP": float(np.mean(ap)), "mINP": float(np.mean(inp)), "num_valid_queries": len(starts)}
 
 
+def _check_lengths(features, pids, camids, split):
+    """One pid and one camera per feature row, or an error giving the three lengths."""
+    n, p, c = len(features), len(np.asarray(pids).reshape(-1)), len(np.asarray(camids).reshape(-1))
+    if not n == p == c:
+        raise ValueError(f"{split}: {n} feature rows, {p} pids and {c} camids; expected one pid and one camera "
+                         "per feature row, in the same order.")
+
+
 def _ids(values, name):
     values = np.asarray(values)
     if values.ndim != 1 or not (np.issubdtype(values.dtype, np.integer) or values.size == 0):
@@ -278,6 +286,8 @@ def evaluate(query_features, gallery_features, q_pids, g_pids, q_camids, g_camid
     >>> result = evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids)
     >>> print(f"rank-1 {result['cmc'][0]:.1%}  mAP {result['mAP']:.1%}")
     """
+    _check_lengths(query_features, q_pids, q_camids, "query")
+    _check_lengths(gallery_features, g_pids, g_camids, "gallery")
     if rerank:
         from keras_mmga.evaluation.rerank import re_ranking
 

@@ -1,12 +1,16 @@
 """The MMGA re-identification model, its ablation variants and its training step."""
 
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_mmga import distribute, losses
 from keras_mmga.layers import EmbeddingHead, MaskGuidedAttention
+from keras_mmga.models import input_checks
 from keras_mmga.models.backbone import build_resnet50_stages
-from keras_mmga.optimizers import EpochStepDecay, ParamGroupSGD
+from keras_mmga.optimizers import EpochCounter, EpochStepDecay, ParamGroupSGD
 
 # variant -> (attention modules, part branches in module 2, supervised maps, mask mode)
 VARIANTS = {
@@ -121,11 +125,13 @@ class MMGA(keras.Model):
         **kwargs: standard `keras.Model` arguments (`name`, `dtype`).
 
     Example:
-    >>> model = MMGA(num_classes=751, backbone_weights=None, input_shape=(128, 64, 3))
-    >>> model.compile()
-    >>> model.fit(dataset, epochs=1, steps_per_epoch=10)  # (images, {"labels", "masks"})
-    >>> model(images).shape
-    (N, 2048)
+    ```python
+    model = MMGA(num_classes=751, backbone_weights=None, input_shape=(128, 64, 3))
+    model.compile()  # the paper's recipe
+    # dataset yields (images, {"labels": (N,), "masks": (N, 8, 4, 3)})
+    model.fit(dataset, epochs=1, steps_per_epoch=10)
+    features = model(images)  # (N, 2048), L2-normalised
+    ```
 
     Reference: Cai, Wang, Cheng, "Multi-Scale Body-Part Mask Guided Attention
     for Person Re-identification", CVPR Workshops 2019.
@@ -152,6 +158,12 @@ class MMGA(keras.Model):
             raise ValueError(f"num_classes must be ≥ 1, got {num_classes}.")
         if preprocessing not in ("caffe", "torch", None):
             raise ValueError(f"preprocessing must be 'caffe', 'torch' or None, got {preprocessing!r}.")
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or input_shape[2] != 3 or any(int(d) % 16 for d in input_shape[:2]) or min(input_shape[:2]) < 16:
+            raise ValueError(
+                f"input_shape must be (H, W, 3) with H and W multiples of 16 (attention maps are input/16; "
+                f"paper: (384, 128, 3)); got {input_shape}."
+            )
         self.num_classes = int(num_classes)
         self.variant = variant
         self.image_shape = tuple(int(d) for d in input_shape)
@@ -344,9 +356,13 @@ class MMGA(keras.Model):
             learning_rate: base (head) learning rate, 0.1.
             backbone_lr_scale: backbone learning rate / base, 0.5.
             momentum: 0.9. weight_decay: 5e-4.
-            lr_decay_epochs: 90. lr_decay_rate: 0.5.
-            steps_per_epoch: steps in one epoch, for the epoch-based decay;
-                filled in by `fit` when omitted.
+            lr_decay_epochs: 90. lr_decay_rate: 0.5. The decay counts the
+                epochs `fit` completes (an epoch counter saved with the
+                optimizer), whatever their lengths, across `fit` calls,
+                save / load and `BackupAndRestore` resume.
+            steps_per_epoch: recorded on the schedule for reference (filled in
+                by the first `fit` when omitted); the decay does not depend on
+                it.
             triplet_margin: 0.3. triplet_weight: λ1 = 2.0.
             attention_weight: λ2 = 0.1. part_attention_weight: λ0 = 0.5.
             cross_replica_triplet: under a strategy, mine triplets over the
@@ -359,6 +375,7 @@ class MMGA(keras.Model):
         if unknown:
             raise ValueError(f"MMGA computes its own losses; do not pass {sorted(unknown)} to compile().")
         _check_recipe_used(optimizer, kwargs)
+        self._check_loss_settings(kwargs)
         config = dict(_COMPILE_DEFAULTS)
         for key in list(kwargs):
             if key in _COMPILE_DEFAULTS:
@@ -371,12 +388,49 @@ class MMGA(keras.Model):
                 steps_per_epoch=config["steps_per_epoch"],
             )
             optimizer = ParamGroupSGD(
-                learning_rate=schedule, momentum=config["momentum"], weight_decay=config["weight_decay"]
+                learning_rate=schedule,
+                momentum=config["momentum"],
+                weight_decay=config["weight_decay"],
+                count_epochs=True,
             )
-        if isinstance(_inner_optimizer(optimizer), ParamGroupSGD):
-            _inner_optimizer(optimizer).set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
+        inner = _inner_optimizer(optimizer)
+        if isinstance(inner, ParamGroupSGD):
+            inner.set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
+            # MMGA.fit counts the epochs it runs (EpochCounter): the decay
+            # follows them, also for an optimizer restored from an older file.
+            if isinstance(inner._learning_rate, EpochStepDecay):
+                inner.count_epochs = True
         self._loss_config = config
         super().compile(optimizer=optimizer, **kwargs)
+
+    def _check_loss_settings(self, kwargs):
+        """Refuses loss settings that would make a term vanish, be ignored, or train towards nonsense."""
+        for key in ("triplet_margin", "triplet_weight", "attention_weight", "part_attention_weight",
+                    "learning_rate", "weight_decay", "lr_decay_rate"):
+            if key in kwargs and not float(kwargs[key]) >= 0:
+                raise ValueError(f"compile(): {key} must be ≥ 0, got {kwargs[key]}.")
+        if "learning_rate" in kwargs and not float(kwargs["learning_rate"]) > 0:
+            raise ValueError(f"compile(): learning_rate must be > 0, got {kwargs['learning_rate']}.")
+        if "lr_decay_rate" in kwargs and not float(kwargs["lr_decay_rate"]) > 0:
+            raise ValueError(f"compile(): lr_decay_rate must be > 0, got {kwargs['lr_decay_rate']}.")
+        # The recipe's own values pass (the engine and saved configs carry them
+        # for every variant); only a value the user changed would be ignored.
+        changed = {k for k in ("attention_weight", "part_attention_weight")
+                   if k in kwargs and float(kwargs[k]) != _COMPILE_DEFAULTS[k]}
+        if not self.mask_supervised:
+            given = sorted(changed)
+            if given:
+                raise ValueError(
+                    f"compile(): {given} set for variant {self.variant!r}, which has no mask supervision "
+                    "(no attention loss): use 'wmga', 'dmga' or 'mmga', or drop them."
+                )
+        elif not self.has_parts and "part_attention_weight" in changed:
+            raise ValueError(
+                f"compile(): part_attention_weight set for variant {self.variant!r}, which has no upper/bottom "
+                "maps: use 'dmga' or 'mmga', or drop it."
+            )
+        if kwargs.get("triplet_weight", 1.0) == 0 and kwargs.get("triplet_margin") is not None:
+            raise ValueError("compile(): triplet_margin set with triplet_weight=0: the triplet term is off.")
 
     def _log_names(self):
         names = ["loss", "whole_softmax"]
@@ -412,63 +466,249 @@ class MMGA(keras.Model):
     def metrics(self):
         return list(getattr(self, "_trackers", {}).values())
 
-    def fit(self, x=None, y=None, *args, steps_per_epoch=None, **kwargs):
-        """`keras.Model.fit`; also sets the epoch length of the decay schedule."""
-        optimizer = getattr(self, "optimizer", None)
-        # Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer.
-        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=None,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        **kwargs,
+    ):
+        """`keras.Model.fit` with MMGA's checks and epoch counting.
+
+        Differences from Keras:
+
+        * the inputs are checked (see `keras_mmga.models.input_checks`): image
+          size and channels against the model's input, labels, masks and
+          sample weights, with one-line errors;
+        * an `EpochCounter` callback is put first in `callbacks`: it advances
+          the optimizer's epoch counter, which drives the learning-rate decay;
+        * `shuffle` defaults to `True` for arrays only (a dataset or
+          generator is not shuffled by Keras; the flag would only warn);
+        * `sample_weight` weights every loss term per image (see
+          `_compute_losses`); `class_weight` is refused.
+        """
+        if class_weight is not None:
+            raise ValueError(
+                "MMGA does not take class_weight (its targets are a dict of labels and masks, and the PK "
+                "batches already balance identities): pass per-image weights as sample_weight, e.g. "
+                "sample_weight=np.vectorize(class_weight.get)(labels)."
+            )
+        self._check_call(x, y, sample_weight, "fit")
+        if isinstance(validation_data, (tuple, list)):
+            self._check_call(*(tuple(validation_data) + (None,))[:3], "fit(validation_data=...)")
+        self._prepare_schedule(x, batch_size, steps_per_epoch)
+        if shuffle is None:
+            shuffle = not _is_stream(x)
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, EpochCounter) for c in callbacks):
+            # First: callbacks that save at the epoch end save the new count.
+            callbacks.insert(0, EpochCounter())
+        with _input_errors():
+            return super().fit(
+                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
+                sample_weight=sample_weight, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                **kwargs,
+            )
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, *args, **kwargs):
+        """`keras.Model.evaluate` with the input checks of `fit`."""
+        self._check_call(x, y, sample_weight, "evaluate")
+        with _input_errors():
+            return super().evaluate(x, y, batch_size, verbose, sample_weight, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict` with the image checks of `fit`."""
+        self._check_call(x, None, None, "predict")
+        with _input_errors():
+            return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        if class_weight is not None:
+            raise ValueError("MMGA does not take class_weight: pass per-image weights as sample_weight.")
+        self._check_call(x, y, sample_weight, "train_on_batch")
+        with _input_errors():
+            return super().train_on_batch(x, y, sample_weight=sample_weight, return_dict=return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._check_call(x, y, sample_weight, "test_on_batch")
+        with _input_errors():
+            return super().test_on_batch(x, y, sample_weight=sample_weight, return_dict=return_dict)
+
+    def predict_on_batch(self, x):
+        self._check_call(x, None, None, "predict_on_batch")
+        with _input_errors():
+            return super().predict_on_batch(x)
+
+    def _prepare_schedule(self, x, batch_size, steps_per_epoch):
+        """Checks that the learning-rate decay can count epochs of this `fit`."""
+        optimizer = _inner_optimizer(getattr(self, "optimizer", None))
         schedule = getattr(optimizer, "_learning_rate", None)
-        if isinstance(schedule, EpochStepDecay) and schedule.steps_per_epoch is None:
-            steps = steps_per_epoch or _known_length(x, kwargs.get("batch_size"))
-            if steps is None:
+        if not isinstance(schedule, EpochStepDecay):
+            return
+        steps = steps_per_epoch or _known_length(x, batch_size)
+        if steps is None and _is_endless(x):
+            raise ValueError(
+                "The learning-rate decay is counted in epochs: pass steps_per_epoch to fit() "
+                "(an endless dataset, e.g. the PK stream, never ends an epoch)."
+            )
+        counted = isinstance(optimizer, ParamGroupSGD) and optimizer._counts_epochs()
+        if schedule.steps_per_epoch is None:
+            if steps is None and not counted:
                 raise ValueError(
-                    "The learning-rate decay is counted in epochs: pass steps_per_epoch "
-                    "to fit() or compile() (an endless PK dataset has no length)."
+                    "The learning-rate decay is counted in epochs: pass steps_per_epoch to fit() or compile()."
                 )
-            schedule.steps_per_epoch = int(steps)
-            self._loss_config["steps_per_epoch"] = int(steps)
-        return super().fit(x, y, *args, steps_per_epoch=steps_per_epoch, **kwargs)
+            if steps is not None:
+                # For reference (and for optimizers that count steps).
+                schedule.steps_per_epoch = int(steps)
+                self._loss_config["steps_per_epoch"] = int(steps)
+        elif not counted and steps is not None and int(steps) != schedule.steps_per_epoch:
+            raise ValueError(
+                f"This optimizer ({type(optimizer).__name__}) evaluates EpochStepDecay at "
+                f"iterations // {schedule.steps_per_epoch}, but this fit runs {steps} steps per epoch: the decay "
+                "would not follow the epochs. Use ParamGroupSGD (compile's default), which counts epochs."
+            )
+
+    def _check_call(self, x, y, sample_weight, where):
+        """Eager checks of what a training / inference method was given (see `input_checks`)."""
+        if hasattr(x, "element_spec"):  # tf.data: only its spec, never its values
+            spec = x.element_spec
+            images = spec[0] if isinstance(spec, tuple) else spec
+            input_checks.check_image_shape(input_checks.static_shape(images), self.image_shape, f"{where}: x")
+            if isinstance(spec, tuple) and len(spec) > 1:
+                self._check_target_structure(spec[1], where, static=True)
+            return
+        shape = input_checks.static_shape(x)
+        if shape is None:
+            return  # generators, PyDataset: checked while the step is traced
+        input_checks.check_image_shape(shape, self.image_shape, f"{where}: x")
+        input_checks.check_image_values(_numpy(x), f"{where}: x")
+        n = shape[0]
+        if y is not None:
+            self._check_target_structure(y, where, static=False)
+            labels = y["labels"] if isinstance(y, dict) else y
+            input_checks.check_label_values(_numpy(labels), self.num_classes, f"{where}: labels")
+            if _length(labels) != n:
+                raise input_checks.input_error(f"{where}: x has {n} images but labels has {_length(labels)}.")
+            if isinstance(y, dict) and self.mask_supervised and y.get("masks") is not None:
+                input_checks.check_mask_values(_numpy(y["masks"]), self.attention_size, f"{where}: masks")
+            if isinstance(y, dict) and y.get("mask_weights") is not None:
+                input_checks.check_sample_weight_values(_numpy(y["mask_weights"]), n, f"{where}: mask_weights")
+        if sample_weight is not None:
+            input_checks.check_sample_weight_values(_numpy(sample_weight), n, f"{where}: sample_weight")
+        if y is not None and where == "fit":
+            labels = _numpy(y["labels"] if isinstance(y, dict) else y).reshape(-1)
+            if labels.size > 1 and len(np.unique(labels)) == labels.size:
+                warnings.warn(
+                    "fit: every identity has one image only (K = 1): no anchor has a positive, so the "
+                    "triplet term is 0 throughout. Train on PK batches (keras_mmga.data) with K ≥ 2.",
+                    stacklevel=3,
+                )
+
+    def _check_target_structure(self, targets, where, static):
+        if isinstance(targets, (tuple, list)):
+            raise input_checks.input_error(
+                f"{where}: targets must be the labels or a dict {{'labels': ..., 'masks': ...}}; got a "
+                f"{type(targets).__name__} of {len(targets)}: use a dict, e.g. {{'labels': labels, 'masks': masks}}."
+            )
+        if isinstance(targets, dict):
+            unknown = sorted(set(targets) - {"labels", "masks", "mask_weights"})
+            if "labels" not in targets or unknown:
+                raise input_checks.input_error(
+                    f"{where}: targets must be a dict with 'labels' (and 'masks', optionally 'mask_weights'); "
+                    f"got keys {sorted(targets)}."
+                )
+            labels = targets["labels"]
+            if self.mask_supervised and targets.get("masks") is not None:
+                input_checks.check_mask_shape(
+                    input_checks.static_shape(targets["masks"]), self.attention_size, f"{where}: masks"
+                )
+        else:
+            labels = targets
+        input_checks.check_label_shape(input_checks.static_shape(labels), self.num_classes, f"{where}: labels")
 
     def _unpack(self, data):
-        images, targets = data[0], data[1]
+        """`(images, labels, masks, mask_weights, sample_weight)` of a batch, shapes checked.
+
+        Runs while the step is traced, so every check here is on static
+        shapes and works on every backend.
+        """
+        images, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        input_checks.check_image_shape(input_checks.static_shape(images), self.image_shape, "x")
+        if targets is None:
+            raise input_checks.input_error("training and evaluation need targets: labels or {'labels', 'masks'}.")
+        self._check_target_structure(targets, "targets", static=True)
         if isinstance(targets, dict):
-            if "labels" not in targets:
-                raise ValueError("Targets must be a dict with 'labels' (and 'masks' for mask-supervised variants).")
             labels = targets["labels"]
             masks, weights = targets.get("masks"), targets.get("mask_weights")
         else:
             labels, masks, weights = targets, None, None
+        raw_labels = labels
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        if sample_weight is not None:
+            if isinstance(sample_weight, dict):
+                # Keras repeats one sample_weight for every key of a dict target.
+                sample_weight = sample_weight.get("labels", next(iter(sample_weight.values())))
+            if isinstance(sample_weight, (tuple, list)):
+                raise input_checks.input_error("sample_weight must be one array of per-image weights (N,).")
+            sample_weight = ops.reshape(ops.cast(sample_weight, self.output_dtype), (-1,))
         if self.mask_supervised:
             if masks is None:
                 raise ValueError(
                     f"Variant {self.variant!r} is trained with mask supervision: the targets "
                     "need 'masks' of shape (N, h, w, 3) (whole, upper, bottom)."
                 )
-            expected = self.attention_size
-            if tuple(masks.shape[1:]) != expected + (3,):
-                raise ValueError(
-                    f"Masks must have shape (N, {expected[0]}, {expected[1]}, 3) (the attention-map "
-                    f"size, input/16, channels whole/upper/bottom); got {tuple(masks.shape)}."
-                )
+            input_checks.check_mask_shape(input_checks.static_shape(masks), self.attention_size, "masks")
             masks = ops.cast(masks, self.output_dtype)
             weights = ops.ones_like(labels, dtype=self.output_dtype) if weights is None else ops.cast(weights, self.output_dtype)
-        return images, labels, masks, weights
+        else:
+            masks, weights = None, None
+        if keras.backend.backend() == "tensorflow":
+            # Values only the step sees (datasets): checked before the losses use them.
+            images, labels = input_checks.assert_batch_values(
+                images, raw_labels, labels, masks, sample_weight, self.num_classes, self.image_shape
+            )
+        return images, labels, masks, weights, sample_weight
 
-    def _compute_losses(self, outputs, labels, masks, weights):
+    def _compute_losses(self, outputs, labels, masks, weights, sample_weight=None):
         """Per-replica loss to differentiate and the global values to log.
 
         Every term is split so that the sum over replicas is the loss of the
         whole global batch; the logged values are that global loss.
+
+        `sample_weight` (N,) weights each image's share of every term, as
+        weighted means over the global batch: softmax `Σ w·ce / Σ w`, triplet
+        `Σ w·hinge / Σ w·valid` over anchors (a weight-0 image still serves
+        as a positive or negative for the others), attention per image
+        together with `mask_weights` (`Σ w·m·err / Σ w·m` inside the RMSE).
+        Without it every weight is 1 (exactly the unweighted loss).
         """
         cfg = self._loss_config
         replicas = distribute.num_replicas()
-        local_n = ops.cast(ops.shape(labels)[0], self.output_dtype)
-        global_n = distribute.all_reduce_sum(local_n)
+        if sample_weight is None:
+            sample_weight = ops.ones_like(labels, dtype=self.output_dtype)
+        sample_weight = ops.cast(sample_weight, self.output_dtype)
+        weight_sum = distribute.all_reduce_sum(ops.sum(sample_weight))
 
-        parts = {"whole_softmax": ops.sum(losses.softmax_terms(labels, outputs["whole_logits"])) / global_n}
+        parts = {
+            "whole_softmax": _ratio(
+                ops.sum(sample_weight * losses.softmax_terms(labels, outputs["whole_logits"])), weight_sum
+            )
+        }
         if self.has_parts:
-            parts["local_softmax"] = ops.sum(losses.softmax_terms(labels, outputs["local_logits"])) / global_n
+            parts["local_softmax"] = _ratio(
+                ops.sum(sample_weight * losses.softmax_terms(labels, outputs["local_logits"])), weight_sum
+            )
 
         features = outputs["features"]
         if cfg["cross_replica_triplet"] and replicas > 1:
@@ -482,14 +722,17 @@ class MMGA(keras.Model):
                 anchor_index=offset + ops.arange(local, dtype="int32"),
                 margin=cfg["triplet_margin"],
             )
-            parts["triplet"] = ops.sum(hinge) / ops.maximum(distribute.all_reduce_sum(ops.sum(valid)), 1.0)
+            parts["triplet"] = _ratio(
+                ops.sum(sample_weight * hinge), distribute.all_reduce_sum(ops.sum(sample_weight * valid))
+            )
         else:
             hinge, valid = losses.batch_hard_triplet_terms(labels, features, margin=cfg["triplet_margin"])
-            parts["triplet"] = ops.sum(hinge) / ops.maximum(ops.sum(valid), 1.0) / replicas
+            parts["triplet"] = _ratio(ops.sum(sample_weight * hinge), ops.sum(sample_weight * valid)) / replicas
 
         total = parts["whole_softmax"] + parts.get("local_softmax", 0.0) + cfg["triplet_weight"] * parts["triplet"]
         logs = {k: distribute.all_reduce_sum(v) for k, v in parts.items()}
         if self.mask_supervised:
+            weights = weights * sample_weight
             count = distribute.all_reduce_sum(ops.sum(weights))
             attention = 0.0
             maps = outputs["attention_maps"]
@@ -518,10 +761,10 @@ class MMGA(keras.Model):
         (data,) = args
         import tensorflow as tf
 
-        images, labels, masks, weights = self._unpack(data)
+        images, labels, masks, weights, sample_weight = self._unpack(data)
         with tf.GradientTape() as tape:
             outputs = self._forward(images, training=True)
-            loss, logs = self._compute_losses(outputs, labels, masks, weights)
+            loss, logs = self._compute_losses(outputs, labels, masks, weights, sample_weight)
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
@@ -535,14 +778,66 @@ class MMGA(keras.Model):
 
             return jax_backend.test_step(self, *args)
         (data,) = args
-        images, labels, masks, weights = self._unpack(data)
+        images, labels, masks, weights, sample_weight = self._unpack(data)
         outputs = self._forward(images, training=False)
-        _, logs = self._compute_losses(outputs, labels, masks, weights)
+        _, logs = self._compute_losses(outputs, labels, masks, weights, sample_weight)
         return self._update_trackers(logs, labels, outputs)
+
+    def predict_step(self, *args):
+        """`predict_step(data)`, or `predict_step(state, data)` on JAX, after the image-size check."""
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
+        input_checks.check_image_shape(input_checks.static_shape(images), self.image_shape, "x")
+        if keras.backend.backend() == "tensorflow":
+            input_checks.assert_image_shape(images, self.image_shape)
+        return super().predict_step(*args)
 
 
 def _l2_normalize(x):
     return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+
+
+def _ratio(numerator, denominator):
+    """`numerator / denominator`, 0 where the denominator is 0 (then so is the numerator)."""
+    return numerator / ops.where(denominator > 0, denominator, ops.ones_like(denominator))
+
+
+class _input_errors:
+    """Re-raises a failed input check (a graph assertion included) as one-line ValueError."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if err is not None and isinstance(err, Exception):
+            input_checks.reraise_input_error(err)
+        return False
+
+
+def _is_stream(x):
+    """Data Keras does not shuffle itself (datasets, generators, iterators)."""
+    if x is None or hasattr(x, "shape") or isinstance(x, (list, tuple, dict)):
+        return False
+    if isinstance(x, keras.utils.PyDataset):
+        return getattr(x, "num_batches", None) is None
+    return True
+
+
+def _is_endless(x):
+    cardinality = getattr(x, "cardinality", None)
+    if cardinality is None:
+        return False
+    import tensorflow as tf
+
+    return int(cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+
+
+def _numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _length(x):
+    shape = getattr(x, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) else len(x)
 
 
 def _known_length(x, batch_size):

@@ -21,22 +21,44 @@ class ParamGroupSGD(keras.optimizers.Optimizer):
 
     Groups are assigned with `set_lr_scales` by the model's `compile()` (they
     name variables of one model instance, so they are not part of the config);
-    the momentum buffers and the iteration count are optimizer variables and
-    are saved and restored with the model.
+    the momentum buffers, the iteration count and the count of completed
+    epochs are optimizer variables and are saved and restored with the model.
+
+    With `count_epochs=True` and an `EpochStepDecay` learning rate, the
+    learning rate is the schedule at `completed_epochs`, an optimizer variable
+    that only `advance_epoch()` changes (the `EpochCounter` callback calls it
+    at each epoch end; `MMGA.fit` adds that callback). The rate is constant
+    within an epoch and the decay follows the epochs run, whatever their
+    lengths, like PyTorch's `StepLR.step()` once per epoch. Because the
+    counter is only assigned between epochs, a trainer that holds variables
+    as state during an epoch (Keras's JAX trainer) sees the right value.
 
     Args:
         learning_rate: float or schedule, the base (head) learning rate.
         momentum: float, μ (0 disables the buffer).
         weight_decay: float, L2 coefficient added to every gradient.
         nesterov: bool, Nesterov momentum as PyTorch defines it.
+        count_epochs: bool, evaluate an `EpochStepDecay` at the epoch counter
+            rather than at `iterations // steps_per_epoch` (see above).
         **kwargs: standard optimizer arguments (`name`, `clipnorm`, ...).
 
     Example:
-    >>> opt = ParamGroupSGD(learning_rate=0.1, momentum=0.9, weight_decay=5e-4)
-    >>> opt.set_lr_scale(backbone.trainable_variables, 0.5)
+    ```python
+    opt = ParamGroupSGD(learning_rate=0.1, momentum=0.9, weight_decay=5e-4)
+    opt.set_lr_scale(backbone.trainable_variables, 0.5)  # backbone: a keras.Model
+    ```
     """
 
-    def __init__(self, learning_rate=0.1, momentum=0.9, weight_decay=5e-4, nesterov=False, name="param_group_sgd", **kwargs):
+    def __init__(
+        self,
+        learning_rate=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        nesterov=False,
+        count_epochs=False,
+        name="param_group_sgd",
+        **kwargs,
+    ):
         kwargs.pop("weight_decay", None)
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         if not 0.0 <= momentum < 1.0:
@@ -46,7 +68,9 @@ class ParamGroupSGD(keras.optimizers.Optimizer):
         self.momentum = float(momentum)
         self.l2_weight_decay = float(weight_decay)
         self.nesterov = bool(nesterov)
+        self.count_epochs = bool(count_epochs)
         self._lr_scales = {}
+        self._completed_epochs = None
 
     def set_lr_scale(self, variables, scale):
         """Puts `variables` in a group whose learning rate is `scale × lr`.
@@ -67,6 +91,43 @@ class ParamGroupSGD(keras.optimizers.Optimizer):
         self.momentums = []
         if self.momentum > 0:
             self.momentums = [self.add_variable_from_reference(v, "momentum") for v in variables]
+        # Last, so a checkpoint from before it existed is a prefix of the
+        # variable list (see `load_own_variables`).
+        self._completed_epochs = self.add_variable(
+            (), initializer="zeros", dtype="int", aggregation="only_first_replica", name="completed_epochs"
+        )
+
+    @property
+    def completed_epochs(self):
+        """Epochs completed so far (optimizer variable; 0 before `build`)."""
+        return 0 if self._completed_epochs is None else self._completed_epochs
+
+    def advance_epoch(self):
+        """Counts one more completed epoch. Call between epochs, never inside a step."""
+        if self._completed_epochs is None:
+            raise ValueError("The optimizer is not built yet: advance_epoch() counts epochs of a training run.")
+        self._completed_epochs.assign(self._completed_epochs + 1)
+
+    def _counts_epochs(self):
+        return self.count_epochs and hasattr(self._learning_rate, "at_epoch")
+
+    def _get_current_learning_rate(self):
+        if self._counts_epochs():
+            return self._learning_rate.at_epoch(self.completed_epochs)
+        return super()._get_current_learning_rate()
+
+    def load_own_variables(self, store):
+        # Checkpoints written before the epoch counter existed hold every
+        # variable but it: restore them and set the counter to the epoch the
+        # old step-based schedule was at, so the learning rate continues.
+        if self._completed_epochs is not None and len(store.keys()) == len(self.variables) - 1:
+            for i, variable in enumerate(self.variables[:-1]):
+                variable.assign(store[str(i)])
+            steps = getattr(self._learning_rate, "steps_per_epoch", None)
+            iterations = int(keras.ops.convert_to_numpy(self.iterations))
+            self._completed_epochs.assign(iterations // steps if steps else 0)
+            return
+        super().load_own_variables(store)
 
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = ops.cast(learning_rate, variable.dtype) * self.lr_scale(variable)
@@ -83,5 +144,10 @@ class ParamGroupSGD(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(momentum=self.momentum, weight_decay=self.l2_weight_decay, nesterov=self.nesterov)
+        config.update(
+            momentum=self.momentum,
+            weight_decay=self.l2_weight_decay,
+            nesterov=self.nesterov,
+            count_epochs=self.count_epochs,
+        )
         return config

@@ -1,0 +1,141 @@
+"""`keras-mmga export`: a trained MMGA (.keras) to ONNX, image in, L2-normalised feature out.
+
+Writes NAME.onnx and its model card NAME.json, after checking the graph
+(onnx.checker, nothing but the feature path) and comparing ONNX Runtime with
+Keras on random, synthetic-person and (with --images) real images. With
+--int8 the float32 graph is statically quantised, calibrated on --calibration
+images, and the check becomes an accuracy check: mean cosine similarity of
+int8 and float32 features on those images (at least --min-cosine), and with
+--eval-data rank-1 / mAP of both. Exits with status 1 when a check fails (the
+file is removed), and with status 2 and a one-line message for a missing or
+invalid model, output path, opset, --images or --calibration (checked before
+the conversion).
+
+Example:
+    keras-mmga export runs/market_mmga/best.keras --output exported/mmga_market.onnx \
+        --images Market-1501/query/0001_c1s1_001051_00.jpg
+    keras-mmga export runs/market_mmga/best.keras --output exported/mmga_market_int8.onnx \
+        --int8 --calibration Market-1501/bounding_box_train --calibration-count 256
+"""
+
+import os
+import sys
+
+# Defaults restated here so `--help` imports nothing heavy; tests check they match the package's.
+DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 18
+DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE = 128, 0.99
+
+
+def add_arguments(p):
+    p.add_argument("model", help="a .keras file written by training")
+    p.add_argument("--output", help="the .onnx file (default: exported/<model name>.onnx, _int8.onnx with --int8)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}")
+    p.add_argument("--nchw", action="store_true", help="(N, 3, H, W) input instead of (N, H, W, 3)")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and activations (float32 input/output)")
+    p.add_argument("--images", nargs="*", help="real images (files or folders) added to the parity check")
+    g = p.add_argument_group("int8")
+    g.add_argument("--int8", action="store_true",
+                   help="static int8 quantisation (QDQ, per-channel weights; float32 input, output and L2 norm)")
+    g.add_argument("--calibration", help="folder of your images (searched recursively) to calibrate and check on")
+    g.add_argument("--calibration-count", type=int, default=DEFAULT_CALIBRATION_COUNT,
+                   help="calibration images, evenly spaced in name order")
+    g.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
+                   help="fail when the mean cosine(int8, float32) on the calibration images is below this")
+    g.add_argument("--eval-data", help="Market-1501-layout folder: rank-1 / mAP of float32 and int8 in the card")
+    g.add_argument("--eval-dataset", default="market1501", choices=("market1501", "dukemtmcreid"),
+                   help="file-name layout of --eval-data")
+
+
+def image_paths(items):
+    """The --images files (a folder: its first 8 images), each checked to decode.
+
+    Checked up front so that a typo fails in a second, not after the
+    minutes-long conversion; an empty folder is an error rather than a parity
+    check silently run without the real images asked for.
+    """
+    from keras_mmga.image_io import IMAGE_SUFFIXES, list_images, read_image
+
+    paths = []
+    for item in items or []:
+        if os.path.isdir(item):  # a folder: its first few images are enough for a parity check
+            found = list_images(item)[:8]
+            if not found:
+                raise ValueError(f"--images folder {item!r} has no images ({', '.join(IMAGE_SUFFIXES)}).")
+            paths += found
+        elif os.path.exists(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"--images: no such file or folder: {item!r}.")
+    for path in paths:
+        read_image(path)  # FileNotFoundError / ValueError naming the file
+    return paths or None
+
+
+def _check_flags(a):
+    if a.int8:
+        if a.fp16:
+            raise ValueError("--int8 and --fp16 exclude each other.")
+        if not a.calibration:
+            raise ValueError("--int8 needs --calibration DIR (a folder of your images).")
+        if a.images:
+            raise ValueError("--images is for the float32 / fp16 parity check; with --int8 the accuracy is "
+                             "checked on the --calibration images.")
+        if not 0.0 < a.min_cosine <= 1.0:
+            raise ValueError(f"--min-cosine must be in (0, 1], got {a.min_cosine}.")
+        if a.calibration_count < 1:
+            raise ValueError(f"--calibration-count must be positive, got {a.calibration_count}.")
+    else:
+        given = [f for f, v in (("--calibration", a.calibration), ("--eval-data", a.eval_data)) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --int8.")
+
+
+def _run_int8(a, output):
+    from keras_mmga.export_int8 import AccuracyError, calibration_paths, export_int8
+
+    paths = calibration_paths(a.calibration, a.calibration_count)  # missing / empty folder: before converting
+    try:
+        result = export_int8(a.model, output, paths, calibration_count=a.calibration_count,
+                             min_cosine=a.min_cosine, dataset=a.eval_data, dataset_name=a.eval_dataset,
+                             nchw=a.nchw, opset=a.opset)
+    except AccuracyError as err:
+        print(f"export failed: {err}", file=sys.stderr)
+        return 1
+    card = result["card"]
+    cosine = card["int8"]["cosine_vs_float32"]
+    print(f"wrote {result['onnx_path']} ({card['num_nodes']} nodes) and {result['card_path']}")
+    print(f"input images {card['input']['shape']} float32 RGB [0, 255] -> features {card['output']['shape']}")
+    print(f"int8 vs float32 cosine on {cosine['images']} calibration images: mean {cosine['mean']:.4f}, "
+          f"min {cosine['min']:.4f} (threshold {a.min_cosine:g})")
+    ranks = card["int8"]["rank_accuracy"]
+    if ranks:
+        print("  ".join(f"{name}: rank-1 {r['rank1']:.1f} mAP {r['mAP']:.1f}" for name, r in ranks.items()))
+    return 0
+
+
+def run(a):
+    from keras_mmga.export import ParityError, export_onnx
+
+    suffix = "_int8.onnx" if a.int8 else ".onnx"
+    output = a.output or os.path.join("exported", os.path.splitext(os.path.basename(a.model))[0] + suffix)
+    try:
+        _check_flags(a)
+        if a.int8:
+            return _run_int8(a, output)
+        images = image_paths(a.images)
+        result = export_onnx(a.model, output, opset=a.opset, nchw=a.nchw, fp16=a.fp16, parity_images=images)
+    except ParityError as e:
+        print(f"export failed: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as err:
+        # Pre-flight problems (model, output, opset, images): the message says it all.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    card = result["card"]
+    print(f"wrote {result['onnx_path']} ({result['num_nodes']} nodes) and {result['card_path']}")
+    print(f"input images {card['input']['shape']} float32 RGB [0, 255] -> features {card['output']['shape']}")
+    print(f"max |ONNX Runtime - Keras| = {result['max_abs_diff']:.3e} over {card['parity']['images']} images "
+          f"(tolerance {card['parity']['tolerance']:g})")
+    problems = card["tensorrt"]["problems"]
+    print("TensorRT parser: " + ("ready" if not problems else "; ".join(problems)))
+    return 0

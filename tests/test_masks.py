@@ -1,0 +1,284 @@
+"""Masks from images: the pose-model cache, the parser against ground truth, the folder writer and its CLI.
+
+The model is fetched once per test session (pip download of the mediapipe
+0.10.21 wheel) into a session cache folder; every other test reuses it.
+"""
+
+import os
+import shutil
+import subprocess
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_mmga.data.masks import group_label_map, load_targets
+from keras_mmga.data.synthetic import write_dataset
+from keras_mmga.masks import pose_model as pm
+from keras_mmga.masks.parser import PART_LABELS, BodyPartParser
+from keras_mmga.masks.writer import REPORT_NAME, read_report, write_masks
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """A cache folder holding the fetched model (the session's one fetch)."""
+    cache = tmp_path_factory.mktemp("pose_cache")
+    path = pm.fetch_model(cache)
+    assert os.path.getsize(path) == pm.MODEL_SIZE and pm.file_sha256(path) == pm.MODEL_SHA256
+    return str(cache)
+
+
+@pytest.fixture(scope="session")
+def model_path(model_cache):
+    return os.path.join(model_cache, pm.MODEL_FILE)
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """A small synthetic set (seed 3, not the seed the parser was tuned on) plus an empty and a broken image."""
+    root = tmp_path_factory.mktemp("synthetic")
+    images, masks = write_dataset(root, num_train_ids=5, num_test_ids=2, seed=3, num_distractors=0, num_junk=0)
+    background = np.tile(np.linspace(90, 160, 64, dtype=np.uint8)[None, :, None], (128, 1, 3))
+    cv2.imwrite(os.path.join(images, "bounding_box_test", "empty_background.jpg"), background)
+    with open(os.path.join(images, "query", "broken.jpg"), "wb") as f:
+        f.write(b"\xff\xd8 not really a jpeg")
+    return images, masks
+
+
+@pytest.fixture(scope="session")
+def generated(synthetic, model_path, tmp_path_factory):
+    images, _ = synthetic
+    out = str(tmp_path_factory.mktemp("generated"))
+    summary = write_masks(images, out, pose_model=model_path, workers=1, verbose=False)
+    return out, summary
+
+
+def _fake_pip(model_file, calls):
+    """A stand-in for `pip download` that writes a wheel holding `model_file` (no network)."""
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        dest = cmd[cmd.index("-d") + 1]
+        with zipfile.ZipFile(os.path.join(dest, "mediapipe-0.10.21-cp312-cp312-manylinux_2_28_x86_64.whl"), "w") as z:
+            z.write(model_file, pm.WHEEL_MEMBER)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+    return run
+
+
+# --- the model cache -------------------------------------------------------
+
+def test_cached_model_is_reused_without_fetching(model_cache, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pm.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    assert pm.resolve_pose_model(cache_dir=model_cache) == os.path.join(model_cache, pm.MODEL_FILE)
+    assert calls == []
+
+
+def test_cache_dir_from_argument_environment_or_home(tmp_path, monkeypatch):
+    monkeypatch.setenv(pm.CACHE_ENV, str(tmp_path / "env"))
+    assert pm.default_cache_dir(tmp_path / "arg") == str(tmp_path / "arg")
+    assert pm.default_cache_dir() == str(tmp_path / "env")
+    monkeypatch.delenv(pm.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert pm.default_cache_dir() == str(tmp_path / "xdg" / "keras_mmga")
+
+
+def test_corrupt_cached_model_is_detected_and_replaced(model_path, tmp_path, monkeypatch):
+    cached = tmp_path / pm.MODEL_FILE
+    data = bytearray(open(model_path, "rb").read())
+    data[1000] ^= 0xFF  # one flipped byte: same size, other hash
+    cached.write_bytes(bytes(data))
+    calls, notes = [], []
+    monkeypatch.setattr(pm.subprocess, "run", _fake_pip(model_path, calls))
+    path = pm.resolve_pose_model(cache_dir=tmp_path, log=notes.append)
+    assert len(calls) == 1 and "corrupt" in notes[0]
+    assert pm.file_sha256(path) == pm.MODEL_SHA256
+    assert [n for n in os.listdir(tmp_path)] == [pm.MODEL_FILE]  # no temporary wheel left
+
+
+def test_unfetchable_model_is_one_error_listing_the_ways(tmp_path, monkeypatch):
+    def no_network(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for mediapipe==0.10.21")
+    monkeypatch.setattr(pm.subprocess, "run", no_network)
+    with pytest.raises(pm.PoseModelError) as err:
+        pm.resolve_pose_model(cache_dir=tmp_path)
+    text = str(err.value)
+    assert "No matching distribution" in text and "--pose-model" in text and "pip download mediapipe==0.10.21" in text
+    assert str(tmp_path) in text and os.listdir(tmp_path) == []
+
+
+def test_wrong_pose_model_file_gives_a_clear_error(tmp_path, model_cache):
+    text_file = tmp_path / "model.tflite"
+    text_file.write_text("definitely not a model")
+    with pytest.raises(pm.PoseModelError, match="not a TensorFlow Lite model"):
+        pm.PoseModel(text_file, cache_dir=model_cache)
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"\x00\x00\x00\x00TFL3" + b"\x00" * 64)
+    with pytest.raises(pm.PoseModelError, match="Cannot open pose model"):
+        pm.PoseModel(fake, cache_dir=model_cache)
+    with pytest.raises(pm.PoseModelError, match="no such file"):
+        pm.PoseModel(tmp_path / "missing.tflite", cache_dir=model_cache)
+
+
+def test_user_wheel_is_accepted(model_path, tmp_path):
+    wheel = tmp_path / "mediapipe-0.10.21-cp312-cp312-manylinux_2_28_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.write(model_path, pm.WHEEL_MEMBER)
+    path = pm.resolve_pose_model(wheel, cache_dir=tmp_path / "cache")
+    assert pm.is_valid_model(path)
+
+
+# --- the parser ------------------------------------------------------------
+
+def _iou(a, b):
+    union = (a | b).sum()
+    return (a & b).sum() / union if union else 1.0
+
+
+def test_generated_masks_reach_the_iou_floors(synthetic, generated):
+    images, gt_root = synthetic
+    out, summary = generated
+    scores = []
+    for split in ("bounding_box_train", "bounding_box_test", "query"):
+        for name in sorted(os.listdir(os.path.join(gt_root, split))):
+            gt = group_label_map(cv2.imread(os.path.join(gt_root, split, name), cv2.IMREAD_UNCHANGED)) > 0
+            mask_file = os.path.join(out, split, name)
+            made = cv2.imread(mask_file, cv2.IMREAD_UNCHANGED) if os.path.exists(mask_file) else None
+            pred = group_label_map(made) > 0 if made is not None else np.zeros_like(gt)
+            scores.append([_iou(pred[..., c], gt[..., c]) for c in range(3)])
+    median = np.median(np.array(scores), axis=0)
+    # Goals of the issue (median whole / upper / bottom), on a seed the parser was not tuned on.
+    assert median[0] >= 0.85 and median[1] >= 0.80 and median[2] >= 0.75, median
+
+
+def test_waistline_is_where_the_clothes_change(model_path):
+    # A hand-drawn figure: red shirt down to row 60, blue trousers below; the
+    # hip landmarks sit lower, at row 68 (joints, below the waistband).
+    h, w = 128, 64
+    image = np.full((h, w, 3), 200, np.uint8)
+    body = np.zeros((h, w), bool)
+    body[30:60, 20:44] = True
+    body[60:120, 22:42] = True
+    image[30:60, 20:44] = (30, 30, 220)
+    image[60:120, 22:42] = (200, 60, 20)
+    lm = np.zeros((39, 5), np.float32)
+    lm[:, 3] = 5.0  # visible
+    lm[:11, :2] = (32, 20)
+    lm[[2, 5], 1] = 18
+    lm[[7, 8], :2] = [(28, 20), (36, 20)]
+    lm[[11, 12], :2] = [(40, 32), (24, 32)]
+    lm[[13, 14], :2] = [(46, 45), (18, 45)]
+    lm[[15, 16], :2] = [(47, 56), (17, 56)]
+    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (47, 59), (17, 59)
+    lm[[23, 24], :2] = [(36, 68), (28, 68)]
+    lm[[25, 26], :2] = [(36, 92), (28, 92)]
+    lm[[27, 28], :2] = [(36, 114), (28, 114)]
+    lm[[29, 30], :2], lm[[31, 32], :2] = [(36, 118), (28, 118)], [(38, 119), (26, 119)]
+    seg = np.where(body, 8.0, -8.0).astype(np.float32)
+    result = BodyPartParser(model_path).parse_outputs(image, lm, 0.99, seg)
+    assert result.person and result.waist_y == 60
+    groups = group_label_map(result.label_map) > 0
+    assert groups[30:60, 26:38, 1].all() and not groups[30:60, 26:38, 2].any()  # shirt: upper
+    assert groups[62:110, 24:40, 2].all()  # trousers, shins: bottom
+    assert (result.label_map[~body] == 0).all() and set(np.unique(result.label_map)) <= {0, *PART_LABELS}
+
+
+# --- the folder writer -----------------------------------------------------
+
+def test_layout_lip_ids_and_the_existing_reader(synthetic, generated):
+    images, _ = synthetic
+    out, summary = generated
+    written = []
+    for folder, _, files in os.walk(out):
+        for name in files:
+            if name.endswith(".png"):
+                rel = os.path.relpath(os.path.join(folder, name), out)
+                written.append(rel)
+                assert os.path.isfile(os.path.join(images, os.path.splitext(rel)[0] + ".jpg")), rel
+                label_map = cv2.imread(os.path.join(out, rel), cv2.IMREAD_UNCHANGED)
+                assert label_map.ndim == 2 and label_map.dtype == np.uint8
+                assert set(np.unique(label_map)) <= {0, *PART_LABELS}
+    assert len(written) == summary["written"] > 0
+    paths = [os.path.join(images, os.path.splitext(r)[0] + ".jpg") for r in written]
+    targets, weights = load_targets(paths, images, out, (8, 4), mode="parts", mask_format="lip")
+    assert targets.shape == (len(paths), 8, 4, 3) and (weights == 1).all()
+    # The default grouping: whole = upper ∪ bottom, parts disjoint.
+    full = group_label_map(cv2.imread(os.path.join(out, written[0]), cv2.IMREAD_UNCHANGED))
+    np.testing.assert_array_equal(full[..., 0], np.maximum(full[..., 1], full[..., 2]))
+    assert not (full[..., 1] * full[..., 2]).any()
+
+
+def test_report_lists_no_person_and_unreadable_and_the_run_goes_on(synthetic, generated):
+    images, _ = synthetic
+    out, summary = generated
+    rows = {r["image"]: r["reason"] for r in read_report(os.path.join(out, REPORT_NAME))}
+    assert rows[os.path.join("query", "broken.jpg")] == "unreadable"
+    assert rows[os.path.join("bounding_box_test", "empty_background.jpg")] == "no_person"
+    assert not os.path.exists(os.path.join(out, "bounding_box_test", "empty_background.png"))
+    assert summary["unreadable"] == 1 and summary["no_person"] >= 1
+    assert summary["written"] + summary["no_person"] + summary["unreadable"] == summary["images"]
+
+
+def test_resume_keeps_masks_and_overwrite_remakes_them(synthetic, model_path, tmp_path):
+    images, _ = synthetic
+    subset = tmp_path / "images"
+    shutil.copytree(os.path.join(images, "query"), subset / "query")
+    out = tmp_path / "masks"
+    # low_confidence above 1: every mask is listed, so the report's carry-over shows.
+    first = write_masks(subset, out, pose_model=model_path, workers=2, verbose=False, low_confidence=1.01)
+    masks = sorted(p for p in os.listdir(out / "query"))
+    assert first["written"] == len(masks) > 1
+    kept, removed = out / "query" / masks[0], out / "query" / masks[1]
+    os.utime(kept, (1, 1))
+    content = kept.read_bytes()
+    removed.unlink()
+    second = write_masks(subset, out, pose_model=model_path, workers=1, verbose=False, low_confidence=1.01)
+    assert second["skipped_existing"] == len(masks) - 1 and second["written"] == 1 and removed.exists()
+    low = [r["image"] for r in read_report(out / REPORT_NAME) if r["reason"] == "low_confidence"]
+    assert sorted(low) == sorted(os.path.join("query", m[:-4] + ".jpg") for m in masks)
+    assert os.path.getmtime(kept) == 1 and kept.read_bytes() == content
+    third = write_masks(subset, out, pose_model=model_path, workers=1, overwrite=True, verbose=False)
+    assert third["skipped_existing"] == 0 and third["written"] == len(masks) and os.path.getmtime(kept) > 1
+
+
+def test_cli_writes_masks_preview_and_summary(synthetic, model_path, tmp_path, capsys):
+    from keras_mmga.cli import main
+
+    images, _ = synthetic
+    subset = tmp_path / "images"
+    shutil.copytree(os.path.join(images, "query"), subset / "query")
+    rc = main(["masks", str(subset), "--output", str(tmp_path / "m"), "--pose-model", model_path,
+               "--workers", "1", "--preview", "3"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "masks written:" in err and "unreadable images: 1" in err
+    sheet = cv2.imread(str(tmp_path / "m" / "make_masks_preview.png"))
+    assert sheet is not None and sheet.shape[0] == 128 and sheet.shape[1] >= 3 * 64 * 3
+
+
+def test_cli_wrong_pose_model_is_one_error_line(synthetic, tmp_path, capsys):
+    from keras_mmga.cli import main
+
+    images, _ = synthetic
+    bad = tmp_path / "pose.tflite"
+    bad.write_text("not a model")
+    rc = main(["masks", images, "--output", str(tmp_path / "m"), "--pose-model", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --pose-model") and "Traceback" not in err
+    assert "Ways to get it" in err
+
+
+def test_script_with_forked_workers(synthetic, model_path, tmp_path):
+    # A process without TensorFlow forks its workers (the pytest process, with
+    # TensorFlow loaded, spawns them: test_resume_keeps_masks_and_overwrite_remakes_them).
+    import sys
+
+    images, _ = synthetic
+    subset = tmp_path / "images"
+    shutil.copytree(os.path.join(images, "query"), subset / "query")
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "make_masks.py")
+    done = subprocess.run([sys.executable, script, str(subset), "--output", str(tmp_path / "m"), "--pose-model",
+                           model_path, "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pngs = sorted(os.listdir(tmp_path / "m" / "query"))
+    images_with_person = len(os.listdir(subset / "query")) - 1  # broken.jpg
+    assert f"masks written: {len(pngs)}" in done.stderr and 0 < len(pngs) <= images_with_person
