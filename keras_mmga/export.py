@@ -21,13 +21,13 @@ True
 """
 
 import contextlib
-import hashlib
 import json
 import os
 
 import keras
 import numpy as np
 
+from keras_mmga.image_io import sha256
 from keras_mmga.memory import release_freed_memory
 
 # tf2onnx 1.17 tests opsets 14-18; the TensorRT 8.5 ONNX parser documents
@@ -397,14 +397,6 @@ def to_float16(proto):
 
 
 # -------------------------------------------------------------------- export
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _parity_images(image_size, parity_images):
     """4 random images, 2 synthetic people and the caller's images, float32 RGB (N, H, W, 3)."""
     from keras_mmga.data import synthetic
@@ -573,7 +565,7 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             "max_abs_diff_keras_float32_vs_source_policy": diff_source,
         },
         "tensorrt": {"problems": tensorrt_ops.check(proto), "checked_against": "onnx-tensorrt operator matrix, TensorRT 8.5"},
-        "source": {"checkpoint": source, "sha256": _sha256(source) if source else None, "dtype_policy": source_policy},
+        "source": {"checkpoint": source, "sha256": sha256(source) if source else None, "dtype_policy": source_policy},
         "versions": _versions(tf, tf2onnx, onnx),
     }
     card_path = None

@@ -22,8 +22,8 @@ import numpy as np
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 # `(pid, camera)` groups; camera numbered from 1 in the names, 0-based once parsed.
-MARKET_PATTERN = re.compile(r"^(-?\d+)_c(\d)s\d+_\d+_\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
-DUKE_PATTERN = re.compile(r"^(-?\d+)_c(\d+)_f\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+MARKET_PATTERN = re.compile(r"^(-?\d+)_c(\d)s\d+_\d+_\d+\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
+DUKE_PATTERN = re.compile(r"^(-?\d+)_c(\d+)_f\d+\.(?:jpg|jpeg|png|bmp)$", re.IGNORECASE)
 
 
 def read_image(path):

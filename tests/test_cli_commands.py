@@ -119,3 +119,19 @@ def test_data_and_engine_packages_import_without_tensorflow():
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
+def test_ablation_passes_missing_masks_to_every_run(tmp_path, monkeypatch):
+    import keras_mmga.engine.ablation as ablation
+
+    seen = {}
+
+    def fake_run_ablation(datasets, output_dir, **kwargs):
+        seen.update(kwargs, datasets=[(d.name, d.mask_root) for d in datasets])
+        return None, "table"
+
+    monkeypatch.setattr(ablation, "run_ablation", fake_run_ablation)
+    code = main(["ablation", "--output", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
+                 "--masks", str(tmp_path / "generated"), "--name", "Mine", "--missing-masks", "ignore"])
+    assert code == 0
+    assert seen["missing_masks"] == "ignore" and seen["datasets"] == [("Mine", str(tmp_path / "generated"))]

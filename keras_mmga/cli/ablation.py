@@ -35,6 +35,9 @@ def add_arguments(p):
     p.add_argument("--synthetic", action="store_true",
                    help="write the embedded synthetic dataset to OUTPUT/data and use it")
     p.add_argument("--synthetic-ids", type=int, default=100, help="train (and test) identities of --synthetic")
+    p.add_argument("--missing-masks", default=D["missing_masks"], choices=["error", "ignore"],
+                   help="'ignore': images without a mask (e.g. no person found by `keras-mmga masks`) add no "
+                        "attention loss")
     p.add_argument("--variants", nargs="+", default=list(VARIANT_NAMES), choices=VARIANT_NAMES,
                    help="rows of the table")
     p.add_argument("--height", type=int, default=D["image_size"][0], help="input height")
@@ -86,7 +89,7 @@ def run(a):
         _, table = run_ablation(
             datasets, a.output, variants=a.variants, verbose=a.verbose, image_size=(a.height, a.width),
             num_identities=a.num_identities, num_instances=a.num_instances, epochs=a.epochs, epoch=a.epoch,
-            steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs,
+            steps_per_epoch=a.steps_per_epoch, missing_masks=a.missing_masks, learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs,
             backbone_weights=None if a.backbone_weights.lower() == "none" else a.backbone_weights, seed=a.seed,
         )
     except (ValueError, FileNotFoundError) as err:

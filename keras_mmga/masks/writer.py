@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from keras_mmga import image_io
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 REPORT_NAME = "make_masks_report.tsv"
 PREVIEW_NAME = "make_masks_preview.png"
@@ -66,11 +68,11 @@ def mask_relpath(image_relpath):
 
 
 def read_image(path):
-    """A BGR uint8 image, or None when the file cannot be decoded."""
-    cv2 = _cv2()
-    data = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    return image
+    """A BGR uint8 image, or None when the file is missing or cannot be decoded (the report lists it)."""
+    try:
+        return image_io.read_image(path)
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 # Worker state: one parser per process.
