@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -171,7 +172,7 @@ class _NoTensorFlow(importlib.abc.MetaPathFinder):
 # ---------------------------------------------------------------- MMGA on Keras / JAX
 
 
-def keras_job(args, precision):
+def keras_job(args, precision, record):
     sys.meta_path.insert(0, _NoTensorFlow())
     import jax
     import keras
@@ -183,24 +184,42 @@ def keras_job(args, precision):
     device = jax.devices()[0]
     if args.device == "gpu" and device.platform != "gpu":
         raise RuntimeError(f"JAX found no GPU (first device: {device}); is the CUDA plugin installed?")
-    record = {
+    record.update({
         "env": {
             "keras": keras.__version__, "jax": jax.__version__, "device": str(device),
             "device_kind": getattr(device, "device_kind", ""),
             "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision),
         }
-    }
+    })
     log(f"Keras {keras.__version__} on JAX {jax.__version__}, {device}, {precision}")
 
     keras.utils.set_random_seed(0)
     model = MMGA(args.num_classes, variant=args.variant, input_shape=(args.height, args.width, 3),
                  backbone_weights=None, dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
     model.compile(steps_per_epoch=1000)
+    if not model.built:
+        model.build((None, args.height, args.width, 3))
     record["parameters"] = model.count_params()
     images, labels, masks = synthetic_batch(args)
     x = jax.device_put(images)
     y = {"labels": jax.device_put(labels), "masks": jax.device_put(masks)}
     batch = images.shape[0]
+
+    # Inference first (on the initial weights: its speed does not depend on them),
+    # so that its figure stands even if training fails.
+    model.make_predict_function()
+    pstate = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+    features = None
+
+    def infer():
+        nonlocal pstate, features
+        features, pstate = model.predict_function(pstate, iter([(x,)]))
+        jax.block_until_ready(features)
+
+    record["infer"] = time_calls(infer, args.warmup, args.steps, f"MMGA-JAX {precision} infer", batch)
+    record["infer"]["feature_shape"] = list(features.shape)
+    for variable, value in zip(model.trainable_variables + model.non_trainable_variables, pstate[0] + pstate[1]):
+        variable.assign(value)  # the compiled function donated the old buffers
 
     # The first step goes through the public API (builds the model and the
     # optimizer, jit-compiles the train step); later steps call the compiled
@@ -226,26 +245,13 @@ def keras_job(args, precision):
     for group, values in zip(groups, state):
         for variable, value in zip(group, values):
             variable.assign(value)
-
-    model.make_predict_function()
-    pstate = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-    features = None
-
-    def infer():
-        nonlocal pstate, features
-        features, pstate = model.predict_function(pstate, iter([(x,)]))
-        jax.block_until_ready(features)
-
-    record["infer"] = time_calls(infer, args.warmup, args.steps, f"MMGA-JAX {precision} infer", batch)
-    record["infer"]["feature_shape"] = list(features.shape)
     record["tensorflow_imported"] = "tensorflow" in sys.modules
-    return record
 
 
 # ---------------------------------------------------------------- PyTorch baseline
 
 
-def torch_job(args, precision, compiled):
+def torch_job(args, precision, compiled, record):
     import torch
 
     sys.path.insert(0, HERE)
@@ -268,7 +274,7 @@ def torch_job(args, precision, compiled):
     amp = torch.bfloat16 if precision == "bfloat16" else None
     torch.manual_seed(0)
     model = ReidBaseline(args.num_classes).to(device, memory_format=torch.channels_last)
-    record = {
+    record.update({
         "env": {
             "torch": torch.__version__, "cuda": torch.version.cuda, "device": device_name,
             "backbone": model.backbone_source, "optimizer": args.torch_optimizer,
@@ -277,7 +283,7 @@ def torch_job(args, precision, compiled):
             "torch_compile": compiled, "channels_last": True, "autocast": str(amp),
         },
         "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    })
     log(f"PyTorch {torch.__version__} on {device_name}, {precision}{' + torch.compile' if compiled else ''}, "
         f"backbone: {model.backbone_source}")
     images, labels, _ = synthetic_batch(args)
@@ -309,7 +315,6 @@ def torch_job(args, precision, compiled):
 
     record["infer"] = time_calls(infer, args.warmup, args.steps, f"{name} infer", batch)
     record["infer"]["feature_shape"] = list(features[0].shape)
-    return record
 
 
 # ---------------------------------------------------------------- orchestration
@@ -317,11 +322,20 @@ def torch_job(args, precision, compiled):
 
 def run_child(args):
     framework, precision, compiled = JOBS[args.job]
-    record = keras_job(args, precision) if framework == "keras" else torch_job(args, precision, compiled)
-    record.update(job=args.job, framework=framework, precision=precision)
+    record = dict(job=args.job, framework=framework, precision=precision)
+    status = 0
+    try:
+        if framework == "keras":
+            keras_job(args, precision, record)
+        else:
+            torch_job(args, precision, compiled, record)
+    except Exception as error:  # keep what was measured (inference runs first), say what failed
+        traceback.print_exc()
+        record["error"] = f"{type(error).__name__}: {error}"[:2000]
+        status = 1
     with open(args.job_out, "w") as f:
         json.dump(record, f)
-    return 0
+    return status
 
 
 def _child_env(args):
@@ -357,16 +371,18 @@ def ratios(jobs):
 
 def report(result):
     lines = [
-        f"{'job':<20} {'train img/s':>12} {'ms/step':>9} {'infer img/s':>12} {'ms/batch':>9} {'first call s':>13}",
+        f"{'job':<20} {'train img/s':>12} {'ms/step':>9} {'infer img/s':>12} {'ms/batch':>9} {'first call s (train / infer)':>30}",
     ]
     for name, job in result["jobs"].items():
+        train, infer = job.get("train"), job.get("infer")
+        cell = lambda t, key, scale: f"{t[key] * scale:.1f}" if t else "-"  # noqa: E731
+        # Keras: the first train_on_batch (build + compile + step) precedes the timed function.
+        compile_cell = f"{train.get('compile_and_first_step_s', train['first_call_s']):.1f}" if train else "-"
+        lines.append(f"{name:<20} {cell(train, 'images_per_s', 1):>12} {cell(train, 'median_s', 1e3):>9} "
+                     f"{cell(infer, 'images_per_s', 1):>12} {cell(infer, 'median_s', 1e3):>9} "
+                     f"{compile_cell:>16} / {cell(infer, 'first_call_s', 1):<6}")
         if "error" in job:
-            lines.append(f"{name:<20} {job['error'][:90]}")
-            continue
-        train, infer = job["train"], job["infer"]
-        lines.append(f"{name:<20} {train['images_per_s']:>12.1f} {train['median_s'] * 1e3:>9.1f} "
-                     f"{infer['images_per_s']:>12.1f} {infer['median_s'] * 1e3:>9.1f} "
-                     f"{train['first_call_s']:>6.1f} / {infer['first_call_s']:<5.1f}")
+            lines.append(f"{'':<20} error: {job['error'].splitlines()[0][:100]}")
     lines.append("")
     lines.append("MMGA / baseline images/s:")
     for key, value in result["ratios"].items():
@@ -403,15 +419,16 @@ def main(argv=None):
             start = time.monotonic()
             try:
                 proc = subprocess.run(_child_argv(args, job, job_out), env=_child_env(args), timeout=left)
-                if proc.returncode == 0:
+                record = {}
+                if os.path.exists(job_out):
                     with open(job_out) as f:
-                        result["jobs"][job] = json.load(f)
-                else:
-                    result["jobs"][job] = {"error": f"exit code {proc.returncode} (traceback above)"}
-                    failed = True
+                        record = json.load(f)
+                if proc.returncode != 0:
+                    record.setdefault("error", f"exit code {proc.returncode} (traceback above)")
             except subprocess.TimeoutExpired:
-                result["jobs"][job] = {"error": f"stopped at the budget after {left:.0f} s"}
-                failed = True
+                record = {"error": f"stopped at the budget after {left:.0f} s"}
+            failed = failed or "error" in record
+            result["jobs"][job] = record
             result["jobs"][job]["wall_s"] = time.monotonic() - start
             result["ratios"] = ratios(result["jobs"])
             with open(args.out, "w") as f:
