@@ -168,15 +168,18 @@ class MMGA(keras.Model):
         self.mask_supervised = spec["supervised"]
         self.mask_mode = spec["mask_mode"]
 
-        stages = build_resnet50_stages(
-            self.image_shape, backbone_weights, self.sync_batchnorm, dtype=self.dtype_policy
-        )
+        # Synchronised BatchNorm is tf.distribute's: on JAX a data-parallel
+        # step computes on the global batch, so its statistics are global
+        # already (and Keras refuses synchronized=True there). The config keeps
+        # the flag, so a model saved on either backend loads on the other.
+        sync_bn = self.sync_batchnorm and keras.backend.backend() == "tensorflow"
+        stages = build_resnet50_stages(self.image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy)
         self.stem, self.stage3, self.stage4 = stages["stem"], stages["stage3"], stages["stage4"]
 
         unit = dict(
             spatial_reduction=self.spatial_reduction,
             channel_reduction=self.channel_reduction,
-            sync_batchnorm=self.sync_batchnorm,
+            sync_batchnorm=sync_bn,
             dtype=self.dtype_policy,
         )
         self.branches = ["whole", "upper", "bottom"] if self.has_parts else ["whole"]
@@ -187,7 +190,7 @@ class MMGA(keras.Model):
             self._module2_list = [self.module2[b] for b in self.branches]
         dims = {"whole": self.whole_dim, "upper": self.part_dim, "bottom": self.part_dim}
         self.heads = {
-            b: EmbeddingHead(dims[b], sync_batchnorm=self.sync_batchnorm, name=f"{b}_head", dtype=self.dtype_policy)
+            b: EmbeddingHead(dims[b], sync_batchnorm=sync_bn, name=f"{b}_head", dtype=self.dtype_policy)
             for b in self.branches
         }
         self._head_list = [self.heads[b] for b in self.branches]
@@ -506,7 +509,13 @@ class MMGA(keras.Model):
         self._trackers["accuracy"].update_state(labels, outputs["whole_logits"])
         return {m.name: m.result() for m in self.metrics}
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """One step: `train_step(data)` on TensorFlow, `train_step(state, data)` on JAX."""
+        if keras.backend.backend() == "jax":
+            from keras_mmga import jax_backend
+
+            return jax_backend.train_step(self, *args)
+        (data,) = args
         import tensorflow as tf
 
         images, labels, masks, weights = self._unpack(data)
@@ -519,7 +528,13 @@ class MMGA(keras.Model):
         self.optimizer.apply(gradients, variables)
         return self._update_trackers(logs, labels, outputs)
 
-    def test_step(self, data):
+    def test_step(self, *args):
+        """Losses on one batch: `test_step(data)`, or `test_step(state, data)` on JAX."""
+        if keras.backend.backend() == "jax":
+            from keras_mmga import jax_backend
+
+            return jax_backend.test_step(self, *args)
+        (data,) = args
         images, labels, masks, weights = self._unpack(data)
         outputs = self._forward(images, training=False)
         _, logs = self._compute_losses(outputs, labels, masks, weights)

@@ -26,6 +26,7 @@ parser.add_argument("--replicas", type=int, default=1)
 parser.add_argument("--tf-config")
 parser.add_argument("--steps", type=int, default=1)
 parser.add_argument("--evaluate-mining", action="store_true")
+parser.add_argument("--seeded-init", action="store_true", help="start from seeded.py's NumPy weights (TF vs JAX)")
 args = parser.parse_args()
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,10 +38,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+import seeded  # noqa: E402
+
 from keras_mmga import MMGA, distribute  # noqa: E402
 
-SHAPE = (64, 32, 3)
-GLOBAL_BATCH = 8
+SHAPE = seeded.SHAPE
+GLOBAL_BATCH = seeded.GLOBAL_BATCH
 
 if args.replicas > 1:
     tf.config.set_logical_device_configuration(
@@ -49,15 +53,7 @@ if args.replicas > 1:
 
 
 def global_batches(steps, identities=4):
-    rng = np.random.RandomState(0)
-    n = steps * GLOBAL_BATCH
-    images = rng.uniform(0, 255, (n,) + SHAPE).astype("float64")
-    targets = {
-        "labels": np.tile(np.repeat(np.arange(identities), GLOBAL_BATCH // identities), steps).astype("int32"),
-        "masks": (rng.rand(n, 4, 2, 3) > 0.4).astype("float32"),
-        # One image without a mask: it must drop out of the global RMSE.
-        "mask_weights": np.where(np.arange(n) % GLOBAL_BATCH == 3, 0.0, 1.0).astype("float32"),
-    }
+    images, targets = seeded.identity_batches(steps, identities)
     options = tf.data.Options()
     # Each worker keeps its contiguous part of every global batch.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -74,6 +70,8 @@ def main():
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = MMGA(4, variant="mmga", input_shape=SHAPE, backbone_weights=None, sync_batchnorm=True, dtype="float64")
+        if args.seeded_init:
+            seeded.assign_seeded_weights(model)
         model.compile(steps_per_epoch=args.steps, learning_rate=0.01)
     initial = [keras.ops.convert_to_numpy(v) for v in model.weights]
     history = model.fit(global_batches(args.steps), epochs=1, verbose=0).history
