@@ -9,6 +9,8 @@ imported, and its classes registered, as soon as Keras itself is imported.
 """
 
 import importlib
+
+from keras_mmga.lazy import lazy_exports
 import importlib.abc
 import importlib.util
 import sys
@@ -27,17 +29,7 @@ _LAZY = {
 __all__ = ["MMGA", "VARIANTS", "layers", "losses", "optimizers", "__version__"]
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'keras_mmga' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
-    value = module if module.__name__.endswith("." + name) else getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("keras_mmga", _LAZY, globals())
 
 
 def _register_serializables():

@@ -6,7 +6,7 @@ and the synthetic writer need no TensorFlow, so `keras_mmga.data.market` or
 `keras-mmga --help`) without loading it; the pipelines and augmentation do.
 """
 
-import importlib
+from keras_mmga.lazy import lazy_exports
 
 # name -> module that defines it (a submodule itself when the name is the module's)
 _LAZY = {
@@ -28,14 +28,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'keras_mmga.data' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
-    value = module if module.__name__.endswith("." + name) else getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("keras_mmga.data", _LAZY, globals())

@@ -11,7 +11,7 @@ The names load on first use (PEP 562): `keras_mmga.engine.config` (the
 `keras-mmga` command shows their defaults in `--help` at once.
 """
 
-import importlib
+from keras_mmga.lazy import lazy_exports
 
 # name -> module that defines it
 _LAZY = {
@@ -35,13 +35,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'keras_mmga.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("keras_mmga.engine", _LAZY, globals())

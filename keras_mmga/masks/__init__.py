@@ -15,7 +15,7 @@ Example:
 >>> summary = write_masks("Market-1501", "Market-1501-masks")  # doctest: +SKIP
 """
 
-import importlib
+from keras_mmga.lazy import lazy_exports
 
 _LAZY = {
     "PoseModel": "keras_mmga.masks.pose_model",
@@ -28,13 +28,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'keras_mmga.masks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports("keras_mmga.masks", _LAZY, globals())
