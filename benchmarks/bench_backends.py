@@ -24,24 +24,11 @@ _WARMUP_STEPS = 2
 
 def _one_run(args):
     """Runs inside the child process: the backend is already chosen by KERAS_BACKEND."""
-    import time
-
     import keras
     import numpy as np
 
     from keras_mmga import MMGA
-
-    class StepTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            keras.ops.convert_to_numpy(logs["loss"])  # wait for the step
-            self.seconds.append(time.perf_counter() - self._start)
+    from step_timer import StepTimer
 
     keras.utils.set_random_seed(0)
     model = MMGA(args.batch // 4, variant=args.variant, input_shape=(args.height, args.width, 3),

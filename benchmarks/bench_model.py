@@ -10,7 +10,6 @@ steps that trace and compile the train function.
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -19,6 +18,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_mmga import MMGA, VARIANTS  # noqa: E402
+from step_timer import StepTimer  # noqa: E402
 
 
 def parameter_counts(num_classes=751):
@@ -51,7 +51,7 @@ def step_time(variant, batch, height, width, steps, strategy=None, dtype=None, c
         "masks": rng.rand(batch, height // 16, width // 16, 3).astype("float32"),
     }
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-    timer = _StepTimer()
+    timer = StepTimer()
     # One fit call: the first steps trace and compile, later ones are timed each on its own
     # (a second fit call can retrace and would charge that to the timed steps).
     model.fit(ds, epochs=1, steps_per_epoch=steps + _WARMUP_STEPS, verbose=0, callbacks=[timer])
@@ -59,18 +59,6 @@ def step_time(variant, batch, height, width, steps, strategy=None, dtype=None, c
 
 
 _WARMUP_STEPS = 2
-
-
-class _StepTimer(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def main():
