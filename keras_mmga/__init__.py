@@ -20,13 +20,14 @@ __version__ = "0.1.0"
 # name -> module that defines it
 _LAZY = {
     "MMGA": "keras_mmga.models",
+    "MMGABackbone": "keras_mmga.models",
     "VARIANTS": "keras_mmga.models",
     "layers": "keras_mmga.layers",
     "losses": "keras_mmga.losses",
     "optimizers": "keras_mmga.optimizers",
 }
 
-__all__ = ["MMGA", "VARIANTS", "layers", "losses", "optimizers", "__version__"]
+__all__ = ["MMGA", "MMGABackbone", "VARIANTS", "layers", "losses", "optimizers", "__version__"]
 
 
 __getattr__, __dir__ = lazy_exports("keras_mmga", _LAZY, globals())

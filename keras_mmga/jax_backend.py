@@ -32,7 +32,7 @@ def _stateless_forward(model, trainable, non_trainable, images, training):
         zip(model.non_trainable_variables, non_trainable)
     )
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        outputs = model._forward(images, training=training)
+        outputs = model.forward(images, training=training)
     return outputs, [scope.get_current_value(v) for v in model.non_trainable_variables]
 
 
@@ -40,7 +40,7 @@ def _stateless_losses(model, trainable, non_trainable, optimizer_variables, batc
     """Forward pass and losses as a pure function of the variable values."""
     images, labels, masks, weights, sample_weight = batch
     outputs, non_trainable = _stateless_forward(model, trainable, non_trainable, images, training)
-    loss, logs = model._compute_losses(outputs, labels, masks, weights, sample_weight)
+    loss, logs = model.compute_losses(outputs, labels, masks, weights, sample_weight)
     scaled = loss
     if training:
         # The loss scale of a LossScaleOptimizer (mixed_float16) is an
@@ -52,10 +52,10 @@ def _stateless_losses(model, trainable, non_trainable, optimizer_variables, batc
 
 
 def _stateless_update_trackers(model, metrics_variables, logs, labels, outputs):
-    """`model._update_trackers` on the metric values in the state; returns (logs, new values)."""
+    """`model.update_trackers` on the metric values in the state; returns (logs, new values)."""
     mapping = list(zip(model.metrics_variables, metrics_variables))
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        results = model._update_trackers(logs, labels, outputs)
+        results = model.update_trackers(logs, labels, outputs)
     updated = []
     for variable in model.metrics_variables:
         value = scope.get_current_value(variable)
@@ -66,7 +66,7 @@ def _stateless_update_trackers(model, metrics_variables, logs, labels, outputs):
 def train_step(model, state, data):
     """One optimisation step of `model` (an `MMGA`) on JAX: `(logs, new_state)`."""
     trainable, non_trainable, optimizer_variables, metrics_variables = state
-    batch = model._unpack(data)
+    batch = model.unpack_batch(data)
     grad_fn = jax.value_and_grad(_stateless_losses, argnums=1, has_aux=True)
     (_, (logs, outputs, non_trainable)), grads = grad_fn(
         model, trainable, non_trainable, optimizer_variables, batch, True
@@ -79,7 +79,7 @@ def train_step(model, state, data):
 def test_step(model, state, data):
     """Losses and metrics of `model` on one batch, inference mode: `(logs, new_state)`."""
     trainable, non_trainable, metrics_variables = state
-    batch = model._unpack(data)
+    batch = model.unpack_batch(data)
     _, (logs, outputs, non_trainable) = _stateless_losses(model, trainable, non_trainable, None, batch, False)
     results, metrics_variables = _stateless_update_trackers(model, metrics_variables, logs, batch[1], outputs)
     return results, (trainable, non_trainable, metrics_variables)

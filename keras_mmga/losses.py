@@ -161,29 +161,44 @@ def attention_rmse(masks, maps, sample_weight=None):
     return rmse_from_sums(ops.sum(errors * sample_weight), ops.sum(sample_weight))
 
 
-def attention_loss(masks, maps, sample_weight=None, part_weight=0.5):
-    """Eq. 5: `L(1,w) + L(2,w) + λ0·L(2,u) + λ0·L(2,b)`.
+def attention_loss(masks, maps, sample_weight=None, part_weight=0.5, parts=None):
+    """Eq. 5: `L(1,w) + L(2,w) + λ0·Σ_parts L(2,part)` (the paper's parts: upper, bottom).
 
     Args:
-        masks: (N, h, w, 3) targets, channels (whole, upper, bottom).
+        masks: (N, h, w, 1 + K) targets, whole first, then one channel per
+            part in the order of the maps (paper: whole, upper, bottom).
         maps: dict with `"module1_whole"`, `"module2_whole"` and optionally
-            `"module2_upper"`, `"module2_bottom"`, each (N, h, w).
+            one `"module2_<part>"` per part, each (N, h, w).
         sample_weight: optional (N,) per-image weights.
-        part_weight: λ0 (paper: 0.5).
+        part_weight: λ0 (paper: 0.5), the weight of every part map.
+        parts: the part names in mask-channel order (default: upper, bottom).
     """
     total = 0.0
-    for name, weight in attention_map_weights(maps, part_weight):
-        total += weight * attention_rmse(masks[..., MASK_CHANNEL[name]], maps[name], sample_weight)
+    for name, channel, weight in attention_map_weights(maps, part_weight, parts):
+        total += weight * attention_rmse(masks[..., channel], maps[name], sample_weight)
     return total
 
 
-# Which mask channel supervises which spatial map.
+# Which mask channel supervises which spatial map, for the paper's two parts.
 MASK_CHANNEL = {"module1_whole": 0, "module2_whole": 0, "module2_upper": 1, "module2_bottom": 2}
 
 
-def attention_map_weights(maps, part_weight=0.5):
-    """(name, weight) pairs of eq. 5 for the maps present."""
-    return [(name, 1.0 if name.endswith("whole") else part_weight) for name in MASK_CHANNEL if name in maps]
+def attention_map_weights(maps, part_weight=0.5, parts=None):
+    """`(name, mask channel, weight)` of each map in eq. 5.
+
+    The whole maps (module 1 and module 2) have weight 1 and channel 0; the
+    part maps `module2_<part>` weight λ0 and channel `1 + parts.index(part)`.
+    `parts=None` is the paper's `("upper", "bottom")`. The order is module 1,
+    module 2 whole, then the parts, whatever the order of `maps` (JAX and
+    `tf.nest` sort dict keys).
+    """
+    parts = tuple(parts) if parts is not None else ("upper", "bottom")
+    unknown = sorted(set(maps) - {"module1_whole", "module2_whole"} - {f"module2_{p}" for p in parts})
+    if unknown:
+        raise ValueError(f"attention maps {unknown} are not among the parts {list(parts)}.")
+    terms = [(name, 0, 1.0) for name in ("module1_whole", "module2_whole") if name in maps]
+    terms += [(f"module2_{p}", 1 + i, part_weight) for i, p in enumerate(parts) if f"module2_{p}" in maps]
+    return terms
 
 
 def softmax_loss(labels, logits):

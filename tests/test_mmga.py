@@ -77,13 +77,15 @@ def test_preprocessing_is_inside_the_graph():
     model = MMGA(2, variant="baseline", input_shape=SMALL, backbone_weights=None)
     rgb_mean = np.array([123.68, 116.779, 103.939], "float32")
     x = np.tile(rgb_mean, (1,) + SMALL[:2] + (1,))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model._preprocess(x)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.backbone.preprocess(x)), 0.0, atol=1e-4)
 
 
 def test_fit_reduces_loss_and_logs_every_component():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None)
-    model.compile(learning_rate=0.01)
+    # λ2 = 1 rather than 0.1: at 0.1 six steps move the maps by less than the
+    # step-to-step noise of the other terms, whatever the seed.
+    model.compile(learning_rate=0.01, attention_weight=1.0)
     x, y = _images(8, (64, 32, 3)), _targets(8, 4, size=(4, 2))
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     history = model.fit(ds, epochs=6, steps_per_epoch=1, verbose=0).history
@@ -94,7 +96,7 @@ def test_fit_reduces_loss_and_logs_every_component():
     # The logged total is eq. 9 of the logged parts.
     h = {k: v[-1] for k, v in history.items()}
     np.testing.assert_allclose(
-        h["loss"], h["whole_softmax"] + h["local_softmax"] + 2.0 * h["triplet"] + 0.1 * h["attention"], rtol=1e-4
+        h["loss"], h["whole_softmax"] + h["local_softmax"] + 2.0 * h["triplet"] + 1.0 * h["attention"], rtol=1e-4
     )
     assert model.optimizer._learning_rate.steps_per_epoch == 1
 
@@ -115,15 +117,15 @@ def test_per_group_learning_rates_after_one_step():
     model.compile(momentum=0.9, weight_decay=5e-4, steps_per_epoch=1)
     x, y = _images(8, (64, 32, 3)), _targets(8, 4, size=(4, 2))
     watched = {
-        "backbone": model.stage4.get_layer("conv5_block3_3_conv").kernel,
+        "backbone": model.backbone.stage4.get_layer("conv5_block3_3_conv").kernel,
         "head": model.whole_classifier.kernel,
     }
     before = {k: v.numpy().copy() for k, v in watched.items()}
     # Gradient of the exact training loss at the starting weights (the BN
     # moving statistics this pass updates are not trained weights).
     with tf.GradientTape() as tape:
-        outputs = model._forward(x, training=True)
-        loss, _ = model._compute_losses(outputs, *model._unpack((x, y))[1:])
+        outputs = model.forward(x, training=True)
+        loss, _ = model.compute_losses(outputs, *model.unpack_batch((x, y))[1:])
     grads = tape.gradient(loss, [watched["backbone"], watched["head"]])
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     for (key, lr), g in zip((("backbone", 0.05), ("head", 0.1)), grads):
@@ -143,7 +145,7 @@ def test_save_load_round_trip_with_optimizer_state(tmp_path):
     loaded = keras.models.load_model(path)
     assert isinstance(loaded, MMGA) and loaded.variant == "dmga"
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(loaded(x)))
-    assert loaded._loss_config["triplet_weight"] == 1.5
+    assert loaded.loss_config["triplet_weight"] == 1.5
     assert int(loaded.optimizer.iterations) == 2
     for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
@@ -171,7 +173,7 @@ def test_bad_inputs_raise_clear_errors():
 def test_mixed_bfloat16_trains_with_float32_losses():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None, dtype="mixed_bfloat16")
-    assert model.stem.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    assert model.backbone.stem.get_layer("conv1_conv").compute_dtype == "bfloat16"
     model.compile(learning_rate=0.01, steps_per_epoch=1)
     x, y = _images(8, (64, 32, 3)), _targets(8, 4, size=(4, 2))
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0).history
@@ -198,12 +200,12 @@ def test_optimizer_settings_next_to_a_custom_optimizer_are_an_error():
     # A ParamGroupSGD takes the backbone scale; the loss settings go with any optimizer.
     optimizer = ParamGroupSGD(0.01)
     model.compile(optimizer=optimizer, backbone_lr_scale=0.25, triplet_weight=1.5)
-    assert optimizer.lr_scale(model.stage4.get_layer("conv5_block3_3_conv").kernel) == 0.25
+    assert optimizer.lr_scale(model.backbone.stage4.get_layer("conv5_block3_3_conv").kernel) == 0.25
     assert optimizer.lr_scale(model.whole_classifier.kernel) == 1.0
     # Restoring a compile config (as load_model does) with any optimizer is not refused.
     for compiled_with in (optimizer, keras.optimizers.SGD(0.01)):
         model.compile(optimizer=compiled_with, triplet_weight=1.5)
         config = model.get_compile_config()
         model.compile_from_config(config)
-        assert model._loss_config["triplet_weight"] == 1.5
-        assert model._loss_config["learning_rate"] == config["learning_rate"]
+        assert model.loss_config["triplet_weight"] == 1.5
+        assert model.loss_config["learning_rate"] == config["learning_rate"]

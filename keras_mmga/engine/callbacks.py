@@ -106,7 +106,7 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
         self._lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        scale = getattr(self.model, "_loss_config", {}).get("backbone_lr_scale", 1.0)
+        scale = getattr(self.model, "loss_config", {}).get("backbone_lr_scale", 1.0)
         self._backbone_lr = self._lr * float(scale)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -76,12 +76,15 @@ def check_label_shape(shape, num_classes, argument="labels"):
         raise input_error(f"{argument} must be integer identity ids of shape (N,); got shape {shape}.")
 
 
-def check_mask_shape(shape, attention_size, argument="masks"):
+def check_mask_shape(shape, attention_size, argument="masks", channels=("whole", "upper", "bottom")):
     h, w = attention_size
-    if shape is None or len(shape) != 4 or tuple(shape[1:]) != (h, w, 3):
+    c = len(channels)
+    if shape is None or len(shape) != 4 or tuple(shape[1:]) != (h, w, c):
         raise input_error(
-            f"{argument} must have shape (N, {h}, {w}, 3) (the attention-map size, input/16, channels "
-            f"whole/upper/bottom); got {'unknown' if shape is None else shape}."
+            f"{argument} must have shape (N, {h}, {w}, {c}) (the attention-map size, input/16, channels "
+            f"{'/'.join(channels)}); got {'unknown' if shape is None else shape}."
+            + (" Make the targets with the model's parts: make_train_dataset(..., parts=model.parts)."
+               if shape is not None and len(shape) == 4 and tuple(shape[1:3]) == (h, w) else "")
         )
 
 
@@ -107,9 +110,9 @@ def check_label_values(labels, num_classes, argument="labels"):
         )
 
 
-def check_mask_values(masks, attention_size, argument="masks"):
+def check_mask_values(masks, attention_size, argument="masks", channels=("whole", "upper", "bottom")):
     masks = np.asarray(masks)
-    check_mask_shape(masks.shape, attention_size, argument)
+    check_mask_shape(masks.shape, attention_size, argument, channels)
     if masks.size and not (np.nanmin(masks) >= 0 and np.nanmax(masks) <= 1 and np.isfinite(masks).all()):
         raise input_error(
             f"{argument} must be in [0, 1]; got values in [{np.nanmin(masks)}, {np.nanmax(masks)}]"

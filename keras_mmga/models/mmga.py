@@ -1,98 +1,36 @@
-"""The MMGA re-identification model, its ablation variants and its training step."""
-
-import warnings
+"""The MMGA re-identification task: the feature network, its classifiers, the paper's recipe and training step."""
 
 import keras
-import numpy as np
 from keras import ops
 
-from keras_mmga import distribute, losses
-from keras_mmga.layers import EmbeddingHead, MaskGuidedAttention
-from keras_mmga.models import input_checks
-from keras_mmga.models.backbone import build_resnet50_stages
+from keras_mmga.models import batch_inputs, legacy_checkpoint, recipe
+from keras_mmga.models.mmga_backbone import MMGABackbone
+from keras_mmga.models.step_losses import step_losses
+from keras_mmga.models.variants import VARIANTS, check_variant, resolve_parts
 from keras_mmga.optimizers import EpochCounter, EpochStepDecay, ParamGroupSGD
 
-# variant -> (attention modules, part branches in module 2, supervised maps, mask mode)
-VARIANTS = {
-    "baseline": dict(attention=False, parts=False, supervised=False, mask_mode=None),
-    "baseline_att": dict(attention=True, parts=False, supervised=False, mask_mode=None),
-    "wmga": dict(attention=True, parts=False, supervised=True, mask_mode="whole"),
-    "dmga": dict(attention=True, parts=True, supervised=True, mask_mode="halves"),
-    "mmga": dict(attention=True, parts=True, supervised=True, mask_mode="parts"),
-}
-
-# Mean pixel of the ImageNet weights Keras ships for ResNet50 ("caffe" mode:
-# BGR order, mean subtraction, no scaling).
-_CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-_TORCH_RGB_MEAN = (123.675, 116.28, 103.53)
-_TORCH_RGB_STD = (58.395, 57.12, 57.375)
-
-_COMPILE_DEFAULTS = dict(
-    learning_rate=0.1,
-    backbone_lr_scale=0.5,
-    momentum=0.9,
-    weight_decay=5e-4,
-    lr_decay_epochs=90,
-    lr_decay_rate=0.5,
-    steps_per_epoch=None,
-    triplet_margin=0.3,
-    triplet_weight=2.0,
-    attention_weight=0.1,
-    part_attention_weight=0.5,
-    cross_replica_triplet=True,
-)
-
-# compile() settings that only build the default optimizer ("sgd").
-_OPTIMIZER_SETTINGS = (
-    "learning_rate", "backbone_lr_scale", "momentum", "weight_decay", "lr_decay_epochs", "lr_decay_rate",
-    "steps_per_epoch",
-)
-
-
-def _inner_optimizer(optimizer):
-    """The optimizer inside a `LossScaleOptimizer` (mixed_float16), else itself."""
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
-def _check_recipe_used(optimizer, kwargs):
-    """Raises if `kwargs` set optimizer settings that `optimizer` would silently ignore.
-
-    With `"sgd"` every setting builds the optimizer; a `ParamGroupSGD`
-    instance takes only `backbone_lr_scale`; anything else takes none.
-    """
-    if isinstance(optimizer, str) and optimizer == "sgd":
-        return
-    usable = ("backbone_lr_scale",) if isinstance(_inner_optimizer(optimizer), ParamGroupSGD) else ()
-    ignored = [k for k in _OPTIMIZER_SETTINGS if k in kwargs and k not in usable]
-    if ignored:
-        name = optimizer if isinstance(optimizer, str) else type(_inner_optimizer(optimizer)).__name__
-        raise ValueError(
-            f"compile() got {ignored} with optimizer {name!r}: these settings only build the default "
-            "optimizer (optimizer='sgd'); an optimizer you pass keeps its own learning rate, momentum, "
-            "weight decay and schedule. Set them on that optimizer, or drop optimizer= to use them"
-            + (" (a ParamGroupSGD still takes backbone_lr_scale)." if not usable else ".")
-        )
+__all__ = ["MMGA", "VARIANTS"]
 
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
 class MMGA(keras.Model):
     """Multi-Scale Body-Part Mask Guided Attention network for person re-ID.
 
-    ResNet50 (last stride 1) with two mask-guided attention modules:
-    module 1 computes an attention from stage 2 that re-weights stage 3; module
-    2 computes whole / upper / bottom attentions from the re-weighted stage 3,
-    each re-weighting stage 4. Each weighted map is pooled and reduced to 1024 /
-    512 / 512 dimensions. The inference feature is their L2-normalised
-    concatenation. Masks are needed only for training (they supervise the
+    The task around `MMGABackbone` (the feature network: ResNet50 with last
+    stride 1 and two mask-guided attention modules; module 2 has a whole
+    branch and one branch per body part). The task adds the identity
+    classifiers (whole, and local over the concatenated part features), the
+    paper's losses (softmax, batch-hard triplet and the mask-guided attention
+    RMSE of eq. 5, combined as eq. 9), its compile recipe and a custom
+    training step. Masks are needed only for training (they supervise the
     spatial maps); inference takes the image alone.
 
     Called with `training=False` (the default) the model returns the
-    L2-normalised feature `(N, feature_dim)`. Called with `training=True` it
-    returns a dict with `"features"`, `"whole_logits"`, `"local_logits"` (part
-    variants) and `"attention_maps"` (a dict of `(N, H/16, W/16)` spatial maps:
-    `"module1_whole"`, `"module2_whole"`, `"module2_upper"`,
-    `"module2_bottom"`). `attention_maps(images)` returns the maps in
-    inference mode, for visualisation.
+    L2-normalised feature `(N, feature_dim)`. `forward(images, training)`
+    returns a dict with `"features"`, `"whole_logits"`, `"local_logits"`
+    (part variants) and `"attention_maps"` (dict of `(N, H/16, W/16)` maps:
+    `"module1_whole"`, `"module2_whole"`, `"module2_<part>"`).
+    `attention_maps(images)` returns the maps in inference mode.
 
     Variants (paper Table 1):
 
@@ -102,10 +40,7 @@ class MMGA(keras.Model):
     | `baseline_att` | module 1 + whole branch  | none                    | 1024    |
     | `wmga`         | module 1 + whole branch  | whole                   | 1024    |
     | `dmga`         | all three branches       | whole + middle halves   | 2048    |
-    | `mmga`         | all three branches       | whole + upper + bottom  | 2048    |
-
-    Variants with only the whole branch have only the 1024-d whole feature and
-    the whole classifier (paper §4.3).
+    | `mmga`         | whole + one per part     | whole + each part       | 2048    |
 
     Args:
         num_classes: int, number of training identities.
@@ -116,8 +51,17 @@ class MMGA(keras.Model):
         preprocessing: `"caffe"` (matches Keras's ImageNet ResNet50 weights),
             `"torch"` (ImageNet mean/std in RGB) or `None`. Applied inside the
             graph: the model takes RGB float32 pixels in [0, 255].
+        parts: mmga's part branches, names of LIP part groups
+            (`keras_mmga.data.masks.PART_GROUPS`: `"head"`, `"torso"`,
+            `"upper"`, `"legs"`, `"feet"`, `"bottom"`, or custom groups given to
+            the data pipeline's `label_groups`). Default: the paper's
+            `("upper", "bottom")`. Masks then have `1 + len(parts)` channels,
+            whole first.
         whole_dim: int, dimension of the whole-body feature (paper: 1024).
-        part_dim: int, dimension of each of the upper / bottom features (512).
+        local_dim: int, split equally over the parts (paper: 1024 = 2 × 512;
+            256 × 4 for four parts), so the feature stays 2048-d.
+        part_dim: int, the older way to say `local_dim = part_dim × parts`
+            (configs saved before `local_dim` carry it).
         spatial_reduction: int, `s` of the spatial attention (8).
         channel_reduction: int, `r` of the channel attention (8).
         sync_batchnorm: bool, synchronised BatchNormalization across replicas
@@ -145,67 +89,39 @@ class MMGA(keras.Model):
         backbone_weights="imagenet",
         preprocessing="caffe",
         whole_dim=1024,
-        part_dim=512,
+        part_dim=None,
         spatial_reduction=8,
         channel_reduction=8,
         sync_batchnorm=False,
+        parts=None,
+        local_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown variant {variant!r}; expected one of {sorted(VARIANTS)}.")
+        spec = check_variant(variant)
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be ≥ 1, got {num_classes}.")
-        if preprocessing not in ("caffe", "torch", None):
-            raise ValueError(f"preprocessing must be 'caffe', 'torch' or None, got {preprocessing!r}.")
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3 or input_shape[2] != 3 or any(int(d) % 16 for d in input_shape[:2]) or min(input_shape[:2]) < 16:
-            raise ValueError(
-                f"input_shape must be (H, W, 3) with H and W multiples of 16 (attention maps are input/16; "
-                f"paper: (384, 128, 3)); got {input_shape}."
-            )
         self.num_classes = int(num_classes)
         self.variant = variant
-        self.image_shape = tuple(int(d) for d in input_shape)
-        self.backbone_weights = backbone_weights
-        self.preprocessing = preprocessing
-        self.whole_dim = int(whole_dim)
-        self.part_dim = int(part_dim)
-        self.spatial_reduction = int(spatial_reduction)
-        self.channel_reduction = int(channel_reduction)
-        self.sync_batchnorm = bool(sync_batchnorm)
-        spec = VARIANTS[variant]
+        self.parts = resolve_parts(variant, parts)
         self.has_attention = spec["attention"]
-        self.has_parts = spec["parts"]
+        self.has_parts = bool(self.parts)
         self.mask_supervised = spec["supervised"]
         self.mask_mode = spec["mask_mode"]
-
-        # Synchronised BatchNorm is tf.distribute's: on JAX a data-parallel
-        # step computes on the global batch, so its statistics are global
-        # already (and Keras refuses synchronized=True there). The config keeps
-        # the flag, so a model saved on either backend loads on the other.
-        sync_bn = self.sync_batchnorm and keras.backend.backend() == "tensorflow"
-        stages = build_resnet50_stages(self.image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy)
-        self.stem, self.stage3, self.stage4 = stages["stem"], stages["stage3"], stages["stage4"]
-
-        unit = dict(
-            spatial_reduction=self.spatial_reduction,
-            channel_reduction=self.channel_reduction,
-            sync_batchnorm=sync_bn,
+        self.local_dim = _local_dim(local_dim, part_dim, len(self.parts))
+        self.backbone = MMGABackbone(
+            input_shape=input_shape,
+            backbone_weights=backbone_weights,
+            preprocessing=preprocessing,
+            attention=self.has_attention,
+            parts=self.parts,
+            whole_dim=whole_dim,
+            local_dim=self.local_dim,
+            spatial_reduction=spatial_reduction,
+            channel_reduction=channel_reduction,
+            sync_batchnorm=sync_batchnorm,
             dtype=self.dtype_policy,
         )
-        self.branches = ["whole", "upper", "bottom"] if self.has_parts else ["whole"]
-        if self.has_attention:
-            self.module1 = MaskGuidedAttention(1024, pool=True, name="module1_whole", **unit)
-            self.module2 = {b: MaskGuidedAttention(2048, name=f"module2_{b}", **unit) for b in self.branches}
-            # Tracked as a list so variable order (and checkpoints) are stable.
-            self._module2_list = [self.module2[b] for b in self.branches]
-        dims = {"whole": self.whole_dim, "upper": self.part_dim, "bottom": self.part_dim}
-        self.heads = {
-            b: EmbeddingHead(dims[b], sync_batchnorm=sync_bn, name=f"{b}_head", dtype=self.dtype_policy)
-            for b in self.branches
-        }
-        self._head_list = [self.heads[b] for b in self.branches]
         classifier = dict(
             use_bias=False,
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
@@ -215,21 +131,23 @@ class MMGA(keras.Model):
         self.local_classifier = (
             keras.layers.Dense(self.num_classes, name="local_classifier", **classifier) if self.has_parts else None
         )
-        self.feature_dim = self.whole_dim + (2 * self.part_dim if self.has_parts else 0)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in self._log_names()}
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self._trackers["accuracy"] = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.build((None,) + self.image_shape)
-        self._loss_config = dict(_COMPILE_DEFAULTS)
+        self._loss_config = dict(recipe.COMPILE_DEFAULTS)
 
-    # ------------------------------------------------------------------ graph
-    @property
-    def output_dtype(self):
-        """dtype of features, logits, maps and losses: float32 (float64 for a float64 model).
-
-        Under mixed precision the network computes in float16/bfloat16 but the
-        normalisation, distances and losses stay in float32.
-        """
-        return "float64" if self.compute_dtype == "float64" else "float32"
+    # --------------------------------------------------------- the backbone's
+    image_shape = property(lambda self: self.backbone.image_shape, doc="`(H, W, 3)` of the expected input.")
+    backbone_weights = property(lambda self: self.backbone.backbone_weights)
+    preprocessing = property(lambda self: self.backbone.preprocessing)
+    whole_dim = property(lambda self: self.backbone.whole_dim)
+    part_dims = property(lambda self: self.backbone.part_dims, doc="Dimension of each part feature.")
+    spatial_reduction = property(lambda self: self.backbone.spatial_reduction)
+    channel_reduction = property(lambda self: self.backbone.channel_reduction)
+    sync_batchnorm = property(lambda self: self.backbone.sync_batchnorm)
+    feature_dim = property(lambda self: self.backbone.feature_dim, doc="Dimension of the inference feature.")
+    attention_size = property(lambda self: self.backbone.attention_size, doc="`(h, w)` of maps and masks.")
+    output_dtype = property(lambda self: self.backbone.output_dtype, doc="dtype of features, logits and losses.")
 
     @property
     def image_size(self):
@@ -237,84 +155,64 @@ class MMGA(keras.Model):
         return self.image_shape[:2]
 
     @property
-    def attention_size(self):
-        """`(h, w)` of the spatial maps and of the mask targets: input / 16."""
-        return self.image_shape[0] // 16, self.image_shape[1] // 16
+    def part_dim(self):
+        """Dimension of each part feature when the parts split `local_dim` evenly (else None)."""
+        dims = set(self.part_dims)
+        return dims.pop() if len(dims) == 1 else None
 
+    @property
+    def mask_channels(self):
+        """Number of mask channels the model is trained with (0 without mask supervision)."""
+        return len(batch_inputs.mask_channel_names(self)) if self.mask_supervised else 0
+
+    @property
+    def loss_names(self):
+        """The loss terms logged by `fit` / `evaluate` (besides `accuracy`)."""
+        names = ["loss", "whole_softmax"] + (["local_softmax"] if self.has_parts else []) + ["triplet"]
+        return names + (["attention"] if self.mask_supervised else [])
+
+    @property
+    def loss_config(self):
+        """The compile recipe in use (a copy): `keras_mmga.models.recipe.COMPILE_DEFAULTS` keys."""
+        return dict(self._loss_config)
+
+    # ------------------------------------------------------------------ graph
     def build(self, input_shape):
-        h, w = self.attention_size
-        if self.has_attention:
-            self.module1.build((None, 2 * h, 2 * w, 512))
-            for unit in self._module2_list:
-                unit.build((None, h, w, 1024))
-        for head in self._head_list:
-            head.build((None, h, w, 2048))
         self.whole_classifier.build((None, self.whole_dim))
         if self.local_classifier is not None:
-            self.local_classifier.build((None, 2 * self.part_dim))
+            self.local_classifier.build((None, self.local_dim))
         self.built = True
 
-    def _preprocess(self, images):
-        images = ops.cast(images, self.compute_dtype)
-        if self.preprocessing == "caffe":
-            # RGB -> BGR as a gather: exports to ONNX Gather, which TensorRT
-            # supports with a dynamic batch (a reversal would not be).
-            bgr = ops.take(images, ops.convert_to_tensor([2, 1, 0], "int32"), axis=-1)
-            return bgr - ops.convert_to_tensor(_CAFFE_BGR_MEAN, self.compute_dtype)
-        if self.preprocessing == "torch":
-            mean = ops.convert_to_tensor(_TORCH_RGB_MEAN, self.compute_dtype)
-            std = ops.convert_to_tensor(_TORCH_RGB_STD, self.compute_dtype)
-            return (images - mean) / std
-        return images
-
-    def _forward(self, images, training=False, heads=True):
-        """Everything the network computes: embeddings, maps and (optionally) logits."""
-        x = self._preprocess(images)
-        stage2 = self.stem(x, training=training)
-        stage3 = self.stage3(stage2, training=training)
-        maps = {}
-        if self.has_attention:
-            a1, s1 = self.module1(stage2, training=training)
-            maps["module1_whole"] = s1[..., 0]
-            stage3 = stage3 * a1
-        stage4 = self.stage4(stage3, training=training)
-        embeddings = {}
-        for branch in self.branches:
-            weighted = stage4
-            if self.has_attention:
-                a2, s2 = self.module2[branch](stage3, training=training)
-                maps[f"module2_{branch}"] = s2[..., 0]
-                weighted = stage4 * a2
-            embeddings[branch] = ops.cast(self.heads[branch](weighted, training=training), self.output_dtype)
-        feature = ops.concatenate([embeddings[b] for b in self.branches], axis=-1)
-        outputs = {"features": _l2_normalize(feature)}
+    def forward(self, images, training=False, heads=True):
+        """Everything the network computes: features, maps and (with `heads`) the identity logits."""
+        computed = self.backbone.forward(images, training=training)
+        embeddings = computed["embeddings"]
+        outputs = {"features": computed["features"]}
         if heads:
             outputs["whole_logits"] = ops.cast(self.whole_classifier(embeddings["whole"]), self.output_dtype)
             if self.has_parts:
-                local = ops.concatenate([embeddings["upper"], embeddings["bottom"]], axis=-1)
+                local = ops.concatenate([embeddings[p] for p in self.parts], axis=-1)
                 outputs["local_logits"] = ops.cast(self.local_classifier(local), self.output_dtype)
-        outputs["attention_maps"] = {k: ops.cast(v, self.output_dtype) for k, v in maps.items()}
+        outputs["attention_maps"] = computed["attention_maps"]
         return outputs
 
     def call(self, inputs, training=False):
         if training:
-            return self._forward(inputs, training=True)
-        return self._forward(inputs, training=False, heads=False)["features"]
+            return self.forward(inputs, training=True)
+        return self.backbone(inputs, training=False)
 
     def attention_maps(self, images):
         """Spatial attention maps in inference mode: dict of `(N, h, w)` arrays in (1, 2)."""
-        return self._forward(images, training=False, heads=False)["attention_maps"]
+        return self.backbone.attention_maps(images)
 
     def compute_output_spec(self, inputs, training=False):
-        n = inputs.shape[0]
-        spec = keras.KerasTensor((n, self.feature_dim), dtype=self.output_dtype)
         if not training:
-            return spec
-        return keras.backend.compute_output_spec(lambda x: self._forward(x, training=True), inputs)
+            return keras.KerasTensor((inputs.shape[0], self.feature_dim), dtype=self.output_dtype)
+        return keras.backend.compute_output_spec(lambda x: self.forward(x, training=True), inputs)
 
     def backbone_variables(self):
-        """Variables of the ResNet50 stages (the 0.05 learning-rate group)."""
-        return self.stem.variables + self.stage3.variables + self.stage4.variables
+        """Variables of the ResNet50 stages (the paper's 0.05 learning-rate group)."""
+        return self.backbone.resnet_variables()
 
     def get_config(self):
         config = super().get_config()
@@ -325,7 +223,8 @@ class MMGA(keras.Model):
             backbone_weights=self.backbone_weights,
             preprocessing=self.preprocessing,
             whole_dim=self.whole_dim,
-            part_dim=self.part_dim,
+            local_dim=self.local_dim,
+            parts=list(self.parts),
             spatial_reduction=self.spatial_reduction,
             channel_reduction=self.channel_reduction,
             sync_batchnorm=self.sync_batchnorm,
@@ -335,8 +234,13 @@ class MMGA(keras.Model):
     @classmethod
     def from_config(cls, config):
         # The saved weights replace the backbone's: never download them again.
-        config = dict(config, backbone_weights=None)
-        return cls(**config)
+        return cls(**dict(config, backbone_weights=None))
+
+    def load_own_variables(self, store):
+        # Files saved before the backbone / task split keep the backbone's
+        # weights at the top level: read them where this model keeps them.
+        legacy_checkpoint.redirect_backbone_paths(store)
+        super().load_own_variables(store)
 
     # --------------------------------------------------------------- training
     def compile(self, optimizer="sgd", **kwargs):
@@ -364,36 +268,20 @@ class MMGA(keras.Model):
                 by the first `fit` when omitted); the decay does not depend on
                 it.
             triplet_margin: 0.3. triplet_weight: λ1 = 2.0.
-            attention_weight: λ2 = 0.1. part_attention_weight: λ0 = 0.5.
+            attention_weight: λ2 = 0.1. part_attention_weight: λ0 = 0.5, the
+                weight of every part map in eq. 5.
             cross_replica_triplet: under a strategy, mine triplets over the
                 global batch (all-gathered) rather than per replica.
             **kwargs: other `keras.Model.compile` arguments (`jit_compile`,
                 `steps_per_execution`, ...). `loss` and `metrics` are not
                 accepted: the losses are the paper's.
         """
-        unknown = {k for k in kwargs if k not in _COMPILE_DEFAULTS} & {"loss", "metrics", "loss_weights"}
-        if unknown:
-            raise ValueError(f"MMGA computes its own losses; do not pass {sorted(unknown)} to compile().")
-        _check_recipe_used(optimizer, kwargs)
-        self._check_loss_settings(kwargs)
-        config = dict(_COMPILE_DEFAULTS)
-        for key in list(kwargs):
-            if key in _COMPILE_DEFAULTS:
-                config[key] = kwargs.pop(key)
+        recipe.check_recipe_used(optimizer, kwargs)
+        recipe.check_loss_settings(kwargs, self.variant, self.mask_supervised, self.has_parts)
+        config, kwargs = recipe.split_compile_kwargs(kwargs)
         if isinstance(optimizer, str) and optimizer == "sgd":
-            schedule = EpochStepDecay(
-                config["learning_rate"],
-                decay_epochs=config["lr_decay_epochs"],
-                decay_rate=config["lr_decay_rate"],
-                steps_per_epoch=config["steps_per_epoch"],
-            )
-            optimizer = ParamGroupSGD(
-                learning_rate=schedule,
-                momentum=config["momentum"],
-                weight_decay=config["weight_decay"],
-                count_epochs=True,
-            )
-        inner = _inner_optimizer(optimizer)
+            optimizer = recipe.default_optimizer(config)
+        inner = recipe.inner_optimizer(optimizer)
         if isinstance(inner, ParamGroupSGD):
             inner.set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
             # MMGA.fit counts the epochs it runs (EpochCounter): the decay
@@ -403,50 +291,10 @@ class MMGA(keras.Model):
         self._loss_config = config
         super().compile(optimizer=optimizer, **kwargs)
 
-    def _check_loss_settings(self, kwargs):
-        """Refuses loss settings that would make a term vanish, be ignored, or train towards nonsense."""
-        for key in ("triplet_margin", "triplet_weight", "attention_weight", "part_attention_weight",
-                    "learning_rate", "weight_decay", "lr_decay_rate"):
-            if key in kwargs and not float(kwargs[key]) >= 0:
-                raise ValueError(f"compile(): {key} must be ≥ 0, got {kwargs[key]}.")
-        if "learning_rate" in kwargs and not float(kwargs["learning_rate"]) > 0:
-            raise ValueError(f"compile(): learning_rate must be > 0, got {kwargs['learning_rate']}.")
-        if "lr_decay_rate" in kwargs and not float(kwargs["lr_decay_rate"]) > 0:
-            raise ValueError(f"compile(): lr_decay_rate must be > 0, got {kwargs['lr_decay_rate']}.")
-        # The recipe's own values pass (the engine and saved configs carry them
-        # for every variant); only a value the user changed would be ignored.
-        changed = {k for k in ("attention_weight", "part_attention_weight")
-                   if k in kwargs and float(kwargs[k]) != _COMPILE_DEFAULTS[k]}
-        if not self.mask_supervised:
-            given = sorted(changed)
-            if given:
-                raise ValueError(
-                    f"compile(): {given} set for variant {self.variant!r}, which has no mask supervision "
-                    "(no attention loss): use 'wmga', 'dmga' or 'mmga', or drop them."
-                )
-        elif not self.has_parts and "part_attention_weight" in changed:
-            raise ValueError(
-                f"compile(): part_attention_weight set for variant {self.variant!r}, which has no upper/bottom "
-                "maps: use 'dmga' or 'mmga', or drop it."
-            )
-        if kwargs.get("triplet_weight", 1.0) == 0 and kwargs.get("triplet_margin") is not None:
-            raise ValueError("compile(): triplet_margin set with triplet_weight=0: the triplet term is off.")
-
-    def _log_names(self):
-        names = ["loss", "whole_softmax"]
-        if self.has_parts:
-            names.append("local_softmax")
-        names.append("triplet")
-        if self.mask_supervised:
-            names.append("attention")
-        return names
-
     def get_compile_config(self):
         if not getattr(self, "compiled", False):
             return None
-        config = {k: v for k, v in self._loss_config.items()}
-        config["optimizer"] = keras.optimizers.serialize(self.optimizer)
-        return config
+        return dict(self._loss_config, optimizer=keras.optimizers.serialize(self.optimizer))
 
     def compile_from_config(self, config):
         config = dict(config)
@@ -454,11 +302,11 @@ class MMGA(keras.Model):
         # The restored optimizer carries its learning rate, momentum and
         # schedule: compile() refuses them next to an instance. They stay in
         # the loss config, so that saving again records them.
-        recipe = {k: config.pop(k) for k in _OPTIMIZER_SETTINGS if k in config}
-        if isinstance(_inner_optimizer(optimizer), ParamGroupSGD) and "backbone_lr_scale" in recipe:
-            config["backbone_lr_scale"] = recipe.pop("backbone_lr_scale")
+        settings = {k: config.pop(k) for k in recipe.OPTIMIZER_SETTINGS if k in config}
+        if isinstance(recipe.inner_optimizer(optimizer), ParamGroupSGD) and "backbone_lr_scale" in settings:
+            config["backbone_lr_scale"] = settings.pop("backbone_lr_scale")
         self.compile(optimizer=optimizer, **config)
-        self._loss_config.update(recipe)
+        self._loss_config.update(settings)
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
@@ -466,23 +314,9 @@ class MMGA(keras.Model):
     def metrics(self):
         return list(getattr(self, "_trackers", {}).values())
 
-    def fit(
-        self,
-        x=None,
-        y=None,
-        batch_size=None,
-        epochs=1,
-        verbose="auto",
-        callbacks=None,
-        validation_split=0.0,
-        validation_data=None,
-        shuffle=None,
-        class_weight=None,
-        sample_weight=None,
-        initial_epoch=0,
-        steps_per_epoch=None,
-        **kwargs,
-    ):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=None, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, **kwargs):
         """`keras.Model.fit` with MMGA's checks and epoch counting.
 
         Differences from Keras:
@@ -495,7 +329,7 @@ class MMGA(keras.Model):
         * `shuffle` defaults to `True` for arrays only (a dataset or
           generator is not shuffled by Keras; the flag would only warn);
         * `sample_weight` weights every loss term per image (see
-          `_compute_losses`); `class_weight` is refused.
+          `keras_mmga.models.step_losses`); `class_weight` is refused.
         """
         if class_weight is not None:
             raise ValueError(
@@ -503,17 +337,17 @@ class MMGA(keras.Model):
                 "batches already balance identities): pass per-image weights as sample_weight, e.g. "
                 "sample_weight=np.vectorize(class_weight.get)(labels)."
             )
-        self._check_call(x, y, sample_weight, "fit")
+        batch_inputs.check_call(self, x, y, sample_weight, "fit")
         if isinstance(validation_data, (tuple, list)):
-            self._check_call(*(tuple(validation_data) + (None,))[:3], "fit(validation_data=...)")
+            batch_inputs.check_call(self, *(tuple(validation_data) + (None,))[:3], "fit(validation_data=...)")
         self._prepare_schedule(x, batch_size, steps_per_epoch)
         if shuffle is None:
-            shuffle = not _is_stream(x)
+            shuffle = not batch_inputs.is_stream(x)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, EpochCounter) for c in callbacks):
             # First: callbacks that save at the epoch end save the new count.
             callbacks.insert(0, EpochCounter())
-        with _input_errors():
+        with batch_inputs.input_errors():
             return super().fit(
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                 validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
@@ -523,41 +357,41 @@ class MMGA(keras.Model):
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, *args, **kwargs):
         """`keras.Model.evaluate` with the input checks of `fit`."""
-        self._check_call(x, y, sample_weight, "evaluate")
-        with _input_errors():
+        batch_inputs.check_call(self, x, y, sample_weight, "evaluate")
+        with batch_inputs.input_errors():
             return super().evaluate(x, y, batch_size, verbose, sample_weight, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict` with the image checks of `fit`."""
-        self._check_call(x, None, None, "predict")
-        with _input_errors():
+        batch_inputs.check_call(self, x, None, None, "predict")
+        with batch_inputs.input_errors():
             return super().predict(x, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         if class_weight is not None:
             raise ValueError("MMGA does not take class_weight: pass per-image weights as sample_weight.")
-        self._check_call(x, y, sample_weight, "train_on_batch")
-        with _input_errors():
+        batch_inputs.check_call(self, x, y, sample_weight, "train_on_batch")
+        with batch_inputs.input_errors():
             return super().train_on_batch(x, y, sample_weight=sample_weight, return_dict=return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
-        self._check_call(x, y, sample_weight, "test_on_batch")
-        with _input_errors():
+        batch_inputs.check_call(self, x, y, sample_weight, "test_on_batch")
+        with batch_inputs.input_errors():
             return super().test_on_batch(x, y, sample_weight=sample_weight, return_dict=return_dict)
 
     def predict_on_batch(self, x):
-        self._check_call(x, None, None, "predict_on_batch")
-        with _input_errors():
+        batch_inputs.check_call(self, x, None, None, "predict_on_batch")
+        with batch_inputs.input_errors():
             return super().predict_on_batch(x)
 
     def _prepare_schedule(self, x, batch_size, steps_per_epoch):
         """Checks that the learning-rate decay can count epochs of this `fit`."""
-        optimizer = _inner_optimizer(getattr(self, "optimizer", None))
+        optimizer = recipe.inner_optimizer(getattr(self, "optimizer", None))
         schedule = getattr(optimizer, "_learning_rate", None)
         if not isinstance(schedule, EpochStepDecay):
             return
-        steps = steps_per_epoch or _known_length(x, batch_size)
-        if steps is None and _is_endless(x):
+        steps = steps_per_epoch or batch_inputs.known_length(x, batch_size)
+        if steps is None and batch_inputs.is_endless(x):
             raise ValueError(
                 "The learning-rate decay is counted in epochs: pass steps_per_epoch to fit() "
                 "(an endless dataset, e.g. the PK stream, never ends an epoch)."
@@ -579,175 +413,22 @@ class MMGA(keras.Model):
                 "would not follow the epochs. Use ParamGroupSGD (compile's default), which counts epochs."
             )
 
-    def _check_call(self, x, y, sample_weight, where):
-        """Eager checks of what a training / inference method was given (see `input_checks`)."""
-        if hasattr(x, "element_spec"):  # tf.data: only its spec, never its values
-            spec = x.element_spec
-            images = spec[0] if isinstance(spec, tuple) else spec
-            input_checks.check_image_shape(input_checks.static_shape(images), self.image_shape, f"{where}: x")
-            if isinstance(spec, tuple) and len(spec) > 1:
-                self._check_target_structure(spec[1], where, static=True)
-            return
-        shape = input_checks.static_shape(x)
-        if shape is None:
-            return  # generators, PyDataset: checked while the step is traced
-        input_checks.check_image_shape(shape, self.image_shape, f"{where}: x")
-        input_checks.check_image_values(_numpy(x), f"{where}: x")
-        n = shape[0]
-        if y is not None:
-            self._check_target_structure(y, where, static=False)
-            labels = y["labels"] if isinstance(y, dict) else y
-            input_checks.check_label_values(_numpy(labels), self.num_classes, f"{where}: labels")
-            if _length(labels) != n:
-                raise input_checks.input_error(f"{where}: x has {n} images but labels has {_length(labels)}.")
-            if isinstance(y, dict) and self.mask_supervised and y.get("masks") is not None:
-                input_checks.check_mask_values(_numpy(y["masks"]), self.attention_size, f"{where}: masks")
-            if isinstance(y, dict) and y.get("mask_weights") is not None:
-                input_checks.check_sample_weight_values(_numpy(y["mask_weights"]), n, f"{where}: mask_weights")
-        if sample_weight is not None:
-            input_checks.check_sample_weight_values(_numpy(sample_weight), n, f"{where}: sample_weight")
-        if y is not None and where == "fit":
-            labels = _numpy(y["labels"] if isinstance(y, dict) else y).reshape(-1)
-            if labels.size > 1 and len(np.unique(labels)) == labels.size:
-                warnings.warn(
-                    "fit: every identity has one image only (K = 1): no anchor has a positive, so the "
-                    "triplet term is 0 throughout. Train on PK batches (keras_mmga.data) with K ≥ 2.",
-                    stacklevel=3,
-                )
+    def unpack_batch(self, data):
+        """`(images, labels, masks, mask_weights, sample_weight)` of a training batch, shapes checked."""
+        return batch_inputs.unpack_batch(self, data)
 
-    def _check_target_structure(self, targets, where, static):
-        if isinstance(targets, (tuple, list)):
-            raise input_checks.input_error(
-                f"{where}: targets must be the labels or a dict {{'labels': ..., 'masks': ...}}; got a "
-                f"{type(targets).__name__} of {len(targets)}: use a dict, e.g. {{'labels': labels, 'masks': masks}}."
-            )
-        if isinstance(targets, dict):
-            unknown = sorted(set(targets) - {"labels", "masks", "mask_weights"})
-            if "labels" not in targets or unknown:
-                raise input_checks.input_error(
-                    f"{where}: targets must be a dict with 'labels' (and 'masks', optionally 'mask_weights'); "
-                    f"got keys {sorted(targets)}."
-                )
-            labels = targets["labels"]
-            if self.mask_supervised and targets.get("masks") is not None:
-                input_checks.check_mask_shape(
-                    input_checks.static_shape(targets["masks"]), self.attention_size, f"{where}: masks"
-                )
-        else:
-            labels = targets
-        input_checks.check_label_shape(input_checks.static_shape(labels), self.num_classes, f"{where}: labels")
+    def compute_losses(self, outputs, labels, masks=None, mask_weights=None, sample_weight=None):
+        """`(loss, logs)` of one step on `outputs` of `forward(..., training=True)` (see `step_losses`)."""
+        if self.mask_supervised and mask_weights is None:
+            mask_weights = ops.ones_like(labels, dtype=self.output_dtype)
+        return step_losses(
+            outputs, labels, masks, mask_weights, sample_weight, self._loss_config, self.output_dtype,
+            self.mask_supervised, self.parts,
+        )
 
-    def _unpack(self, data):
-        """`(images, labels, masks, mask_weights, sample_weight)` of a batch, shapes checked.
-
-        Runs while the step is traced, so every check here is on static
-        shapes and works on every backend.
-        """
-        images, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        input_checks.check_image_shape(input_checks.static_shape(images), self.image_shape, "x")
-        if targets is None:
-            raise input_checks.input_error("training and evaluation need targets: labels or {'labels', 'masks'}.")
-        self._check_target_structure(targets, "targets", static=True)
-        if isinstance(targets, dict):
-            labels = targets["labels"]
-            masks, weights = targets.get("masks"), targets.get("mask_weights")
-        else:
-            labels, masks, weights = targets, None, None
-        raw_labels = labels
-        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
-        if sample_weight is not None:
-            if isinstance(sample_weight, dict):
-                # Keras repeats one sample_weight for every key of a dict target.
-                sample_weight = sample_weight.get("labels", next(iter(sample_weight.values())))
-            if isinstance(sample_weight, (tuple, list)):
-                raise input_checks.input_error("sample_weight must be one array of per-image weights (N,).")
-            sample_weight = ops.reshape(ops.cast(sample_weight, self.output_dtype), (-1,))
-        if self.mask_supervised:
-            if masks is None:
-                raise ValueError(
-                    f"Variant {self.variant!r} is trained with mask supervision: the targets "
-                    "need 'masks' of shape (N, h, w, 3) (whole, upper, bottom)."
-                )
-            input_checks.check_mask_shape(input_checks.static_shape(masks), self.attention_size, "masks")
-            masks = ops.cast(masks, self.output_dtype)
-            weights = ops.ones_like(labels, dtype=self.output_dtype) if weights is None else ops.cast(weights, self.output_dtype)
-        else:
-            masks, weights = None, None
-        if keras.backend.backend() == "tensorflow":
-            # Values only the step sees (datasets): checked before the losses use them.
-            images, labels = input_checks.assert_batch_values(
-                images, raw_labels, labels, masks, sample_weight, self.num_classes, self.image_shape
-            )
-        return images, labels, masks, weights, sample_weight
-
-    def _compute_losses(self, outputs, labels, masks, weights, sample_weight=None):
-        """Per-replica loss to differentiate and the global values to log.
-
-        Every term is split so that the sum over replicas is the loss of the
-        whole global batch; the logged values are that global loss.
-
-        `sample_weight` (N,) weights each image's share of every term, as
-        weighted means over the global batch: softmax `Σ w·ce / Σ w`, triplet
-        `Σ w·hinge / Σ w·valid` over anchors (a weight-0 image still serves
-        as a positive or negative for the others), attention per image
-        together with `mask_weights` (`Σ w·m·err / Σ w·m` inside the RMSE).
-        Without it every weight is 1 (exactly the unweighted loss).
-        """
-        cfg = self._loss_config
-        replicas = distribute.num_replicas()
-        if sample_weight is None:
-            sample_weight = ops.ones_like(labels, dtype=self.output_dtype)
-        sample_weight = ops.cast(sample_weight, self.output_dtype)
-        weight_sum = distribute.all_reduce_sum(ops.sum(sample_weight))
-
-        parts = {
-            "whole_softmax": _ratio(
-                ops.sum(sample_weight * losses.softmax_terms(labels, outputs["whole_logits"])), weight_sum
-            )
-        }
-        if self.has_parts:
-            parts["local_softmax"] = _ratio(
-                ops.sum(sample_weight * losses.softmax_terms(labels, outputs["local_logits"])), weight_sum
-            )
-
-        features = outputs["features"]
-        if cfg["cross_replica_triplet"] and replicas > 1:
-            local = ops.shape(labels)[0]
-            offset = ops.cast(distribute.replica_id(), "int32") * local
-            hinge, valid = losses.batch_hard_triplet_terms(
-                labels,
-                features,
-                distribute.all_gather(labels),
-                distribute.all_gather(features),
-                anchor_index=offset + ops.arange(local, dtype="int32"),
-                margin=cfg["triplet_margin"],
-            )
-            parts["triplet"] = _ratio(
-                ops.sum(sample_weight * hinge), distribute.all_reduce_sum(ops.sum(sample_weight * valid))
-            )
-        else:
-            hinge, valid = losses.batch_hard_triplet_terms(labels, features, margin=cfg["triplet_margin"])
-            parts["triplet"] = _ratio(ops.sum(sample_weight * hinge), ops.sum(sample_weight * valid)) / replicas
-
-        total = parts["whole_softmax"] + parts.get("local_softmax", 0.0) + cfg["triplet_weight"] * parts["triplet"]
-        logs = {k: distribute.all_reduce_sum(v) for k, v in parts.items()}
-        if self.mask_supervised:
-            weights = weights * sample_weight
-            count = distribute.all_reduce_sum(ops.sum(weights))
-            attention = 0.0
-            maps = outputs["attention_maps"]
-            for name, weight in losses.attention_map_weights(maps, cfg["part_attention_weight"]):
-                errors = losses.attention_squared_errors(masks[..., losses.MASK_CHANNEL[name]], maps[name])
-                error_sum = distribute.all_reduce_sum(ops.sum(errors * weights))
-                attention += weight * losses.rmse_from_sums(error_sum, count)
-            # Every replica holds the same global RMSE; each contributes 1/R.
-            total = total + cfg["attention_weight"] * attention / replicas
-            logs["attention"] = attention
-        logs["loss"] = distribute.all_reduce_sum(total)
-        return total, logs
-
-    def _update_trackers(self, logs, labels, outputs):
-        for name in self._log_names():
+    def update_trackers(self, logs, labels, outputs):
+        """Updates the logged means and the accuracy; returns the current logs."""
+        for name in self.loss_names:
             self._trackers[name].update_state(logs[name])
         self._trackers["accuracy"].update_state(labels, outputs["whole_logits"])
         return {m.name: m.result() for m in self.metrics}
@@ -761,15 +442,15 @@ class MMGA(keras.Model):
         (data,) = args
         import tensorflow as tf
 
-        images, labels, masks, weights, sample_weight = self._unpack(data)
+        images, labels, masks, weights, sample_weight = self.unpack_batch(data)
         with tf.GradientTape() as tape:
-            outputs = self._forward(images, training=True)
-            loss, logs = self._compute_losses(outputs, labels, masks, weights, sample_weight)
+            outputs = self.forward(images, training=True)
+            loss, logs = self.compute_losses(outputs, labels, masks, weights, sample_weight)
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
-        return self._update_trackers(logs, labels, outputs)
+        return self.update_trackers(logs, labels, outputs)
 
     def test_step(self, *args):
         """Losses on one batch: `test_step(data)`, or `test_step(state, data)` on JAX."""
@@ -778,13 +459,15 @@ class MMGA(keras.Model):
 
             return jax_backend.test_step(self, *args)
         (data,) = args
-        images, labels, masks, weights, sample_weight = self._unpack(data)
-        outputs = self._forward(images, training=False)
-        _, logs = self._compute_losses(outputs, labels, masks, weights, sample_weight)
-        return self._update_trackers(logs, labels, outputs)
+        images, labels, masks, weights, sample_weight = self.unpack_batch(data)
+        outputs = self.forward(images, training=False)
+        _, logs = self.compute_losses(outputs, labels, masks, weights, sample_weight)
+        return self.update_trackers(logs, labels, outputs)
 
     def predict_step(self, *args):
         """`predict_step(data)`, or `predict_step(state, data)` on JAX, after the image-size check."""
+        from keras_mmga.models import input_checks
+
         images, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
         input_checks.check_image_shape(input_checks.static_shape(images), self.image_shape, "x")
         if keras.backend.backend() == "tensorflow":
@@ -792,58 +475,13 @@ class MMGA(keras.Model):
         return super().predict_step(*args)
 
 
-def _l2_normalize(x):
-    return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
-
-
-def _ratio(numerator, denominator):
-    """`numerator / denominator`, 0 where the denominator is 0 (then so is the numerator)."""
-    return numerator / ops.where(denominator > 0, denominator, ops.ones_like(denominator))
-
-
-class _input_errors:
-    """Re-raises a failed input check (a graph assertion included) as one-line ValueError."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, tb):
-        if err is not None and isinstance(err, Exception):
-            input_checks.reraise_input_error(err)
-        return False
-
-
-def _is_stream(x):
-    """Data Keras does not shuffle itself (datasets, generators, iterators)."""
-    if x is None or hasattr(x, "shape") or isinstance(x, (list, tuple, dict)):
-        return False
-    if isinstance(x, keras.utils.PyDataset):
-        return getattr(x, "num_batches", None) is None
-    return True
-
-
-def _is_endless(x):
-    cardinality = getattr(x, "cardinality", None)
-    if cardinality is None:
-        return False
-    import tensorflow as tf
-
-    return int(cardinality()) == int(tf.data.INFINITE_CARDINALITY)
-
-
-def _numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
-def _length(x):
-    shape = getattr(x, "shape", None)
-    return int(shape[0]) if shape is not None and len(shape) else len(x)
-
-
-def _known_length(x, batch_size):
-    if hasattr(x, "cardinality"):
-        n = int(x.cardinality())
-        return n if n > 0 else None
-    if hasattr(x, "__len__") and hasattr(x, "shape"):
-        return -(-len(x) // (batch_size or 32))
-    return None
+def _local_dim(local_dim, part_dim, count):
+    """`local_dim` from the new argument or the older `part_dim` (per part); 1024 when neither is given."""
+    if part_dim is not None and count:
+        implied = int(part_dim) * count
+        if local_dim is not None and int(local_dim) != implied:
+            raise ValueError(
+                f"part_dim={part_dim} × {count} parts = {implied} ≠ local_dim={local_dim}: give one of them."
+            )
+        return implied
+    return 1024 if local_dim is None else int(local_dim)
