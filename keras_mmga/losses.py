@@ -17,6 +17,7 @@ from keras import ops
 # and its duplicate) are common in re-ID batches.
 _MIN_SQUARED_DISTANCE = 1e-12
 _EPSILON = 1e-12
+_MIN_MAP_RANGE = 1e-3
 
 
 def loss_dtype(x):
@@ -122,7 +123,11 @@ def min_max_normalize(maps):
     maps = _float(maps)
     low = ops.min(maps, axis=(1, 2), keepdims=True)
     high = ops.max(maps, axis=(1, 2), keepdims=True)
-    return (maps - low) / (high - low + _EPSILON)
+    # A flat map (all values equal: common for maps computed in bfloat16,
+    # whose values in (1, 2) are 1/128 apart) would divide by ~0 and send a
+    # gradient of 1/ε into the network; below _MIN_MAP_RANGE the range is
+    # floored, which bounds the gradient by 1/_MIN_MAP_RANGE.
+    return (maps - low) / ops.maximum(high - low, _MIN_MAP_RANGE)
 
 
 def attention_squared_errors(masks, maps):
