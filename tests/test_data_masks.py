@@ -170,3 +170,143 @@ def test_ignoring_missing_masks_never_drops_every_mask(tmp_path):
     with pytest.warns(UserWarning, match="1 of 2 images have no usable mask"):
         _, weights = masks.load_targets(paths, tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore")
     np.testing.assert_array_equal(weights, [1, 0])
+
+
+# Hand-made LIP parsing, one body region a row (dress and jumpsuit on row 4).
+BODY = np.array([
+    [0, 1, 2, 0],      # hat, hair            -> head
+    [0, 13, 13, 4],    # face, sunglasses     -> head
+    [14, 5, 5, 15],    # arms, upper clothes  -> torso
+    [3, 7, 11, 0],     # glove, coat, scarf   -> torso
+    [0, 6, 10, 0],     # dress, jumpsuit      -> dress_group
+    [16, 9, 12, 17],   # legs, pants, skirt   -> legs
+    [0, 8, 8, 0],      # socks                -> feet
+    [18, 0, 0, 19],    # shoes                -> feet
+], np.uint8)
+WHOLE = np.array([[0, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0],
+                  [0, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 0], [1, 0, 0, 1]])
+
+
+def _rows(*rows):
+    """A 0/1 8x4 map: the body pixels (WHOLE) of the given rows."""
+    out = np.zeros_like(WHOLE)
+    out[list(rows)] = WHOLE[list(rows)]
+    return out
+
+
+def test_four_named_parts_of_a_hand_made_map():
+    got = masks.group_label_map(BODY, parts=("head", "torso", "legs", "feet"))
+    assert got.shape == (8, 4, 5) and got.dtype == np.float32
+    for channel, expected in enumerate([WHOLE, _rows(0, 1), _rows(2, 3, 4), _rows(5), _rows(6, 7)]):
+        np.testing.assert_array_equal(got[..., channel], expected, err_msg=f"channel {channel}")
+    # The same through binary_masks (mode "parts"), and area-reduced: 2x2 cells of 4x2 pixels.
+    full = masks.binary_masks(BODY, "parts", parts=["head", "torso", "legs", "feet"])
+    np.testing.assert_array_equal(full, got)
+    reduced = masks.reduce_to(full, (2, 2))
+    assert reduced.shape == (2, 2, 5)
+    np.testing.assert_allclose(reduced[..., 1], [[2 / 8, 3 / 8], [0, 0]])   # head: rows 0-1 of each cell's 0-3
+    np.testing.assert_allclose(reduced[..., 4], [[0, 0], [2 / 8, 2 / 8]])   # feet: rows 6-7
+
+
+def test_upper_bottom_parts_are_todays_grouping():
+    upper, bottom = _rows(0, 1, 2, 3, 4), _rows(5, 6, 7)
+    default = masks.group_label_map(BODY)
+    named = masks.group_label_map(BODY, parts=("upper", "bottom"))
+    assert default.shape == (8, 4, 3) and named.tobytes() == default.tobytes()
+    for channel, expected in enumerate([WHOLE, upper, bottom]):
+        np.testing.assert_array_equal(default[..., channel], expected)
+    assert masks.check_grouping() == (masks.UPPER_LABELS + masks.DRESS_LABELS, masks.BOTTOM_LABELS)
+    # The finer groups split the paper's halves exactly.
+    groups = masks.PART_GROUPS
+    assert sorted(groups["head"] + groups["torso"]) == sorted(masks.UPPER_LABELS)
+    assert sorted(groups["legs"] + groups["feet"]) == sorted(masks.BOTTOM_LABELS)
+    with pytest.raises(TypeError):
+        groups["head"] = (1,)  # read-only: every model's targets depend on it
+    # Reversed order reverses the channels.
+    np.testing.assert_array_equal(masks.group_label_map(BODY, parts=("bottom", "upper"))[..., 1], bottom)
+
+
+@pytest.mark.parametrize("dress_group, in_torso, in_legs", [("upper", 1, 0), ("bottom", 0, 1), ("none", 0, 0)])
+def test_dress_follows_the_torso_or_the_legs(dress_group, in_torso, in_legs):
+    got = masks.group_label_map(BODY, dress_group, parts=("head", "torso", "legs", "feet"))
+    np.testing.assert_array_equal(got[4, 1:3], [[1, 0, in_torso, in_legs, 0]] * 2)  # dress, jumpsuit pixels
+    halves = masks.group_label_map(BODY, dress_group, parts=("upper", "bottom"))
+    np.testing.assert_array_equal(halves[4, 1:3], [[1, in_torso, in_legs]] * 2)
+    # Mixed levels: legs gets the dress with "bottom", upper with "upper".
+    mixed = masks.group_label_map(BODY, dress_group, parts=("upper", "legs", "feet"))
+    np.testing.assert_array_equal(mixed[4, 1], [1, in_torso, in_legs, 0])
+
+
+def test_custom_label_groups_with_any_part_name():
+    # A custom part, a named one overridden, a named one as it is.
+    got = masks.group_label_map(BODY, parts=("head", "arms", "legs"),
+                                label_groups={"arms": [14, 15, 3], "head": [2, 13]})
+    arms = np.zeros((8, 4), int)
+    arms[2, [0, 3]] = arms[3, 0] = 1
+    head = np.zeros((8, 4), int)
+    head[0, 2] = head[1, 1] = head[1, 2] = 1
+    np.testing.assert_array_equal(got[..., 1], head)
+    np.testing.assert_array_equal(got[..., 2], arms)
+    np.testing.assert_array_equal(got[..., 3], _rows(5))
+    # With custom groups the whole body is the union of the parts' groups (labels outside are background).
+    np.testing.assert_array_equal(got[..., 0], head | arms | _rows(5))
+    assert masks.check_grouping(label_groups={"arms": 14}, parts=("arms",)) == ((14,),)
+
+
+def test_bad_part_names_are_errors_naming_them():
+    with pytest.raises(ValueError, match=r"Unknown part group 'torsoo' in parts.*head, torso, upper, legs, feet, "
+                                         r"bottom.*label_groups"):
+        masks.check_grouping(parts=("head", "torsoo"))
+    with pytest.raises(ValueError, match=r"'legs' more than once"):
+        masks.group_label_map(BODY, parts=("legs", "head", "legs"))
+    with pytest.raises(ValueError, match="'whole' is mask channel 0"):
+        masks.check_parts(("whole", "head"))
+    with pytest.raises(ValueError, match="parts must be a sequence of part-group names"):
+        masks.check_parts("head")
+    with pytest.raises(ValueError, match="at least one part group"):
+        masks.check_parts(())
+    with pytest.raises(ValueError, match="must be identifiers.*'left arm'"):
+        masks.check_parts(("left arm",), label_groups={"left arm": [14]})
+    # A label_groups key that is not a part, labels out of range, a label in two parts, empty parts.
+    with pytest.raises(ValueError, match=r"keys must be 'head', 'torso' and 'legs' \(the parts\), got \['feet'\]"):
+        masks.check_grouping(label_groups={"feet": [18]}, parts=("head", "torso", "legs"))
+    with pytest.raises(ValueError, match=r"label_groups\['arms'\] holds \[20\]"):
+        masks.check_grouping(label_groups={"arms": [14, 20]}, parts=("arms",))
+    with pytest.raises(ValueError, match=r"labels \[1, 2, 4, 13\] are in both the upper and head groups"):
+        masks.check_grouping(parts=("upper", "head"))
+    with pytest.raises(ValueError, match=r"labels \[3\] are in both the arms and torso groups"):
+        masks.check_grouping(label_groups={"arms": [3, 16]}, parts=("arms", "torso"))
+    with pytest.raises(ValueError, match=r"label_groups\['arms'\] is empty: every arms-body target"):
+        masks.check_grouping(label_groups={"arms": []}, parts=("head", "arms"), allow_empty=False)
+    assert masks.check_grouping(label_groups={"arms": []}, parts=("head", "arms"))[1] == ()
+
+
+def test_zero_one_mask_read_as_lip_is_an_error_for_any_parts():
+    body = (WHOLE > 0).astype(np.uint8)  # all "hat" read as LIP
+    with pytest.raises(ValueError, match=r"'b\.png' holds only the values 0 and 1.*all head body, and the "
+                                         r"torso and legs and feet targets would be empty.*mask_format='binary'"):
+        masks.binary_masks(body, parts=("head", "torso", "legs", "feet"), path="b.png")
+    with pytest.raises(ValueError, match=r"in no part, and the legs target would be empty"):
+        masks.binary_masks(body, parts=("legs",))
+
+
+def test_parts_only_in_parts_mode_and_load_targets_channels(tmp_path):
+    with pytest.raises(ValueError, match=r"parts=\('head',\) needs mode='parts'.*got mode='halves'"):
+        masks.binary_masks(BODY, "halves", parts=("head",))
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    cv2.imwrite(str(tmp_path / "mask" / "a.png"), np.repeat(np.repeat(BODY, 4, axis=0), 4, axis=1))
+    paths = [str(tmp_path / "img" / "a.jpg")]
+    args = (paths, tmp_path / "img", tmp_path / "mask", (2, 1))
+    targets, weights = masks.load_targets(*args, parts=("head", "torso", "legs", "feet"))
+    assert targets.shape == (1, 2, 1, 5) and weights.tolist() == [1]
+    # Cells of 16x16 pixels = rows 0-3 and 4-7 of BODY: head 5/16 and 0, feet 0 and 4/16.
+    np.testing.assert_allclose(targets[0, :, 0, 1], [5 / 16, 0])
+    np.testing.assert_allclose(targets[0, :, 0, 4], [0, 4 / 16])
+    np.testing.assert_allclose(targets[0, :, 0, 0], [12 / 16, 10 / 16])
+    assert masks.load_targets(*args)[0].shape == (1, 2, 1, 3)
+    assert masks.load_targets(*args, mode="whole")[0].shape == (1, 2, 1, 3)
+    with pytest.raises(ValueError, match=r"needs mode='parts'"):
+        masks.load_targets(*args, mode="whole", parts=("head",))
+    with pytest.raises(ValueError, match="Unknown part group 'hands'"):
+        masks.load_targets(*args, parts=("hands",))

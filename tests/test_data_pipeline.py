@@ -293,3 +293,76 @@ def test_file_check_and_mask_targets_show_progress(tmp_path, capsys):
     assert capsys.readouterr().err == ""  # quiet by default
     make_train_dataset(samples, **_kwargs(tmp_path, verbose=True, check_files="none", cache_images=True))
     assert "cache images: 12/12 images" in capsys.readouterr().err
+
+
+def _four_part_tree(root, n_ids=2, per_id=2):
+    """64x32 images; LIP masks on columns 8..23: face rows 0..15, upper clothes 16..31, pants 32..47, shoes 48..63."""
+    samples = []
+    os.makedirs(root / "img" / "train")
+    os.makedirs(root / "mask" / "train")
+    label = np.zeros((64, 32), np.uint8)
+    for row, lip in enumerate((13, 5, 9, 18)):
+        label[16 * row:16 * (row + 1), 8:24] = lip
+    for pid in range(n_ids):
+        for j in range(per_id):
+            name = f"{pid:04d}_c{j + 1}s1_000{j}00_01"
+            cv2.imwrite(str(root / "img" / "train" / f"{name}.jpg"), np.full((64, 32, 3), 40 * pid, np.uint8))
+            cv2.imwrite(str(root / "mask" / "train" / f"{name}.png"), label)
+            samples.append((str(root / "img" / "train" / f"{name}.jpg"), pid, j))
+    return samples
+
+
+def test_four_named_parts_give_five_mask_channels(tmp_path):
+    samples = _four_part_tree(tmp_path)
+    data = make_train_dataset(samples, **_kwargs(tmp_path, parts=("head", "torso", "legs", "feet")))
+    assert data.dataset.element_spec[1]["masks"] == tf.TensorSpec((4, 4, 2, 5), tf.float32)
+    _, targets = next(iter(data.dataset))
+    got = targets["masks"].numpy()
+    assert got.shape == (4, 4, 2, 5)
+    # Each 16x16 cell holds 8 of its 16 columns of one part (flip-symmetric): 0.5 in that part's row of cells.
+    np.testing.assert_allclose(got[..., 0], 0.5, atol=1e-6)
+    for part in range(4):
+        expected = np.zeros((4, 2))
+        expected[part] = 0.5
+        np.testing.assert_allclose(got[..., 1 + part], np.broadcast_to(expected, (4, 4, 2)), atol=1e-6)
+    # Custom groups and a part order of one's own: "arms" holds nothing here, "shoes" row 3 of cells.
+    custom = make_train_dataset(samples, **_kwargs(tmp_path, parts=("shoes", "head"), check_files="none",
+                                                   label_groups={"shoes": [18, 19]}))
+    masks = next(iter(custom.dataset))[1]["masks"].numpy()
+    assert masks.shape == (4, 4, 2, 3)
+    np.testing.assert_allclose(masks[:, 3, :, 1], 0.5, atol=1e-6)
+    np.testing.assert_allclose(masks[:, 0, :, 2], 0.5, atol=1e-6)
+    np.testing.assert_allclose(masks[:, 1:3, :, 0], 0.0, atol=1e-6)  # whole = shoes ∪ head only
+
+
+def test_default_parts_are_upper_and_bottom(tmp_path):
+    samples = _tiny_tree(tmp_path, n_ids=2, per_id=2)
+    default = next(iter(make_train_dataset(samples, **_kwargs(tmp_path)).dataset))[1]
+    named = next(iter(make_train_dataset(samples, **_kwargs(tmp_path, parts=["upper", "bottom"])).dataset))[1]
+    np.testing.assert_array_equal(default["masks"], named["masks"])
+    # No mask folder on purpose: all-zero targets of the parts' channel count.
+    no_masks = make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None, missing_masks="ignore",
+                                                     parts=("head", "feet")))
+    assert no_masks.dataset.element_spec[1]["masks"].shape == (4, 4, 2, 3)
+    with_legs = make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None, missing_masks="ignore",
+                                                      parts=("head", "torso", "legs", "feet")))
+    assert with_legs.dataset.element_spec[1]["masks"].shape == (4, 4, 2, 5)
+
+
+def test_bad_parts_arguments(tmp_path):
+    samples = _tiny_tree(tmp_path, n_ids=2, per_id=2)
+    four = ("head", "torso", "legs", "feet")
+    cases = [
+        (dict(mask_mode="halves", parts=four), r"parts=\('head', .*needs mask_mode='parts'.*mask_mode='halves'"),
+        (dict(mask_mode="whole", parts=("upper", "bottom")), r"needs mask_mode='parts'.*mask_mode='whole'"),
+        (dict(mask_mode=None, parts=four), r"needs mask_mode='parts'.*mask_mode=None"),
+        (dict(parts=("head", "hands")), "Unknown part group 'hands' in parts: the known groups are head, torso"),
+        (dict(parts=("head", "head")), "'head' more than once"),
+        (dict(parts=("upper", "torso")), r"labels \[3, 5, 6, 7, 10, 11, 14, 15\] are in both the upper and torso"),
+        (dict(parts=("head", "arms"), label_groups={"arms": []}), r"label_groups\['arms'\] is empty"),
+        (dict(parts=four, label_groups={"upper": [5]}), r"keys must be 'head', 'torso', 'legs' and 'feet'"),
+        (dict(parts=four, mask_format="binary"), "Binary whole-body masks have no parts"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            make_train_dataset(samples, **_kwargs(tmp_path, check_files="none", **extra))

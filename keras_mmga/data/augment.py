@@ -100,5 +100,5 @@ def augment_image(image, flip, erase, box, fill=IMAGENET_MEAN_RGB):
 
 
 def flip_masks(masks, flip):
-    """Flips the (B, h, w, 3) mask targets of the images whose `flip` is set."""
+    """Flips the (B, h, w, C) mask targets of the images whose `flip` is set."""
     return tf.where(flip[:, None, None, None], tf.reverse(masks, axis=[2]), masks)

@@ -130,15 +130,17 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
                        image_root=None, mask_mode=None, mask_format="lip", dress_group="upper",
                        label_groups=None, missing_masks="error", num_replicas=1, replacement=True,
                        augment_images=True, erasing_probability=0.5, seed=0, check_files="decode",
-                       cache_images=False, start_batch=0, epoch="identities", verbose=False):
+                       cache_images=False, start_batch=0, epoch="identities", verbose=False, parts=None):
     """Endless PK batches `(images, {"labels", "masks", "mask_weights"})`.
 
     - `images`: float32 (B, H, W, 3) RGB in [0, 255], not normalised (the
       model normalises inside its graph);
     - `labels`: int32 (B,);
-    - `masks`: float32 (B, H/16, W/16, 3) soft targets in [0, 1], channels
-      (whole, upper, bottom) — see `masks.binary_masks` for what the
-      channels hold in each `mask_mode`;
+    - `masks`: float32 (B, H/16, W/16, C) soft targets in [0, 1]: with
+      `mask_mode="parts"` C = 1 + K, channels (whole, part 1, ..., part K)
+      of `parts` (default upper, bottom: C = 3); with `"halves"` and
+      `"whole"` C = 3 — see `masks.binary_masks` for what the channels hold
+      in each `mask_mode`;
     - `mask_weights`: float32 (B,), 1 for an image with a mask and 0 for one
       without (`missing_masks="ignore"`): such images add nothing to the
       attention loss.
@@ -177,6 +179,10 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
             every mask weight is 0). With None, `mask_root` is not read.
         mask_format: `"lip"` label maps or `"binary"` 0/255 whole masks.
         dress_group, label_groups: LIP grouping, see `masks.group_label_map`.
+        parts: part-group names for `mask_mode="parts"`, in channel order
+            (`masks.PART_GROUPS` or custom `label_groups` keys; None:
+            `("upper", "bottom")`, `MMGA.parts` gives a model's). Other
+            modes have fixed channels: `parts` with them is an error.
         missing_masks: `"error"` (default: a missing or unreadable mask raises,
             naming the file) or `"ignore"` (weight 0 for that image).
         num_replicas: replicas of the strategy; P must be divisible by it.
@@ -217,26 +223,26 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
             or not 0.0 <= float(erasing_probability) <= 1.0:
         raise ValueError(f"erasing_probability must be a number in [0, 1], got {erasing_probability!r}.")
     erasing_probability = float(erasing_probability)
-    _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks)
+    _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks, parts)
     if mask_mode is not None:
         if mask_format not in mask_lib.MASK_FORMATS:
             raise ValueError(f"mask_format must be one of {mask_lib.MASK_FORMATS}, got {mask_format!r}.")
         if mask_format == "binary" and mask_mode == "parts":
             raise ValueError("Binary whole-body masks have no parts: mask_mode 'parts' (mmga) needs "
                              "mask_format='lip'; use mask_mode 'halves' (dmga) or 'whole' (wmga).")
-        mask_lib.check_grouping(dress_group, label_groups, allow_empty=mask_mode != "parts")
+        mask_lib.check_grouping(dress_group, label_groups, allow_empty=mask_mode != "parts", parts=parts)
     sampler = PKSampler(pids, num_identities, num_instances, num_replicas, replacement, seed, epoch=epoch)
     check_images(paths, check_files, verbose=verbose)
     map_size = (image_size[0] // 16, image_size[1] // 16)
     if mask_mode is None:
         targets = weights = None
     elif mask_root is None:  # missing_masks="ignore", explicitly: no image has a mask
-        targets = np.zeros((len(paths),) + map_size + (3,), "float32")
+        targets = np.zeros((len(paths),) + map_size + (mask_lib.target_channels(mask_mode, parts),), "float32")
         weights = np.zeros(len(paths), "float32")
     else:
         targets, weights = mask_lib.load_targets(
             paths, image_root, mask_root, map_size, mask_mode, mask_format, dress_group, missing_masks,
-            label_groups=label_groups, verbose=verbose,
+            label_groups=label_groups, verbose=verbose, parts=parts,
         )
 
     batch = sampler.batch_size
@@ -343,7 +349,7 @@ def _check_samples(samples):
     return paths, pids
 
 
-def _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks):
+def _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks, parts=None):
     """Refuses mask settings that would train towards empty masks without saying so.
 
     A mask mode without a mask folder used to give every image a zero target
@@ -355,6 +361,14 @@ def _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks):
         raise ValueError(f"mask_mode must be None or one of {mask_lib.MASK_MODES}, got {mask_mode!r}.")
     if missing_masks not in ("error", "ignore"):
         raise ValueError(f"missing_masks must be 'error' or 'ignore', got {missing_masks!r}.")
+    # Part channels only exist in "parts" mode: silently dropping `parts`
+    # would train another variant than the one asked for.
+    if parts is not None and mask_mode != "parts":
+        raise ValueError(
+            f"parts={parts!r} needs mask_mode='parts' (mmga's part masks), got mask_mode={mask_mode!r}: "
+            "'halves' (dmga) and 'whole' (wmga) have the fixed channels whole, upper, bottom, and None has "
+            "no masks. Leave parts as None, or use mask_mode='parts'."
+        )
     if mask_mode is not None and mask_root is None and missing_masks != "ignore":
         raise ValueError(
             f"mask_mode={mask_mode!r} needs mask_root, the mask folder mirroring image_root. Use "
