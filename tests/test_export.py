@@ -20,7 +20,7 @@ import tensorflow as tf
 from onnx import TensorProto, helper, numpy_helper
 
 from keras_mmga import MMGA, VARIANTS, tensorrt_ops
-from keras_mmga import export as export_lib
+from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.deploy import CARD_FORMAT, OnnxFeatureExtractor
 from keras_mmga.export import (
     FP16_TOLERANCE,
