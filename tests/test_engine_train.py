@@ -79,6 +79,7 @@ def _weights(path):
     return [keras.ops.convert_to_numpy(w) for w in keras.models.load_model(path).weights]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_restart_finishes_like_an_uninterrupted_run(dataset, tmp_path):
     # TensorFlow's multi-threaded CPU kernels are not bit-reproducible from run
     # to run (two identical uninterrupted runs of this set-up differ by ~1e-6

@@ -48,6 +48,7 @@ def test_output_shapes_and_dtypes_small(variant):
     assert model.attention_size == (8, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_inference_shapes_at_paper_size(variant):
     model = MMGA(751, variant=variant, input_shape=(384, 128, 3), backbone_weights=None)
