@@ -52,7 +52,6 @@ def test_help_of_every_own_command_answers_without_importing_tensorflow():
         assert flag in train_help and f"(default: {default})" in train_help, flag
 
 
-@pytest.mark.slow
 def test_scripts_are_wrappers_of_the_commands():
     for script, command in (("train.py", "train"), ("make_synthetic.py", "synthetic"), ("evaluate.py", "evaluate")):
         done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "--help"], capture_output=True,

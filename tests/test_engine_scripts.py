@@ -26,7 +26,6 @@ def script(name, *args, timeout=300):
                           capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
-@pytest.mark.slow
 def test_help_lists_every_recipe_flag():
     out = script("train.py", "--help")
     assert out.returncode == 0, out.stderr[-2000:]
