@@ -81,6 +81,7 @@ def test_preprocessing_is_inside_the_graph():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model._preprocess(x)), 0.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fit_reduces_loss_and_logs_every_component():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None)
@@ -133,6 +134,7 @@ def test_per_group_learning_rates_after_one_step():
         np.testing.assert_allclose(watched[key].numpy(), expected, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_with_optimizer_state(tmp_path):
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="dmga", input_shape=(64, 32, 3), backbone_weights=None)
@@ -169,6 +171,7 @@ def test_bad_inputs_raise_clear_errors():
         model.compile(loss="mse")
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_trains_with_float32_losses():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None, dtype="mixed_bfloat16")

@@ -61,6 +61,7 @@ def _lr(model):
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
+@pytest.mark.slow
 def test_decay_counts_epochs_of_any_length_across_fits_save_and_load(baseline_data, tmp_path):
     _, _, ds = baseline_data
     model = _baseline()
@@ -81,6 +82,7 @@ def test_decay_counts_epochs_of_any_length_across_fits_save_and_load(baseline_da
     assert _lr(loaded) == pytest.approx(0.1 * 0.5**4)
 
 
+@pytest.mark.slow
 def test_decay_resumes_with_backup_and_restore(baseline_data, tmp_path):
     _, _, ds = baseline_data
     backup = str(tmp_path / "backup")
