@@ -101,6 +101,7 @@ def test_fit_reduces_loss_and_logs_every_component():
     assert model.optimizer._learning_rate.steps_per_epoch == 1
 
 
+@pytest.mark.slow
 def test_unsupervised_variants_need_no_masks():
     model = MMGA(4, variant="baseline_att", input_shape=(64, 32, 3), backbone_weights=None)
     model.compile(learning_rate=0.01, steps_per_epoch=1)

@@ -146,6 +146,7 @@ def _reference_losses(model, outputs, labels, masks, w, margin=0.3):
     return out
 
 
+@pytest.mark.slow
 def test_sample_weight_weights_every_loss_term():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=SIZE, backbone_weights=None)
@@ -186,6 +187,7 @@ def test_class_weight_and_bad_sample_weight_are_clear_errors(baseline_data):
         model.fit(x, labels, sample_weight=np.ones(5), verbose=0)
 
 
+@pytest.mark.slow
 def test_image_size_is_checked_on_every_call(baseline_data):
     x, labels, ds = baseline_data
     model = _baseline()
@@ -243,6 +245,7 @@ def test_bad_labels_masks_and_targets_are_one_line_errors():
             MMGA(4, input_shape=shape, backbone_weights=None)
 
 
+@pytest.mark.slow
 def test_settings_that_silence_a_loss_term_are_refused_or_warned(baseline_data):
     x, labels, ds = baseline_data
     unsupervised = MMGA(4, variant="baseline_att", input_shape=SIZE, backbone_weights=None)
@@ -260,6 +263,7 @@ def test_settings_that_silence_a_loss_term_are_refused_or_warned(baseline_data):
         model.fit(x[:4], labels[::2], batch_size=4, epochs=1, verbose=0)
 
 
+@pytest.mark.slow
 def test_fit_on_a_dataset_does_not_warn_about_shuffle(baseline_data):
     import warnings
 
