@@ -19,6 +19,8 @@ from keras_mmga import MMGA
 from keras_mmga.export import export_onnx
 from workers import runner
 
+pytestmark = pytest.mark.slow  # every test reads the JAX runs (subprocesses): not in `make test-fast`
+
 WORKERS = os.path.join(os.path.dirname(__file__), "workers")
 JAX_STEPS = os.path.join(WORKERS, "jax_steps.py")
 TRAIN_STEPS = os.path.join(WORKERS, "train_steps.py")

@@ -449,6 +449,7 @@ def deploy_python(tmp_path_factory):
     return python
 
 
+@pytest.mark.slow
 def test_deploy_runs_with_only_numpy_opencv_and_onnxruntime(exported, deploy_python, tmp_path):
     import subprocess
 

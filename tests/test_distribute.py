@@ -33,6 +33,7 @@ def runs(tmp_path_factory):
     return {n: runner.result(tmp / f"{n}.npz") for n in CASES}
 
 
+@pytest.mark.slow
 def test_mirrored_step_equals_one_device(runs):
     weights, info = runs["mirrored2"]
     ref_weights, ref_info = runs["one_device"]
@@ -42,6 +43,7 @@ def test_mirrored_step_equals_one_device(runs):
         np.testing.assert_allclose(info["history"][key], ref_info["history"][key], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_per_replica_mining_is_a_different_loss(runs):
     # Each of the 2 replicas sees one identity: per replica there are no
     # negatives, so no anchor counts and the triplet loss is 0; mined over the

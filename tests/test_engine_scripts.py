@@ -43,6 +43,7 @@ def test_help_lists_every_recipe_flag():
 # (The flags reaching TrainConfig: tests/test_cli_commands.py.)
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_from_the_command_line(dataset, tmp_path):
     images, masks = dataset
     run = tmp_path / "run"
@@ -60,6 +61,7 @@ def test_train_then_evaluate_from_the_command_line(dataset, tmp_path):
     assert metrics["rerank"] and 0 <= metrics["mAP"] <= 1 and len(os.listdir(tmp_path / "pics" / "rankings")) == 2
 
 
+@pytest.mark.slow
 def test_bad_input_exits_with_a_message_not_a_traceback(dataset, tmp_path):
     images, masks = dataset
     out = script("train.py", "--data", images, "--masks", masks, "--output", tmp_path, "-P", 40,
@@ -79,6 +81,7 @@ def test_ablation_table_layout():
     assert table[3] == "| MMGA | 95.0 | 87.2 | 89.5 | 78.1 |"
 
 
+@pytest.mark.slow
 def test_ablation_runs_each_variant_once_and_resumes(dataset, tmp_path):
     images, masks = dataset
     ds = [AblationDataset("Synthetic", images, masks)]
@@ -95,6 +98,7 @@ def test_ablation_runs_each_variant_once_and_resumes(dataset, tmp_path):
         run_ablation(ds, tmp_path, variant="mmga")
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_tiny(tmp_path):
     config = DemoConfig(out_dir=os.fspath(tmp_path / "demo"), export_dir=os.fspath(tmp_path / "exported"),
                         num_train_ids=5, num_test_ids=4, num_identities=4, num_instances=2, epochs=1,
@@ -198,6 +202,7 @@ def test_ablation_refuses_other_settings_before_training_anything(dataset, tmp_p
     assert not (tmp_path / "synthetic" / "mmga").exists()  # checked before the first run
 
 
+@pytest.mark.slow
 def test_ablation_script_rewrites_synthetic_data_and_names_changed_settings(tmp_path):
     prepare_synthetic_dataset(tmp_path / "data", num_train_ids=2, num_test_ids=2, seed=0)
     finished = tmp_path / "synthetic" / "baseline"

@@ -79,6 +79,7 @@ def _weights(path):
     return [keras.ops.convert_to_numpy(w) for w in keras.models.load_model(path).weights]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_restart_finishes_like_an_uninterrupted_run(dataset, tmp_path):
     # TensorFlow's multi-threaded CPU kernels are not bit-reproducible from run
     # to run (two identical uninterrupted runs of this set-up differ by ~1e-6
@@ -144,6 +145,7 @@ def test_sigkill_mid_epoch_then_restart_finishes_like_an_uninterrupted_run(datas
         train(config(dataset, run, **(kw | {"variant": "mmga"})))
 
 
+@pytest.mark.slow
 def test_nan_stops_with_message_and_keeps_last_good_epoch(dataset, tmp_path):
     # Epoch 1 trains at lr 0.01; the "decay" multiplies it by 1e30 from epoch 2 on.
     cfg = config(dataset, tmp_path, epochs=3, steps_per_epoch=3, lr_decay_epochs=1, lr_decay_rate=1e30,
@@ -307,6 +309,7 @@ def test_mixed_precision_policy_is_given_to_the_model(dataset, tmp_path):
     assert keras.config.dtype_policy().name == "float32"
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
     # conftest.py splits the CPU into logical devices; the engine builds the
     # PK stream for 2 replicas, the model under the strategy's scope, and

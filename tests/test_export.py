@@ -20,7 +20,7 @@ import tensorflow as tf
 from onnx import TensorProto, helper, numpy_helper
 
 from keras_mmga import MMGA, VARIANTS, tensorrt_ops
-from keras_mmga import export as export_lib
+from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.deploy import CARD_FORMAT, OnnxFeatureExtractor
 from keras_mmga.export import (
     FP16_TOLERANCE,
@@ -82,6 +82,7 @@ def test_every_variant_is_exported():
     assert sorted(VARIANTS) == sorted(FEATURE_DIM)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(FEATURE_DIM))
 def test_one_input_one_output_with_names_and_shapes(exports, variant):
     _, info, proto, session = exports[variant]
@@ -97,6 +98,7 @@ def test_one_input_one_output_with_names_and_shapes(exports, variant):
     assert info["input_shape"] == (None, 64, 32, 3) and info["feature_dim"] == FEATURE_DIM[variant]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(FEATURE_DIM))
 def test_batches_1_and_5_match_keras(exports, variant):
     model, info, _, session = exports[variant]
@@ -111,6 +113,7 @@ def test_batches_1_and_5_match_keras(exports, variant):
     assert info["max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(FEATURE_DIM))
 def test_graph_holds_only_the_feature_path(exports, variant):
     _, _, proto, _ = exports[variant]
@@ -120,6 +123,7 @@ def test_graph_holds_only_the_feature_path(exports, variant):
     assert _dense_count(proto) == DENSE_LAYERS[variant]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(FEATURE_DIM))
 def test_tensorrt_ready(exports, variant):
     _, info, proto, _ = exports[variant]
@@ -130,6 +134,7 @@ def test_tensorrt_ready(exports, variant):
     assert info["card"]["tensorrt"]["problems"] == []
 
 
+@pytest.mark.slow
 def test_model_card(exports, tmp_path):
     _, info, proto, _ = exports["mmga"]
     card = json.loads(open(info["card_path"]).read())
@@ -149,6 +154,7 @@ def test_model_card(exports, tmp_path):
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [17]
 
 
+@pytest.mark.slow
 def test_inference_graph_is_the_training_graph_minus_training_outputs(exports):
     model, _, inference, _ = exports["mmga"]
     training = convert(training_function(model))
@@ -163,6 +169,7 @@ def test_inference_graph_is_the_training_graph_minus_training_outputs(exports):
     assert _dense_count(training) - _dense_count(inference) == CLASSIFIERS["mmga"]
 
 
+@pytest.mark.slow
 def test_nchw_export(exports, tmp_path):
     model, _, _, _ = exports["baseline"]
     info = export_onnx(model, tmp_path / "nchw.onnx", nchw=True)
@@ -177,6 +184,7 @@ def test_nchw_export(exports, tmp_path):
     assert json.load(open(info["card_path"]))["input"]["layout"] == "NCHW"
 
 
+@pytest.mark.slow
 def test_fp16_export(exports, tmp_path, monkeypatch):
     model, fp32_info, _, _ = exports["mmga"]
     # The float32 conversion is tested above; reuse its graph (to_float16 and
@@ -277,6 +285,7 @@ def test_mixed_precision_distributed_model_exports_in_float32(tmp_path):
     assert 0 < card["parity"]["max_abs_diff_keras_float32_vs_source_policy"] < 0.1
 
 
+@pytest.mark.slow
 def test_parity_failure_raises_and_removes_the_file(exports, tmp_path, monkeypatch):
     # Another model's graph under this model's name: the parity check must catch it.
     model = exports["baseline"][0]
@@ -306,6 +315,7 @@ def _script(name):
     return module
 
 
+@pytest.mark.slow
 def test_export_script(exports, tmp_path, monkeypatch, capsys):
     model, info, proto, _ = exports["mmga"]
     keras_file = os.path.join(os.path.dirname(info["onnx_path"]), "mmga.keras")

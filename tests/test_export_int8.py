@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto
 
 from keras_mmga import MMGA
-from keras_mmga import export as export_lib
+from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.data import synthetic
 from keras_mmga.export_int8 import DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE, export_int8
 

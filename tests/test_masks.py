@@ -268,6 +268,7 @@ def test_cli_wrong_pose_model_is_one_error_line(synthetic, tmp_path, capsys):
     assert "Ways to get it" in err
 
 
+@pytest.mark.slow
 def test_script_with_forked_workers(synthetic, model_path, tmp_path):
     # A process without TensorFlow forks its workers (the pytest process, with
     # TensorFlow loaded, spawns them: test_resume_keeps_masks_and_overwrite_remakes_them).

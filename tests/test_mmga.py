@@ -48,6 +48,7 @@ def test_output_shapes_and_dtypes_small(variant):
     assert model.attention_size == (8, 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_inference_shapes_at_paper_size(variant):
     model = MMGA(751, variant=variant, input_shape=(384, 128, 3), backbone_weights=None)
@@ -80,6 +81,7 @@ def test_preprocessing_is_inside_the_graph():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model.backbone.preprocess(x)), 0.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fit_reduces_loss_and_logs_every_component():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None)
@@ -101,6 +103,7 @@ def test_fit_reduces_loss_and_logs_every_component():
     assert model.optimizer._learning_rate.steps_per_epoch == 1
 
 
+@pytest.mark.slow
 def test_unsupervised_variants_need_no_masks():
     model = MMGA(4, variant="baseline_att", input_shape=(64, 32, 3), backbone_weights=None)
     model.compile(learning_rate=0.01, steps_per_epoch=1)
@@ -134,6 +137,7 @@ def test_per_group_learning_rates_after_one_step():
         np.testing.assert_allclose(watched[key].numpy(), expected, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_with_optimizer_state(tmp_path):
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="dmga", input_shape=(64, 32, 3), backbone_weights=None)
@@ -170,6 +174,7 @@ def test_bad_inputs_raise_clear_errors():
         model.compile(loss="mse")
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_trains_with_float32_losses():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None, dtype="mixed_bfloat16")

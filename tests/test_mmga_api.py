@@ -61,6 +61,7 @@ def _lr(model):
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
+@pytest.mark.slow
 def test_decay_counts_epochs_of_any_length_across_fits_save_and_load(baseline_data, tmp_path):
     _, _, ds = baseline_data
     model = _baseline()
@@ -81,6 +82,7 @@ def test_decay_counts_epochs_of_any_length_across_fits_save_and_load(baseline_da
     assert _lr(loaded) == pytest.approx(0.1 * 0.5**4)
 
 
+@pytest.mark.slow
 def test_decay_resumes_with_backup_and_restore(baseline_data, tmp_path):
     _, _, ds = baseline_data
     backup = str(tmp_path / "backup")
@@ -144,6 +146,7 @@ def _reference_losses(model, outputs, labels, masks, w, margin=0.3):
     return out
 
 
+@pytest.mark.slow
 def test_sample_weight_weights_every_loss_term():
     keras.utils.set_random_seed(0)
     model = MMGA(4, variant="mmga", input_shape=SIZE, backbone_weights=None)
@@ -184,6 +187,7 @@ def test_class_weight_and_bad_sample_weight_are_clear_errors(baseline_data):
         model.fit(x, labels, sample_weight=np.ones(5), verbose=0)
 
 
+@pytest.mark.slow
 def test_image_size_is_checked_on_every_call(baseline_data):
     x, labels, ds = baseline_data
     model = _baseline()
@@ -241,6 +245,7 @@ def test_bad_labels_masks_and_targets_are_one_line_errors():
             MMGA(4, input_shape=shape, backbone_weights=None)
 
 
+@pytest.mark.slow
 def test_settings_that_silence_a_loss_term_are_refused_or_warned(baseline_data):
     x, labels, ds = baseline_data
     unsupervised = MMGA(4, variant="baseline_att", input_shape=SIZE, backbone_weights=None)
@@ -258,6 +263,7 @@ def test_settings_that_silence_a_loss_term_are_refused_or_warned(baseline_data):
         model.fit(x[:4], labels[::2], batch_size=4, epochs=1, verbose=0)
 
 
+@pytest.mark.slow
 def test_fit_on_a_dataset_does_not_warn_about_shuffle(baseline_data):
     import warnings
 

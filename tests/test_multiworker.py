@@ -10,10 +10,13 @@ import os
 import socket
 
 import numpy as np
+import pytest
 
 from keras_mmga.data import synthetic
 
 from workers import runner
+
+pytestmark = pytest.mark.slow  # workers in subprocesses: not in `make test-fast`
 
 STEPS = "2"
 

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(code):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -18,6 +20,7 @@ def test_package_import_loads_neither_keras_nor_tensorflow():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_saved_model_loads_after_import_keras_mmga_in_either_order(tmp_path):
     path = tmp_path / "m.keras"
     _run("import keras_mmga\n"

@@ -25,7 +25,7 @@ _LAZY = {
     "evaluate_model": "keras_mmga.engine.evaluator",
     "evaluate_split": "keras_mmga.engine.evaluator",
     "format_results": "keras_mmga.engine.evaluator",
-    "load_model": "keras_mmga.engine.evaluator",
+    "load_model": "keras_mmga.models.loading",
     "write_pictures": "keras_mmga.engine.evaluator",
     "TrainingDiverged": "keras_mmga.engine.trainer",
     "build_model": "keras_mmga.engine.trainer",

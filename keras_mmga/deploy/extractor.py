@@ -1,0 +1,118 @@
+"""`OnnxFeatureExtractor`: L2-normalised features of images from an exported model, on ONNX Runtime.
+
+Example:
+>>> from keras_mmga.deploy import OnnxFeatureExtractor
+>>> OnnxFeatureExtractor("exported/mmga_market.onnx")(["a.jpg", "b.jpg"]).shape
+(2, 2048)
+"""
+
+import os
+
+import numpy as np
+
+from keras_mmga.deploy.preprocessing import as_list, preprocess
+from keras_mmga.model_card import card_path_for, read_model_card
+
+
+class OnnxFeatureExtractor:
+    """L2-normalised features from an exported model, for image files or arrays of any size.
+
+    The input size and layout (NHWC or NCHW) come from the model card beside
+    the `.onnx` file when there is one, else from the graph's input shape.
+    Every image is resized to the model's size (see `preprocess`) and fed as
+    float32 RGB in [0, 255]; the mean subtraction is in the graph.
+
+    Args:
+        onnx_path: a model written by `keras_mmga.export.export_onnx`.
+        providers: ONNX Runtime execution providers, e.g.
+            `["CUDAExecutionProvider", "CPUExecutionProvider"]` (default CPU).
+        batch_size: images per ONNX Runtime call.
+
+    Example:
+    >>> extractor = OnnxFeatureExtractor("exported/mmga.onnx")
+    >>> extractor(["a.jpg", "b.jpg"]).shape          # files
+    (2, 2048)
+    >>> extractor(frame[y0:y1, x0:x1], color="bgr")  # an OpenCV crop
+    """
+
+    def __init__(self, onnx_path, providers=None, batch_size=32):
+        import onnxruntime as ort
+
+        path = os.fspath(onnx_path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"ONNX model not found: {path!r}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        self.path, self.batch_size = path, int(batch_size)
+        try:
+            self.session = ort.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime's own classes (InvalidProtobuf, Fail, ...), all plain Exception
+            raise ValueError(f"ONNX Runtime cannot load {path!r}: {err}") from err
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] != ["features"]:
+            raise ValueError(f"{path!r} is not a keras-mmga export (expected input 'images' and output 'features').")
+        if inputs[0].type != "tensor(float)":
+            raise ValueError(f"{path!r}: input 'images' must be float32, got {inputs[0].type}.")
+        shape = inputs[0].shape
+        if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+            raise ValueError(f"{path!r}: expected input (N, H, W, 3) or (N, 3, H, W) with fixed H, W; got {shape}.")
+        card_path = card_path_for(path)
+        self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
+        if self.card is None:
+            self.layout = "NCHW" if shape[1] == 3 and shape[3] != 3 else "NHWC"
+        else:
+            self.layout = self.card["input"]["layout"]
+            if list(self.card["input"]["shape"][1:]) != list(shape[1:]):
+                raise ValueError(
+                    f"{card_path!r} describes input {self.card['input']['shape']}, but {path!r} takes {shape}: "
+                    "the card belongs to another export (re-export, or remove the card)."
+                )
+        expected_channels = shape[1] if self.layout == "NCHW" else shape[3]
+        if expected_channels != 3:
+            raise ValueError(f"{path!r}: input shape {shape} does not match layout {self.layout}.")
+        self.image_size = tuple(shape[2:4]) if self.layout == "NCHW" else tuple(shape[1:3])
+        self.input_shape = tuple(shape[1:])
+        dim = outputs[0].shape[-1]
+        self.feature_dim = dim if isinstance(dim, int) else None
+
+    def run(self, batch):
+        """Features of an already prepared float32 batch in the graph's layout.
+
+        This is the raw ONNX Runtime call with a guard: the graph has a fixed
+        H, W, and a wrong size or layout gets an error that names the expected
+        shape instead of ONNX Runtime's.
+
+        Example:
+        >>> extractor.run(np.zeros((2, 384, 128, 3), np.float32)).shape
+        (2, 2048)
+        """
+        batch = np.asarray(batch)
+        if batch.dtype != np.float32:
+            raise ValueError(f"Expected a float32 batch, got {batch.dtype}.")
+        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
+            expected = ("N",) + self.input_shape
+            raise ValueError(
+                f"{os.path.basename(self.path)} takes {self.layout} input of shape {expected} (fixed H, W), "
+                f"got {batch.shape}; pass images through the extractor's call to resize them."
+            )
+        return self.session.run(["features"], {"images": np.ascontiguousarray(batch)})[0]
+
+    def preprocess(self, images, color="rgb"):
+        """Images (paths or arrays) → the float32 batch `run` takes."""
+        batch = np.stack([preprocess(x, self.image_size, color) for x in as_list(images)])
+        return batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch
+
+    def __call__(self, images, color="rgb"):
+        """`(N, D)` L2-normalised features.
+
+        Args:
+            images: a path, an `(H, W, 3)` array, an `(N, H, W, 3)` array or a
+                list of paths / arrays (sizes may differ).
+            color: channel order of the arrays, `"rgb"` or `"bgr"`.
+        """
+        items = as_list(images)
+        if not items:
+            raise ValueError("No images given.")
+        out = [self.run(self.preprocess(items[i : i + self.batch_size], color))
+               for i in range(0, len(items), self.batch_size)]
+        return np.concatenate(out)

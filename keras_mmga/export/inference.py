@@ -1,0 +1,116 @@
+"""The graph that is exported: a float32, strategy-free copy of the model and its traced inference call.
+
+A model trained under mixed precision or inside a `MirroredStrategy` is
+rebuilt in float32 with plain BatchNormalization (`float32_inference_copy`);
+`inference_function` traces `model(images, training=False)` with one input
+`images` (batch dynamic) and one output `features`. `training_function`
+traces the training-mode call, every output, for comparing graphs.
+"""
+
+import keras
+import numpy as np
+
+INPUT_NAME, OUTPUT_NAME = "images", "features"
+
+
+# --------------------------------------------------------------------- model
+def float32_inference_copy(model):
+    """A float32 copy of `model` built outside any distribution strategy.
+
+    A model trained under mixed precision computes in float16/bfloat16, and one
+    built in a `MirroredStrategy` scope holds mirrored variables (and maybe
+    synchronised BatchNormalization); neither belongs in a deployable graph.
+    The copy is rebuilt from `get_config()` under the float32 policy with plain
+    BatchNormalization (identical weights and inference behaviour) and gets the
+    source's weights as float32.
+
+    Args:
+        model: a built Keras model whose class round-trips through `get_config`.
+
+    Returns:
+        The float32 copy.
+
+    Example:
+    >>> copy = float32_inference_copy(mixed_model)
+    >>> copy.dtype_policy.name
+    'float32'
+    """
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context():
+        raise RuntimeError("Export outside `strategy.scope()`: a model built inside it would hold mirrored variables.")
+    config = dict(model.get_config(), dtype="float32")
+    if "sync_batchnorm" in config:
+        config["sync_batchnorm"] = False
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")  # sub-layers built without an explicit dtype follow the global one
+    try:
+        clone = type(model).from_config(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    if not clone.built:
+        clone.build((None,) + tuple(model.image_size) + (3,))
+    source, target = model.weights, clone.weights
+    if [tuple(w.shape) for w in source] != [tuple(w.shape) for w in target]:
+        raise RuntimeError(f"Rebuilding {type(model).__name__} from its config gave different weights; cannot export.")
+    clone.set_weights([np.asarray(keras.ops.convert_to_numpy(w), np.float32) for w in source])
+    return clone
+
+
+def inference_function(model, nchw=False):
+    """The traced function that is exported: `images` → `{"features": ...}`.
+
+    Args:
+        model: a float32 model with `image_size`, called with `training=False`.
+        nchw: take `(N, 3, H, W)` input (transposed in the graph; TensorRT and
+            the ONNX optimiser fold the transpose into the first convolution).
+
+    Returns:
+        A `tf.function` with one `TensorSpec` named `images`, batch dynamic.
+
+    Example:
+    >>> fn = inference_function(model)
+    >>> fn.input_signature[0].shape.as_list()
+    [None, 384, 128, 3]
+    """
+    import tensorflow as tf
+
+    h, w = model.image_size
+    shape = (None, 3, h, w) if nchw else (None, h, w, 3)
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+    def features(images):
+        if nchw:
+            images = tf.transpose(images, (0, 2, 3, 1))
+        return {OUTPUT_NAME: tf.cast(model(images, training=False), tf.float32)}
+
+    return features
+
+
+def training_function(model):
+    """Every output of the training-mode call, flattened: for comparing graphs.
+
+    `model(images, training=True)` returns features, logits and attention maps;
+    converted to ONNX this is the graph the inference export must be a strict
+    part of (see `tests/test_export.py`).
+
+    Example:
+    >>> proto = convert(training_function(model))
+    >>> [o.name for o in proto.graph.output]
+    ['attention_maps/module1_whole', ..., 'features', 'local_logits', 'whole_logits']
+    """
+    import tensorflow as tf
+
+    h, w = model.image_size
+
+    @tf.function(input_signature=[tf.TensorSpec((None, h, w, 3), tf.float32, name=INPUT_NAME)])
+    def outputs(images):
+        flat = {}
+        for key, value in model(images, training=True).items():
+            if isinstance(value, dict):
+                flat.update({f"{key}/{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        return flat
+
+    return outputs

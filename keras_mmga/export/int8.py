@@ -1,0 +1,284 @@
+"""int8 ONNX export: static quantisation calibrated on the user's images, checked for accuracy.
+
+A float32 export (`keras_mmga.export.export_onnx`) is quantised with ONNX
+Runtime's static quantisation: QDQ format, per-channel int8 weights, uint8
+activations whose ranges are calibrated on real images (read and resized as
+training and `keras_mmga.deploy` do: decoded, bilinear to the model's size,
+float32 RGB in [0, 255]). The final L2 normalisation stays float32 (a
+quantised norm would give features that are not unit length), and the graph
+keeps the float32 interface: input `images`, output `features`, so
+`OnnxFeatureExtractor` runs it unchanged. On CPUs with AVX512-VNNI (or AVX-VNNI)
+ONNX Runtime runs the quantised convolutions as 8-bit integer products.
+
+Parity becomes an accuracy check: the cosine similarity between int8 and
+float32 features of the calibration images (the export fails if the mean is
+below `min_cosine`) and, given a dataset, rank-1 / mAP of both models. The
+figures go in the model card.
+
+Example:
+>>> from keras_mmga.export import export_int8
+>>> info = export_int8("runs/market_mmga/best.keras", "exported/mmga_market_int8.onnx",
+...                    calibration="Market-1501/bounding_box_train")
+>>> info["card"]["int8"]["cosine_vs_float32"]["mean"] >= 0.99
+True
+"""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from keras_mmga.image_io import IMAGE_SUFFIXES, is_image_file, read_image
+from keras_mmga.model_card import card_path_for, write_model_card
+
+# Goal of the int8 export (issue 14) and the default failure threshold:
+# mean cosine(int8 feature, float32 feature) over the calibration images.
+DEFAULT_MIN_COSINE = 0.99
+DEFAULT_CALIBRATION_COUNT = 128
+# Images per calibration batch. ONNX Runtime keeps every intermediate tensor
+# of the batches it has seen until it computes the ranges (~150 MB per image
+# at 384x128), so the ranges are computed and merged after each batch
+# (`CalibStridedMinMax`, MinMax calibration): memory stays that of one batch.
+CALIBRATION_BATCH = 8
+
+
+class AccuracyError(RuntimeError):
+    """The int8 model's features are further from float32 than the threshold allows."""
+
+
+def calibration_paths(folder, count=DEFAULT_CALIBRATION_COUNT):
+    """`count` images of `folder` (searched recursively), evenly spaced in name order.
+
+    Spacing over the sorted names spreads the sample across identities and
+    cameras (Market-style names sort by identity) and is deterministic.
+
+    Raises:
+        FileNotFoundError: `folder` does not exist.
+        ValueError: it holds no images, or `count` < 1.
+    """
+    folder = os.fspath(folder)
+    if int(count) < 1:
+        raise ValueError(f"calibration_count must be positive, got {count}.")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Calibration folder not found: {folder!r}.")
+    found = sorted(os.path.join(root, f) for root, _, files in os.walk(folder) for f in files if is_image_file(f))
+    if not found:
+        raise ValueError(f"Calibration folder {folder!r} has no images ({', '.join(IMAGE_SUFFIXES)}).")
+    if len(found) <= count:
+        return found
+    return [found[i] for i in np.linspace(0, len(found) - 1, int(count)).round().astype(int)]
+
+
+def load_images(paths, image_size):
+    """Images as the model is fed in training: float32 RGB `(N, H, W, 3)` in [0, 255], bilinear to `image_size`."""
+    from keras_mmga.deploy.preprocessing import preprocess
+
+    return np.stack([preprocess(read_image(p), image_size, color="bgr") for p in paths])
+
+
+def _float_tail_nodes(proto):
+    # The nodes of the final L2 normalisation: the same walk back from
+    # `features` that keeps them float32 in the float16 export.
+    from keras_mmga.export.graph import normalisation_tail
+
+    return [proto.graph.node[i].name for i in sorted(normalisation_tail(proto.graph))]
+
+
+def quantize(float_path, output_path, images, per_channel=True):
+    """Writes the statically quantised (QDQ) version of the float32 export `float_path`.
+
+    Args:
+        float_path: a float32 export (one input `images`, one output `features`).
+        output_path: the int8 `.onnx` to write.
+        images: calibration batch, float32 `(N, H, W, 3)` (or `(N, 3, H, W)`
+            for an NCHW export), laid out as the graph takes it.
+        per_channel: one weight scale per output channel.
+
+    Returns:
+        Names of the nodes kept in float32 (the L2 normalisation).
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    images = np.asarray(images, np.float32)
+    starts = list(range(0, len(images), CALIBRATION_BATCH))
+
+    class Batches(CalibrationDataReader):
+        # ONNX Runtime's strided calibration: `set_range` picks batches, `get_next` walks them.
+        def __init__(self):
+            self.set_range(0, len(starts))
+
+        def __len__(self):
+            return len(starts)
+
+        def set_range(self, start_index, end_index):
+            self.pending = iter(starts[start_index:end_index])
+
+        def get_next(self):
+            start = next(self.pending, None)
+            return None if start is None else {"images": images[start : start + CALIBRATION_BATCH]}
+
+    tmp = tempfile.mkdtemp(prefix="keras_mmga_int8_")
+    try:
+        # Shape inference and ONNX Runtime's graph optimisations first, as its quantisation guide asks.
+        prepared = os.path.join(tmp, "prepared.onnx")
+        quant_pre_process(os.fspath(float_path), prepared, skip_symbolic_shape=True)
+        keep_float = _float_tail_nodes(onnx.load(prepared))
+        quantize_static(
+            prepared, os.fspath(output_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
+            calibrate_method=CalibrationMethod.MinMax, extra_options={"CalibStridedMinMax": 1},
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return keep_float
+
+
+def _features(path, images):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(["features"], {"images": images[i : i + 32]})[0]
+                           for i in range(0, len(images), 32)])
+
+
+def cosine_similarity(a, b):
+    """Row-wise cosine similarity of two `(N, D)` feature sets, in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
+
+
+def compare(float_path, int8_path, images):
+    """Cosine figures of int8 vs float32 features of `images` (the graph's layout)."""
+    cos = cosine_similarity(_features(int8_path, images), _features(float_path, images))
+    return {"mean": float(cos.mean()), "min": float(cos.min()), "p05": float(np.percentile(cos, 5)),
+            "images": int(len(cos))}
+
+
+def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
+    """rank-1 / mAP of each export on a dataset's query and gallery (flip-averaged features, as `evaluate`).
+
+    Args:
+        onnx_paths: `{"float32": path, "int8": path}`.
+        dataset: a Market-1501 / DukeMTMC-reID layout folder.
+
+    Returns:
+        `{name: {"rank1": ..., "mAP": ...}}` in percent.
+    """
+    from keras_mmga.data.market import load_dataset
+    from keras_mmga.deploy.extractor import OnnxFeatureExtractor
+    from keras_mmga.evaluation import evaluate
+
+    data = load_dataset(dataset, dataset_name, verbose=False)
+    results = {}
+    for name, path in onnx_paths.items():
+        extractor = OnnxFeatureExtractor(path)
+
+        def features(samples):
+            images = load_images([s[0] for s in samples], extractor.image_size)
+            if extractor.layout == "NCHW":
+                images = images.transpose(0, 3, 1, 2)
+                flipped = images[..., ::-1]
+            else:
+                flipped = images[:, :, ::-1]
+            f = _features(path, images) + _features(path, np.ascontiguousarray(flipped))
+            return f / np.linalg.norm(f, axis=1, keepdims=True)
+
+        q, g = data.query, data.gallery
+        result = evaluate(features(q), features(g), [s[1] for s in q], [s[1] for s in g],
+                          [s[2] for s in q], [s[2] for s in g])
+        results[name] = {"rank1": 100.0 * float(result["cmc"][0]), "mAP": 100.0 * float(result["mAP"])}
+    return results
+
+
+def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAULT_CALIBRATION_COUNT,
+                min_cosine=DEFAULT_MIN_COSINE, per_channel=True, dataset=None,
+                dataset_name="market1501", nchw=False, opset=None, float_path=None):
+    """Exports a model to int8 ONNX, calibrated on `calibration`, and checks it against float32.
+
+    Args:
+        model_or_path: an `MMGA` or a `.keras` path (as `export_onnx` takes).
+        output_path: the int8 `.onnx` file; its model card `NAME.json` is written beside it.
+        calibration: a folder of the user's images (searched recursively), or a list of image paths.
+        calibration_count: how many of them calibrate (evenly spaced in name order) and check accuracy.
+        min_cosine: the export fails (`AccuracyError`, file removed) when the mean cosine similarity of
+            int8 and float32 features on the calibration images is below this.
+        per_channel: one weight scale per output channel (see `quantize`).
+        dataset: optional Market-1501-layout folder: rank-1 / mAP of both models go in the card.
+        dataset_name: its file-name layout, `"market1501"` or `"dukemtmcreid"`.
+        nchw, opset: as `export_onnx`.
+        float_path: also keep the float32 export there (default: a temporary file).
+
+    Returns:
+        Dict with `onnx_path`, `card_path`, `card`, `cosine` and `float32` (the float32 export's result).
+    """
+    from keras_mmga.export.onnx_export import DEFAULT_OPSET, export_onnx
+
+    output_path = os.fspath(output_path)
+    if not output_path.endswith(".onnx"):
+        raise ValueError(f"output_path must end with .onnx, got {output_path!r}.")
+    if not 0.0 < float(min_cosine) <= 1.0:
+        raise ValueError(f"min_cosine must be in (0, 1], got {min_cosine}.")
+    if isinstance(calibration, (str, os.PathLike)):
+        paths = calibration_paths(calibration, calibration_count)
+    else:
+        paths = [os.fspath(p) for p in calibration][: int(calibration_count)]
+        if not paths:
+            raise ValueError("No calibration images given.")
+    for path in paths:
+        read_image(path)  # a bad file fails now, not after the conversion
+    if dataset is not None and not os.path.isdir(dataset):
+        raise FileNotFoundError(f"Dataset folder not found: {os.fspath(dataset)!r}.")
+
+    tmp = tempfile.mkdtemp(prefix="keras_mmga_int8_")
+    try:
+        fp32_path = os.fspath(float_path) if float_path else os.path.join(tmp, "float32.onnx")
+        fp32 = export_onnx(model_or_path, fp32_path, opset=opset or DEFAULT_OPSET, nchw=nchw,
+                           write_card=bool(float_path))
+        h, w = fp32["input_shape"][2:4] if nchw else fp32["input_shape"][1:3]
+        images = load_images(paths, (h, w))
+        if nchw:
+            images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+        os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
+        kept_float = quantize(fp32_path, output_path, images, per_channel)
+        try:
+            cosine = compare(fp32_path, output_path, images)
+            if not cosine["mean"] >= float(min_cosine):  # NaN fails too
+                raise AccuracyError(
+                    f"int8 features are too far from float32: mean cosine {cosine['mean']:.4f} "
+                    f"(min {cosine['min']:.4f}) on {cosine['images']} calibration images, below the threshold "
+                    f"{float(min_cosine):g}; {output_path!r} was removed (more, or more typical, calibration "
+                    "images may help)."
+                )
+            ranks = rank_accuracy({"float32": fp32_path, "int8": output_path}, dataset, dataset_name) if (
+                dataset is not None) else None
+        except Exception:
+            os.remove(output_path)
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    import onnx
+
+    card = dict(fp32["card"])
+    card["precision"] = ("int8 (QDQ: per-channel int8 weights, uint8 activations; float32 input, output and "
+                         "L2 normalisation)" if per_channel else "int8 (QDQ, per-tensor weights)")
+    card["num_nodes"] = len(onnx.load(output_path).graph.node)
+    card["int8"] = {
+        "quantisation": "onnxruntime.quantization.quantize_static, QDQ, "
+                        + ("per-channel" if per_channel else "per-tensor") + " weights",
+        "calibration": {"images": len(paths), "method": "MinMax",
+                        "source": os.path.abspath(calibration) if isinstance(calibration, (str, os.PathLike))
+                        else "list of paths",
+                        "preprocessing": "decoded, bilinear resize to H x W, float32 RGB [0, 255] (as training)"},
+        "kept_float32": kept_float,
+        "cosine_vs_float32": cosine,
+        "min_cosine": float(min_cosine),
+        "rank_accuracy": ranks,
+    }
+    card_path = card_path_for(output_path)
+    write_model_card(card_path, card)
+    return {"onnx_path": output_path, "card_path": card_path, "card": card, "cosine": cosine, "float32": fp32}
