@@ -61,7 +61,8 @@ def attention_overlay(image, maps, alpha=0.5, channel_order="rgb"):
         maps: dict name -> (h, w) spatial map (`MMGA.attention_maps(x)` for one
             image, e.g. `{k: v[0] for k, v in maps.items()}`), or an array
             (h, w) (one map) or (k, h, w) (k maps). Maps are shown in the
-            order module-1 whole, whole, upper, bottom; the overlay uses the
+            order module-1 whole, whole, upper, bottom, then any other part
+            maps in the order given (one map per part); the overlay uses the
             module-2 whole map when there is one, else the first map.
         alpha: weight of the heat map in the overlay.
         channel_order: `"rgb"` or `"bgr"`, of `image` and of the result.
@@ -83,7 +84,9 @@ def attention_overlay(image, maps, alpha=0.5, channel_order="rgb"):
         raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
     named = _named_maps(maps)
     size = image.shape[:2]
-    names = sorted(named, key=lambda k: (_MAP_ORDER.index(k) if k in _MAP_ORDER else len(_MAP_ORDER), k))
+    # The paper's maps in its order; other parts (MMGA(parts=...)) in the model's order after them.
+    given = list(named)
+    names = sorted(named, key=lambda k: (_MAP_ORDER.index(k) if k in _MAP_ORDER else len(_MAP_ORDER), given.index(k)))
     whole = next((k for k in ("module2_whole", "whole") if k in named), names[0])
     heat = {k: heat_map(named[k], size, channel_order) for k in names}
     overlay = cv2.addWeighted(image, 1.0 - alpha, heat[whole], alpha, 0.0)

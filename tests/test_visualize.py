@@ -104,3 +104,20 @@ def test_unreadable_image_names_the_file(tmp_path):
     bad.write_text("hello")
     with pytest.raises(FileNotFoundError, match="not_an_image.png"):
         visualize.read_image(bad)
+
+
+def test_attention_overlay_shows_one_tile_per_part_in_the_models_order():
+    image = np.zeros((64, 32, 3), np.uint8)
+    parts = ("head", "torso", "legs", "feet")
+    # Each part's map is constant at a different level, so its tile's colour identifies it.
+    levels = {"module1_whole": 0.0, "module2_whole": 1.0}
+    levels.update({f"module2_{p}": 2.0 + i for i, p in enumerate(parts)})
+    maps = {k: np.full((4, 2), v) for k, v in levels.items()}
+    maps["module2_feet"] = np.arange(8.0).reshape(4, 2)  # the only map with a gradient
+    panel = visualize.attention_overlay(image, maps)
+    assert panel.shape == (64, 32 * (2 + 6), 3)
+    feet = panel[:, 7 * 32 : 8 * 32]  # last tile: the last part
+    assert feet[0, 0, 2] > 100 and feet[-1, 0, 0] > 100  # blue at the top, red at the bottom
+    for tile in range(2, 7):  # the other tiles are flat
+        flat = panel[:, tile * 32 : (tile + 1) * 32].reshape(-1, 3)
+        assert (flat == flat[0]).all()
