@@ -2,10 +2,10 @@
 
 Usage:
     nice -n 15 python benchmarks/bench_masks_training.py [--output runs/masks_training] [--epochs 15]
-        [--steps-per-epoch 40] [--height 128 --width 64] [-P 8 -K 4] [--lr 0.01] [--seed 0]
+        [--steps-per-epoch 40] [--height 128 --width 64] [-P 8 -K 4] [--lr 0.01] [--seed 0] [--data-seed 0]
 
 On the embedded synthetic set (100 + 100 identities, the ablation's
-`--synthetic` data), with one budget and seed: `mmga` trained on masks made
+`--synthetic` data, data seed 0 whatever the training seed), with one budget and seed: `mmga` trained on masks made
 by `keras_mmga.masks` from the training images, `mmga` on the set's
 ground-truth LIP masks, and `baseline_att` (no mask supervision). Images with
 no person found have no generated mask and are left out of the attention loss
@@ -38,7 +38,8 @@ def main():
     p.add_argument("-P", type=int, default=8)
     p.add_argument("-K", type=int, default=4)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set (the same set for every seed)")
     p.add_argument("--pose-model", default=None)
     p.add_argument("--runs", default=",".join(f"{m}:{v}" for m, v in RUNS),
                    help="comma-separated MASKS:VARIANT runs, in order (default: all three)")
@@ -47,7 +48,7 @@ def main():
     unknown = [r for r in runs if r not in RUNS]
     if unknown:
         p.error(f"--runs: unknown {unknown}; expected some of {[f'{m}:{v}' for m, v in RUNS]}")
-    spec = {"num_train_ids": 100, "num_test_ids": 100, "seed": a.seed}
+    spec = {"num_train_ids": 100, "num_test_ids": 100, "seed": a.data_seed}
     images, gt_masks = prepare_synthetic_dataset(os.path.join(a.output, "data"), **spec)
     generated = os.path.join(a.output, "generated_masks")
     # Training reads only bounding_box_train's masks; resumable like any mask run.
