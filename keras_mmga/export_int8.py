@@ -1,7 +1,9 @@
 """int8 ONNX export: moved to `keras_mmga.export.int8`; this module keeps the old import path working.
 
 Example:
->>> from keras_mmga.export_int8 import export_int8   # same as keras_mmga.export.int8.export_int8
+```python
+from keras_mmga.export_int8 import export_int8   # same as keras_mmga.export.int8.export_int8
+```
 """
 
 from keras_mmga.export.int8 import (  # noqa: F401  (re-exported)

@@ -7,10 +7,11 @@ OpenCV, the Market-1501 / DukeMTMC-reID file-name patterns and the SHA-256 of
 a file.
 
 Example:
->>> from keras_mmga.image_io import list_images, parse_reid_name, read_image
->>> paths = list_images("Market-1501/query")
->>> read_image(paths[0]).shape, parse_reid_name(paths[0])
-((128, 64, 3), (1, 0))
+```python
+from keras_mmga.image_io import list_images, parse_reid_name, read_image
+paths = list_images("Market-1501/query")
+read_image(paths[0]).shape, parse_reid_name(paths[0])
+```
 """
 
 import hashlib
@@ -33,8 +34,9 @@ def read_image(path):
     that is not a readable image.
 
     Example:
-    >>> read_image("query/0001_c1s1_001051_00.jpg").shape
-    (128, 64, 3)
+    ```python
+    read_image("query/0001_c1s1_001051_00.jpg").shape
+    ```
     """
     import cv2
 
@@ -68,8 +70,9 @@ def parse_reid_name(name):
     """`(pid, camid)` of a Market-1501 or DukeMTMC-reID file name (camid 0-based), else `(-1, -1)`.
 
     Example:
-    >>> parse_reid_name("/x/0002_c3s1_000300_01.jpg"), parse_reid_name("photo.jpg")
-    ((2, 2), (-1, -1))
+    ```python
+    parse_reid_name("/x/0002_c3s1_000300_01.jpg"), parse_reid_name("photo.jpg")
+    ```
     """
     base = os.path.basename(os.fspath(name))
     for pattern in (MARKET_PATTERN, DUKE_PATTERN):

@@ -109,10 +109,11 @@ def batch_hard_triplet_loss(labels, features, margin=0.3):
         themselves) and a negative in the batch; 0 when no anchor does.
 
     Example:
-    >>> labels = keras.ops.convert_to_tensor([0, 0, 1, 1])
-    >>> feats = keras.ops.convert_to_tensor([[1., 0.], [0.8, 0.6], [0., 1.], [0.6, 0.8]])
-    >>> float(batch_hard_triplet_loss(labels, feats))  # doctest: +ELLIPSIS
-    0.34...
+    ```python
+    labels = keras.ops.convert_to_tensor([0, 0, 1, 1])
+    feats = keras.ops.convert_to_tensor([[1., 0.], [0.8, 0.6], [0., 1.], [0.6, 0.8]])
+    float(batch_hard_triplet_loss(labels, feats))  # doctest: +ELLIPSIS
+    ```
     """
     hinge, valid = batch_hard_triplet_terms(labels, features, margin=margin)
     return ops.sum(hinge) / ops.maximum(ops.sum(valid), 1.0)

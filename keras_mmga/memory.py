@@ -15,7 +15,9 @@ def release_freed_memory():
     library is not glibc.
 
     Example:
-    >>> release_freed_memory()   # after an export, between the models of a sweep
+    ```python
+    release_freed_memory()   # after an export, between the models of a sweep
+    ```
     """
     gc.collect()
     try:

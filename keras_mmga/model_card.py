@@ -7,9 +7,10 @@ writes cards) and the deployment (which reads them), so it imports neither
 TensorFlow nor Keras nor ONNX: the standard library only.
 
 Example:
->>> from keras_mmga.model_card import card_path_for, read_model_card
->>> read_model_card(card_path_for("exported/mmga_market.onnx"))["input"]["layout"]
-'NHWC'
+```python
+from keras_mmga.model_card import card_path_for, read_model_card
+read_model_card(card_path_for("exported/mmga_market.onnx"))["input"]["layout"]
+```
 """
 
 import json

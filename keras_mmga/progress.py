@@ -5,12 +5,13 @@ written at most every `interval` seconds and once at the end, so logs stay short
 This module imports nothing heavy: data, deploy and CLI code all use it.
 
 Example:
->>> from keras_mmga.progress import Progress
->>> with Progress(3, "images", label="check", verbose=False) as bar:
-...     for _ in range(3):
-...         bar.update(1)
->>> bar.count
-3
+```python
+from keras_mmga.progress import Progress
+with Progress(3, "images", label="check", verbose=False) as bar:
+    for _ in range(3):
+        bar.update(1)
+bar.count
+```
 """
 
 import sys

@@ -11,9 +11,11 @@ search knobs under FAISS's own names (`nprobe` for IVF, `efSearch` /
 `efConstruction` for HNSW).
 
 Example:
->>> backend = make_backend("faiss", 2048, faiss_index="IVF1024,Flat", nprobe=16)
->>> backend.add(features)          # an IVF index trains on its first add
->>> distances, rows = backend.search(queries, k=10)
+```python
+backend = make_backend("faiss", 2048, faiss_index="IVF1024,Flat", nprobe=16)
+backend.add(features)          # an IVF index trains on its first add
+distances, rows = backend.search(queries, k=10)
+```
 """
 
 import os

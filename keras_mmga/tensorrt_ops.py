@@ -9,10 +9,11 @@ Later TensorRT releases support a superset, so a graph that passes here parses
 with TensorRT ≥ 8.5.
 
 Example:
->>> import onnx
->>> from keras_mmga import tensorrt_ops
->>> tensorrt_ops.check(onnx.load("exported/mmga.onnx"))
-[]
+```python
+import onnx
+from keras_mmga import tensorrt_ops
+tensorrt_ops.check(onnx.load("exported/mmga.onnx"))
+```
 """
 
 MAX_OPSET = 17
@@ -78,8 +79,9 @@ def check(onnx_model):
     `ReverseSequence` needs static shapes) and the tensor data types.
 
     Example:
-    >>> check(onnx.load("exported/mmga.onnx"))
-    []
+    ```python
+    check(onnx.load("exported/mmga.onnx"))
+    ```
     """
     from onnx import TensorProto
 

@@ -71,8 +71,10 @@ def attention_overlay(image, maps, alpha=0.5, channel_order="rgb"):
         uint8 panel (H, W · (2 + number of maps), 3), in `channel_order`.
 
     Example:
-    >>> maps = {k: v[0] for k, v in model.attention_maps(image[None]).items()}
-    >>> panel = attention_overlay(image, maps)                  # RGB in, RGB out
+    ```python
+    maps = {k: v[0] for k, v in model.attention_maps(image[None]).items()}
+    panel = attention_overlay(image, maps)                  # RGB in, RGB out
+    ```
     """
     _check_order(channel_order)
     image = np.asarray(image)
@@ -97,7 +99,9 @@ def save_attention_overlay(path, image, maps, alpha=0.5, channel_order="rgb"):
     """Writes `attention_overlay(...)` as an image file (PNG by the extension); returns the path.
 
     Example:
-    >>> save_attention_overlay("pics/attention/0001_c1.png", image_rgb, maps)
+    ```python
+    save_attention_overlay("pics/attention/0001_c1.png", image_rgb, maps)
+    ```
     """
     panel = attention_overlay(image, maps, alpha, channel_order)
     return _write(path, panel if channel_order == "bgr" else panel[..., ::-1])
@@ -118,7 +122,9 @@ def ranking_grid(query, gallery, matches, size=(128, 64), border=4, channel_orde
         uint8 (H + 2·border, (1 + k)·(W + 2·border), 3) image.
 
     Example:
-    >>> grid = ranking_grid("query/0001_c1s1_001051_00.jpg", top10_paths, top10_pids == 1)
+    ```python
+    grid = ranking_grid("query/0001_c1s1_001051_00.jpg", top10_paths, top10_pids == 1)
+    ```
     """
     _check_order(channel_order)
     matches = list(matches)
@@ -161,7 +167,9 @@ def save_ranking_grids(out_dir, distmat, query_samples, gallery_samples, topk=10
         The written paths, `ranking_{index:03d}_{query file stem}.png`.
 
     Example:
-    >>> save_ranking_grids("pics/rankings", distmat, market.query, market.gallery, topk=10)
+    ```python
+    save_ranking_grids("pics/rankings", distmat, market.query, market.gallery, topk=10)
+    ```
     """
     distmat = np.asarray(distmat)
     if distmat.shape != (len(query_samples), len(gallery_samples)):

@@ -37,3 +37,13 @@ def test_top_level_help_lists_the_pipeline_without_loading_keras():
     for command in ("synthetic", "masks", "train", "evaluate", "export", "search", "demo"):
         assert command in out
     assert out.strip().endswith("False")
+
+
+def test_docstring_examples_are_plain_code_not_unrun_doctests():
+    """Examples are fenced code: a `>>>` block would claim outputs that no test runs."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "keras_mmga"
+    offenders = [f"{p.relative_to(root)}:{i + 1}" for p in sorted(root.rglob("*.py"))
+                 for i, line in enumerate(p.read_text().splitlines()) if line.lstrip().startswith(">>>")]
+    assert offenders == []

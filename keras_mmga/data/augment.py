@@ -10,8 +10,10 @@ every run and after `Dataset.skip`), then `augment_image` applies one image's
 parameters and `flip_masks` flips the batch's mask targets.
 
 Example:
->>> params = sample_augmentation(tf.constant([0, 7], tf.int64), 4, (384, 128))
->>> image = augment_image(image, params["flip"][0], params["erase"][0], params["box"][0])
+```python
+params = sample_augmentation(tf.constant([0, 7], tf.int64), 4, (384, 128))
+image = augment_image(image, params["flip"][0], params["erase"][0], params["box"][0])
+```
 """
 
 import tensorflow as tf

@@ -22,9 +22,10 @@ class ReIDDataset:
         verbose: bool, print the summary table.
 
     Example:
-    >>> ds = ReIDDataset([("a.jpg", 7, 0), ("b.jpg", 7, 1)], [], [])
-    >>> ds.train[0][1], ds.num_train_pids
-    (0, 1)
+    ```python
+    ds = ReIDDataset([("a.jpg", 7, 0), ("b.jpg", 7, 1)], [], [])
+    ds.train[0][1], ds.num_train_pids
+    ```
     """
 
     def __init__(self, train, query, gallery, name="custom", relabel=True, verbose=False):
@@ -181,9 +182,10 @@ class Market1501(_FolderDataset):
             it later).
 
     Example:
-    >>> market = Market1501("/data/Market-1501-v15.09.15")
-    >>> market.num_train_pids
-    751
+    ```python
+    market = Market1501("/data/Market-1501-v15.09.15")
+    market.num_train_pids
+    ```
     """
 
     name = "Market1501"
@@ -204,9 +206,10 @@ class DukeMTMCreID(_FolderDataset):
             later).
 
     Example:
-    >>> duke = DukeMTMCreID("/data/DukeMTMC-reID")
-    >>> duke.num_train_pids
-    702
+    ```python
+    duke = DukeMTMCreID("/data/DukeMTMC-reID")
+    duke.num_train_pids
+    ```
     """
 
     name = "DukeMTMCreID"

@@ -110,8 +110,9 @@ def check_parts(parts=None, label_groups=None):
     and listing the known groups).
 
     Example:
-    >>> check_parts(["head", "torso"])
-    ('head', 'torso')
+    ```python
+    check_parts(["head", "torso"])
+    ```
     """
     if parts is None:
         return DEFAULT_PARTS
@@ -220,10 +221,10 @@ def group_label_map(label_map, dress_group="upper", label_groups=None, parts=Non
             whole, upper, bottom).
 
     Example:
-    >>> group_label_map(np.array([[2], [9]]))[..., 1]  # hair is upper, pants are not
-    array([[1.], [0.]], dtype=float32)
-    >>> group_label_map(np.array([[2], [9]]), parts=("head", "legs"))[:, 0]
-    array([[1., 1., 0.], [1., 0., 1.]], dtype=float32)
+    ```python
+    group_label_map(np.array([[2], [9]]))[..., 1]  # hair is upper, pants are not
+    group_label_map(np.array([[2], [9]]), parts=("head", "legs"))[:, 0]
+    ```
     """
     label_map = np.asarray(label_map)
     groups = check_grouping(dress_group, label_groups, parts=parts)
@@ -269,8 +270,9 @@ def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper", lab
             "bottom")`); other modes have fixed channels and refuse it.
 
     Example:
-    >>> binary_masks(np.array([[5], [9]]))[..., 0]  # upper clothes, pants: whole body
-    array([[1.], [1.]], dtype=float32)
+    ```python
+    binary_masks(np.array([[5], [9]]))[..., 0]  # upper clothes, pants: whole body
+    ```
     """
     if mode not in MASK_MODES:
         raise ValueError(f"mask mode must be one of {MASK_MODES}, got {mode!r}.")
@@ -420,7 +422,9 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
         verbose: show progress (count, masks/s, time left) on stderr.
 
     Example:
-    >>> targets, weights = load_targets(paths, "Market/", "Market-masks/", (24, 8))
+    ```python
+    targets, weights = load_targets(paths, "Market/", "Market-masks/", (24, 8))
+    ```
     """
     if missing not in ("error", "ignore"):
         raise ValueError(f"missing must be 'error' or 'ignore', got {missing!r}.")

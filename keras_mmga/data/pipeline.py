@@ -45,7 +45,9 @@ def check_images(paths, mode="header", verbose=False):
         verbose: show progress (count, images/s, time left) on stderr.
 
     Example:
-    >>> check_images([p for p, _, _ in market.train], mode="decode")
+    ```python
+    check_images([p for p, _, _ in market.train], mode="decode")
+    ```
     """
     mode = _check_mode(mode)
     if mode == "none":
@@ -210,10 +212,12 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         `num_classes` and `sampler`.
 
     Example:
-    >>> market = Market1501(root)
-    >>> data = make_train_dataset(market.train, (384, 128), mask_root=mask_dir, image_root=market.root,
-    ...                           mask_mode=model.mask_mode)
-    >>> model.fit(data.dataset, steps_per_epoch=data.steps_per_epoch, epochs=...)
+    ```python
+    market = Market1501(root)
+    data = make_train_dataset(market.train, (384, 128), mask_root=mask_dir, image_root=market.root,
+                              mask_mode=model.mask_mode)
+    model.fit(data.dataset, steps_per_epoch=data.steps_per_epoch, epochs=...)
+    ```
     """
     paths, pids = _check_samples(samples)
     image_size = check_image_size(image_size)
@@ -392,7 +396,9 @@ def make_eval_dataset(samples, image_size=(384, 128), batch_size=64, check_files
         `tf.data.Dataset` of float32 (b, H, W, 3) RGB images in [0, 255].
 
     Example:
-    >>> features = extract_features(model, make_eval_dataset(market.query, (384, 128)))
+    ```python
+    features = extract_features(model, make_eval_dataset(market.query, (384, 128)))
+    ```
     """
     paths = [os.fspath(s) if isinstance(s, (str, os.PathLike)) else os.fspath(s[0]) for s in samples]
     if not paths:

@@ -50,9 +50,10 @@ class PKSampler:
         epoch: `"identities"` or `"images"`, see above.
 
     Example:
-    >>> sampler = PKSampler([0, 0, 1, 1, 2, 2], num_identities=2, num_instances=2)
-    >>> len(next(iter(sampler)))
-    4
+    ```python
+    sampler = PKSampler([0, 0, 1, 1, 2, 2], num_identities=2, num_instances=2)
+    len(next(iter(sampler)))
+    ```
     """
 
     def __init__(self, pids, num_identities=24, num_instances=4, num_replicas=1, replacement=True, seed=0,

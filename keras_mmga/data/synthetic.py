@@ -14,9 +14,10 @@ camera, the gallery the rest plus distractors (pid 0) and junk boxes (pid -1).
 Everything is determined by the seed.
 
 Example:
->>> images_root, masks_root = write_dataset("/tmp/synthetic", num_train_ids=100, num_test_ids=100)
->>> Market1501(images_root).num_train_pids
-100
+```python
+images_root, masks_root = write_dataset("/tmp/synthetic", num_train_ids=100, num_test_ids=100)
+Market1501(images_root).num_train_pids
+```
 """
 
 import json

@@ -10,12 +10,13 @@ One step per module: `preprocessing` (images to the graph's input),
 card is read by `keras_mmga.model_card`. The names load on first use (PEP 562).
 
 Example:
->>> from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
->>> extractor = OnnxFeatureExtractor("exported/mmga_market.onnx")
->>> index = GalleryIndex.build(extractor, "Market-1501/bounding_box_test")
->>> index.save("market_gallery")          # market_gallery.index.npz + market_gallery.index.json
->>> index.query("Market-1501/query/0001_c1s1_001051_00.jpg", topk=5, extractor=extractor)[0]["pid"]
-1
+```python
+from keras_mmga.deploy import GalleryIndex, OnnxFeatureExtractor
+extractor = OnnxFeatureExtractor("exported/mmga_market.onnx")
+index = GalleryIndex.build(extractor, "Market-1501/bounding_box_test")
+index.save("market_gallery")          # market_gallery.index.npz + market_gallery.index.json
+index.query("Market-1501/query/0001_c1s1_001051_00.jpg", topk=5, extractor=extractor)[0]["pid"]
+```
 """
 
 from keras_mmga.lazy import lazy_exports

@@ -1,9 +1,10 @@
 """`OnnxFeatureExtractor`: L2-normalised features of images from an exported model, on ONNX Runtime.
 
 Example:
->>> from keras_mmga.deploy import OnnxFeatureExtractor
->>> OnnxFeatureExtractor("exported/mmga_market.onnx")(["a.jpg", "b.jpg"]).shape
-(2, 2048)
+```python
+from keras_mmga.deploy import OnnxFeatureExtractor
+OnnxFeatureExtractor("exported/mmga_market.onnx")(["a.jpg", "b.jpg"]).shape
+```
 """
 
 import os
@@ -29,10 +30,11 @@ class OnnxFeatureExtractor:
         batch_size: images per ONNX Runtime call.
 
     Example:
-    >>> extractor = OnnxFeatureExtractor("exported/mmga.onnx")
-    >>> extractor(["a.jpg", "b.jpg"]).shape          # files
-    (2, 2048)
-    >>> extractor(frame[y0:y1, x0:x1], color="bgr")  # an OpenCV crop
+    ```python
+    extractor = OnnxFeatureExtractor("exported/mmga.onnx")
+    extractor(["a.jpg", "b.jpg"]).shape          # files
+    extractor(frame[y0:y1, x0:x1], color="bgr")  # an OpenCV crop
+    ```
     """
 
     def __init__(self, onnx_path, providers=None, batch_size=32):
@@ -83,8 +85,9 @@ class OnnxFeatureExtractor:
         shape instead of ONNX Runtime's.
 
         Example:
-        >>> extractor.run(np.zeros((2, 384, 128, 3), np.float32)).shape
-        (2, 2048)
+        ```python
+        extractor.run(np.zeros((2, 384, 128, 3), np.float32)).shape
+        ```
         """
         batch = np.asarray(batch)
         if batch.dtype != np.float32:

@@ -1,11 +1,12 @@
 """`GalleryIndex`: gallery features with their paths, pids and camids, searched by NumPy or FAISS, saved on disk.
 
 Example:
->>> from keras_mmga.deploy import GalleryIndex
->>> index = GalleryIndex.build(extractor, "Market-1501/bounding_box_test")
->>> index.save("market_gallery")          # market_gallery.index.npz + market_gallery.index.json
->>> index.query("Market-1501/query/0001_c1s1_001051_00.jpg", topk=5, extractor=extractor)[0]["pid"]
-1
+```python
+from keras_mmga.deploy import GalleryIndex
+index = GalleryIndex.build(extractor, "Market-1501/bounding_box_test")
+index.save("market_gallery")          # market_gallery.index.npz + market_gallery.index.json
+index.query("Market-1501/query/0001_c1s1_001051_00.jpg", topk=5, extractor=extractor)[0]["pid"]
+```
 """
 
 import json
@@ -53,11 +54,13 @@ class GalleryIndex:
             HNSW search / construction candidate lists).
 
     Example:
-    >>> index = GalleryIndex.build(extractor, "gallery/", backend="faiss", faiss_index="HNSW32", efSearch=128)
-    >>> index.add(extractor(new_paths), new_paths)   # more cameras, no rebuild
-    >>> index.save("gallery")                        # gallery.index.{npz,json,faiss}
-    >>> hits = GalleryIndex.load("gallery").query(extractor("q.jpg"), topk=5)
-    >>> hits[0]["path"], hits[0]["distance"]
+    ```python
+    index = GalleryIndex.build(extractor, "gallery/", backend="faiss", faiss_index="HNSW32", efSearch=128)
+    index.add(extractor(new_paths), new_paths)   # more cameras, no rebuild
+    index.save("gallery")                        # gallery.index.{npz,json,faiss}
+    hits = GalleryIndex.load("gallery").query(extractor("q.jpg"), topk=5)
+    hits[0]["path"], hits[0]["distance"]
+    ```
     """
 
     def __init__(self, features, paths, pids, camids, meta=None, backend="numpy", faiss_index="Flat", nprobe=None,
@@ -93,7 +96,9 @@ class GalleryIndex:
         """Changes FAISS search knobs of a built index (`nprobe`, `efSearch`), e.g. to trade recall for speed.
 
         Example:
-        >>> index.set_search_knobs(nprobe=32)
+        ```python
+        index.set_search_knobs(nprobe=32)
+        ```
         """
         if not isinstance(self._search, FaissBackend):
             raise ValueError(f"{sorted(knobs)} apply to backend='faiss'; this index is NumPy's.")
@@ -125,7 +130,9 @@ class GalleryIndex:
             pids, camids: their ids; parsed from the file names when None.
 
         Example:
-        >>> index.add(extractor(paths), paths)
+        ```python
+        index.add(extractor(paths), paths)
+        ```
         """
         features = np.asarray(features, np.float32)
         paths = [os.fspath(p) for p in paths]
@@ -215,7 +222,9 @@ class GalleryIndex:
                 `efConstruction` (see the class).
 
         Example:
-        >>> index = GalleryIndex.load_or_build(extractor, "gallery/", "runs/gallery")
+        ```python
+        index = GalleryIndex.load_or_build(extractor, "gallery/", "runs/gallery")
+        ```
         """
         folder = os.fspath(folder)
         prefix = None if prefix is None else os.fspath(prefix)
@@ -290,7 +299,9 @@ class GalleryIndex:
         return -1 (distance inf) where it found fewer than k.
 
         Example:
-        >>> distances, rows = index.search(extractor(query_paths), topk=10)
+        ```python
+        distances, rows = index.search(extractor(query_paths), topk=10)
+        ```
         """
         if int(topk) < 1:
             raise ValueError(f"topk must be positive, got {topk}.")

@@ -30,8 +30,9 @@ def preprocess(image, image_size, color="rgb"):
             files are always read correctly.
 
     Example:
-    >>> preprocess(cv2.imread("a.jpg"), (384, 128), color="bgr").shape
-    (384, 128, 3)
+    ```python
+    preprocess(cv2.imread("a.jpg"), (384, 128), color="bgr").shape
+    ```
     """
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}.")

@@ -81,9 +81,11 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, **trai
         `(results, table)`: results maps dataset name → variant → metrics.
 
     Example:
-    >>> market = AblationDataset("Market-1501", "data/market1501", "data/market1501_masks")
-    >>> results, table = run_ablation([market], "runs/ablation", epochs=120)
-    >>> print(table)
+    ```python
+    market = AblationDataset("Market-1501", "data/market1501", "data/market1501_masks")
+    results, table = run_ablation([market], "runs/ablation", epochs=120)
+    print(table)
+    ```
     """
     unknown = set(variants) - set(VARIANT_ORDER)
     if unknown:
@@ -205,10 +207,9 @@ def format_ablation_table(results, variants=VARIANT_ORDER):
         variants: rows, in order.
 
     Example:
-    >>> print(format_ablation_table({"Market-1501": {"mmga": {"rank1": 0.95, "mAP": 0.872}}}, ["mmga"]))
-    | Model | Market-1501 Rank-1 | Market-1501 mAP |
-    |---|---|---|
-    | MMGA | 95.0 | 87.2 |
+    ```python
+    print(format_ablation_table({"Market-1501": {"mmga": {"rank1": 0.95, "mAP": 0.872}}}, ["mmga"]))
+    ```
     """
     names = list(results)
     header = "| Model | " + " | ".join(f"{n} Rank-1 | {n} mAP" for n in names) + " |"

@@ -32,7 +32,9 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         backup_dir: str, the folder of the resume state.
 
     Example:
-    >>> model.fit(data, epochs=10, steps_per_epoch=100, callbacks=[ResumableBackup("run/backup")])
+    ```python
+    model.fit(data, epochs=10, steps_per_epoch=100, callbacks=[ResumableBackup("run/backup")])
+    ```
     """
 
     def __init__(self, backup_dir):
@@ -246,13 +248,15 @@ class RankValidation(RankEvaluation):
         verbose: print the metrics (and the extraction progress).
 
     Example:
-    >>> market = Market1501("data/market1501")
-    >>> model.fit(data.dataset, steps_per_epoch=data.steps_per_epoch, epochs=120, callbacks=[
-    ...     RankValidation(market),
-    ...     keras.callbacks.EarlyStopping("val_mAP", mode="max", patience=5, restore_best_weights=True),
-    ...     keras.callbacks.ModelCheckpoint("best.keras", monitor="val_mAP", mode="max", save_best_only=True),
-    ... ])
-    >>> history.history["val_rank1"]
+    ```python
+    market = Market1501("data/market1501")
+    model.fit(data.dataset, steps_per_epoch=data.steps_per_epoch, epochs=120, callbacks=[
+        RankValidation(market),
+        keras.callbacks.EarlyStopping("val_mAP", mode="max", patience=5, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint("best.keras", monitor="val_mAP", mode="max", save_best_only=True),
+    ])
+    history.history["val_rank1"]
+    ```
     """
 
     def __init__(self, query, gallery=None, image_size=None, every=1, batch_size=64, flip=True, best_path=None,

@@ -86,8 +86,10 @@ class TrainConfig:
         verbose: Keras progress verbosity (0, 1 or 2).
 
     Example:
-    >>> config = TrainConfig("data/market1501", "runs/market_mmga", mask_root="data/market1501_masks")
-    >>> model, history = train(config)
+    ```python
+    config = TrainConfig("data/market1501", "runs/market_mmga", mask_root="data/market1501_masks")
+    model, history = train(config)
+    ```
     """
 
     dataset_root: str

@@ -40,7 +40,9 @@ def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, see
         `(images_root, masks_root)`.
 
     Example:
-    >>> images, masks = prepare_synthetic_dataset("runs/ablation/data", 100, 100, seed=0)
+    ```python
+    images, masks = prepare_synthetic_dataset("runs/ablation/data", 100, 100, seed=0)
+    ```
     """
     data_dir = os.fspath(data_dir)
     spec = {"num_train_ids": int(num_train_ids), "num_test_ids": int(num_test_ids), "seed": int(seed)}
@@ -63,8 +65,10 @@ def run_demo(config=None, export=True):
         `onnx` (the export's report, or None).
 
     Example:
-    >>> report = run_demo(DemoConfig(out_dir="/tmp/demo", epochs=2))
-    >>> print(report["table"])
+    ```python
+    report = run_demo(DemoConfig(out_dir="/tmp/demo", epochs=2))
+    print(report["table"])
+    ```
     """
     config = config or DemoConfig()
     start = time.perf_counter()

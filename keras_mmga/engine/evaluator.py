@@ -34,8 +34,10 @@ def evaluate_split(model, query, gallery, image_size, batch_size=64, flip=True, 
         `mINP` (fractions), `cmc` and `num_valid_queries`.
 
     Example:
-    >>> market = Market1501("data/market1501")
-    >>> metrics, distmat = evaluate_split(model, market.query, market.gallery, (384, 128))
+    ```python
+    market = Market1501("data/market1501")
+    metrics, distmat = evaluate_split(model, market.query, market.gallery, (384, 128))
+    ```
     """
     qf = extract_features(model, make_eval_dataset(query, image_size, batch_size), flip=flip, verbose=verbose,
                           label="query features", num_images=len(query))
@@ -61,9 +63,10 @@ def format_results(results):
         results: dict name → metrics dict (as `evaluate_model` returns).
 
     Example:
-    >>> print(format_results({"mmga": evaluate_model("best.keras", "data/market1501")}))
-    | model | rank-1 | rank-5 | rank-10 | mAP | mINP |
-    ...
+    ```python
+    print(format_results({"mmga": evaluate_model("best.keras", "data/market1501")}))
+    
+    ```
     """
     lines = ["| model | rank-1 | rank-5 | rank-10 | mAP | mINP |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -96,8 +99,10 @@ def evaluate_model(model_or_path, dataset_root, dataset="market1501", batch_size
         and `num_valid_queries`.
 
     Example:
-    >>> metrics = evaluate_model("runs/market_mmga/best.keras", "data/market1501", pictures_dir="pics")
-    >>> metrics["rank1"], metrics["mAP"]
+    ```python
+    metrics = evaluate_model("runs/market_mmga/best.keras", "data/market1501", pictures_dir="pics")
+    metrics["rank1"], metrics["mAP"]
+    ```
     """
     model = load_model(model_or_path)
     data = load_dataset(dataset_root, dataset, verbose=verbose)

@@ -71,7 +71,9 @@ def build_model(config, num_classes, steps_per_epoch=None):
             learning-rate decay (`fit` fills it in when None).
 
     Example:
-    >>> model = build_model(TrainConfig("data", "run", backbone_weights=None), num_classes=751)
+    ```python
+    model = build_model(TrainConfig("data", "run", backbone_weights=None), num_classes=751)
+    ```
     """
     # The policy is given to the model rather than set globally, so that a
     # mixed-precision run does not change later models in the same process.
@@ -231,9 +233,11 @@ def train(config, extra_callbacks=()):
             resume state keep the last epoch that ended with finite losses.
 
     Example:
-    >>> config = TrainConfig("data/market1501", "runs/mmga", mask_root="data/masks", epochs=120)
-    >>> model, history = train(config)
-    >>> history.history["val_mAP"][-1]
+    ```python
+    config = TrainConfig("data/market1501", "runs/mmga", mask_root="data/masks", epochs=120)
+    model, history = train(config)
+    history.history["val_mAP"][-1]
+    ```
     """
     import tensorflow as tf
 

@@ -35,8 +35,10 @@ def extract_features(model, images, flip=True, verbose=True, batch_size=64, labe
         float32 array `(N, D)`.
 
     Example:
-    >>> from keras_mmga.data import make_eval_dataset
-    >>> qf = extract_features(model, make_eval_dataset(market.query, (384, 128)))
+    ```python
+    from keras_mmga.data import make_eval_dataset
+    qf = extract_features(model, make_eval_dataset(market.query, (384, 128)))
+    ```
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be an int ≥ 1, got {batch_size!r}.")

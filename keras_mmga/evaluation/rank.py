@@ -44,9 +44,10 @@ def compute_distance_matrix(query_features, gallery_features, metric="euclidean"
         float32 array (Q, G).
 
     Example:
-    >>> q = np.eye(2, 4, dtype="float32"); g = np.eye(3, 4, dtype="float32")
-    >>> compute_distance_matrix(q, g).tolist()
-    [[0.0, 2.0, 2.0], [2.0, 0.0, 2.0]]
+    ```python
+    q = np.eye(2, 4, dtype="float32"); g = np.eye(3, 4, dtype="float32")
+    compute_distance_matrix(q, g).tolist()
+    ```
     """
     q = np.asarray(query_features, np.float32)
     g = np.asarray(gallery_features, np.float32)
@@ -122,9 +123,10 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, num_
             distances to true matches, or no query with a true match.
 
     Example:
-    >>> r = evaluate_rank(np.array([[0.2, 0.1, 0.3, 0.05]]), [1], [5, 1, 1, 1], [0], [1, 1, 2, 0], max_rank=3)
-    >>> r["cmc"].tolist(), round(r["mAP"], 4), round(r["mINP"], 4)
-    ([1.0, 1.0, 1.0], 0.8333, 0.6667)
+    ```python
+    r = evaluate_rank(np.array([[0.2, 0.1, 0.3, 0.05]]), [1], [5, 1, 1, 1], [0], [1, 1, 2, 0], max_rank=3)
+    r["cmc"].tolist(), round(r["mAP"], 4), round(r["mINP"], 4)
+    ```
     """
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
@@ -283,8 +285,10 @@ def evaluate(query_features, gallery_features, q_pids, g_pids, q_camids, g_camid
         The `evaluate_rank` dict, or `(dict, distmat)` with `return_distmat`.
 
     Example:
-    >>> result = evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids)
-    >>> print(f"rank-1 {result['cmc'][0]:.1%}  mAP {result['mAP']:.1%}")
+    ```python
+    result = evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids)
+    print(f"rank-1 {result['cmc'][0]:.1%}  mAP {result['mAP']:.1%}")
+    ```
     """
     _check_lengths(query_features, q_pids, q_camids, "query")
     _check_lengths(gallery_features, g_pids, g_camids, "gallery")

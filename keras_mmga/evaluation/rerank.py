@@ -49,8 +49,10 @@ def re_ranking(query_features=None, gallery_features=None, k1=20, k2=6, lambda_v
         float32 (Q, G) distances, to rank as usual (`evaluate_rank`).
 
     Example:
-    >>> distmat = re_ranking(query_features, gallery_features)          # k1=20, k2=6, λ=0.3
-    >>> result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
+    ```python
+    distmat = re_ranking(query_features, gallery_features)          # k1=20, k2=6, λ=0.3
+    result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
+    ```
     """
     if k1 < 1 or k2 < 1 or not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"Need k1 >= 1, k2 >= 1 and 0 <= lambda_value <= 1; got {k1}, {k2}, {lambda_value}.")

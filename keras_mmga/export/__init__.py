@@ -22,10 +22,11 @@ quantisation). The names load on first use (PEP 562), so importing the
 package loads neither TensorFlow nor Keras.
 
 Example:
->>> from keras_mmga.export import export_onnx
->>> info = export_onnx("runs/market_mmga/best.keras", "exported/mmga_market.onnx")
->>> info["max_abs_diff"] <= 1e-4
-True
+```python
+from keras_mmga.export import export_onnx
+info = export_onnx("runs/market_mmga/best.keras", "exported/mmga_market.onnx")
+info["max_abs_diff"] <= 1e-4
+```
 """
 
 from keras_mmga.lazy import lazy_exports

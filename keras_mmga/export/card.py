@@ -1,10 +1,11 @@
 """The contents of the model card an export writes (`keras_mmga.model_card` has the format and the I/O).
 
 Example:
->>> card = build_card(model, proto, nchw=False, opset=17, fp16=False, parity={...}, source=None,
-...                   source_policy="float32")
->>> card["input"]["shape"]
-['N', 384, 128, 3]
+```python
+card = build_card(model, proto, nchw=False, opset=17, fp16=False, parity={...}, source=None,
+                  source_policy="float32")
+card["input"]["shape"]
+```
 """
 
 import keras

@@ -1,10 +1,11 @@
 """tf2onnx conversion of a traced function, with the deployment contract's tensor names.
 
 Example:
->>> from keras_mmga.export import convert, inference_function
->>> proto = convert(inference_function(model))
->>> [i.name for i in proto.graph.input], [o.name for o in proto.graph.output]
-(['images'], ['features'])
+```python
+from keras_mmga.export import convert, inference_function
+proto = convert(inference_function(model))
+[i.name for i in proto.graph.input], [o.name for o in proto.graph.output]
+```
 """
 
 import contextlib
@@ -45,7 +46,9 @@ def convert(function, opset=DEFAULT_OPSET):
     outputs keep the names of the function's output dict.
 
     Example:
-    >>> proto = convert(inference_function(model))
+    ```python
+    proto = convert(inference_function(model))
+    ```
     """
     import tf2onnx
 

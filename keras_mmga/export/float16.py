@@ -1,8 +1,10 @@
 """float16 rewriting of a float32 ONNX graph that keeps the float32 interface and L2 normalisation.
 
 Example:
->>> from keras_mmga.export import convert, inference_function, to_float16
->>> half = to_float16(convert(inference_function(model)))
+```python
+from keras_mmga.export import convert, inference_function, to_float16
+half = to_float16(convert(inference_function(model)))
+```
 """
 
 import numpy as np
@@ -36,7 +38,9 @@ def to_float16(proto):
         `proto`.
 
     Example:
-    >>> half = to_float16(convert(inference_function(model)))
+    ```python
+    half = to_float16(convert(inference_function(model)))
+    ```
     """
     import onnx
     from onnx import helper, numpy_helper

@@ -1,10 +1,11 @@
 """Checks of an ONNX graph's structure: dead nodes, dynamic dimensions, the L2-normalisation tail.
 
 Example:
->>> from keras_mmga.export import dynamic_dims, unused_nodes
->>> proto = onnx.load("exported/mmga.onnx")
->>> unused_nodes(proto), dynamic_dims(proto)
-([], {})
+```python
+from keras_mmga.export import dynamic_dims, unused_nodes
+proto = onnx.load("exported/mmga.onnx")
+unused_nodes(proto), dynamic_dims(proto)
+```
 """
 
 # Ops of the L2 normalisation at the end of the graph (kept in float32 by the
@@ -20,8 +21,9 @@ def unused_nodes(proto):
     attention-map output).
 
     Example:
-    >>> unused_nodes(onnx.load("exported/mmga.onnx"))
-    []
+    ```python
+    unused_nodes(onnx.load("exported/mmga.onnx"))
+    ```
     """
     graph = proto.graph
     producer = {out: i for i, node in enumerate(graph.node) for out in node.output}
@@ -43,8 +45,9 @@ def dynamic_dims(proto):
     engine needs.
 
     Example:
-    >>> dynamic_dims(onnx.load("exported/mmga.onnx"))
-    {}
+    ```python
+    dynamic_dims(onnx.load("exported/mmga.onnx"))
+    ```
     """
     import onnx
 

@@ -31,9 +31,10 @@ def float32_inference_copy(model):
         The float32 copy.
 
     Example:
-    >>> copy = float32_inference_copy(mixed_model)
-    >>> copy.dtype_policy.name
-    'float32'
+    ```python
+    copy = float32_inference_copy(mixed_model)
+    copy.dtype_policy.name
+    ```
     """
     import tensorflow as tf
 
@@ -69,9 +70,10 @@ def inference_function(model, nchw=False):
         A `tf.function` with one `TensorSpec` named `images`, batch dynamic.
 
     Example:
-    >>> fn = inference_function(model)
-    >>> fn.input_signature[0].shape.as_list()
-    [None, 384, 128, 3]
+    ```python
+    fn = inference_function(model)
+    fn.input_signature[0].shape.as_list()
+    ```
     """
     import tensorflow as tf
 
@@ -95,9 +97,10 @@ def training_function(model):
     part of (see `tests/test_export.py`).
 
     Example:
-    >>> proto = convert(training_function(model))
-    >>> [o.name for o in proto.graph.output]
-    ['attention_maps/module1_whole', ..., 'features', 'local_logits', 'whole_logits']
+    ```python
+    proto = convert(training_function(model))
+    [o.name for o in proto.graph.output]
+    ```
     """
     import tensorflow as tf
 

@@ -16,11 +16,12 @@ below `min_cosine`) and, given a dataset, rank-1 / mAP of both models. The
 figures go in the model card.
 
 Example:
->>> from keras_mmga.export import export_int8
->>> info = export_int8("runs/market_mmga/best.keras", "exported/mmga_market_int8.onnx",
-...                    calibration="Market-1501/bounding_box_train")
->>> info["card"]["int8"]["cosine_vs_float32"]["mean"] >= 0.99
-True
+```python
+from keras_mmga.export import export_int8
+info = export_int8("runs/market_mmga/best.keras", "exported/mmga_market_int8.onnx",
+                   calibration="Market-1501/bounding_box_train")
+info["card"]["int8"]["cosine_vs_float32"]["mean"] >= 0.99
+```
 """
 
 import os

@@ -51,9 +51,10 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
         `feature_dim`, `num_nodes` and the `card` itself.
 
     Example:
-    >>> info = export_onnx("runs/market_mmga/best.keras", "exported/mmga_market.onnx", nchw=True)
-    >>> info["input_shape"]
-    (None, 3, 384, 128)
+    ```python
+    info = export_onnx("runs/market_mmga/best.keras", "exported/mmga_market.onnx", nchw=True)
+    info["input_shape"]
+    ```
     """
     import onnx
 

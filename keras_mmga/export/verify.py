@@ -1,10 +1,11 @@
 """Parity: ONNX Runtime against Keras on random, synthetic-person and the caller's images.
 
 Example:
->>> from keras_mmga.export import parity, parity_images
->>> images = np.concatenate(list(parity_images((384, 128), None).values()))
->>> parity(model, "exported/mmga.onnx", images) <= FP32_TOLERANCE
-True
+```python
+from keras_mmga.export import parity, parity_images
+images = np.concatenate(list(parity_images((384, 128), None).values()))
+parity(model, "exported/mmga.onnx", images) <= FP32_TOLERANCE
+```
 """
 
 import os
@@ -64,8 +65,9 @@ def parity(model, onnx_path, images, nchw=False):
         nchw: the export takes `(N, 3, H, W)`.
 
     Example:
-    >>> parity(model, "exported/mmga.onnx", images)
-    1.2e-07
+    ```python
+    parity(model, "exported/mmga.onnx", images)
+    ```
     """
     import onnxruntime as ort
 

@@ -22,9 +22,10 @@ class ChannelAttention(keras.layers.Layer):
         `(N, 1, 1, output_channels)` weights in (0, 1).
 
     Example:
-    >>> layer = ChannelAttention(output_channels=1024)
-    >>> layer(keras.ops.ones((2, 48, 16, 512))).shape
-    (2, 1, 1, 1024)
+    ```python
+    layer = ChannelAttention(output_channels=1024)
+    layer(keras.ops.ones((2, 48, 16, 512))).shape
+    ```
 
     Reference: Cai et al., "Multi-Scale Body-Part Mask Guided Attention for
     Person Re-identification", CVPR Workshops 2019, §3.1.

@@ -22,9 +22,10 @@ class EmbeddingHead(keras.layers.Layer):
         **kwargs: standard layer arguments.
 
     Example:
-    >>> head = EmbeddingHead(512)
-    >>> head(keras.ops.ones((2, 24, 8, 2048))).shape
-    (2, 512)
+    ```python
+    head = EmbeddingHead(512)
+    head(keras.ops.ones((2, 24, 8, 2048))).shape
+    ```
     """
 
     def __init__(self, units, sync_batchnorm=False, **kwargs):

@@ -29,10 +29,11 @@ class MaskGuidedAttention(keras.layers.Layer):
         `(N, h', w', 1)`.
 
     Example:
-    >>> unit = MaskGuidedAttention(output_channels=1024, pool=True)
-    >>> a, s = unit(keras.ops.ones((2, 48, 16, 512)))
-    >>> a.shape, s.shape
-    ((2, 24, 8, 1024), (2, 24, 8, 1))
+    ```python
+    unit = MaskGuidedAttention(output_channels=1024, pool=True)
+    a, s = unit(keras.ops.ones((2, 48, 16, 512)))
+    a.shape, s.shape
+    ```
 
     Reference: Cai et al., "Multi-Scale Body-Part Mask Guided Attention for
     Person Re-identification", CVPR Workshops 2019, §3.1, Figure 3.

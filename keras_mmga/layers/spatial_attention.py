@@ -31,9 +31,10 @@ class SpatialAttention(keras.layers.Layer):
         `(N, h, w, 1)` map with values in (1, 2); `h, w` are halved when `pool`.
 
     Example:
-    >>> layer = SpatialAttention(reduction=8)
-    >>> layer(keras.ops.ones((2, 24, 8, 1024))).shape
-    (2, 24, 8, 1)
+    ```python
+    layer = SpatialAttention(reduction=8)
+    layer(keras.ops.ones((2, 24, 8, 1024))).shape
+    ```
 
     Reference: Cai et al., "Multi-Scale Body-Part Mask Guided Attention for
     Person Re-identification", CVPR Workshops 2019, §3.1.

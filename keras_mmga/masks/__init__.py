@@ -11,8 +11,10 @@ Importing this package loads nothing heavy; the interpreter is imported when
 a model is opened.
 
 Example:
->>> from keras_mmga.masks import write_masks
->>> summary = write_masks("Market-1501", "Market-1501-masks")  # doctest: +SKIP
+```python
+from keras_mmga.masks import write_masks
+summary = write_masks("Market-1501", "Market-1501-masks")  # doctest: +SKIP
+```
 """
 
 from keras_mmga.lazy import lazy_exports

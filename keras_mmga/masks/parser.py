@@ -26,10 +26,11 @@ name body regions (what a finer grouping needs), not garments:
 ("left" is the person's left, as in the landmarks.)
 
 Example:
->>> parser = BodyPartParser()  # doctest: +SKIP
->>> result = parser.parse(cv2.imread("0002_c1s1_000451_03.jpg"))  # doctest: +SKIP
->>> result.label_map.shape, result.person, round(result.confidence, 2)  # doctest: +SKIP
-((128, 64), True, 0.97)
+```python
+parser = BodyPartParser()  # doctest: +SKIP
+result = parser.parse(cv2.imread("0002_c1s1_000451_03.jpg"))  # doctest: +SKIP
+result.label_map.shape, result.person, round(result.confidence, 2)  # doctest: +SKIP
+```
 """
 
 import collections

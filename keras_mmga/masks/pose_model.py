@@ -15,10 +15,11 @@ The interpreter is `ai_edge_litert`'s when that package imports, otherwise
 TensorFlow's `tf.lite.Interpreter` (same runtime, deprecated upstream).
 
 Example:
->>> model = PoseModel()  # fetches once, then reads the cache  # doctest: +SKIP
->>> out = model.run(np.zeros((256, 256, 3), "float32"))  # doctest: +SKIP
->>> out["landmarks"].shape, out["segmentation"].shape  # doctest: +SKIP
-((39, 5), (256, 256))
+```python
+model = PoseModel()  # fetches once, then reads the cache  # doctest: +SKIP
+out = model.run(np.zeros((256, 256, 3), "float32"))  # doctest: +SKIP
+out["landmarks"].shape, out["segmentation"].shape  # doctest: +SKIP
+```
 """
 
 import os

@@ -13,9 +13,10 @@ Both, and masks written with low confidence, are listed in the report file
 `REPORT_NAME` in the output folder.
 
 Example:
->>> summary = write_masks("Market-1501", "Market-1501-masks", preview=16)  # doctest: +SKIP
->>> summary["written"], summary["no_person"]  # doctest: +SKIP
-(32668, 3)
+```python
+summary = write_masks("Market-1501", "Market-1501-masks", preview=16)  # doctest: +SKIP
+summary["written"], summary["no_person"]  # doctest: +SKIP
+```
 """
 
 import multiprocessing

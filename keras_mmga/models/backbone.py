@@ -71,9 +71,10 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
         Dict with functional models `"stem"`, `"stage3"` and `"stage4"`.
 
     Example:
-    >>> stages = build_resnet50_stages((128, 64, 3), weights=None)
-    >>> stages["stage4"].output.shape
-    (None, 8, 4, 2048)
+    ```python
+    stages = build_resnet50_stages((128, 64, 3), weights=None)
+    stages["stage4"].output.shape
+    ```
     """
     height, width, channels = input_shape
     if channels != 3 or height % 16 or width % 16:

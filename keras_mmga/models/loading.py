@@ -27,7 +27,9 @@ def load_model(model_or_path):
             (Keras itself reports a damaged archive as "File not found".)
 
     Example:
-    >>> model = load_model("runs/market_mmga/best.keras")
+    ```python
+    model = load_model("runs/market_mmga/best.keras")
+    ```
     """
     if isinstance(model_or_path, (str, os.PathLike)):
         path = os.fspath(model_or_path)

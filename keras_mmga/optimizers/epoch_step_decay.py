@@ -28,11 +28,11 @@ class EpochStepDecay(keras.optimizers.schedules.LearningRateSchedule):
             first epoch length here when it is `None`.
 
     Example:
-    >>> schedule = EpochStepDecay(0.1, decay_epochs=90, decay_rate=0.5, steps_per_epoch=100)
-    >>> round(float(schedule(9000)), 6)
-    0.05
-    >>> round(float(schedule.at_epoch(180)), 6)
-    0.025
+    ```python
+    schedule = EpochStepDecay(0.1, decay_epochs=90, decay_rate=0.5, steps_per_epoch=100)
+    round(float(schedule(9000)), 6)
+    round(float(schedule.at_epoch(180)), 6)
+    ```
     """
 
     def __init__(self, initial_learning_rate, decay_epochs=90, decay_rate=0.5, steps_per_epoch=None):
