@@ -434,12 +434,16 @@ class MMGA(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, *args):
-        """One step: `train_step(data)` on TensorFlow, `train_step(state, data)` on JAX."""
+        """One step: `train_step(data)` on TensorFlow and PyTorch, `train_step(state, data)` on JAX."""
         if keras.backend.backend() == "jax":
             from keras_mmga import jax_backend
 
             return jax_backend.train_step(self, *args)
         (data,) = args
+        if keras.backend.backend() == "torch":
+            from keras_mmga import torch_backend
+
+            return torch_backend.train_step(self, data)
         import tensorflow as tf
 
         images, labels, masks, weights, sample_weight = self.unpack_batch(data)
@@ -459,6 +463,10 @@ class MMGA(keras.Model):
 
             return jax_backend.test_step(self, *args)
         (data,) = args
+        if keras.backend.backend() == "torch":
+            from keras_mmga import torch_backend
+
+            return torch_backend.test_step(self, data)
         images, labels, masks, weights, sample_weight = self.unpack_batch(data)
         outputs = self.forward(images, training=False)
         _, logs = self.compute_losses(outputs, labels, masks, weights, sample_weight)
