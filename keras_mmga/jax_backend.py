@@ -32,7 +32,7 @@ def _stateless_forward(model, trainable, non_trainable, images, training):
         zip(model.non_trainable_variables, non_trainable)
     )
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        outputs = model.forward(images, training=training)
+        outputs = model.compute_outputs(images, training=training)
     return outputs, [scope.get_current_value(v) for v in model.non_trainable_variables]
 
 

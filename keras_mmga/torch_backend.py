@@ -16,7 +16,7 @@ import torch
 def train_step(model, data):
     images, labels, masks, weights, sample_weight = model.unpack_batch(data)
     model.zero_grad()
-    outputs = model.forward(images, training=True)
+    outputs = model.compute_outputs(images, training=True)
     loss, logs = model.compute_losses(outputs, labels, masks, weights, sample_weight)
     model.optimizer.scale_loss(loss).backward()
     variables = model.trainable_variables[:]
@@ -29,6 +29,6 @@ def train_step(model, data):
 def test_step(model, data):
     images, labels, masks, weights, sample_weight = model.unpack_batch(data)
     with torch.no_grad():
-        outputs = model.forward(images, training=False)
+        outputs = model.compute_outputs(images, training=False)
         _, logs = model.compute_losses(outputs, labels, masks, weights, sample_weight)
     return model.update_trackers(logs, labels, outputs)

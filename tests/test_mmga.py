@@ -127,7 +127,7 @@ def test_per_group_learning_rates_after_one_step():
     # Gradient of the exact training loss at the starting weights (the BN
     # moving statistics this pass updates are not trained weights).
     with tf.GradientTape() as tape:
-        outputs = model.forward(x, training=True)
+        outputs = model.compute_outputs(x, training=True)
         loss, _ = model.compute_losses(outputs, *model.unpack_batch((x, y))[1:])
     grads = tape.gradient(loss, [watched["backbone"], watched["head"]])
     model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)

@@ -158,14 +158,14 @@ def test_sample_weight_weights_every_loss_term():
     for dense in (model.whole_classifier, model.local_classifier):
         dense.kernel.assign(rng.normal(0, 0.5, dense.kernel.shape).astype("float32"))
     # evaluate(): inference-mode outputs at the starting weights.
-    outputs = keras.tree.map_structure(keras.ops.convert_to_numpy, model.forward(x, training=False))
+    outputs = keras.tree.map_structure(keras.ops.convert_to_numpy, model.compute_outputs(x, training=False))
     expected = _reference_losses(model, outputs, y["labels"], y["masks"], w.astype("float64"))
     got = model.evaluate(x, y, sample_weight=w, batch_size=8, verbose=0, return_dict=True)
     for key, value in expected.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-4, err_msg=key)
 
     # The training loss of the first step, at the starting weights.
-    outputs = keras.tree.map_structure(keras.ops.convert_to_numpy, model.forward(x, training=True))
+    outputs = keras.tree.map_structure(keras.ops.convert_to_numpy, model.compute_outputs(x, training=True))
     expected = _reference_losses(model, outputs, y["labels"], y["masks"], w.astype("float64"))
     unweighted = _reference_losses(model, outputs, y["labels"], y["masks"], np.ones(8))
     # The weights move every term by far more than the tolerance below.

@@ -34,7 +34,7 @@ def test_shapes_names_and_maps_for_k_parts(models, k):
     # local_dim 1024 split equally: the feature stays 2048-d.
     assert model.part_dims == [1024 // k] * k and model.feature_dim == 2048
     assert model(x).shape == (3, 2048)
-    out = model.forward(x, training=True)
+    out = model.compute_outputs(x, training=True)
     assert out["local_logits"].shape == (3, 6) and out["whole_logits"].shape == (3, 6)
     names = ["module1_whole", "module2_whole"] + [f"module2_{p}" for p in model.parts]
     assert list(out["attention_maps"]) == names

@@ -27,7 +27,7 @@ class MMGA(CheckedFitModel):
     spatial maps); inference takes the image alone.
 
     Called with `training=False` (the default) the model returns the
-    L2-normalised feature `(N, feature_dim)`. `forward(images, training)`
+    L2-normalised feature `(N, feature_dim)`. `compute_outputs(images, training)`
     returns a dict with `"features"`, `"whole_logits"`, `"local_logits"`
     (part variants) and `"attention_maps"` (dict of `(N, H/16, W/16)` maps:
     `"module1_whole"`, `"module2_whole"`, `"module2_<part>"`).
@@ -184,9 +184,9 @@ class MMGA(CheckedFitModel):
             self.local_classifier.build((None, self.local_dim))
         self.built = True
 
-    def forward(self, images, training=False, heads=True):
+    def compute_outputs(self, images, training=False, heads=True):
         """Everything the network computes: features, maps and (with `heads`) the identity logits."""
-        computed = self.backbone.forward(images, training=training)
+        computed = self.backbone.compute_outputs(images, training=training)
         embeddings = computed["embeddings"]
         outputs = {"features": computed["features"]}
         if heads:
@@ -199,7 +199,7 @@ class MMGA(CheckedFitModel):
 
     def call(self, inputs, training=False):
         if training:
-            return self.forward(inputs, training=True)
+            return self.compute_outputs(inputs, training=True)
         return self.backbone(inputs, training=False)
 
     def attention_maps(self, images):
@@ -209,7 +209,7 @@ class MMGA(CheckedFitModel):
     def compute_output_spec(self, inputs, training=False):
         if not training:
             return keras.KerasTensor((inputs.shape[0], self.feature_dim), dtype=self.output_dtype)
-        return keras.backend.compute_output_spec(lambda x: self.forward(x, training=True), inputs)
+        return keras.backend.compute_output_spec(lambda x: self.compute_outputs(x, training=True), inputs)
 
     def backbone_variables(self):
         """Variables of the ResNet50 stages (the paper's 0.05 learning-rate group)."""
@@ -320,7 +320,7 @@ class MMGA(CheckedFitModel):
         return batch_inputs.unpack_batch(self, data)
 
     def compute_losses(self, outputs, labels, masks=None, mask_weights=None, sample_weight=None):
-        """`(loss, logs)` of one step on `outputs` of `forward(..., training=True)` (see `step_losses`)."""
+        """`(loss, logs)` of one step on `outputs` of `compute_outputs(..., training=True)` (see `step_losses`)."""
         if self.mask_supervised and mask_weights is None:
             mask_weights = ops.ones_like(labels, dtype=self.output_dtype)
         return step_losses(
@@ -350,7 +350,7 @@ class MMGA(CheckedFitModel):
 
         images, labels, masks, weights, sample_weight = self.unpack_batch(data)
         with tf.GradientTape() as tape:
-            outputs = self.forward(images, training=True)
+            outputs = self.compute_outputs(images, training=True)
             loss, logs = self.compute_losses(outputs, labels, masks, weights, sample_weight)
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
@@ -370,7 +370,7 @@ class MMGA(CheckedFitModel):
 
             return torch_backend.test_step(self, data)
         images, labels, masks, weights, sample_weight = self.unpack_batch(data)
-        outputs = self.forward(images, training=False)
+        outputs = self.compute_outputs(images, training=False)
         _, logs = self.compute_losses(outputs, labels, masks, weights, sample_weight)
         return self.update_trackers(logs, labels, outputs)
 

@@ -37,8 +37,8 @@ class MMGABackbone(keras.Model):
     L2-normalised concatenation: what retrieval, export and deploy use. No
     classifiers and no losses: those are the task's (`keras_mmga.MMGA`).
 
-    Called, it returns the feature `(N, feature_dim)`. `forward(images,
-    training)` returns everything the network computes: `"features"`,
+    Called, it returns the feature `(N, feature_dim)`. `compute_outputs(images,
+    training)` (not `forward`: on the PyTorch backend that is `torch.nn.Module`'s) returns everything the network computes: `"features"`,
     `"embeddings"` (dict branch → `(N, dim)`, unnormalised) and
     `"attention_maps"` (dict of `(N, H/16, W/16)` maps `"module1_whole"`,
     `"module2_whole"`, `"module2_<part>"`; empty without attention).
@@ -169,7 +169,7 @@ class MMGABackbone(keras.Model):
             return (images - mean) / std
         return images
 
-    def forward(self, images, training=False):
+    def compute_outputs(self, images, training=False):
         """Features, per-branch embeddings and attention maps of `images`."""
         x = self.preprocess(images)
         stage2 = self.stem(x, training=training)
@@ -196,11 +196,11 @@ class MMGABackbone(keras.Model):
         }
 
     def call(self, images, training=False):
-        return self.forward(images, training=training)["features"]
+        return self.compute_outputs(images, training=training)["features"]
 
     def attention_maps(self, images):
         """Spatial attention maps in inference mode: dict of `(N, h, w)` arrays in (1, 2)."""
-        return self.forward(images, training=False)["attention_maps"]
+        return self.compute_outputs(images, training=False)["attention_maps"]
 
     def compute_output_spec(self, images, training=False):
         return keras.KerasTensor((images.shape[0], self.feature_dim), dtype=self.output_dtype)
