@@ -9,7 +9,7 @@ identity centre + noise: 751 test identities plus distractors (pid 0), 6
 cameras, every query's identity present in the gallery (Market-1501's sizes).
 `--noise` sets how hard the problem is (1.5: near perfect; 3.5: mAP ≈ 0.58,
 close to an untrained-to-moderate model; 100: random features, the worst case
-for `evaluate_rank`, which only looks at entries up to each query's farthest
+for `rank_metrics`, which only looks at entries up to each query's farthest
 true match).
 
 Also times a naive torchreid-style loop (full `np.argsort` of every row, then
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from keras_mmga.evaluation import compute_distance_matrix, evaluate_rank
+from keras_mmga.evaluation import compute_distance_matrix, rank_metrics
 
 NUM_Q, NUM_G, DIM, NUM_IDS, NUM_CAMS = 3368, 15913, 2048, 751, 6
 
@@ -82,7 +82,7 @@ def main():
     parser.add_argument("--naive-queries", type=int, default=200)
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    print("| noise | precision | distances wall / CPU (s) | evaluate_rank wall / CPU (s) | total wall (s) "
+    print("| noise | precision | distances wall / CPU (s) | rank_metrics wall / CPU (s) | total wall (s) "
           "| rank-1 | mAP | mINP |")
     print("|---|---|---|---|---|---|---|---|")
     for noise in args.noise:
@@ -92,7 +92,7 @@ def main():
             best = None
             for _ in range(args.repeats):
                 distmat, d_wall, d_cpu = timed(lambda: compute_distance_matrix(qf, gf, precision=precision))
-                result, r_wall, r_cpu = timed(lambda: evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams))
+                result, r_wall, r_cpu = timed(lambda: rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams))
                 if best is None or d_wall + r_wall < best[0] + best[2]:
                     best = (d_wall, d_cpu, r_wall, r_cpu)
             d_wall, d_cpu, r_wall, r_cpu = best
@@ -106,11 +106,11 @@ def main():
         n = min(args.naive_queries, NUM_Q)
         sub = (distmat[:n], q_pids[:n], g_pids, q_cams[:n], g_cams)
         (cmc, mAP, mINP), n_wall, _ = timed(lambda: naive_eval(*sub))
-        fast = evaluate_rank(*sub)
+        fast = rank_metrics(*sub)
         same = np.allclose(fast["cmc"], cmc) and np.isclose(fast["mAP"], mAP) and np.isclose(fast["mINP"], mINP)
-        _, f_wall, _ = timed(lambda: evaluate_rank(*sub))
+        _, f_wall, _ = timed(lambda: rank_metrics(*sub))
         print(f"\nnoise {noise}: naive torchreid-style loop {n_wall:.2f} s for {n} queries "
-              f"-> {n_wall * NUM_Q / n:.1f} s extrapolated to {NUM_Q} (evaluate_rank on the same {n}: "
+              f"-> {n_wall * NUM_Q / n:.1f} s extrapolated to {NUM_Q} (rank_metrics on the same {n}: "
               f"{f_wall:.3f} s); same metrics: {same}")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_mmga.data import Market1501, synthetic
-from keras_mmga.engine import RankValidation, TrainConfig, evaluate_split, load_model
+from keras_mmga.engine import RankValidation, TrainConfig, split_metrics, load_model
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.trainer import _check_resume, _steps_per_epoch
 
@@ -60,7 +60,7 @@ def test_damaged_keras_files_are_named_with_what_is_wrong(tmp_path):
 
 
 def test_features_progress_is_labelled_by_split(market, capsys):
-    evaluate_split(_model(), market.query, market.gallery, (32, 16), batch_size=4, verbose=True)
+    split_metrics(_model(), market.query, market.gallery, (32, 16), batch_size=4, verbose=True)
     err = capsys.readouterr().err
     assert f"query features: {len(market.query)}/{len(market.query)} images" in err
     assert f"gallery features: {len(market.gallery)}/{len(market.gallery)} images" in err
@@ -78,7 +78,7 @@ def test_rank_validation_logs_reach_early_stopping_and_checkpoint(market, tmp_pa
     checkpoint = keras.callbacks.ModelCheckpoint(best, monitor="val_mAP", mode="max", save_best_only=True)
     history = model.fit(x, y, epochs=5, verbose=0, callbacks=[RankValidation(market, verbose=False), stop, checkpoint])
     assert history.epoch == [0, 1] and stop.stopped_epoch == 1
-    expected, _ = evaluate_split(model, market.query, market.gallery, (32, 16), verbose=False)
+    expected, _ = split_metrics(model, market.query, market.gallery, (32, 16), verbose=False)
     assert history.history["val_mAP"][-1] == pytest.approx(expected["mAP"])
     assert all(0 <= v <= 1 for v in history.history["val_rank1"] + history.history["val_mINP"])
     assert best.is_file()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_mmga.evaluation import compute_distance_matrix, evaluate, evaluate_rank
+from keras_mmga.evaluation import compute_distance_matrix, feature_metrics, rank_metrics
 
 
 def brute_force(distmat, q_pids, g_pids, q_camids, g_camids, max_rank):
@@ -53,7 +53,7 @@ def _problem(seed, num_q, num_g, num_ids, num_cams, dtype, integer_distances):
 )
 def test_matches_brute_force(seed, num_q, num_g, num_ids, integer_distances, dtype):
     distmat, q_pids, g_pids, q_camids, g_camids = _problem(seed, num_q, num_g, num_ids, 3, dtype, integer_distances)
-    got = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20)
+    got = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=20)
     cmc, mAP, mINP, n = brute_force(distmat, q_pids, g_pids, q_camids, g_camids, 20)
     assert got["num_valid_queries"] == n < num_q
     assert got["cmc"].shape == (20,)
@@ -61,7 +61,7 @@ def test_matches_brute_force(seed, num_q, num_g, num_ids, integer_distances, dty
     assert got["mAP"] == pytest.approx(mAP, abs=1e-12)
     assert got["mINP"] == pytest.approx(mINP, abs=1e-12)
     # Same answer single-threaded and on a non-contiguous (Fortran-order) matrix.
-    single = evaluate_rank(np.asfortranarray(distmat), q_pids, g_pids, q_camids, g_camids, 20, num_threads=1)
+    single = rank_metrics(np.asfortranarray(distmat), q_pids, g_pids, q_camids, g_camids, 20, num_threads=1)
     np.testing.assert_array_equal(single["cmc"], got["cmc"])
     assert single["mAP"] == got["mAP"] and single["mINP"] == got["mINP"]
 
@@ -69,7 +69,7 @@ def test_matches_brute_force(seed, num_q, num_g, num_ids, integer_distances, dty
 def test_hand_computed_example():
     # By distance: g3 (same pid and camera: removed), g1 (match), g0, g2 (match): matches at ranks 1 and 3.
     distmat = np.array([[0.2, 0.1, 0.3, 0.05]])
-    got = evaluate_rank(distmat, [1], [5, 1, 1, 1], [0], [1, 1, 2, 0], max_rank=3)
+    got = rank_metrics(distmat, [1], [5, 1, 1, 1], [0], [1, 1, 2, 0], max_rank=3)
     assert got["cmc"].tolist() == [1.0, 1.0, 1.0]
     assert got["mAP"] == pytest.approx((1 / 1 + 2 / 3) / 2)
     assert got["mINP"] == pytest.approx(2 / 3)
@@ -78,7 +78,7 @@ def test_hand_computed_example():
 
 def test_ties_follow_gallery_order():
     # All at the same distance: the match at index 2 ranks third (after g0 and g1).
-    got = evaluate_rank(np.zeros((1, 4), "float32"), [7], [1, 2, 7, 3], [0], [1, 1, 1, 1], max_rank=4)
+    got = rank_metrics(np.zeros((1, 4), "float32"), [7], [1, 2, 7, 3], [0], [1, 1, 1, 1], max_rank=4)
     assert got["cmc"].tolist() == [0.0, 0.0, 1.0, 1.0]
     assert got["mAP"] == pytest.approx(1 / 3) and got["mINP"] == pytest.approx(1 / 3)
 
@@ -86,25 +86,25 @@ def test_ties_follow_gallery_order():
 def test_two_queries_average_and_max_rank_capped():
     # q0: match first; q1: match second. CMC capped at the gallery size (3).
     distmat = np.array([[0.1, 0.5, 0.9], [0.1, 0.2, 0.9]], "float32")
-    got = evaluate_rank(distmat, [1, 2], [1, 2, 3], [0, 0], [1, 1, 1], max_rank=50)
+    got = rank_metrics(distmat, [1, 2], [1, 2, 3], [0, 0], [1, 1, 1], max_rank=50)
     assert got["cmc"].tolist() == [0.5, 1.0, 1.0]
     assert got["mAP"] == pytest.approx((1 + 0.5) / 2) and got["mINP"] == pytest.approx((1 + 0.5) / 2)
 
 
 def test_distractors_are_non_matches_and_errors():
     distmat = np.array([[0.1, 0.2]])
-    got = evaluate_rank(distmat, [3], [0, 3], [0], [1, 1], max_rank=2)
+    got = rank_metrics(distmat, [3], [0, 3], [0], [1, 1], max_rank=2)
     assert got["cmc"].tolist() == [0.0, 1.0] and got["mAP"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="does not match"):
-        evaluate_rank(distmat, [3, 4], [0, 3], [0], [1, 1])
+        rank_metrics(distmat, [3, 4], [0, 3], [0], [1, 1])
     with pytest.raises(ValueError, match="No query"):
-        evaluate_rank(distmat, [3], [0, 3], [1], [1, 1])
+        rank_metrics(distmat, [3], [0, 3], [1], [1, 1])
     with pytest.raises(ValueError, match="2-D"):
-        evaluate_rank(distmat[0], [3], [0, 3], [0], [1, 1])
+        rank_metrics(distmat[0], [3], [0, 3], [0], [1, 1])
     with pytest.raises(ValueError, match="integer"):
-        evaluate_rank(distmat, [3.5], [0, 3], [0], [1, 1])
+        rank_metrics(distmat, [3.5], [0, 3], [0], [1, 1])
     with pytest.raises(ValueError, match="NaN"):
-        evaluate_rank(np.array([[0.1, np.nan]]), [3], [0, 3], [0], [1, 1])
+        rank_metrics(np.array([[0.1, np.nan]]), [3], [0, 3], [0], [1, 1])
 
 
 def test_distance_matrix_metrics_agree_on_normalised_features():
@@ -130,7 +130,7 @@ def test_evaluate_from_features():
     g_pids, q_pids = np.repeat(np.arange(5), 4), np.arange(5)
     gf = centres[g_pids] + 0.1 * rng.normal(size=(20, 16))
     qf = centres[q_pids] + 0.1 * rng.normal(size=(5, 16))
-    result, distmat = evaluate(qf, gf, q_pids, g_pids, np.zeros(5, int), np.ones(20, int), return_distmat=True)
+    result, distmat = feature_metrics(qf, gf, q_pids, g_pids, np.zeros(5, int), np.ones(20, int), return_distmat=True)
     assert distmat.shape == (5, 20)
     assert result["cmc"][0] == 1.0 and result["mAP"] == pytest.approx(1.0)
 
@@ -147,7 +147,7 @@ def test_rerank_starts_from_the_asked_metric_and_precision():
     cams = (np.zeros(4, int), np.ones(12, int))
 
     def reranked(q, g, **kw):
-        return evaluate(q, g, q_pids, g_pids, *cams, rerank=True, return_distmat=True, **kw)[1]
+        return feature_metrics(q, g, q_pids, g_pids, *cams, rerank=True, return_distmat=True, **kw)[1]
 
     euclid = reranked(qf, gf)
     np.testing.assert_allclose(euclid, re_ranking(qf, gf), atol=1e-6)  # the default path is unchanged
@@ -168,10 +168,10 @@ def test_rerank_starts_from_the_asked_metric_and_precision():
 
 
 def test_evaluate_names_a_features_ids_length_mismatch():
-    from keras_mmga.evaluation import evaluate
+    from keras_mmga.evaluation import feature_metrics
 
     qf, gf = np.eye(2, 4, dtype="float32"), np.eye(3, 4, dtype="float32")
     with pytest.raises(ValueError, match="gallery: 3 feature rows, 2 pids and 3 camids"):
-        evaluate(qf, gf, [1, 2], [1, 2], [0, 0], [1, 1, 1])
+        feature_metrics(qf, gf, [1, 2], [1, 2], [0, 0], [1, 1, 1])
     with pytest.raises(ValueError, match="query: 2 feature rows, 2 pids and 1 camids"):
-        evaluate(qf, gf, [1, 2], [1, 2, 3], [0], [1, 1, 1], rerank=True)
+        feature_metrics(qf, gf, [1, 2], [1, 2, 3], [0], [1, 1, 1], rerank=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_mmga.evaluation import compute_distance_matrix, evaluate_rank
+from keras_mmga.evaluation import compute_distance_matrix, rank_metrics
 from keras_mmga.evaluation.rerank import re_ranking
 
 
@@ -78,8 +78,8 @@ def test_jaccard_distance_is_in_unit_range_and_helps_clustered_data():
         qf, gf, qp, gp, qc, gc = _clusters(seed)
         rr = re_ranking(qf, gf, k1=6, k2=3, lambda_value=0.0)
         assert np.all(rr >= -1e-6) and np.all(rr <= 1 + 1e-6)
-        before = evaluate_rank(compute_distance_matrix(qf, gf), qp, gp, qc, gc, 10)["mAP"]
-        after = evaluate_rank(re_ranking(qf, gf, k1=6, k2=3), qp, gp, qc, gc, 10)["mAP"]
+        before = rank_metrics(compute_distance_matrix(qf, gf), qp, gp, qc, gc, 10)["mAP"]
+        after = rank_metrics(re_ranking(qf, gf, k1=6, k2=3), qp, gp, qc, gc, 10)["mAP"]
         better += after > before
     assert better >= 3
 

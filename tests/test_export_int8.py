@@ -118,7 +118,7 @@ def test_card_records_the_cosine_and_rank_figures(int8):
     assert cosine["min"] == pytest.approx(expected.min(), abs=2e-3)
     # rank-1 / mAP of the float32 export = those of the Keras model, flip-averaged (the evaluation protocol).
     from keras_mmga.data.market import load_dataset
-    from keras_mmga.evaluation import evaluate
+    from keras_mmga.evaluation import feature_metrics
 
     data = load_dataset(images_root, verbose=False)
 
@@ -128,7 +128,7 @@ def test_card_records_the_cosine_and_rank_figures(int8):
         return f / np.linalg.norm(f, axis=1, keepdims=True)
 
     q, g = data.query, data.gallery
-    result = evaluate(keras_features(q), keras_features(g), [s[1] for s in q], [s[1] for s in g],
+    result = feature_metrics(keras_features(q), keras_features(g), [s[1] for s in q], [s[1] for s in g],
                       [s[2] for s in q], [s[2] for s in g])
     ranks = card["int8"]["rank_accuracy"]
     assert ranks["float32"]["rank1"] == pytest.approx(100 * result["cmc"][0], abs=1e-6)

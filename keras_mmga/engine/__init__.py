@@ -24,6 +24,7 @@ _LAZY = {
     "run_demo": "keras_mmga.engine.demo",
     "evaluate_model": "keras_mmga.engine.evaluator",
     "evaluate_split": "keras_mmga.engine.evaluator",
+    "split_metrics": "keras_mmga.engine.evaluator",
     "format_results": "keras_mmga.engine.evaluator",
     "load_model": "keras_mmga.models.loading",
     "write_pictures": "keras_mmga.engine.evaluator",

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_mmga.data import load_dataset, synthetic
 from keras_mmga.engine.config import DemoConfig  # noqa: F401  (re-exported)
-from keras_mmga.engine.evaluator import METRICS, evaluate_split, format_results, write_pictures
+from keras_mmga.engine.evaluator import METRICS, split_metrics, format_results, write_pictures
 from keras_mmga.engine.trainer import TrainConfig, build_model, train
 
 
@@ -113,7 +113,7 @@ def run_demo(config=None, export=True):
     keras.utils.set_random_seed(config.seed)
     untrained = build_model(train_config, data.num_train_pids)
     print("Evaluating the untrained model ...")
-    before, _ = evaluate_split(untrained, data.query, data.gallery, config.image_size, verbose=False)
+    before, _ = split_metrics(untrained, data.query, data.gallery, config.image_size, verbose=False)
     del untrained
     keras.backend.clear_session()
     t = lap("evaluate untrained", t)
@@ -125,7 +125,7 @@ def run_demo(config=None, export=True):
     t = lap("train", t)
 
     print("Evaluating the trained model ...")
-    after, distmat = evaluate_split(model, data.query, data.gallery, config.image_size, verbose=False)
+    after, distmat = split_metrics(model, data.query, data.gallery, config.image_size, verbose=False)
     t = lap("evaluate trained", t)
     pictures = os.path.join(config.out_dir, "pictures")
     write_pictures(model, data, distmat, pictures)

@@ -9,13 +9,13 @@ import numpy as np
 
 from keras_mmga import visualize
 from keras_mmga.data import load_dataset, make_eval_dataset
-from keras_mmga.evaluation import compute_distance_matrix, evaluate_rank, extract_features, re_ranking
+from keras_mmga.evaluation import compute_distance_matrix, rank_metrics, extract_features, re_ranking
 from keras_mmga.models.loading import check_keras_archive, load_model  # noqa: F401  (users import them here)
 
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 
-def evaluate_split(model, query, gallery, image_size, batch_size=64, flip=True, rerank=False, max_rank=50,
+def split_metrics(model, query, gallery, image_size, batch_size=64, flip=True, rerank=False, max_rank=50,
                    verbose=True):
     """Metrics and the distance matrix of `model` on query / gallery sample lists.
 
@@ -36,7 +36,7 @@ def evaluate_split(model, query, gallery, image_size, batch_size=64, flip=True, 
     Example:
     ```python
     market = Market1501("data/market1501")
-    metrics, distmat = evaluate_split(model, market.query, market.gallery, (384, 128))
+    metrics, distmat = split_metrics(model, market.query, market.gallery, (384, 128))
     ```
     """
     qf = extract_features(model, make_eval_dataset(query, image_size, batch_size), flip=flip, verbose=verbose,
@@ -44,7 +44,7 @@ def evaluate_split(model, query, gallery, image_size, batch_size=64, flip=True, 
     gf = extract_features(model, make_eval_dataset(gallery, image_size, batch_size), flip=flip, verbose=verbose,
                           label="gallery features", num_images=len(gallery))
     distmat = re_ranking(qf, gf) if rerank else compute_distance_matrix(qf, gf)
-    result = evaluate_rank(
+    result = rank_metrics(
         distmat,
         np.array([s[1] for s in query]), np.array([s[1] for s in gallery]),
         np.array([s[2] for s in query]), np.array([s[2] for s in gallery]),
@@ -107,7 +107,7 @@ def evaluate_model(model_or_path, dataset_root, dataset="market1501", batch_size
     model = load_model(model_or_path)
     data = load_dataset(dataset_root, dataset, verbose=verbose)
     image_size = getattr(model, "image_size", None) or tuple(model.input_shape[1:3])
-    result, distmat = evaluate_split(model, data.query, data.gallery, image_size, batch_size, flip, rerank,
+    result, distmat = split_metrics(model, data.query, data.gallery, image_size, batch_size, flip, rerank,
                                      verbose=verbose)
     if pictures_dir:
         write_pictures(model, data, distmat, pictures_dir, max_queries_pictures)
@@ -152,3 +152,7 @@ def write_pictures(model, data, distmat, out_dir, max_queries=12):
         visualize.save_attention_overlay(target, shown, maps, channel_order="rgb")
         written.append(target)
     return written
+
+
+# Its name before 0.2, kept importable.
+evaluate_split = split_metrics

@@ -84,7 +84,7 @@ def _matmul_transposed(q, g, precision):
     return tf.cast(product, tf.float32).numpy()
 
 
-def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, num_threads=None):
+def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, num_threads=None):
     """Market-1501 single-query evaluation: CMC, mAP and mINP.
 
     The protocol of torchreid's and fast-reid's `eval_market1501`:
@@ -124,7 +124,7 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, num_
 
     Example:
     ```python
-    r = evaluate_rank(np.array([[0.2, 0.1, 0.3, 0.05]]), [1], [5, 1, 1, 1], [0], [1, 1, 2, 0], max_rank=3)
+    r = rank_metrics(np.array([[0.2, 0.1, 0.3, 0.05]]), [1], [5, 1, 1, 1], [0], [1, 1, 2, 0], max_rank=3)
     r["cmc"].tolist(), round(r["mAP"], 4), round(r["mINP"], 4)
     ```
     """
@@ -262,9 +262,9 @@ def _chunk_ranks(dist, match_rows, match_cols, removed_rows, removed_cols):
     return ranks
 
 
-def evaluate(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, metric="euclidean",
+def feature_metrics(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, metric="euclidean",
              max_rank=50, rerank=False, precision="float32", return_distmat=False):
-    """Distances (optionally k-reciprocal re-ranked) and `evaluate_rank` in one call.
+    """Rank metrics of query and gallery features: distances (optionally k-reciprocal re-ranked), then `rank_metrics`.
 
     Args:
         query_features: (Q, D) features (L2-normalised for the paper's protocol).
@@ -282,11 +282,11 @@ def evaluate(query_features, gallery_features, q_pids, g_pids, q_camids, g_camid
         return_distmat: also return the (Q, G) distance matrix.
 
     Returns:
-        The `evaluate_rank` dict, or `(dict, distmat)` with `return_distmat`.
+        The `rank_metrics` dict, or `(dict, distmat)` with `return_distmat`.
 
     Example:
     ```python
-    result = evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids)
+    result = feature_metrics(qf, gf, q_pids, g_pids, q_camids, g_camids)
     print(f"rank-1 {result['cmc'][0]:.1%}  mAP {result['mAP']:.1%}")
     ```
     """
@@ -308,5 +308,5 @@ def evaluate(query_features, gallery_features, q_pids, g_pids, q_camids, g_camid
                                  g_g_dist=dist(gallery_features, gallery_features))
     else:
         distmat = compute_distance_matrix(query_features, gallery_features, metric, precision=precision)
-    result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
+    result = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)
     return (result, distmat) if return_distmat else result

@@ -46,12 +46,12 @@ def re_ranking(query_features=None, gallery_features=None, k1=20, k2=6, lambda_v
         g_g_dist: (G, G) distances.
 
     Returns:
-        float32 (Q, G) distances, to rank as usual (`evaluate_rank`).
+        float32 (Q, G) distances, to rank as usual (`rank_metrics`).
 
     Example:
     ```python
     distmat = re_ranking(query_features, gallery_features)          # k1=20, k2=6, λ=0.3
-    result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
+    result = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids)
     ```
     """
     if k1 < 1 or k2 < 1 or not 0.0 <= lambda_value <= 1.0:

@@ -171,7 +171,7 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
     """
     from keras_mmga.data.market import load_dataset
     from keras_mmga.deploy.extractor import OnnxFeatureExtractor
-    from keras_mmga.evaluation import evaluate
+    from keras_mmga.evaluation import feature_metrics
 
     data = load_dataset(dataset, dataset_name, verbose=False)
     results = {}
@@ -189,7 +189,7 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
             return f / np.linalg.norm(f, axis=1, keepdims=True)
 
         q, g = data.query, data.gallery
-        result = evaluate(features(q), features(g), [s[1] for s in q], [s[1] for s in g],
+        result = feature_metrics(features(q), features(g), [s[1] for s in q], [s[1] for s in g],
                           [s[2] for s in q], [s[2] for s in g])
         results[name] = {"rank1": 100.0 * float(result["cmc"][0]), "mAP": 100.0 * float(result["mAP"])}
     return results
