@@ -57,6 +57,7 @@ def _paths(gallery):
     return sorted(str(gallery / n) for n in NAMES)
 
 
+@pytest.mark.slow
 def test_extractor_on_files_matches_keras_on_the_training_pipeline(exported):
     model, onnx_path, gallery = exported
     paths = _paths(gallery)

@@ -254,6 +254,7 @@ def test_fp16_refuses_unknown_operators():
         to_float16(proto)
 
 
+@pytest.mark.slow
 def test_mixed_precision_distributed_model_exports_in_float32(tmp_path):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     keras.utils.set_random_seed(2)
