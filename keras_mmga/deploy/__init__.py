@@ -27,7 +27,7 @@ _LAZY = {
     "GalleryIndex": "keras_mmga.deploy.gallery",
     "INDEX_FORMAT": "keras_mmga.deploy.index_files",
     "INDEX_SUFFIX": "keras_mmga.deploy.index_files",
-    "preprocess": "keras_mmga.deploy.preprocessing",
+    "preprocess": "keras_mmga.preprocessing",
     "IMAGE_SUFFIXES": "keras_mmga.image_io",
     "parse_reid_name": "keras_mmga.image_io",
     "read_image": "keras_mmga.image_io",

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_mmga.deploy.preprocessing import as_list, preprocess
+from keras_mmga.preprocessing import as_list, preprocess
 from keras_mmga.model_card import card_path_for, read_model_card
 
 

@@ -73,7 +73,7 @@ def calibration_paths(folder, count=DEFAULT_CALIBRATION_COUNT):
 
 def load_images(paths, image_size):
     """Images as the model is fed in training: float32 RGB `(N, H, W, 3)` in [0, 255], bilinear to `image_size`."""
-    from keras_mmga.deploy.preprocessing import preprocess
+    from keras_mmga.preprocessing import preprocess
 
     return np.stack([preprocess(read_image(p), image_size, color="bgr") for p in paths])
 

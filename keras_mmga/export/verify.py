@@ -38,7 +38,7 @@ def parity_images(image_size, provided=None):
     arrays of any size, resized as `keras_mmga.deploy` does.
     """
     from keras_mmga.data import synthetic
-    from keras_mmga.deploy.preprocessing import preprocess
+    from keras_mmga.preprocessing import preprocess
 
     h, w = image_size
     rng = np.random.RandomState(0)
