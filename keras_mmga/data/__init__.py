@@ -2,7 +2,7 @@
 
 The names load on first use (PEP 562): the readers (`market`), the PK sampler,
 the LIP groups and mask reading (`lip_groups`, `masks`) and the synthetic
-writer need no TensorFlow, so `keras_mmga.data.market` or
+writer and its drawing need no TensorFlow, so `keras_mmga.data.market` or
 `keras_mmga.data.pk_sampler` can be imported (e.g. by the deploy path or by
 `keras-mmga --help`) without loading it; the pipelines, image decoding
 (`images`) and augmentation do.
@@ -27,6 +27,7 @@ _LAZY = {
     "lip_groups": "keras_mmga.data.lip_groups",
     "masks": "keras_mmga.data.masks",
     "synthetic": "keras_mmga.data.synthetic",
+    "synthetic_people": "keras_mmga.data.synthetic_people",
 }
 
 __all__ = sorted(_LAZY)
