@@ -75,3 +75,19 @@ def test_mask_channels_follow_the_parts():
     _check_batches(spec(3), "mmga", (64, 32), 8)
     with pytest.raises(ValueError, match=r"needs \(8, 4, 2, 5\) \(input/16, whole/head/torso/legs/feet\)"):
         _check_batches(spec(3), "mmga", (64, 32), 8, parts=("head", "torso", "legs", "feet"))
+
+
+def test_ablation_passes_parts_for_its_mmga_row(tmp_path, monkeypatch):
+    import keras_mmga.engine.ablation as ablation
+    from keras_mmga.cli import main
+
+    seen = {}
+
+    def fake_run_ablation(datasets, output_dir, **kwargs):
+        seen.update(kwargs)
+        return None, "table"
+
+    monkeypatch.setattr(ablation, "run_ablation", fake_run_ablation)
+    code = main(["ablation", "--output", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
+                 "--masks", str(tmp_path / "masks"), "--parts", "head,torso,bottom"])
+    assert code == 0 and seen["parts"] == ("head", "torso", "bottom")

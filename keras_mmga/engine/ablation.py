@@ -90,10 +90,9 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=
     unknown = set(variants) - set(VARIANT_ORDER)
     if unknown:
         raise ValueError(f"Unknown variants {sorted(unknown)}; expected some of {VARIANT_ORDER}.")
-    for key in ("dataset_root", "output_dir", "mask_root", "variant", "dataset", "parts"):
+    for key in ("dataset_root", "output_dir", "mask_root", "variant", "dataset"):
         if key in train_kwargs:
-            raise ValueError(f"{key} is set per run by run_ablation; do not pass it"
-                             + (" (give parts=..., the mmga row's)." if key == "parts" else "."))
+            raise ValueError(f"{key} is set per run by run_ablation; do not pass it.")
     train_kwargs.setdefault("eval_every", 0)
     runs = []
     for ds in datasets:
