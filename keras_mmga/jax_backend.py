@@ -121,14 +121,71 @@ def make_distribution(kind="one", devices=None):
     the step is the one-device step on the global batch (losses, mining and
     BatchNorm statistics included).
     """
+    distribution = _data_parallel(kind, devices)
+    keras.distribution.set_distribution(distribution)
+    return distribution
+
+
+def _data_parallel(kind, devices):
+    """The `DataParallel` of `make_distribution(kind, devices)` (None for `"one"`), not set."""
     if kind == "one":
-        keras.distribution.set_distribution(None)
         return None
     if kind == "multiprocess":
         keras.distribution.initialize()
         devices = None
     elif kind != "data_parallel":
         raise ValueError(f"Unknown distribution {kind!r}: expected 'one', 'data_parallel' or 'multiprocess'.")
-    distribution = keras.distribution.DataParallel(devices=devices or keras.distribution.list_devices())
-    keras.distribution.set_distribution(distribution)
-    return distribution
+    return keras.distribution.DataParallel(devices=devices or keras.distribution.list_devices())
+
+
+# The engine's `strategy` settings (named after tf.distribute's) → `make_distribution` kinds.
+_STRATEGY_KINDS = {"one": "one", "mirrored": "data_parallel", "multiworker": "multiprocess"}
+
+
+def training_distribution(strategy="one", devices=None):
+    """The Keras distribution that the training engine's `strategy` setting means on JAX.
+
+    Args:
+        strategy: `"one"` (one device: None), `"mirrored"` (data parallel over
+            `devices`, default every local device; None when there is only
+            one and no `devices` are named) or `"multiworker"` (data parallel over the devices of
+            every process, see `make_distribution("multiprocess")`).
+        devices: optional device names for `"mirrored"`, JAX's (`"gpu:1"`) or
+            TensorFlow's (`"/gpu:1"`, `"/device:GPU:1"`) spelling.
+
+    Returns:
+        `(distribution, num_devices, process_index)`: the `DataParallel` or
+        None, the devices that share each global batch, and this process's
+        index (0 is the one that writes checkpoints and logs). The
+        distribution is not set globally: build and train the model under
+        its `scope()`, so that a later model in the same process is not
+        distributed.
+    """
+    if strategy not in _STRATEGY_KINDS:
+        raise ValueError(f"Unknown strategy {strategy!r}: expected one of {tuple(_STRATEGY_KINDS)}.")
+    kind = _STRATEGY_KINDS[strategy]
+    if kind == "data_parallel":
+        if devices:
+            devices = [_jax_device_name(d) for d in devices]
+        elif len(keras.distribution.list_devices()) == 1:
+            kind = "one"  # nothing to distribute over
+    distribution = _data_parallel(kind, devices)
+    num_devices = 1 if distribution is None else len(distribution.device_mesh.devices.flatten())
+    return distribution, num_devices, jax.process_index()
+
+
+def _jax_device_name(name):
+    """`"/device:GPU:1"`, `"/gpu:1"` or `"gpu:1"` → `"gpu:1"` (how `keras.distribution` lists JAX devices)."""
+    text = str(name).strip().lower()
+    text = text.rsplit("/", 1)[-1]
+    if text.startswith("device:"):
+        text = text[len("device:"):]
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "gpu", "tpu") or not index.isdigit():
+        raise ValueError(f"Device {name!r} is not a device name such as 'gpu:0' or '/gpu:0'.")
+    return f"{kind}:{int(index)}"
+
+
+def has_gpu():
+    """Whether JAX computes on a GPU by default (what picks the mixed-precision policy)."""
+    return jax.default_backend() == "gpu"

@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 
+from keras_mmga.cli.train import add_parts_argument
 from keras_mmga.engine.config import DATASETS, EPOCH_DEFINITIONS, VARIANT_NAMES, TrainConfig, defaults
 
 D = defaults(TrainConfig)
@@ -40,6 +41,7 @@ def add_arguments(p):
                         "attention loss")
     p.add_argument("--variants", nargs="+", default=list(VARIANT_NAMES), choices=VARIANT_NAMES,
                    help="rows of the table")
+    add_parts_argument(p)
     p.add_argument("--height", type=int, default=D["image_size"][0], help="input height")
     p.add_argument("--width", type=int, default=D["image_size"][1], help="input width")
     p.add_argument("-P", "--num-identities", type=int, default=D["num_identities"], help="identities per batch")
@@ -87,7 +89,8 @@ def run(a):
             name = a.name[i] if a.name else os.path.basename(os.path.normpath(root))
             datasets.append(AblationDataset(name, root, a.masks[i], a.layout[i] if a.layout else "market1501"))
         _, table = run_ablation(
-            datasets, a.output, variants=a.variants, verbose=a.verbose, image_size=(a.height, a.width),
+            datasets, a.output, variants=a.variants, verbose=a.verbose, parts=a.parts,
+            image_size=(a.height, a.width),
             num_identities=a.num_identities, num_instances=a.num_instances, epochs=a.epochs, epoch=a.epoch,
             steps_per_epoch=a.steps_per_epoch, missing_masks=a.missing_masks, learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs,
             backbone_weights=None if a.backbone_weights.lower() == "none" else a.backbone_weights, seed=a.seed,

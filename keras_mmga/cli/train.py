@@ -49,6 +49,7 @@ def add_arguments(p):
 
     g = p.add_argument_group("model and losses")
     g.add_argument("--variant", default=D["variant"], choices=VARIANT_NAMES, help="ablation variant")
+    add_parts_argument(g)
     g.add_argument("--backbone-weights", default=D["backbone_weights"],
                    help="'imagenet', 'none' (random init) or a path to the ResNet50 notop .h5")
     g.add_argument("--margin", type=float, default=D["triplet_margin"], help="triplet margin m")
@@ -86,6 +87,22 @@ def add_arguments(p):
     return p
 
 
+def parse_parts(text):
+    """`"head,torso,legs,feet"` → `("head", "torso", "legs", "feet")` (the `--parts` value)."""
+    parts = tuple(name.strip() for name in text.split(","))
+    if not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated part-group names such as head,torso,legs,feet, got {text!r}")
+    return parts
+
+
+def add_parts_argument(group):
+    """`--parts` (shared with `keras-mmga ablation`)."""
+    group.add_argument("--parts", type=parse_parts, default=None, metavar="NAME,NAME,...",
+                       help="part groups of variant mmga, comma-separated (e.g. head,torso,legs,feet; see "
+                            "keras_mmga.data.masks.PART_GROUPS); default: the model's upper,bottom")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """The description as written, and every default in the help."""
 
@@ -95,7 +112,7 @@ def config_from_args(a):
     return TrainConfig(
         dataset_root=a.data, output_dir=a.output, mask_root=a.masks, dataset=a.dataset, variant=a.variant,
         image_size=(a.height, a.width), num_identities=a.num_identities, num_instances=a.num_instances,
-        epochs=a.epochs, epoch=a.epoch, steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr,
+        parts=a.parts, epochs=a.epochs, epoch=a.epoch, steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr,
         backbone_lr_scale=a.backbone_lr_scale, momentum=a.momentum, weight_decay=a.weight_decay,
         lr_decay_epochs=a.lr_decay_epochs, lr_decay_rate=a.lr_decay_rate, triplet_margin=a.margin,
         triplet_weight=a.triplet_weight, attention_weight=a.attention_weight,

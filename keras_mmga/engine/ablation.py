@@ -54,7 +54,7 @@ _UNCOMPARED = ("dataset_root", "output_dir", "mask_root", "verbose", "eval_every
                "cache_images")
 
 
-def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, **train_kwargs):
+def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=None, **train_kwargs):
     """Trains and evaluates every variant on every dataset with one shared recipe.
 
     Each run lives in `output_dir/<dataset>/<variant>/` (a normal training
@@ -73,6 +73,8 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, **trai
         output_dir: str, the ablation folder.
         variants: variants to run, in table order.
         verbose: Keras progress verbosity of the runs.
+        parts: part groups of the `mmga` row (`TrainConfig.parts`; None:
+            its default upper / bottom). The other rows have no parts to set.
         **train_kwargs: `TrainConfig` fields shared by every run (epochs,
             image_size, learning_rate, seed, ...). `eval_every` defaults to 0:
             each run is evaluated once, at its end.
@@ -98,8 +100,10 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, **trai
     for ds in datasets:
         for variant in variants:
             run_dir = os.path.join(output_dir, _slug(ds.name), variant)
+            # Only mmga has configurable part groups (TrainConfig refuses parts for the others).
+            own = {"parts": tuple(parts)} if parts is not None and variant == "mmga" else {}
             config = TrainConfig(dataset_root=ds.root, output_dir=run_dir, mask_root=ds.mask_root, dataset=ds.layout,
-                                 variant=variant, verbose=verbose, **train_kwargs)
+                                 variant=variant, verbose=verbose, **own, **train_kwargs)
             runs.append((ds, variant, config, run_settings(config, ds.provenance)))
     # All finished runs are checked before the first one is trained.
     done = {(ds.name, variant): reusable_metrics(c.output_dir, settings) for ds, variant, c, settings in runs}

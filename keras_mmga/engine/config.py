@@ -33,6 +33,11 @@ class TrainConfig:
             `baseline` and `baseline_att`.
         dataset: `"market1501"` or `"dukemtmcreid"` (file-name pattern).
         variant: `"baseline"`, `"baseline_att"`, `"wmga"`, `"dmga"` or `"mmga"`.
+        parts: the part groups of `"mmga"`, a tuple of names of
+            `keras_mmga.data.masks.PART_GROUPS` (e.g. `("head", "torso",
+            "legs", "feet")`); None is the model's default, `("upper",
+            "bottom")`. The other variants have no parts (dmga's halves are
+            fixed).
         image_size: `(H, W)` of the model input, divisible by 16 (384×128).
         num_identities: P identities per batch (24).
         num_instances: K images per identity (4).
@@ -97,6 +102,7 @@ class TrainConfig:
     mask_root: str = None
     dataset: str = "market1501"
     variant: str = "mmga"
+    parts: tuple = None
     image_size: tuple = (384, 128)
     num_identities: int = 24
     num_instances: int = 4
@@ -138,6 +144,8 @@ class TrainConfig:
 
         if self.variant not in VARIANTS:
             raise ValueError(f"Unknown variant {self.variant!r}; expected one of {sorted(VARIANTS)}.")
+        if self.parts is not None:
+            _check_parts(self.parts, self.variant)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {self.strategy!r}; expected one of {STRATEGIES}.")
         _choice(self, "dataset", DATASETS)
@@ -184,6 +192,20 @@ class TrainConfig:
             raise FileNotFoundError(f"Mask root {self.mask_root!r} does not exist.")
         if self.devices and self.strategy != "mirrored":
             raise ValueError("devices is only used with strategy 'mirrored'.")
+
+
+def _check_parts(parts, variant):
+    """A non-empty sequence of distinct names, for variant mmga; the names themselves are the data side's."""
+    if isinstance(parts, str) or not isinstance(parts, (tuple, list)) or not parts \
+            or not all(isinstance(p, str) and p for p in parts):
+        raise ValueError(f"parts must be a non-empty tuple of part-group names (e.g. ('head', 'torso', 'legs', "
+                         f"'feet')) or None, got {parts!r}.")
+    repeated = sorted({p for p in parts if list(parts).count(p) > 1})
+    if repeated:
+        raise ValueError(f"parts names each part group once; {repeated} appear more than once in {tuple(parts)!r}.")
+    if variant != "mmga":
+        raise ValueError(f"parts is a setting of variant 'mmga' (its part branches); variant {variant!r} has "
+                         f"{'the fixed halves upper/bottom' if variant == 'dmga' else 'no parts'}: leave parts None.")
 
 
 def _is_int(value):

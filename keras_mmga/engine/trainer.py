@@ -19,6 +19,8 @@ epoch with the optimizer state, the step counter (so the learning-rate
 schedule) and the position in the seeded data stream intact.
 """
 
+import collections
+import contextlib
 import csv
 import dataclasses
 import json
@@ -43,11 +45,14 @@ from keras_mmga.models import MMGA, VARIANTS
 # Settings that a resumed run must share with the run it resumes: they fix the
 # model's variables or the data stream. Everything else (learning rate,
 # epochs, evaluation interval, ...) may change between restarts.
-_RESUME_KEYS = ("dataset", "variant", "image_size", "num_identities", "num_instances", "epoch", "steps_per_epoch",
-                "seed")
+_RESUME_KEYS = ("dataset", "variant", "parts", "image_size", "num_identities", "num_instances", "epoch",
+                "steps_per_epoch", "seed")
 # What a saved config.json without a key meant: runs written before the epoch
-# definition existed trained in image epochs.
-_RESUME_DEFAULTS = {"epoch": "images"}
+# definition existed trained in image epochs, and before `parts` the default ones.
+_RESUME_DEFAULTS = {"epoch": "images", "parts": None}
+# What `parts=None` builds (MMGA's default part groups): a run saved with
+# None and one given these explicitly train the same model.
+_DEFAULT_PARTS = ("upper", "bottom")
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,6 +61,10 @@ class TrainingDiverged(RuntimeError):
 
 def mixed_precision_policy():
     """`"mixed_float16"` with a GPU (loss scaling applies), `"mixed_bfloat16"` on CPU."""
+    if keras.backend.backend() == "jax":
+        from keras_mmga import jax_backend
+
+        return "mixed_float16" if jax_backend.has_gpu() else "mixed_bfloat16"
     import tensorflow as tf
 
     return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
@@ -78,6 +87,8 @@ def build_model(config, num_classes, steps_per_epoch=None):
     # The policy is given to the model rather than set globally, so that a
     # mixed-precision run does not change later models in the same process.
     dtype = mixed_precision_policy() if config.mixed_precision else None
+    # `parts` only when set: None is the model's own default (its two halves).
+    parts = {} if config.parts is None else {"parts": tuple(config.parts)}
     model = MMGA(
         num_classes,
         variant=config.variant,
@@ -85,6 +96,7 @@ def build_model(config, num_classes, steps_per_epoch=None):
         backbone_weights=config.backbone_weights,
         sync_batchnorm=config.sync_batchnorm,
         dtype=dtype,
+        **parts,
     )
     model.compile(
         learning_rate=config.learning_rate,
@@ -101,6 +113,35 @@ def build_model(config, num_classes, steps_per_epoch=None):
         cross_replica_triplet=config.cross_replica_triplet,
     )
     return model
+
+
+# Where a run computes, whatever the backend: `scope()` to build and train the
+# model in, the replica blocks of the PK stream, the devices that share each
+# global batch, and which process this is.
+_Placement = collections.namedtuple("_Placement", "scope data_replicas num_devices is_chief worker_index")
+
+
+def _placement(config):
+    """The `_Placement` of `config.strategy` on the current Keras backend.
+
+    TensorFlow: a `tf.distribute` strategy; each replica runs the step on its
+    slice of the batch, so the PK stream is blocked per replica (whole
+    identities each) and the losses reduce across replicas
+    (`keras_mmga.distribute`). JAX: a Keras distribution (`DataParallel`,
+    `keras_mmga.jax_backend`); the step computes on the global batch sharded
+    over the devices, so the stream is the one-device stream.
+    """
+    devices = list(config.devices) if config.devices else None
+    if keras.backend.backend() == "jax":
+        from keras_mmga import jax_backend
+
+        distribution, num_devices, process = jax_backend.training_distribution(config.strategy, devices)
+        scope = distribution.scope if distribution is not None else contextlib.nullcontext
+        return _Placement(scope, 1, num_devices, process == 0, process)
+    strategy = distribute.make_strategy(config.strategy, devices)
+    is_chief, worker_index = _worker(strategy)
+    replicas = strategy.num_replicas_in_sync
+    return _Placement(strategy.scope, replicas, replicas, is_chief, worker_index)
 
 
 def _worker(strategy):
@@ -141,8 +182,8 @@ def _check_resume(config, output_dir, num_classes, backup_dir):
         return completed
     with open(saved_path) as f:
         saved = json.load(f)
-    saved = _RESUME_DEFAULTS | saved
-    current = dataclasses.asdict(config) | {"num_classes": num_classes}
+    saved = _resolved_parts(_RESUME_DEFAULTS | saved)
+    current = _resolved_parts(dataclasses.asdict(config) | {"num_classes": num_classes})
     differ = [
         f"{key}: {saved.get(key)!r} → {current[key]!r}"
         for key in _RESUME_KEYS + ("num_classes",)
@@ -162,6 +203,13 @@ def _check_resume(config, output_dir, num_classes, backup_dir):
     return completed
 
 
+def _resolved_parts(settings):
+    """`settings` with the `parts` that `parts=None` means for its variant written out."""
+    if settings.get("parts") is None and settings.get("variant") == "mmga":
+        return settings | {"parts": list(_DEFAULT_PARTS)}
+    return settings
+
+
 def _normal(value):
     return list(value) if isinstance(value, (tuple, list)) else value
 
@@ -178,8 +226,8 @@ def _steps_per_epoch(config, samples, num_replicas):
     return sampler.steps_per_epoch
 
 
-def _check_batches(element_spec, variant, image_size, batch_size):
-    """Shapes of the training batches against what `variant` at `image_size` consumes.
+def _check_batches(element_spec, variant, image_size, batch_size, parts=None):
+    """Shapes of the training batches against what `variant` at `image_size` (with `parts`) consumes.
 
     Read from the dataset's element spec, so it runs before the model is built
     (a ResNet50 takes seconds to build; a wrong mask size should not).
@@ -194,10 +242,14 @@ def _check_batches(element_spec, variant, image_size, batch_size):
         if "masks" not in targets:
             raise ValueError(f"Variant {variant!r} is trained with body masks, but the training batches have none.")
         masks = tuple(targets["masks"].shape)
-        if masks != (batch_size, h, w, 3):
+        # Channel 0 is the whole body, then one channel per part group (mmga),
+        # or the two halves (dmga, and mmga's default parts; wmga uses channel 0).
+        groups = ("whole",) + (tuple(parts) if parts is not None else _DEFAULT_PARTS)
+        if masks != (batch_size, h, w, len(groups)):
             raise ValueError(
                 f"Training masks have shape {masks}; variant {variant!r} at input "
-                f"{(height, width)} needs ({batch_size}, {h}, {w}, 3) (input/16, whole/upper/bottom)."
+                f"{(height, width)} needs ({batch_size}, {h}, {w}, {len(groups)}) (input/16, "
+                f"{'/'.join(groups)})."
             )
 
 
@@ -246,9 +298,10 @@ def train(config, extra_callbacks=()):
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    # 1. Strategy before anything that creates variables or datasets.
-    strategy = distribute.make_strategy(config.strategy, list(config.devices) if config.devices else None)
-    is_chief, worker_index = _worker(strategy)
+    # 1. Strategy (TensorFlow) or distribution (JAX) before anything that
+    # creates variables or datasets.
+    placement = _placement(config)
+    is_chief, worker_index = placement.is_chief, placement.worker_index
     out = os.fspath(config.output_dir)
     backup_dir = _backup_dir(out, is_chief, worker_index)
 
@@ -258,9 +311,15 @@ def train(config, extra_callbacks=()):
     # `initial_epoch * steps` batches in: the dataset starts there.
     data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0 and is_chief)
     initial_epoch = _check_resume(config, out, data.num_train_pids, backup_dir)
-    steps = _steps_per_epoch(config, data.train, strategy.num_replicas_in_sync)
-    train_data = _make_data(config, data, strategy.num_replicas_in_sync, start_batch=initial_epoch * steps)
-    _check_batches(train_data.dataset.element_spec, config.variant, config.image_size, train_data.batch_size)
+    steps = _steps_per_epoch(config, data.train, placement.data_replicas)
+    train_data = _make_data(config, data, placement.data_replicas, start_batch=initial_epoch * steps)
+    _check_batches(train_data.dataset.element_spec, config.variant, config.image_size, train_data.batch_size,
+                   config.parts)
+    if train_data.batch_size % placement.num_devices:
+        raise ValueError(
+            f"The batch of P x K = {config.num_identities} x {config.num_instances} = {train_data.batch_size} "
+            f"images must be divisible by the number of devices ({placement.num_devices}) that share it."
+        )
 
     # 3. Model under the strategy's scope. Keras initialisers draw their seeds
     # from Python's `random` when constructed, and the data set-up above may
@@ -268,7 +327,7 @@ def train(config, extra_callbacks=()):
     # (lazy imports, tracing caches): re-seed so the initial weights depend on
     # the seed alone.
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
+    with placement.scope():
         model = build_model(config, data.num_train_pids, steps_per_epoch=steps)
 
     if is_chief:
@@ -287,7 +346,7 @@ def train(config, extra_callbacks=()):
               f"{config.num_instances}).")
 
     dataset = train_data.dataset
-    if config.strategy == "multiworker":
+    if config.strategy == "multiworker" and keras.backend.backend() == "tensorflow":
         # Every worker generates the same seeded global stream; DATA sharding
         # (after Keras re-batches per worker) keeps each worker's contiguous
         # slice of every global batch, i.e. its whole identities.
@@ -320,15 +379,18 @@ def train(config, extra_callbacks=()):
     callbacks.extend(extra_callbacks)
 
     try:
-        history = model.fit(
-            dataset,
-            epochs=config.epochs,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            # The PK stream is shuffled by its sampler; Keras would warn that shuffle=True is ignored.
-            shuffle=False,
-            verbose=config.verbose if is_chief else 0,
-        )
+        # Under the scope too: a JAX distribution applies to the batches (and
+        # the evaluation's predictions) only while it is current.
+        with placement.scope():
+            history = model.fit(
+                dataset,
+                epochs=config.epochs,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                # The PK stream is shuffled by its sampler; Keras would warn that shuffle=True is ignored.
+                shuffle=False,
+                verbose=config.verbose if is_chief else 0,
+            )
     except RuntimeError as err:
         if nan_guard.failure is None:
             raise
@@ -353,6 +415,8 @@ def _make_data(config, data, num_replicas, start_batch=0):
     folder holding e.g. `Market-1501-v15.09.15/`.
     """
     spec = VARIANTS[config.variant]
+    # `parts` only when set: None is the pipeline's own default (the two halves).
+    parts = {} if config.parts is None else {"parts": tuple(config.parts)}
     return make_train_dataset(
         data.train,
         config.image_size,
@@ -372,6 +436,7 @@ def _make_data(config, data, num_replicas, start_batch=0):
         start_batch=start_batch,
         epoch=config.epoch,
         verbose=config.verbose > 0,
+        **parts,
     )
 
 

@@ -53,7 +53,9 @@ class EpochStepDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "EpochStepDecay.steps_per_epoch is not set: pass steps_per_epoch to "
                 "MMGA.compile() or MMGA.fit(), or set it on the schedule."
             )
-        return self.at_epoch(ops.floor_divide(ops.cast(step, "int64"), self.steps_per_epoch))
+        # int32, not int64: JAX without x64 has no int64 (it truncates, with a
+        # warning), and 2^31 steps is far beyond any schedule.
+        return self.at_epoch(ops.floor_divide(ops.cast(step, "int32"), self.steps_per_epoch))
 
     def at_epoch(self, epoch):
         """The learning rate of (0-based) epoch `epoch` (int or int tensor)."""
