@@ -1,5 +1,6 @@
 """What `import keras_mmga` loads: nothing heavy, yet saved models load after it."""
 
+import os
 import subprocess
 import sys
 
@@ -47,3 +48,13 @@ def test_docstring_examples_are_plain_code_not_unrun_doctests():
     offenders = [f"{p.relative_to(root)}:{i + 1}" for p in sorted(root.rglob("*.py"))
                  for i, line in enumerate(p.read_text().splitlines()) if line.lstrip().startswith(">>>")]
     assert offenders == []
+
+
+@pytest.mark.parametrize("module", ["keras_mmga.layers", "keras_mmga.optimizers"])
+def test_a_subpackage_imported_first_still_registers_the_classes(module):
+    """`import keras_mmga` then a subpackage that loads Keras: registering MMGA must not hit the half-imported subpackage."""
+    code = (f"import keras_mmga, importlib; importlib.import_module({module!r}); import keras; "
+            "assert keras.saving.get_registered_object('keras_mmga>MMGA') is not None")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -9,7 +9,9 @@ drives the learning-rate decay first in the callbacks.
 import keras
 
 from keras_mmga.models import batch_inputs, recipe
-from keras_mmga.optimizers import EpochCounter, EpochStepDecay, ParamGroupSGD
+# The module, not its names: registering the package's classes when Keras loads
+# imports this while keras_mmga.optimizers may itself be half-imported.
+from keras_mmga import optimizers
 
 
 class CheckedFitModel(keras.Model):
@@ -49,9 +51,9 @@ class CheckedFitModel(keras.Model):
         if shuffle is None:
             shuffle = not batch_inputs.is_stream(x)
         callbacks = list(callbacks or [])
-        if not any(isinstance(c, EpochCounter) for c in callbacks):
+        if not any(isinstance(c, optimizers.EpochCounter) for c in callbacks):
             # First: callbacks that save at the epoch end save the new count.
-            callbacks.insert(0, EpochCounter())
+            callbacks.insert(0, optimizers.EpochCounter())
         with batch_inputs.input_errors():
             return super().fit(
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
@@ -93,7 +95,7 @@ class CheckedFitModel(keras.Model):
         """Checks that the learning-rate decay can count epochs of this `fit`."""
         optimizer = recipe.inner_optimizer(getattr(self, "optimizer", None))
         schedule = getattr(optimizer, "_learning_rate", None)
-        if not isinstance(schedule, EpochStepDecay):
+        if not isinstance(schedule, optimizers.EpochStepDecay):
             return
         steps = steps_per_epoch or batch_inputs.known_length(x, batch_size)
         if steps is None and batch_inputs.is_endless(x):
@@ -101,7 +103,7 @@ class CheckedFitModel(keras.Model):
                 "The learning-rate decay is counted in epochs: pass steps_per_epoch to fit() "
                 "(an endless dataset, e.g. the PK stream, never ends an epoch)."
             )
-        counted = isinstance(optimizer, ParamGroupSGD) and optimizer._counts_epochs()
+        counted = isinstance(optimizer, optimizers.ParamGroupSGD) and optimizer._counts_epochs()
         if schedule.steps_per_epoch is None:
             if steps is None and not counted:
                 raise ValueError(

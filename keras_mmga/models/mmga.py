@@ -8,7 +8,9 @@ from keras_mmga.models.checked_fit import CheckedFitModel
 from keras_mmga.models.mmga_backbone import MMGABackbone
 from keras_mmga.models.step_losses import step_losses
 from keras_mmga.models.variants import VARIANTS, check_variant, resolve_parts
-from keras_mmga.optimizers import EpochStepDecay, ParamGroupSGD
+# The module, not its names: registering the package's classes when Keras loads
+# imports this while keras_mmga.optimizers may itself be half-imported.
+from keras_mmga import optimizers
 
 __all__ = ["MMGA", "VARIANTS"]
 
@@ -283,11 +285,11 @@ class MMGA(CheckedFitModel):
         if isinstance(optimizer, str) and optimizer == "sgd":
             optimizer = recipe.default_optimizer(config)
         inner = recipe.inner_optimizer(optimizer)
-        if isinstance(inner, ParamGroupSGD):
+        if isinstance(inner, optimizers.ParamGroupSGD):
             inner.set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
             # MMGA.fit counts the epochs it runs (EpochCounter): the decay
             # follows them, also for an optimizer restored from an older file.
-            if isinstance(inner._learning_rate, EpochStepDecay):
+            if isinstance(inner._learning_rate, optimizers.EpochStepDecay):
                 inner.count_epochs = True
         self._loss_config = config
         super().compile(optimizer=optimizer, **kwargs)
@@ -304,7 +306,7 @@ class MMGA(CheckedFitModel):
         # schedule: compile() refuses them next to an instance. They stay in
         # the loss config, so that saving again records them.
         settings = {k: config.pop(k) for k in recipe.OPTIMIZER_SETTINGS if k in config}
-        if isinstance(recipe.inner_optimizer(optimizer), ParamGroupSGD) and "backbone_lr_scale" in settings:
+        if isinstance(recipe.inner_optimizer(optimizer), optimizers.ParamGroupSGD) and "backbone_lr_scale" in settings:
             config["backbone_lr_scale"] = settings.pop("backbone_lr_scale")
         self.compile(optimizer=optimizer, **config)
         self._loss_config.update(settings)

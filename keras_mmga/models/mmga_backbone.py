@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from keras_mmga.layers import EmbeddingHead, MaskGuidedAttention
+# The module, not its names: see keras_mmga.models.recipe (half-imported while Keras loads).
+from keras_mmga import layers
 from keras_mmga.models.backbone import build_resnet50_stages
 from keras_mmga.models.variants import DEFAULT_PARTS, split_dim
 
@@ -116,13 +117,13 @@ class MMGABackbone(keras.Model):
             dtype=self.dtype_policy,
         )
         if self.attention:
-            self.module1 = MaskGuidedAttention(1024, pool=True, name="module1_whole", **unit)
-            self.module2 = {b: MaskGuidedAttention(2048, name=f"module2_{b}", **unit) for b in self.branches}
+            self.module1 = layers.MaskGuidedAttention(1024, pool=True, name="module1_whole", **unit)
+            self.module2 = {b: layers.MaskGuidedAttention(2048, name=f"module2_{b}", **unit) for b in self.branches}
             # Tracked as a list so variable order (and checkpoints) are stable.
             self._module2_list = [self.module2[b] for b in self.branches]
         dims = dict(zip(self.branches, [self.whole_dim] + self.part_dims))
         self.heads = {
-            b: EmbeddingHead(dims[b], sync_batchnorm=sync_bn, name=f"{b}_head", dtype=self.dtype_policy)
+            b: layers.EmbeddingHead(dims[b], sync_batchnorm=sync_bn, name=f"{b}_head", dtype=self.dtype_policy)
             for b in self.branches
         }
         self._head_list = [self.heads[b] for b in self.branches]

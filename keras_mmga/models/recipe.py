@@ -2,7 +2,9 @@
 
 import keras
 
-from keras_mmga.optimizers import EpochStepDecay, ParamGroupSGD
+# The module, not its names: registering the package's classes when Keras loads
+# imports this while keras_mmga.optimizers may itself be half-imported.
+from keras_mmga import optimizers
 
 # The one source of the recipe's defaults (paper §4.2): `MMGA.compile` takes
 # exactly these keywords, the engine's TrainConfig and the CLI read them here.
@@ -35,13 +37,13 @@ def inner_optimizer(optimizer):
 
 def default_optimizer(config):
     """`ParamGroupSGD` with the recipe's momentum, L2 decay and epoch-step learning-rate decay."""
-    schedule = EpochStepDecay(
+    schedule = optimizers.EpochStepDecay(
         config["learning_rate"],
         decay_epochs=config["lr_decay_epochs"],
         decay_rate=config["lr_decay_rate"],
         steps_per_epoch=config["steps_per_epoch"],
     )
-    return ParamGroupSGD(
+    return optimizers.ParamGroupSGD(
         learning_rate=schedule, momentum=config["momentum"], weight_decay=config["weight_decay"], count_epochs=True
     )
 
@@ -54,7 +56,7 @@ def check_recipe_used(optimizer, kwargs):
     """
     if isinstance(optimizer, str) and optimizer == "sgd":
         return
-    usable = ("backbone_lr_scale",) if isinstance(inner_optimizer(optimizer), ParamGroupSGD) else ()
+    usable = ("backbone_lr_scale",) if isinstance(inner_optimizer(optimizer), optimizers.ParamGroupSGD) else ()
     ignored = [k for k in OPTIMIZER_SETTINGS if k in kwargs and k not in usable]
     if ignored:
         name = optimizer if isinstance(optimizer, str) else type(inner_optimizer(optimizer)).__name__
