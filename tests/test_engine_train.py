@@ -323,3 +323,20 @@ def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
     with pytest.raises(ValueError, match="divisible by the number of replicas"):
         train(config(dataset, tmp_path / "odd", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
                      num_identities=3))
+
+
+@pytest.mark.slow
+def test_train_with_four_parts_end_to_end(dataset, tmp_path):
+    """`--parts` through the whole run: 5-channel targets, a 4-part model, pictures with one map per part."""
+    import cv2
+
+    parts = ("head", "torso", "legs", "feet")
+    model, history = train(config(dataset, tmp_path, parts=parts, epochs=1, steps_per_epoch=1))
+    assert model.parts == parts and model.mask_channels == 5
+    assert np.isfinite(history.history["attention"][0])
+    loaded = keras.models.load_model(tmp_path / "latest.keras")
+    assert loaded.parts == parts and loaded.feature_dim == 2048
+    evaluate_model(tmp_path / "latest.keras", dataset[0], pictures_dir=tmp_path / "pics", verbose=False)
+    panel = cv2.imread(os.path.join(tmp_path / "pics" / "attention", sorted(os.listdir(tmp_path / "pics" / "attention"))[0]))
+    # image | overlay | module 1 | module 2 whole | 4 parts, each 32 wide at 64x32
+    assert panel.shape[1] == 32 * (2 + 2 + 4)
