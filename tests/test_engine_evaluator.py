@@ -11,7 +11,8 @@ import pytest
 from keras_mmga.data import Market1501, synthetic
 from keras_mmga.engine import RankValidation, TrainConfig, split_metrics, load_model
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.engine.trainer import _check_resume, _steps_per_epoch
+from keras_mmga.engine.run_folder import check_resume
+from keras_mmga.engine.train_data import steps_per_epoch
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +104,15 @@ def test_a_run_resumed_with_the_other_epoch_definition_is_refused(tmp_path):
     identities = TrainConfig("data", out, variant="baseline")
     saved = {k: v for k, v in images.__dict__.items()} | {"num_classes": 5}
     _backed_up_run(out, saved)
-    assert _check_resume(images, out, 5, os.path.join(out, "backup")) == 2
+    assert check_resume(images, out, 5, os.path.join(out, "backup")) == 2
     with pytest.raises(ValueError, match=r"at epoch 2.*epoch: 'images' → 'identities'.*--epoch images"):
-        _check_resume(identities, out, 5, os.path.join(out, "backup"))
+        check_resume(identities, out, 5, os.path.join(out, "backup"))
     # A run folder written before the setting existed trained in image epochs.
     del saved["epoch"]
     _backed_up_run(out, saved)
-    assert _check_resume(images, out, 5, os.path.join(out, "backup")) == 2
+    assert check_resume(images, out, 5, os.path.join(out, "backup")) == 2
     with pytest.raises(ValueError, match="epoch: 'images' → 'identities'"):
-        _check_resume(identities, out, 5, os.path.join(out, "backup"))
+        check_resume(identities, out, 5, os.path.join(out, "backup"))
 
 
 def test_engine_steps_per_epoch_follow_the_definition(market):
@@ -119,8 +120,8 @@ def test_engine_steps_per_epoch_follow_the_definition(market):
     per_id = np.bincount([pid for _, pid, _ in market.train])
     for p in (1, 2, 3):
         config = TrainConfig("d", "o", variant="baseline", num_identities=p, num_instances=2)
-        assert _steps_per_epoch(config, market.train, 1) == -(-3 // p)
+        assert steps_per_epoch(config, market.train, 1) == -(-3 // p)
         config.epoch = "images"
-        assert _steps_per_epoch(config, market.train, 1) == max(1, int(sum(np.maximum(per_id, 2) // 2)) // p)
+        assert steps_per_epoch(config, market.train, 1) == max(1, int(sum(np.maximum(per_id, 2) // 2)) // p)
     config.steps_per_epoch = 7
-    assert _steps_per_epoch(config, market.train, 1) == 7
+    assert steps_per_epoch(config, market.train, 1) == 7

@@ -7,7 +7,8 @@ import pytest
 from keras_mmga.cli import train as train_cli
 from keras_mmga.engine import TrainConfig
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.engine.trainer import _check_batches, _check_resume
+from keras_mmga.engine.run_folder import check_resume
+from keras_mmga.engine.train_data import check_batches
 
 REQUIRED = ["--data", "d", "--output", "o", "--masks", "m"]
 
@@ -48,9 +49,9 @@ def _started_run(folder, **saved):
 def test_resume_with_other_parts_is_refused(tmp_path):
     backup = _started_run(tmp_path, parts=["head", "torso", "legs", "feet"])
     same = TrainConfig("d", str(tmp_path), mask_root="m", parts=("head", "torso", "legs", "feet"))
-    assert _check_resume(same, str(tmp_path), 5, backup) == 1
+    assert check_resume(same, str(tmp_path), 5, backup) == 1
     with pytest.raises(ValueError, match=r"parts: \['head', 'torso', 'legs', 'feet'\] → \['upper', 'bottom'\]"):
-        _check_resume(TrainConfig("d", str(tmp_path), mask_root="m"), str(tmp_path), 5, backup)
+        check_resume(TrainConfig("d", str(tmp_path), mask_root="m"), str(tmp_path), 5, backup)
 
 
 def test_a_run_saved_without_parts_resumes_with_the_default_parts(tmp_path):
@@ -60,9 +61,9 @@ def test_a_run_saved_without_parts_resumes_with_the_default_parts(tmp_path):
     record.pop("parts")
     (tmp_path / "config.json").write_text(json.dumps(record))
     explicit = TrainConfig("d", str(tmp_path), mask_root="m", parts=("upper", "bottom"))
-    assert _check_resume(explicit, str(tmp_path), 5, backup) == 1
+    assert check_resume(explicit, str(tmp_path), 5, backup) == 1
     with pytest.raises(ValueError, match="parts"):
-        _check_resume(TrainConfig("d", str(tmp_path), mask_root="m", parts=("head",)), str(tmp_path), 5, backup)
+        check_resume(TrainConfig("d", str(tmp_path), mask_root="m", parts=("head",)), str(tmp_path), 5, backup)
 
 
 def test_mask_channels_follow_the_parts():
@@ -71,10 +72,10 @@ def test_mask_channels_follow_the_parts():
     def spec(channels):
         return (tf.TensorSpec((8, 64, 32, 3)), {"masks": tf.TensorSpec((8, 4, 2, channels))})
 
-    _check_batches(spec(5), "mmga", (64, 32), 8, parts=("head", "torso", "legs", "feet"))
-    _check_batches(spec(3), "mmga", (64, 32), 8)
+    check_batches(spec(5), "mmga", (64, 32), 8, parts=("head", "torso", "legs", "feet"))
+    check_batches(spec(3), "mmga", (64, 32), 8)
     with pytest.raises(ValueError, match=r"needs \(8, 4, 2, 5\) \(input/16, whole/head/torso/legs/feet\)"):
-        _check_batches(spec(3), "mmga", (64, 32), 8, parts=("head", "torso", "legs", "feet"))
+        check_batches(spec(3), "mmga", (64, 32), 8, parts=("head", "torso", "legs", "feet"))
 
 
 def test_ablation_passes_parts_for_its_mmga_row(tmp_path, monkeypatch):

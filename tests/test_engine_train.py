@@ -16,8 +16,9 @@ import pytest
 from keras_mmga.data import synthetic
 from keras_mmga.engine import TrainConfig, TrainingDiverged, build_model, evaluate_model, train
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.engine import trainer
-from keras_mmga.engine.trainer import _backup_dir, _check_batches, _check_resume
+from keras_mmga.engine import train_data, trainer
+from keras_mmga.engine.run_folder import backup_dir, check_resume
+from keras_mmga.engine.train_data import check_batches
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -193,15 +194,15 @@ def test_mask_shape_check():
         tf.TensorSpec((8, 64, 32, 3)),
         {"labels": tf.TensorSpec((8,)), "masks": tf.TensorSpec(mask_shape)},
     )
-    _check_batches(spec((8, 4, 2, 3)), "mmga", (64, 32), 8)
+    check_batches(spec((8, 4, 2, 3)), "mmga", (64, 32), 8)
     with pytest.raises(ValueError, match=r"masks have shape \(8, 8, 4, 3\).*needs \(8, 4, 2, 3\)"):
-        _check_batches(spec((8, 8, 4, 3)), "mmga", (64, 32), 8)
+        check_batches(spec((8, 8, 4, 3)), "mmga", (64, 32), 8)
     labels_only = (tf.TensorSpec((8, 64, 32, 3)), {"labels": tf.TensorSpec((8,))})
-    _check_batches(labels_only, "baseline", (64, 32), 8)
+    check_batches(labels_only, "baseline", (64, 32), 8)
     with pytest.raises(ValueError, match="'wmga' is trained with body masks.*have none"):
-        _check_batches(labels_only, "wmga", (64, 32), 8)
+        check_batches(labels_only, "wmga", (64, 32), 8)
     with pytest.raises(ValueError, match=r"images have shape \(8, 64, 32, 3\).*expects \(8, 128, 64, 3\)"):
-        _check_batches(labels_only, "baseline", (128, 64), 8)
+        check_batches(labels_only, "baseline", (128, 64), 8)
 
 
 class _Stop(Exception):
@@ -215,7 +216,7 @@ def _stop_after_dataset(monkeypatch, transform=None):
     may alter its result, and then `train` continues until it builds the model.
     """
     calls = []
-    real = trainer.make_train_dataset
+    real = train_data.make_train_dataset
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
@@ -224,7 +225,7 @@ def _stop_after_dataset(monkeypatch, transform=None):
             raise _Stop
         return transform(data)
 
-    monkeypatch.setattr(trainer, "make_train_dataset", spy)
+    monkeypatch.setattr(train_data, "make_train_dataset", spy)
     return calls
 
 
@@ -274,17 +275,17 @@ def test_a_worker_resumes_from_its_own_backup_folder(tmp_path):
     # the epoch that positions its data stream must come from there, the
     # folder its ResumableBackup restores from.
     out = os.fspath(tmp_path)
-    assert _backup_dir(out, True, 0) == os.path.join(out, "backup")
-    assert _backup_dir(out, False, 1) == os.path.join(out, "backup", "worker1")
+    assert backup_dir(out, True, 0) == os.path.join(out, "backup")
+    assert backup_dir(out, False, 1) == os.path.join(out, "backup", "worker1")
     x, y = np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32")
-    for folder, epochs in ((_backup_dir(out, True, 0), 1), (_backup_dir(out, False, 1), 2)):
+    for folder, epochs in ((backup_dir(out, True, 0), 1), (backup_dir(out, False, 1), 2)):
         model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
         model.compile("sgd", "mse")
         model.fit(x, y, epochs=epochs, verbose=0, callbacks=[ResumableBackup(folder)])
     cfg = TrainConfig("data", out, variant="baseline")
-    assert _check_resume(cfg, out, 5, _backup_dir(out, False, 1)) == 2
-    assert _check_resume(cfg, out, 5, _backup_dir(out, True, 0)) == 1
-    assert _check_resume(cfg, out, 5, _backup_dir(out, False, 2)) == 0
+    assert check_resume(cfg, out, 5, backup_dir(out, False, 1)) == 2
+    assert check_resume(cfg, out, 5, backup_dir(out, True, 0)) == 1
+    assert check_resume(cfg, out, 5, backup_dir(out, False, 2)) == 0
 
 
 def test_backup_folder_exists_from_train_begin(tmp_path):

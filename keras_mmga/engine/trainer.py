@@ -21,7 +21,6 @@ schedule) and the position in the seeded data stream intact.
 
 import collections
 import contextlib
-import csv
 import dataclasses
 import json
 import os
@@ -29,7 +28,7 @@ import os
 import keras
 
 from keras_mmga import distribute
-from keras_mmga.data import PKSampler, load_dataset, make_train_dataset
+from keras_mmga.data import load_dataset
 from keras_mmga.engine.callbacks import (
     EpochCSVLogger,
     FiniteModelCheckpoint,
@@ -39,20 +38,10 @@ from keras_mmga.engine.callbacks import (
     ResumableBackup,
 )
 from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
-from keras_mmga.engine.evaluator import evaluate_split
-from keras_mmga.models import MMGA, VARIANTS
-
-# Settings that a resumed run must share with the run it resumes: they fix the
-# model's variables or the data stream. Everything else (learning rate,
-# epochs, evaluation interval, ...) may change between restarts.
-_RESUME_KEYS = ("dataset", "variant", "parts", "image_size", "num_identities", "num_instances", "epoch",
-                "steps_per_epoch", "seed")
-# What a saved config.json without a key meant: runs written before the epoch
-# definition existed trained in image epochs, and before `parts` the default ones.
-_RESUME_DEFAULTS = {"epoch": "images", "parts": None}
-# What `parts=None` builds (MMGA's default part groups): a run saved with
-# None and one given these explicitly train the same model.
-_DEFAULT_PARTS = ("upper", "bottom")
+from keras_mmga.engine.evaluator import split_metrics
+from keras_mmga.engine.run_folder import backup_dir, check_resume, last_logged_epoch, remove_files
+from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
+from keras_mmga.models import MMGA
 
 
 class TrainingDiverged(RuntimeError):
@@ -158,101 +147,6 @@ def _worker(strategy):
     return (task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)), task_id
 
 
-def _backup_dir(output_dir, is_chief, worker_index):
-    """The folder of this process's resume state.
-
-    Each worker restores its own copy of the (identical) state; separate
-    folders keep workers that share a file system from overwriting each other.
-    """
-    backup = os.path.join(os.fspath(output_dir), "backup")
-    return backup if is_chief else os.path.join(backup, f"worker{worker_index}")
-
-
-def _check_resume(config, output_dir, num_classes, backup_dir):
-    """The epoch a run restarts from (0 for a new run), after checking it is the same run.
-
-    `backup_dir` must be the folder this process's `ResumableBackup` restores
-    from: the epoch read here positions the data stream, so it has to be the
-    epoch Keras restores (a non-chief worker without a shared disk has only
-    its own `backup/worker<i>/`).
-    """
-    completed = ResumableBackup.completed_epochs(backup_dir)
-    saved_path = os.path.join(output_dir, "config.json")
-    if not completed or not os.path.isfile(saved_path):
-        return completed
-    with open(saved_path) as f:
-        saved = json.load(f)
-    saved = _resolved_parts(_RESUME_DEFAULTS | saved)
-    current = _resolved_parts(dataclasses.asdict(config) | {"num_classes": num_classes})
-    differ = [
-        f"{key}: {saved.get(key)!r} → {current[key]!r}"
-        for key in _RESUME_KEYS + ("num_classes",)
-        if key in saved and _normal(saved[key]) != _normal(current[key])
-    ]
-    if differ:
-        hint = ""
-        if saved["epoch"] != current["epoch"]:
-            hint = (f" Its epochs are {saved['epoch']!r} epochs, so its completed epochs, learning-rate "
-                    f"decay and data position mean something else in {current['epoch']!r} epochs: resume it "
-                    f"with epoch={saved['epoch']!r} (--epoch {saved['epoch']}).")
-        raise ValueError(
-            f"{output_dir!r} holds a run (at epoch {completed}) with different settings "
-            f"({'; '.join(differ)}); it cannot be resumed with these.{hint} Use another output folder, "
-            "or delete this one to start over."
-        )
-    return completed
-
-
-def _resolved_parts(settings):
-    """`settings` with the `parts` that `parts=None` means for its variant written out."""
-    if settings.get("parts") is None and settings.get("variant") == "mmga":
-        return settings | {"parts": list(_DEFAULT_PARTS)}
-    return settings
-
-
-def _normal(value):
-    return list(value) if isinstance(value, (tuple, list)) else value
-
-
-def _steps_per_epoch(config, samples, num_replicas):
-    """Optimizer steps in one epoch: `config.steps_per_epoch`, or one epoch of the PK sampler.
-
-    Needed before the dataset is made, which starts at the resumed batch.
-    """
-    if config.steps_per_epoch:
-        return int(config.steps_per_epoch)
-    sampler = PKSampler([pid for _, pid, _ in samples], config.num_identities, config.num_instances,
-                        num_replicas, config.replacement, config.seed, epoch=config.epoch)
-    return sampler.steps_per_epoch
-
-
-def _check_batches(element_spec, variant, image_size, batch_size, parts=None):
-    """Shapes of the training batches against what `variant` at `image_size` (with `parts`) consumes.
-
-    Read from the dataset's element spec, so it runs before the model is built
-    (a ResNet50 takes seconds to build; a wrong mask size should not).
-    """
-    images, targets = element_spec
-    height, width = (int(s) for s in image_size)
-    expected_images = (batch_size, height, width, 3)
-    if tuple(images.shape) != expected_images:
-        raise ValueError(f"Training images have shape {tuple(images.shape)}; the model expects {expected_images}.")
-    if VARIANTS[variant]["supervised"]:
-        h, w = height // 16, width // 16
-        if "masks" not in targets:
-            raise ValueError(f"Variant {variant!r} is trained with body masks, but the training batches have none.")
-        masks = tuple(targets["masks"].shape)
-        # Channel 0 is the whole body, then one channel per part group (mmga),
-        # or the two halves (dmga, and mmga's default parts; wmga uses channel 0).
-        groups = ("whole",) + (tuple(parts) if parts is not None else _DEFAULT_PARTS)
-        if masks != (batch_size, h, w, len(groups)):
-            raise ValueError(
-                f"Training masks have shape {masks}; variant {variant!r} at input "
-                f"{(height, width)} needs ({batch_size}, {h}, {w}, {len(groups)}) (input/16, "
-                f"{'/'.join(groups)})."
-            )
-
-
 def train(config, extra_callbacks=()):
     """Trains `config.variant` and returns `(model, history)`.
 
@@ -303,17 +197,17 @@ def train(config, extra_callbacks=()):
     placement = _placement(config)
     is_chief, worker_index = placement.is_chief, placement.worker_index
     out = os.fspath(config.output_dir)
-    backup_dir = _backup_dir(out, is_chief, worker_index)
+    backup = backup_dir(out, is_chief, worker_index)
 
     # 2. Data, with every pre-flight check the pipeline does (P and K against
     # the identities, replica blocks, images and masks readable, batch shapes).
     # The PK stream is seeded, so an uninterrupted run would now be
     # `initial_epoch * steps` batches in: the dataset starts there.
     data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0 and is_chief)
-    initial_epoch = _check_resume(config, out, data.num_train_pids, backup_dir)
-    steps = _steps_per_epoch(config, data.train, placement.data_replicas)
-    train_data = _make_data(config, data, placement.data_replicas, start_batch=initial_epoch * steps)
-    _check_batches(train_data.dataset.element_spec, config.variant, config.image_size, train_data.batch_size,
+    initial_epoch = check_resume(config, out, data.num_train_pids, backup)
+    steps = steps_per_epoch(config, data.train, placement.data_replicas)
+    train_data = make_data(config, data, placement.data_replicas, start_batch=initial_epoch * steps)
+    check_batches(train_data.dataset.element_spec, config.variant, config.image_size, train_data.batch_size,
                    config.parts)
     if train_data.batch_size % placement.num_devices:
         raise ValueError(
@@ -355,10 +249,10 @@ def train(config, extra_callbacks=()):
         dataset = dataset.with_options(options)
 
     nan_guard = NonFiniteLossGuard()
-    callbacks = [ResumableBackup(backup_dir), nan_guard, LearningRateLogger()]
+    callbacks = [ResumableBackup(backup), nan_guard, LearningRateLogger()]
     if config.eval_every:
         def evaluate_fn(m):
-            result, _ = evaluate_split(m, data.query, data.gallery, config.image_size, config.eval_batch_size,
+            result, _ = split_metrics(m, data.query, data.gallery, config.image_size, config.eval_batch_size,
                                        verbose=False)
             return result
 
@@ -375,7 +269,7 @@ def train(config, extra_callbacks=()):
             keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
         ]
         if not initial_epoch:
-            _remove(os.path.join(out, "best.keras"), os.path.join(out, "best.json"))
+            remove_files(os.path.join(out, "best.keras"), os.path.join(out, "best.json"))
     callbacks.extend(extra_callbacks)
 
     try:
@@ -394,7 +288,7 @@ def train(config, extra_callbacks=()):
     except RuntimeError as err:
         if nan_guard.failure is None:
             raise
-        last = _last_logged_epoch(os.path.join(out, "log.csv"))
+        last = last_logged_epoch(os.path.join(out, "log.csv"))
         kept = (
             f"'latest.keras' and the resume state in {out!r} keep epoch {last}"
             if last
@@ -407,49 +301,3 @@ def train(config, extra_callbacks=()):
     return model, history
 
 
-def _make_data(config, data, num_replicas, start_batch=0):
-    """The training `TrainData` of `config` for the dataset reader `data`.
-
-    Masks mirror the folder that holds `bounding_box_train/`: the reader's
-    resolved `root`, which is below `config.dataset_root` when that is a
-    folder holding e.g. `Market-1501-v15.09.15/`.
-    """
-    spec = VARIANTS[config.variant]
-    # `parts` only when set: None is the pipeline's own default (the two halves).
-    parts = {} if config.parts is None else {"parts": tuple(config.parts)}
-    return make_train_dataset(
-        data.train,
-        config.image_size,
-        config.num_identities,
-        config.num_instances,
-        mask_root=config.mask_root if spec["supervised"] else None,
-        image_root=getattr(data, "root", config.dataset_root),
-        mask_mode=spec["mask_mode"],
-        mask_format=config.mask_format,
-        dress_group=config.dress_group,
-        missing_masks=config.missing_masks,
-        num_replicas=num_replicas,
-        replacement=config.replacement,
-        erasing_probability=config.erasing_probability,
-        seed=config.seed,
-        cache_images=config.cache_images,
-        start_batch=start_batch,
-        epoch=config.epoch,
-        verbose=config.verbose > 0,
-        **parts,
-    )
-
-
-def _remove(*paths):
-    for path in paths:
-        if os.path.exists(path):
-            os.remove(path)
-
-
-def _last_logged_epoch(csv_path):
-    """1-based number of the last epoch in the CSV log (0 if none)."""
-    if not os.path.isfile(csv_path):
-        return 0
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    return int(rows[-1]["epoch"]) + 1 if rows else 0
