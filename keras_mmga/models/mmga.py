@@ -14,6 +14,11 @@ from keras_mmga import optimizers
 
 __all__ = ["MMGA", "VARIANTS"]
 
+# MMGABackbone settings that MMGA takes as its own arguments (`attention` and
+# `parts` follow from the variant).
+_BACKBONE_SETTINGS = ("input_shape", "backbone_weights", "preprocessing", "whole_dim", "local_dim",
+                      "spatial_reduction", "channel_reduction", "sync_batchnorm")
+
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
 class MMGA(CheckedFitModel):
@@ -218,20 +223,12 @@ class MMGA(CheckedFitModel):
         return self.backbone.resnet_variables()
 
     def get_config(self):
+        # Flat, as before the backbone / task split: the backbone's own
+        # settings (less what the variant decides) next to the task's.
+        backbone = self.backbone.get_config()
         config = super().get_config()
-        config.update(
-            num_classes=self.num_classes,
-            variant=self.variant,
-            input_shape=self.image_shape,
-            backbone_weights=self.backbone_weights,
-            preprocessing=self.preprocessing,
-            whole_dim=self.whole_dim,
-            local_dim=self.local_dim,
-            parts=list(self.parts),
-            spatial_reduction=self.spatial_reduction,
-            channel_reduction=self.channel_reduction,
-            sync_batchnorm=self.sync_batchnorm,
-        )
+        config.update({k: backbone[k] for k in _BACKBONE_SETTINGS})
+        config.update(num_classes=self.num_classes, variant=self.variant, parts=list(self.parts))
         return config
 
     @classmethod
