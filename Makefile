@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # The suite without the tests marked slow (see pyproject.toml): for the edit-test loop.
 test-fast: $(STAMP)
