@@ -17,7 +17,7 @@ from keras import ops
 # and its duplicate) are common in re-ID batches.
 _MIN_SQUARED_DISTANCE = 1e-12
 _EPSILON = 1e-12
-_MIN_MAP_RANGE = 1e-3
+_FLAT_MAP_RANGE = 1e-6
 
 
 def loss_dtype(x):
@@ -124,11 +124,15 @@ def min_max_normalize(maps):
     maps = _float(maps)
     low = ops.min(maps, axis=(1, 2), keepdims=True)
     high = ops.max(maps, axis=(1, 2), keepdims=True)
-    # A flat map (all values equal: common for maps computed in bfloat16,
-    # whose values in (1, 2) are 1/128 apart) would divide by ~0 and send a
-    # gradient of 1/ε into the network; below _MIN_MAP_RANGE the range is
-    # floored, which bounds the gradient by 1/_MIN_MAP_RANGE.
-    return (maps - low) / ops.maximum(high - low, _MIN_MAP_RANGE)
+    # A flat map (all values equal: common for maps computed in bfloat16 or
+    # float16, whose values in (1, 2) are >= 1/1024 apart) has no shape to
+    # normalise: dividing by ~0 sent a 1/ε gradient into the network. Below
+    # _FLAT_MAP_RANGE the normalised map is 0 with a zero gradient; above it,
+    # eq. 3 exactly.
+    span = high - low
+    flat = span <= _FLAT_MAP_RANGE
+    safe = ops.where(flat, ops.ones_like(span), span)
+    return ops.where(flat, ops.zeros_like(maps), (maps - low) / safe)
 
 
 def attention_squared_errors(masks, maps):

@@ -139,7 +139,11 @@ def _reference_losses(model, outputs, labels, masks, w, margin=0.3):
                                   ("module2_upper", 1, 0.5), ("module2_bottom", 2, 0.5)):
         s = np.asarray(outputs["attention_maps"][name], "float64")
         lo, hi = s.min((1, 2), keepdims=True), s.max((1, 2), keepdims=True)
-        err = (((masks[..., channel] - (s - lo) / (hi - lo + 1e-12)) ** 2).sum((1, 2)))
+        # Eq. 3; a flat map (range <= 1e-6: inference-mode maps of an untrained
+        # model are) has no shape and normalises to 0.
+        flat = (hi - lo) <= 1e-6
+        normalised = np.where(flat, 0.0, (s - lo) / np.where(flat, 1.0, hi - lo))
+        err = (((masks[..., channel] - normalised) ** 2).sum((1, 2)))
         att += weight * np.sqrt(np.sum(w * err) / w.sum())
     out["attention"] = att
     out["loss"] = out["whole_softmax"] + out["local_softmax"] + 2.0 * out["triplet"] + 0.1 * att

@@ -273,9 +273,12 @@ def train(config, extra_callbacks=()):
     callbacks.extend(extra_callbacks)
 
     try:
-        # Under the scope too: a JAX distribution applies to the batches (and
-        # the evaluation's predictions) only while it is current.
-        with placement.scope():
+        # On JAX under the distribution's scope too: it applies to the batches
+        # (and the evaluation's predictions) only while it is current. Not on
+        # TensorFlow: under a multi-worker strategy's scope the chief's
+        # checkpoint saves would run collectives the other workers never join.
+        fit_scope = placement.scope if keras.backend.backend() == "jax" else contextlib.nullcontext
+        with fit_scope():
             history = model.fit(
                 dataset,
                 epochs=config.epochs,
