@@ -1,8 +1,8 @@
 """The training data of a run: the PK stream of `make_train_dataset` for a `TrainConfig`, and its checks."""
 
 from keras_mmga.data import PKSampler, make_train_dataset
-from keras_mmga.engine.run_folder import _DEFAULT_PARTS
 from keras_mmga.models import VARIANTS
+from keras_mmga.models.variants import DEFAULT_PARTS
 
 def steps_per_epoch(config, samples, num_replicas):
     """Optimizer steps in one epoch: `config.steps_per_epoch`, or one epoch of the PK sampler.
@@ -34,7 +34,7 @@ def check_batches(element_spec, variant, image_size, batch_size, parts=None):
         masks = tuple(targets["masks"].shape)
         # Channel 0 is the whole body, then one channel per part group (mmga),
         # or the two halves (dmga, and mmga's default parts; wmga uses channel 0).
-        groups = ("whole",) + (tuple(parts) if parts is not None else _DEFAULT_PARTS)
+        groups = ("whole",) + (tuple(parts) if parts is not None else DEFAULT_PARTS)
         if masks != (batch_size, h, w, len(groups)):
             raise ValueError(
                 f"Training masks have shape {masks}; variant {variant!r} at input "
@@ -51,8 +51,6 @@ def make_data(config, data, num_replicas, start_batch=0):
     folder holding e.g. `Market-1501-v15.09.15/`.
     """
     spec = VARIANTS[config.variant]
-    # `parts` only when set: None is the pipeline's own default (the two halves).
-    parts = {} if config.parts is None else {"parts": tuple(config.parts)}
     return make_train_dataset(
         data.train,
         config.image_size,
@@ -72,5 +70,5 @@ def make_data(config, data, num_replicas, start_batch=0):
         start_batch=start_batch,
         epoch=config.epoch,
         verbose=config.verbose > 0,
-        **parts,
+        parts=config.parts,
     )

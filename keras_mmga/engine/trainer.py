@@ -76,8 +76,6 @@ def build_model(config, num_classes, steps_per_epoch=None):
     # The policy is given to the model rather than set globally, so that a
     # mixed-precision run does not change later models in the same process.
     dtype = mixed_precision_policy() if config.mixed_precision else None
-    # `parts` only when set: None is the model's own default (its two halves).
-    parts = {} if config.parts is None else {"parts": tuple(config.parts)}
     model = MMGA(
         num_classes,
         variant=config.variant,
@@ -85,7 +83,7 @@ def build_model(config, num_classes, steps_per_epoch=None):
         backbone_weights=config.backbone_weights,
         sync_batchnorm=config.sync_batchnorm,
         dtype=dtype,
-        **parts,
+        parts=config.parts,
     )
     model.compile(
         learning_rate=config.learning_rate,
