@@ -25,9 +25,6 @@ _RESUME_KEYS = ("dataset", "variant", "parts", "image_size", "num_identities", "
 _RESUME_DEFAULTS = {"epoch": "images", "parts": None}
 
 
-# What `parts=None` builds (MMGA's default part groups): a run saved with
-# None and one given these explicitly train the same model.
-_DEFAULT_PARTS = DEFAULT_PARTS
 
 
 def backup_dir(output_dir, is_chief, worker_index):
@@ -78,7 +75,8 @@ def check_resume(config, output_dir, num_classes, backup_dir):
 def _resolved_parts(settings):
     """`settings` with the `parts` that `parts=None` means for its variant written out."""
     if settings.get("parts") is None and settings.get("variant") == "mmga":
-        return settings | {"parts": list(_DEFAULT_PARTS)}
+        # None builds the default parts: a run saved with None and one naming them train the same model.
+        return settings | {"parts": list(DEFAULT_PARTS)}
     return settings
 
 
