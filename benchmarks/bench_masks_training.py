@@ -21,8 +21,12 @@ import os
 import sys
 
 from keras_mmga.engine import AblationDataset, run_ablation
+from keras_mmga.engine.config import RECIPES
 from keras_mmga.engine.demo import prepare_synthetic_dataset
 from keras_mmga.masks.writer import write_masks
+
+# The budget of both synthetic comparisons; the flags below change it.
+R = RECIPES["synthetic_ablation"]
 
 RUNS = (("ground_truth", "mmga"), ("ground_truth", "baseline_att"), ("generated", "mmga"))
 NAMES = {"generated": "Synthetic, generated masks", "ground_truth": "Synthetic, ground-truth masks"}
@@ -31,13 +35,13 @@ NAMES = {"generated": "Synthetic, generated masks", "ground_truth": "Synthetic, 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output", default="runs/masks_training")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--steps-per-epoch", type=int, default=40)
-    p.add_argument("--height", type=int, default=128)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("-P", type=int, default=8)
-    p.add_argument("-K", type=int, default=4)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--epochs", type=int, default=R["epochs"])
+    p.add_argument("--steps-per-epoch", type=int, default=R["steps_per_epoch"])
+    p.add_argument("--height", type=int, default=R["image_size"][0])
+    p.add_argument("--width", type=int, default=R["image_size"][1])
+    p.add_argument("-P", type=int, default=R["num_identities"])
+    p.add_argument("-K", type=int, default=R["num_instances"])
+    p.add_argument("--lr", type=float, default=R["learning_rate"])
     p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set (the same set for every seed)")
     p.add_argument("--pose-model", default=None)
@@ -60,9 +64,8 @@ def main():
                                      provenance={"synthetic": spec, "masks": "keras_mmga.masks"}),
         "ground_truth": AblationDataset(NAMES["ground_truth"], images, gt_masks, provenance={"synthetic": spec}),
     }
-    recipe = dict(image_size=(a.height, a.width), num_identities=a.P, num_instances=a.K, epochs=a.epochs,
-                  steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr, backbone_weights=None, seed=a.seed,
-                  missing_masks="ignore", cache_images=True)
+    recipe = R | dict(image_size=(a.height, a.width), num_identities=a.P, num_instances=a.K, epochs=a.epochs,
+                      steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr, seed=a.seed)
     lines = ["| masks | variant | rank-1 | mAP |", "|---|---|---|---|"]
     for key, variant in runs:
         results, _ = run_ablation([datasets[key]], os.path.join(a.output, key), variants=[variant], verbose=2,

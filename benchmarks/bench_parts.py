@@ -31,7 +31,11 @@ import sys
 import numpy as np
 
 from keras_mmga.engine import AblationDataset, run_ablation
+from keras_mmga.engine.config import RECIPES
 from keras_mmga.engine.demo import prepare_synthetic_dataset
+
+# The budget of both synthetic comparisons; the flags below change it.
+R = RECIPES["synthetic_ablation"]
 
 CONFIGS = {
     "baseline_att": ("baseline_att", None),
@@ -65,13 +69,13 @@ def main():
     p.add_argument("--output", default="runs/parts")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--steps-per-epoch", type=int, default=40)
-    p.add_argument("--height", type=int, default=128)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("-P", type=int, default=8)
-    p.add_argument("-K", type=int, default=4)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--epochs", type=int, default=R["epochs"])
+    p.add_argument("--steps-per-epoch", type=int, default=R["steps_per_epoch"])
+    p.add_argument("--height", type=int, default=R["image_size"][0])
+    p.add_argument("--width", type=int, default=R["image_size"][1])
+    p.add_argument("-P", type=int, default=R["num_identities"])
+    p.add_argument("-K", type=int, default=R["num_instances"])
+    p.add_argument("--lr", type=float, default=R["learning_rate"])
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     names = a.configs.split(",")
@@ -80,9 +84,8 @@ def main():
         p.error(f"--configs: unknown {unknown}; expected some of {list(CONFIGS)}")
     images, gt_masks = prepare_synthetic_dataset(os.path.join(a.output, "data"), **DATA_SPEC)
     dataset = AblationDataset(NAME, images, gt_masks, provenance={"synthetic": DATA_SPEC})
-    recipe = dict(image_size=(a.height, a.width), num_identities=a.P, num_instances=a.K, epochs=a.epochs,
-                  steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr, backbone_weights=None,
-                  missing_masks="ignore", cache_images=True)
+    recipe = R | dict(image_size=(a.height, a.width), num_identities=a.P, num_instances=a.K, epochs=a.epochs,
+                      steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr)
     results = {n: {} for n in names}
     for seed in seeds:
         for name in names:

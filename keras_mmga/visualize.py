@@ -214,3 +214,33 @@ def _write(path, image_bgr):
     if not cv2.imwrite(path, image_bgr):
         raise OSError(f"Could not write {path!r} (unsupported extension or unwritable folder).")
     return path
+
+
+def write_pictures(model, data, distmat, out_dir, max_queries=12):
+    """Ranking grids and attention overlays (paper Figures 1 and 5) of the first queries.
+
+    Args:
+        model: the evaluated model (overlays need `attention_maps`).
+        data: the `ReIDDataset` evaluated.
+        distmat: its (Q, G) distance matrix.
+        out_dir: folder; `rankings/` and `attention/` are written in it.
+        max_queries: how many queries.
+
+    Returns:
+        The written paths.
+    """
+    out_dir = os.fspath(out_dir)
+    written = save_ranking_grids(os.path.join(out_dir, "rankings"), distmat, data.query, data.gallery,
+                                           max_queries=max_queries)
+    # Baseline variants have no attention module: nothing to overlay.
+    if not getattr(model, "has_attention", False):
+        return written
+    height, width = model.image_size
+    for path, _, _ in data.query[:max_queries]:
+        shown = cv2.resize(read_image(path, channel_order="rgb"), (width, height),
+                           interpolation=cv2.INTER_LINEAR)
+        maps = {k: np.asarray(v)[0] for k, v in model.attention_maps(shown.astype(np.float32)[None]).items()}
+        target = os.path.join(out_dir, "attention", os.path.splitext(os.path.basename(path))[0] + ".png")
+        save_attention_overlay(target, shown, maps, channel_order="rgb")
+        written.append(target)
+    return written

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from keras_mmga.data import synthetic
-from keras_mmga.engine import TrainConfig, TrainingDiverged, build_model, evaluate_model, train
+from keras_mmga.engine import TrainConfig, TrainingDiverged, build_model, train
+from keras_mmga.evaluation import dataset_metrics
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine import train_data, trainer
 from keras_mmga.engine.run_folder import backup_dir, check_resume
@@ -56,7 +57,7 @@ def test_train_writes_run_folder_and_evaluates(dataset, tmp_path):
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["variant"] == "mmga" and saved["num_classes"] == 5
 
-    result = evaluate_model(tmp_path / "best.keras", dataset[0], pictures_dir=tmp_path / "pics",
+    result = dataset_metrics(tmp_path / "best.keras", dataset[0], pictures_dir=tmp_path / "pics",
                             json_path=tmp_path / "metrics.json", verbose=False)
     assert result["mAP"] == pytest.approx(history.history["val_mAP"][-1], abs=1e-6)
     assert json.load(open(tmp_path / "metrics.json"))["rank1"] == pytest.approx(result["rank1"])
@@ -337,7 +338,7 @@ def test_train_with_four_parts_end_to_end(dataset, tmp_path):
     assert np.isfinite(history.history["attention"][0])
     loaded = keras.models.load_model(tmp_path / "latest.keras")
     assert loaded.parts == parts and loaded.feature_dim == 2048
-    evaluate_model(tmp_path / "latest.keras", dataset[0], pictures_dir=tmp_path / "pics", verbose=False)
+    dataset_metrics(tmp_path / "latest.keras", dataset[0], pictures_dir=tmp_path / "pics", verbose=False)
     panel = cv2.imread(os.path.join(tmp_path / "pics" / "attention", sorted(os.listdir(tmp_path / "pics" / "attention"))[0]))
     # image | overlay | module 1 | module 2 whole | 4 parts, each 32 wide at 64x32
     assert panel.shape[1] == 32 * (2 + 2 + 4)

@@ -58,3 +58,61 @@ def test_a_subpackage_imported_first_still_registers_the_classes(module):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# The pipeline, bottom to top: a module imports (at its top or inside a
+# function) only from its own layer or below. deploy stands apart: it may use
+# the shared base only, so that it installs and runs without TensorFlow.
+LAYERS = [
+    {"lazy", "progress", "image_io", "paper_recipe", "preprocessing", "model_card", "memory", "tensorrt_ops",
+     "search_backends", "distribute", "jax_backend", "torch_backend"},
+    {"data", "masks"},
+    {"layers", "losses", "optimizers"},
+    {"models"},
+    {"visualize", "evaluation"},
+    {"engine"},
+    {"export"},
+    {"deploy"},
+    # What runs every stage: the command, its module entry point, the demo and an import shim.
+    {"cli", "__main__", "engine.demo", "export_int8", "<package>"},
+]
+
+
+def _unit(module):
+    parts = module.split(".")[1:]
+    if not parts:
+        return "<package>"
+    return "engine.demo" if parts[:2] == ["engine", "demo"] else parts[0]
+
+
+def _imports(path):
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "keras_mmga":
+            if node.module == "keras_mmga":
+                yield from (f"keras_mmga.{a.name}" for a in node.names)
+            else:
+                yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (a.name for a in node.names if a.name.startswith("keras_mmga."))
+
+
+def test_imports_point_down_the_pipeline():
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "keras_mmga"
+    layer_of = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+    up, unknown = [], set()
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(("keras_mmga",) + path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        source = _unit(module)
+        unknown |= {source} - set(layer_of)
+        for target in map(_unit, _imports(path)):
+            unknown |= {target} - set(layer_of)
+            if target == source or target not in layer_of or source not in layer_of:
+                continue
+            if layer_of[target] > layer_of[source] or (source == "deploy" and layer_of[target] > 0):
+                up.append(f"{module} -> {target}")
+    assert unknown == set(), f"modules not placed in LAYERS: {sorted(unknown)}"
+    assert up == []

@@ -35,10 +35,10 @@ def run(a):
         if getattr(a, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be ≥ 1, got {getattr(a, name)}", file=sys.stderr)
             return 2
-    from keras_mmga.engine.evaluator import evaluate_model, format_results
+    from keras_mmga.evaluation.model_metrics import dataset_metrics, format_results
 
     try:
-        result = evaluate_model(a.model, a.data, a.dataset, a.batch_size, flip=not a.no_flip, rerank=a.rerank,
+        result = dataset_metrics(a.model, a.data, a.dataset, a.batch_size, flip=not a.no_flip, rerank=a.rerank,
                                 pictures_dir=a.pictures, json_path=a.json, max_queries_pictures=a.num_pictures,
                                 verbose=not a.quiet)
     except (ValueError, FileNotFoundError) as err:

@@ -1,8 +1,8 @@
 """Engine: training and evaluation runs, rank validation, the ablation study, the demo.
 
 `train(TrainConfig(...))` runs a resumable, evaluated, optionally distributed
-training; `evaluate_model(model_or_path, dataset_root)` gives rank-1/5/10, mAP
-and mINP; `RankValidation` puts `val_rank1` / `val_mAP` into the logs of your
+training; `dataset_metrics(model_or_path, dataset_root)` (from
+`keras_mmga.evaluation`) gives rank-1/5/10, mAP and mINP; `RankValidation` puts `val_rank1` / `val_mAP` into the logs of your
 own `model.fit` (for `EarlyStopping` / `ModelCheckpoint`); `run_ablation`
 trains the five variants of the paper's Table 1; `run_demo` is `make demo`.
 
@@ -22,12 +22,14 @@ _LAZY = {
     "DemoConfig": "keras_mmga.engine.config",
     "TrainConfig": "keras_mmga.engine.config",
     "run_demo": "keras_mmga.engine.demo",
-    "evaluate_model": "keras_mmga.engine.evaluator",
-    "evaluate_split": "keras_mmga.engine.evaluator",
-    "split_metrics": "keras_mmga.engine.evaluator",
-    "format_results": "keras_mmga.engine.evaluator",
+    # Below the engine, re-exported where users of 0.2 import them.
+    "dataset_metrics": "keras_mmga.evaluation.model_metrics",
+    "evaluate_model": "keras_mmga.evaluation.model_metrics",
+    "evaluate_split": "keras_mmga.evaluation.model_metrics",
+    "split_metrics": "keras_mmga.evaluation.model_metrics",
+    "format_results": "keras_mmga.evaluation.model_metrics",
     "load_model": "keras_mmga.models.loading",
-    "write_pictures": "keras_mmga.engine.evaluator",
+    "write_pictures": "keras_mmga.visualize",
     "TrainingDiverged": "keras_mmga.engine.trainer",
     "build_model": "keras_mmga.engine.trainer",
     "train": "keras_mmga.engine.trainer",

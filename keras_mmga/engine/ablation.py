@@ -8,7 +8,7 @@ import time
 import keras
 
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.engine.evaluator import METRICS, evaluate_model
+from keras_mmga.evaluation.model_metrics import METRICS, dataset_metrics
 from keras_mmga.engine.config import VARIANT_NAMES, TrainConfig
 from keras_mmga.engine.trainer import train
 
@@ -117,7 +117,7 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=
         print(f"== {ds.name}: {ROW_NAMES[variant]} ==")
         start = time.perf_counter()
         model, _ = train(config)
-        metrics = evaluate_model(model, ds.root, ds.layout, verbose=False)
+        metrics = dataset_metrics(model, ds.root, ds.layout, verbose=False)
         summary = {m: float(metrics[m]) for m in METRICS} | {"train_time_s": time.perf_counter() - start}
         with open(metrics_path, "w") as f:
             json.dump(summary | {"settings": settings}, f, indent=2)

@@ -165,56 +165,7 @@ def _atomic_save(model, path):
     os.replace(tmp, path)
 
 
-class RankEvaluation(keras.callbacks.Callback):
-    """Evaluates rank-1 / mAP every `every` epochs; keeps the best model by mAP.
-
-    Adds `val_rank1`, `val_mAP` and `val_mINP` to the epoch logs (and so to the
-    CSV log, TensorBoard and the history). The best score is stored in
-    `best.json` beside `best_path`, so a resumed run compares against it.
-
-    Args:
-        evaluate_fn: callable `model -> metrics dict` (`rank1`, `mAP`, `mINP`).
-        every: int, evaluate after epochs `every, 2·every, ...` and the last.
-        best_path: str or None, where the best model is saved.
-        verbose: print the metrics of each evaluation.
-    """
-
-    KEYS = ("val_rank1", "val_mAP", "val_mINP")
-
-    def __init__(self, evaluate_fn, every=1, best_path=None, verbose=True):
-        super().__init__()
-        self.evaluate_fn = evaluate_fn
-        self.verbose = bool(verbose)
-        self.every = int(every)
-        self.best_path = os.fspath(best_path) if best_path else None
-        self.best = -1.0
-        if self.best_path and os.path.isfile(self._json_path):
-            with open(self._json_path) as f:
-                self.best = float(json.load(f)["mAP"])
-
-    @property
-    def _json_path(self):
-        return os.path.splitext(self.best_path)[0] + ".json"
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None or self.every <= 0 or not _finite(logs):
-            return
-        last = epoch + 1 == self.params.get("epochs")
-        if (epoch + 1) % self.every and not last:
-            return
-        result = self.evaluate_fn(self.model)
-        logs.update(val_rank1=result["rank1"], val_mAP=result["mAP"], val_mINP=result["mINP"])
-        if self.verbose:
-            print(f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}")
-        if self.best_path and result["mAP"] > self.best:
-            self.best = result["mAP"]
-            _atomic_save(self.model, self.best_path)
-            with open(self._json_path, "w") as f:
-                json.dump({"epoch": epoch + 1, "rank1": result["rank1"], "mAP": result["mAP"],
-                           "mINP": result["mINP"]}, f, indent=2)
-
-
-class RankValidation(RankEvaluation):
+class RankValidation(keras.callbacks.Callback):
     """Re-ID validation for your own `model.fit`: `val_rank1`, `val_mAP`, `val_mINP` in the epoch logs.
 
     Losses on a held-out split say little in re-ID: validation identities are
@@ -244,8 +195,10 @@ class RankValidation(RankEvaluation):
         flip: average each image's feature with its mirror image's (the
             paper's protocol).
         best_path: optional `.keras` path where the best model by mAP is
-            saved (and `best.json` beside it).
-        verbose: print the metrics (and the extraction progress).
+            saved (and `best.json` beside it, so that a resumed run
+            compares against the best so far).
+        verbose: print the metrics of each evaluation.
+        progress: show the feature-extraction progress (default: `verbose`).
 
     Example:
     ```python
@@ -259,8 +212,11 @@ class RankValidation(RankEvaluation):
     ```
     """
 
+    KEYS = ("val_rank1", "val_mAP", "val_mINP")
+
     def __init__(self, query, gallery=None, image_size=None, every=1, batch_size=64, flip=True, best_path=None,
-                 verbose=True):
+                 verbose=True, progress=None):
+        super().__init__()
         if gallery is None and hasattr(query, "gallery"):
             query, gallery = query.query, query.gallery
         for name, samples in (("query", query), ("gallery", gallery)):
@@ -271,16 +227,46 @@ class RankValidation(RankEvaluation):
                 raise ValueError(f"RankValidation: {name} samples must be (path, pid, camid), got {bad!r}.")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"RankValidation: every must be an int ≥ 1, got {every!r}.")
-        super().__init__(self._evaluate, every, best_path, verbose)
         self.query, self.gallery = list(query), list(gallery)
         self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
+        self.every = every
         self.batch_size = int(batch_size)
         self.flip = bool(flip)
+        self.best_path = os.fspath(best_path) if best_path else None
+        self.verbose = bool(verbose)
+        self.progress = self.verbose if progress is None else bool(progress)
+        # The best mAP so far, read back from best.json when a run resumes.
+        self.best = -1.0
+        if self.best_path and os.path.isfile(self._json_path):
+            with open(self._json_path) as f:
+                self.best = float(json.load(f)["mAP"])
 
-    def _evaluate(self, model):
-        from keras_mmga.engine.evaluator import evaluate_split
+    @property
+    def _json_path(self):
+        return os.path.splitext(self.best_path)[0] + ".json"
 
-        size = self.image_size or getattr(model, "image_size", None) or tuple(model.input_shape[1:3])
-        result, _ = evaluate_split(model, self.query, self.gallery, size, self.batch_size, self.flip,
-                                   verbose=self.verbose)
+    def metrics(self, model):
+        """rank-1 / mAP / mINP (and the rest of `split_metrics`) of `model` on the query / gallery split."""
+        from keras_mmga.evaluation.model_metrics import split_metrics
+
+        size = self.image_size or tuple(model.input_shape[1:3])  # (None, H, W, C), MMGA or not
+        result, _ = split_metrics(model, self.query, self.gallery, size, self.batch_size, self.flip,
+                                  verbose=self.progress)
         return result
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or not _finite(logs):
+            return
+        last = epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last:
+            return
+        result = self.metrics(self.model)
+        logs.update(val_rank1=result["rank1"], val_mAP=result["mAP"], val_mINP=result["mINP"])
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}")
+        if self.best_path and result["mAP"] > self.best:
+            self.best = result["mAP"]
+            _atomic_save(self.model, self.best_path)
+            with open(self._json_path, "w") as f:
+                json.dump({"epoch": epoch + 1, "rank1": result["rank1"], "mAP": result["mAP"],
+                           "mINP": result["mINP"]}, f, indent=2)

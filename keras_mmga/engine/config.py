@@ -1,188 +1,227 @@
-"""Run configurations (`TrainConfig`, `DemoConfig`): plain dataclasses, no TensorFlow.
+"""Run configurations (`TrainConfig`, `DemoConfig`) and the named budgets (`RECIPES`): no TensorFlow.
 
-Kept apart from the engine so that the `keras-mmga` command can show every
-default in `--help` without importing TensorFlow; the engine modules import
-them from here, and `keras_mmga.engine` re-exports them.
+`TrainConfig` is the one declaration of a run's settings: each field holds its
+default, its help and the API it is a keyword of (`MMGA`, `MMGA.compile`,
+`make_train_dataset`); the engine passes them on by name, and the
+`keras-mmga` command builds its flags from the fields
+(`keras_mmga.cli.config_flags`). Kept apart from the engine so that `--help`
+shows every default without importing TensorFlow; `keras_mmga.engine`
+re-exports the classes.
 """
 
 import dataclasses
-import math
 import os
+import textwrap
 
 from keras_mmga.data.pk_sampler import EPOCH_DEFINITIONS
+from keras_mmga.engine.config_checks import check_parts, choice, is_int, number
+from keras_mmga.paper_recipe import COMPILE_DEFAULTS
 
 STRATEGIES = ("one", "mirrored", "multiworker")
 DRESS_GROUPS = ("upper", "bottom", "none")
 DATASETS = ("market1501", "dukemtmcreid")
+# `keras_mmga.data.masks.MASK_FORMATS`, without the OpenCV import behind it.
+MASK_FORMATS = ("lip", "binary")
 # The variants of `keras_mmga.models.VARIANTS` in the paper's table order
 # (listed here so that a parser can offer them without importing the model).
 VARIANT_NAMES = ("baseline", "baseline_att", "wmga", "dmga", "mmga")
+
+
+# Which API each TrainConfig field is a keyword argument of (its "section"):
+# the engine passes `config.kwargs_for(section)` as they are, so a field is
+# declared once, here, with its default and its help.
+SECTIONS = {
+    "model": "keras_mmga.models.MMGA",
+    "compile": "keras_mmga.models.MMGA.compile",
+    "data": "keras_mmga.data.make_train_dataset",
+}
+# CLI argument groups, in `--help` order.
+GROUPS = ("data", "model and losses", "optimisation", "run")
+
+
+def setting(default=dataclasses.MISSING, help="", to=(), group="run", flag=None, short=None, choices=None,
+            metavar=None, cli=True):
+    """A `TrainConfig` field: its default, its help (class docstring and `--help`), and where it goes.
+
+    Args:
+        default: the paper recipe's value (omitted: a required field).
+        help: one description, shown by `help(TrainConfig)` and `keras-mmga train --help`.
+        to: the sections (`SECTIONS`) that take the field as a keyword of the same name.
+        group: the `--help` group (`GROUPS`).
+        flag, short: the long flag (default `--field-name`) and an optional one-letter flag.
+        choices: allowed values (the command line refuses others).
+        metavar: how `--help` names the value.
+        cli: False for fields the command line does not set (a device list).
+    """
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, to=tuple(to), group=group, flag=flag, short=short, choices=choices, metavar=metavar, cli=cli))
+
+
+C = COMPILE_DEFAULTS
 
 
 @dataclasses.dataclass
 class TrainConfig:
     """Everything a training run needs; the defaults are the paper's recipe (§4.2).
 
+    Fields go, under their own names, to `MMGA(...)` (section `"model"`),
+    `MMGA.compile(...)` (`"compile"`) and `make_train_dataset(...)`
+    (`"data"`); `kwargs_for(section)` gives them. `from_recipe` starts from a
+    named budget (`RECIPES`: `"paper"`, `"demo"`, `"synthetic_ablation"`).
+
     Args:
-        dataset_root: str, folder with `bounding_box_train/`,
-            `bounding_box_test/` and `query/`.
-        output_dir: str, the run folder (checkpoints, logs, resume state).
-        mask_root: str, body-mask folder mirroring the dataset folder (the
-            one holding `bounding_box_train/`, also when `dataset_root` is a
-            folder above it); needed by `wmga`, `dmga` and `mmga`, ignored by
-            `baseline` and `baseline_att`.
-        dataset: `"market1501"` or `"dukemtmcreid"` (file-name pattern).
-        variant: `"baseline"`, `"baseline_att"`, `"wmga"`, `"dmga"` or `"mmga"`.
-        parts: the part groups of `"mmga"`, a tuple of names of
-            `keras_mmga.data.masks.PART_GROUPS` (e.g. `("head", "torso",
-            "legs", "feet")`); None is the model's default, `("upper",
-            "bottom")`. The other variants have no parts (dmga's halves are
-            fixed).
-        image_size: `(H, W)` of the model input, divisible by 16 (384×128).
-        num_identities: P identities per batch (24).
-        num_instances: K images per identity (4).
-        epochs: total epochs (900).
-        epoch: what one epoch is: `"identities"` (default, the paper recipe:
-            every training identity once, K images each, `ceil(N / P)` steps
-            for N identities) or `"images"` (about one pass over the training
-            images, torchreid's epoch: ~4× longer on Market-1501). The
-            learning-rate decay, `eval_every`, resume and the replica blocks
-            count in these epochs. See docs/TRAINING.md.
-        steps_per_epoch: None = the steps of one `epoch`; an int fixes the
-            epoch's length (the batches still come from the `epoch` stream).
-        learning_rate: learning rate of the heads and attention modules (0.1).
-        backbone_lr_scale: backbone learning rate / `learning_rate` (0.5, so 0.05).
-        momentum: SGD momentum (0.9).
-        weight_decay: L2 weight decay as PyTorch applies it (5e-4).
-        lr_decay_epochs: epochs between learning-rate decays (90).
-        lr_decay_rate: factor of each decay (0.5).
-        triplet_margin: batch-hard triplet margin (0.3).
-        triplet_weight: λ1 (2.0).
-        attention_weight: λ2 (0.1).
-        part_attention_weight: λ0 (0.5).
-        backbone_weights: `"imagenet"`, None (random init) or a weights path.
-        mask_format: `"lip"` (label maps) or `"binary"` (whole-body masks).
-        dress_group: the group of LIP's dress and jumpsuit labels: `"upper"`
-            (paper), `"bottom"` or `"none"`.
-        missing_masks: `"error"` (default) or `"ignore"` (weight 0).
-        replacement: identities with fewer than K images are sampled with
-            replacement; False makes them a pre-flight error.
-        erasing_probability: probability of random erasing (0.5).
-        cache_images: keep the decoded, resized training images in memory
-            (N·H·W·3 bytes: 1.9 GB for Market-1501 at 384×128).
-        eval_every: evaluate rank-1 / mAP every N epochs (0: never); also
-            decides `best.keras`.
-        eval_batch_size: images per inference batch when evaluating.
-        strategy: `"one"` (one device), `"mirrored"` (all local GPUs, or
-            `devices`) or `"multiworker"` (machines listed in `TF_CONFIG`).
-        devices: optional device list for `"mirrored"` (e.g. logical CPUs).
-        sync_batchnorm: synchronised BatchNorm across replicas.
-        cross_replica_triplet: mine triplets over the global batch under a
-            strategy (True) or per replica (False, less communication).
-        mixed_precision: `mixed_float16` on GPU (with loss scaling),
-            `mixed_bfloat16` on CPU; losses stay float32.
-        seed: seeds Python, NumPy, TensorFlow, the PK sampler and the
-            augmentation.
-        deterministic: also enable TensorFlow's op determinism (GPU kernels).
-            On CPU it is not enough for bit-identical runs: TensorFlow's
-            threaded kernels differ from run to run; set
-            `TF_NUM_INTRAOP_THREADS=1` and `TF_NUM_INTEROP_THREADS=1` in the
-            environment (before TensorFlow starts) for that.
-        verbose: Keras progress verbosity (0, 1 or 2).
+{args}
 
     Example:
     ```python
     config = TrainConfig("data/market1501", "runs/market_mmga", mask_root="data/market1501_masks")
     model, history = train(config)
+    quick = TrainConfig.from_recipe("demo", "data/synthetic/images", "runs/demo", mask_root="data/synthetic/masks")
     ```
     """
 
-    dataset_root: str
-    output_dir: str
-    mask_root: str = None
-    dataset: str = "market1501"
-    variant: str = "mmga"
-    parts: tuple = None
-    image_size: tuple = (384, 128)
-    num_identities: int = 24
-    num_instances: int = 4
-    epochs: int = 900
-    epoch: str = "identities"
-    steps_per_epoch: int = None
-    learning_rate: float = 0.1
-    backbone_lr_scale: float = 0.5
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_decay_epochs: int = 90
-    lr_decay_rate: float = 0.5
-    triplet_margin: float = 0.3
-    triplet_weight: float = 2.0
-    attention_weight: float = 0.1
-    part_attention_weight: float = 0.5
-    backbone_weights: str = "imagenet"
-    mask_format: str = "lip"
-    dress_group: str = "upper"
-    missing_masks: str = "error"
-    replacement: bool = True
-    erasing_probability: float = 0.5
-    cache_images: bool = False
-    eval_every: int = 10
-    eval_batch_size: int = 64
-    strategy: str = "one"
-    devices: tuple = None
-    sync_batchnorm: bool = False
-    cross_replica_triplet: bool = True
-    mixed_precision: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    verbose: int = 1
+    dataset_root: str = setting(
+        help="folder with `bounding_box_train/`, `bounding_box_test/` and `query/`, or a folder holding it "
+             "(e.g. `Market-1501-v15.09.15/`).", group="data", flag="--data", metavar="DIR")
+    output_dir: str = setting(help="the run folder: checkpoints, logs, resume state.", flag="--output",
+                              metavar="DIR")
+    mask_root: str = setting(
+        None, "body-mask folder mirroring the dataset folder (the one holding `bounding_box_train/`, also when "
+              "`dataset_root` is a folder above it); needed by wmga, dmga and mmga, ignored by baseline and "
+              "baseline_att.", group="data", flag="--masks", metavar="DIR")
+    dataset: str = setting("market1501", "file-name layout: `market1501` or `dukemtmcreid`.", group="data",
+                           choices=DATASETS)
+    variant: str = setting("mmga", "the ablation variant: baseline, baseline_att, wmga, dmga or mmga.",
+                           to=("model",), group="model and losses", choices=VARIANT_NAMES)
+    parts: tuple = setting(
+        None, "the part groups of mmga, names of `keras_mmga.data.masks.PART_GROUPS` (e.g. head, torso, legs, "
+              "feet); None is the model's default, upper and bottom. The other variants have no parts (dmga's "
+              "halves are fixed).", to=("model", "data"), group="model and losses", metavar="NAME,NAME,...")
+    image_size: tuple = setting((384, 128), "`(H, W)` of the model input, both divisible by 16.", to=("data",),
+                                group="data")
+    num_identities: int = setting(24, "P, identities per batch.", to=("data",), group="data", short="-P")
+    num_instances: int = setting(4, "K, images per identity.", to=("data",), group="data", short="-K")
+    epochs: int = setting(900, "total epochs.", group="optimisation")
+    epoch: str = setting(
+        "identities", "what one epoch is: `identities` (the paper recipe: every training identity once, K "
+                      "images each, ceil(N / P) steps for N identities) or `images` (about one pass over the "
+                      "training images, torchreid's epoch: ~4x longer on Market-1501). The learning-rate decay, "
+                      "`eval_every`, resume and the replica blocks count in these epochs (docs/TRAINING.md).",
+        to=("data",), group="optimisation", choices=EPOCH_DEFINITIONS)
+    steps_per_epoch: int = setting(
+        None, "None: the steps of one `epoch`; an int fixes the epoch's length (the batches still come from the "
+              "`epoch` stream).", group="optimisation")
+    learning_rate: float = setting(C["learning_rate"], "learning rate of the heads and attention modules.",
+                                   to=("compile",), group="optimisation", flag="--lr")
+    backbone_lr_scale: float = setting(C["backbone_lr_scale"], "backbone learning rate / `learning_rate`.",
+                                       to=("compile",), group="optimisation")
+    momentum: float = setting(C["momentum"], "SGD momentum.", to=("compile",), group="optimisation")
+    weight_decay: float = setting(C["weight_decay"], "L2 weight decay, as PyTorch applies it.", to=("compile",),
+                                  group="optimisation")
+    lr_decay_epochs: int = setting(C["lr_decay_epochs"], "epochs between learning-rate decays.", to=("compile",),
+                                   group="optimisation")
+    lr_decay_rate: float = setting(C["lr_decay_rate"], "factor of each decay.", to=("compile",),
+                                   group="optimisation")
+    triplet_margin: float = setting(C["triplet_margin"], "batch-hard triplet margin m.", to=("compile",),
+                                    group="model and losses", flag="--margin")
+    triplet_weight: float = setting(C["triplet_weight"], "lambda1, weight of the triplet loss.", to=("compile",),
+                                    group="model and losses")
+    attention_weight: float = setting(C["attention_weight"], "lambda2, weight of the attention losses.",
+                                      to=("compile",), group="model and losses")
+    part_attention_weight: float = setting(C["part_attention_weight"], "lambda0, weight of each part map (eq. 5).",
+                                           to=("compile",), group="model and losses")
+    backbone_weights: str = setting("imagenet", "`imagenet`, None (random init; `none` on the command line) or "
+                                                "a path to the ResNet50 notop .h5.", to=("model",),
+                                    group="model and losses")
+    mask_format: str = setting("lip", "mask files: `lip` (label maps) or `binary` (whole-body masks).",
+                               to=("data",), group="data", choices=MASK_FORMATS)
+    dress_group: str = setting("upper", "the group of LIP's dress and jumpsuit labels: `upper` (paper), "
+                                        "`bottom` or `none`.", to=("data",), group="data", choices=DRESS_GROUPS)
+    missing_masks: str = setting("error", "`error`, or `ignore`: images without a mask add no attention loss "
+                                          "(weight 0).", to=("data",), group="data", choices=("error", "ignore"))
+    replacement: bool = setting(True, "identities with fewer than K images are sampled with replacement; False "
+                                      "makes them a pre-flight error.", to=("data",), group="data",
+                                flag="--no-replacement")
+    erasing_probability: float = setting(0.5, "probability of random erasing.", to=("data",), group="data")
+    cache_images: bool = setting(False, "keep the decoded, resized training images in memory (N*H*W*3 bytes: "
+                                        "1.9 GB for Market-1501 at 384x128).", to=("data",), group="data")
+    eval_every: int = setting(10, "evaluate rank-1 / mAP every N epochs (0: never); also decides `best.keras`.")
+    eval_batch_size: int = setting(64, "images per inference batch when evaluating.")
+    strategy: str = setting("one", "`one` (one device), `mirrored` (all local GPUs, or `devices`) or "
+                                   "`multiworker` (the machines listed in TF_CONFIG).", choices=STRATEGIES)
+    devices: tuple = setting(None, "optional device list for `mirrored` (e.g. logical CPUs).", cli=False)
+    sync_batchnorm: bool = setting(False, "BatchNorm statistics over all replicas.", to=("model",))
+    cross_replica_triplet: bool = setting(
+        C["cross_replica_triplet"], "mine triplets over the all-gathered global batch under a strategy (True) or "
+                                    "per replica (False, less communication).", to=("compile",),
+        flag="--per-replica-triplet")
+    mixed_precision: bool = setting(False, "`mixed_float16` on GPU (with loss scaling), `mixed_bfloat16` on CPU; "
+                                           "losses stay float32.")
+    seed: int = setting(0, "seeds Python, NumPy, the backend, the PK sampler and the augmentation.", to=("data",),
+                        group="optimisation")
+    deterministic: bool = setting(
+        False, "also enable TensorFlow's op determinism (GPU kernels). On CPU, bit-identical runs also need "
+               "TF_NUM_INTRAOP_THREADS=1 and TF_NUM_INTEROP_THREADS=1 in the environment.", group="optimisation")
+    verbose: int = setting(1, "Keras progress verbosity (0, 1 or 2).", choices=(0, 1, 2))
+
+    @classmethod
+    def from_recipe(cls, name, dataset_root, output_dir, **overrides):
+        """`TrainConfig` of the named budget `RECIPES[name]`, with `overrides` on top."""
+        if name not in RECIPES:
+            raise ValueError(f"Unknown recipe {name!r}; expected one of {sorted(RECIPES)}.")
+        return cls(dataset_root, output_dir, **(RECIPES[name] | overrides))
+
+    def kwargs_for(self, section):
+        """`{field: value}` of the fields that `section` (`SECTIONS`) takes as keyword arguments."""
+        if section not in SECTIONS:
+            raise ValueError(f"Unknown section {section!r}; expected one of {sorted(SECTIONS)}.")
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if section in f.metadata["to"]}
 
     def validate(self):
         """Raises `ValueError` naming the first setting that cannot work."""
-        from keras_mmga.data.masks import MASK_FORMATS
         from keras_mmga.models import VARIANTS
 
         if self.variant not in VARIANTS:
             raise ValueError(f"Unknown variant {self.variant!r}; expected one of {sorted(VARIANTS)}.")
         if self.parts is not None:
-            _check_parts(self.parts, self.variant)
+            check_parts(self.parts, self.variant)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {self.strategy!r}; expected one of {STRATEGIES}.")
-        _choice(self, "dataset", DATASETS)
-        _choice(self, "epoch", EPOCH_DEFINITIONS)
-        _choice(self, "dress_group", DRESS_GROUPS)
-        _choice(self, "mask_format", MASK_FORMATS)
-        _choice(self, "missing_masks", ("error", "ignore"))
-        _choice(self, "verbose", (0, 1, 2))
+        choice(self, "dataset", DATASETS)
+        choice(self, "epoch", EPOCH_DEFINITIONS)
+        choice(self, "dress_group", DRESS_GROUPS)
+        choice(self, "mask_format", MASK_FORMATS)
+        choice(self, "missing_masks", ("error", "ignore"))
+        choice(self, "verbose", (0, 1, 2))
         try:
             size = tuple(self.image_size)
         except TypeError:
             size = ()
-        if len(size) != 2 or not all(_is_int(s) and s > 0 and s % 16 == 0 for s in size):
+        if len(size) != 2 or not all(is_int(s) and s > 0 and s % 16 == 0 for s in size):
             raise ValueError(
                 f"image_size must be (H, W), two ints both divisible by 16 (the attention maps are "
                 f"input/16), got {self.image_size!r}."
             )
         for name in ("num_identities", "num_instances", "epochs", "lr_decay_epochs", "eval_batch_size"):
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be an int ≥ 1, got {value!r}.")
         for name in ("eval_every", "seed"):
             value = getattr(self, name)
-            if not _is_int(value) or (name == "eval_every" and value < 0):
+            if not is_int(value) or (name == "eval_every" and value < 0):
                 raise ValueError(f"{name} must be an int{' ≥ 0 (0: never)' if name == 'eval_every' else ''}, "
                                  f"got {value!r}.")
-        if self.steps_per_epoch is not None and (not _is_int(self.steps_per_epoch) or self.steps_per_epoch < 1):
+        if self.steps_per_epoch is not None and (not is_int(self.steps_per_epoch) or self.steps_per_epoch < 1):
             raise ValueError(f"steps_per_epoch must be an int ≥ 1 or None, got {self.steps_per_epoch!r}.")
-        _number(self, "learning_rate", low=0.0, low_open=True)
-        _number(self, "backbone_lr_scale", low=0.0)
-        _number(self, "momentum", low=0.0, high=1.0, high_open=True)
-        _number(self, "weight_decay", low=0.0)
-        _number(self, "lr_decay_rate", low=0.0, low_open=True)  # > 1 grows the rate: unusual, not invalid
-        _number(self, "triplet_margin", low=0.0)
+        number(self, "learning_rate", low=0.0, low_open=True)
+        number(self, "backbone_lr_scale", low=0.0)
+        number(self, "momentum", low=0.0, high=1.0, high_open=True)
+        number(self, "weight_decay", low=0.0)
+        number(self, "lr_decay_rate", low=0.0, low_open=True)  # > 1 grows the rate: unusual, not invalid
+        number(self, "triplet_margin", low=0.0)
         for name in ("triplet_weight", "attention_weight", "part_attention_weight"):
-            _number(self, name, low=0.0)
-        _number(self, "erasing_probability", low=0.0, high=1.0)
+            number(self, name, low=0.0)
+        number(self, "erasing_probability", low=0.0, high=1.0)
         if VARIANTS[self.variant]["supervised"] and not self.mask_root:
             raise ValueError(
                 f"Variant {self.variant!r} is trained with body masks: set mask_root (--masks) to the "
@@ -194,47 +233,43 @@ class TrainConfig:
             raise ValueError("devices is only used with strategy 'mirrored'.")
 
 
-def _check_parts(parts, variant):
-    """A non-empty sequence of distinct names, for variant mmga; the names themselves are the data side's."""
-    if isinstance(parts, str) or not isinstance(parts, (tuple, list)) or not parts \
-            or not all(isinstance(p, str) and p for p in parts):
-        raise ValueError(f"parts must be a non-empty tuple of part-group names (e.g. ('head', 'torso', 'legs', "
-                         f"'feet')) or None, got {parts!r}.")
-    repeated = sorted({p for p in parts if list(parts).count(p) > 1})
-    if repeated:
-        raise ValueError(f"parts names each part group once; {repeated} appear more than once in {tuple(parts)!r}.")
-    if variant != "mmga":
-        raise ValueError(f"parts is a setting of variant 'mmga' (its part branches); variant {variant!r} has "
-                         f"{'the fixed halves upper/bottom' if variant == 'dmga' else 'no parts'}: leave parts None.")
+def _args_doc(config_class):
+    """The Args section of a config class's docstring, from its fields' help."""
+    lines = []
+    for f in dataclasses.fields(config_class):
+        meta = f.metadata
+        default = "required" if f.default is dataclasses.MISSING else f"default {f.default!r}"
+        where = f"; goes to {', '.join(SECTIONS[s] for s in meta['to'])}" if meta["to"] else ""
+        text = f"{f.name}: {meta['help']} ({default}{where})"
+        lines += textwrap.wrap(text, 104, initial_indent=" " * 8, subsequent_indent=" " * 12)
+    return "\n".join(lines)
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+TrainConfig.__doc__ = TrainConfig.__doc__.replace("{args}", _args_doc(TrainConfig), 1)
 
 
-def _choice(config, name, choices):
-    value = getattr(config, name)
-    if value not in choices or isinstance(value, bool):
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
-
-
-def _number(config, name, low=None, high=None, low_open=False, high_open=False):
-    """A real number in the given range, or a `ValueError` naming the setting and the range."""
-    value = getattr(config, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-        hi = "∞)" if high is None else f"{high:g}" + (")" if high_open else "]")
-        raise ValueError(f"{name} must be a finite number in {lo}, {hi}, got {value!r}.")
+# Named budgets over the paper's recipe (the `TrainConfig` defaults): the
+# fields each one changes. `TrainConfig.from_recipe(name, ...)`,
+# `keras-mmga train --recipe NAME`, `keras-mmga ablation --recipe NAME`.
+RECIPES = {
+    # The paper (§4.2): 384x128, P x K = 24 x 4, 900 identity epochs.
+    "paper": {},
+    # `make demo`: learning shown on 2 CPU cores in ~5 minutes (see DemoConfig).
+    "demo": dict(image_size=(64, 32), num_identities=8, num_instances=4, epochs=8, epoch="images",
+                 steps_per_epoch=50, learning_rate=0.01, lr_decay_epochs=6, backbone_weights=None, eval_every=0,
+                 verbose=2),
+    # The comparisons of benchmarks/ (masks in training, finer parts) on the
+    # synthetic set: 128x64, 15 epochs of 40 steps from random weights.
+    "synthetic_ablation": dict(image_size=(128, 64), num_identities=8, num_instances=4, epochs=15,
+                               steps_per_epoch=40, learning_rate=0.01, backbone_weights=None, missing_masks="ignore",
+                               cache_images=True),
+}
+_DEMO = RECIPES["demo"]
 
 
 @dataclasses.dataclass
 class DemoConfig:
-    """A reduced recipe that shows learning on 2 CPU cores in about 5 minutes.
+    """`make demo`: the `"demo"` recipe of `RECIPES` on the synthetic set, then evaluation, pictures and ONNX.
 
     Differences from the paper's recipe, all for time: a 64×32 input (4×2
     attention maps), random initialisation (no downloads), P×K = 8×4, 400 SGD
@@ -247,28 +282,34 @@ class DemoConfig:
         out_dir: where the data, the run, the pictures and `results.json` go.
         export_dir: where the ONNX model goes.
         num_train_ids, num_test_ids: identities of the synthetic dataset.
-        image_size: model input `(H, W)`.
-        num_identities, num_instances: P and K.
-        epochs, steps_per_epoch: the schedule.
-        learning_rate: base learning rate (backbone: half of it).
-        lr_decay_epochs: epochs between halvings.
-        variant: the model variant.
-        seed: seeds the dataset, the initialisation and the sampling.
+        image_size, num_identities, num_instances, epochs, steps_per_epoch,
+            learning_rate, lr_decay_epochs, variant, seed: the `TrainConfig`
+            fields of the same names (defaults: the `"demo"` recipe); `seed`
+            also draws the dataset.
     """
 
     out_dir: str = "demo_output"
     export_dir: str = "exported"
     num_train_ids: int = 100
     num_test_ids: int = 100
-    image_size: tuple = (64, 32)
-    num_identities: int = 8
-    num_instances: int = 4
-    epochs: int = 8
-    steps_per_epoch: int = 50
-    learning_rate: float = 0.01
-    lr_decay_epochs: int = 6
+    image_size: tuple = _DEMO["image_size"]
+    num_identities: int = _DEMO["num_identities"]
+    num_instances: int = _DEMO["num_instances"]
+    epochs: int = _DEMO["epochs"]
+    steps_per_epoch: int = _DEMO["steps_per_epoch"]
+    learning_rate: float = _DEMO["learning_rate"]
+    lr_decay_epochs: int = _DEMO["lr_decay_epochs"]
     variant: str = "mmga"
     seed: int = 0
+
+    def train_config(self, dataset_root, output_dir, mask_root=None):
+        """The demo's `TrainConfig`: the `"demo"` recipe with this config's fields of the same names."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in _TRAIN_FIELDS}
+        own["image_size"] = tuple(own["image_size"])
+        return TrainConfig.from_recipe("demo", dataset_root, output_dir, mask_root=mask_root, **own)
+
+
+_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def defaults(config_class):

@@ -16,8 +16,9 @@ import numpy as np
 
 from keras_mmga.data import load_dataset, synthetic
 from keras_mmga.engine.config import DemoConfig  # noqa: F401  (re-exported)
-from keras_mmga.engine.evaluator import METRICS, split_metrics, format_results, write_pictures
-from keras_mmga.engine.trainer import TrainConfig, build_model, train
+from keras_mmga.evaluation.model_metrics import METRICS, format_results, split_metrics
+from keras_mmga.visualize import write_pictures
+from keras_mmga.engine.trainer import build_model, train
 
 
 def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, seed=0):
@@ -88,25 +89,7 @@ def run_demo(config=None, export=True):
     run_dir = os.path.join(config.out_dir, "run")
     # A demo always trains from scratch (an old run folder would be resumed).
     shutil.rmtree(run_dir, ignore_errors=True)
-    train_config = TrainConfig(
-        dataset_root=images,
-        output_dir=run_dir,
-        mask_root=masks,
-        variant=config.variant,
-        image_size=tuple(config.image_size),
-        num_identities=config.num_identities,
-        num_instances=config.num_instances,
-        epochs=config.epochs,
-        # The demo's own budget, on the stream its published figures came from.
-        epoch="images",
-        steps_per_epoch=config.steps_per_epoch,
-        learning_rate=config.learning_rate,
-        lr_decay_epochs=config.lr_decay_epochs,
-        backbone_weights=None,
-        eval_every=0,
-        seed=config.seed,
-        verbose=2,
-    )
+    train_config = config.train_config(images, run_dir, mask_root=masks)
 
     # The untrained model is the one training starts from: train() seeds the
     # same way right before building its model.

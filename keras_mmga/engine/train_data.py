@@ -53,22 +53,11 @@ def make_data(config, data, num_replicas, start_batch=0):
     spec = VARIANTS[config.variant]
     return make_train_dataset(
         data.train,
-        config.image_size,
-        config.num_identities,
-        config.num_instances,
         mask_root=config.mask_root if spec["supervised"] else None,
         image_root=getattr(data, "root", config.dataset_root),
         mask_mode=spec["mask_mode"],
-        mask_format=config.mask_format,
-        dress_group=config.dress_group,
-        missing_masks=config.missing_masks,
         num_replicas=num_replicas,
-        replacement=config.replacement,
-        erasing_probability=config.erasing_probability,
-        seed=config.seed,
-        cache_images=config.cache_images,
         start_batch=start_batch,
-        epoch=config.epoch,
         verbose=config.verbose > 0,
-        parts=config.parts,
+        **config.kwargs_for("data"),
     )

@@ -34,11 +34,10 @@ from keras_mmga.engine.callbacks import (
     FiniteModelCheckpoint,
     LearningRateLogger,
     NonFiniteLossGuard,
-    RankEvaluation,
+    RankValidation,
     ResumableBackup,
 )
 from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
-from keras_mmga.engine.evaluator import split_metrics
 from keras_mmga.engine.run_folder import backup_dir, check_resume, last_logged_epoch, remove_files
 from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
 from keras_mmga.models import MMGA
@@ -76,29 +75,8 @@ def build_model(config, num_classes, steps_per_epoch=None):
     # The policy is given to the model rather than set globally, so that a
     # mixed-precision run does not change later models in the same process.
     dtype = mixed_precision_policy() if config.mixed_precision else None
-    model = MMGA(
-        num_classes,
-        variant=config.variant,
-        input_shape=tuple(config.image_size) + (3,),
-        backbone_weights=config.backbone_weights,
-        sync_batchnorm=config.sync_batchnorm,
-        dtype=dtype,
-        parts=config.parts,
-    )
-    model.compile(
-        learning_rate=config.learning_rate,
-        backbone_lr_scale=config.backbone_lr_scale,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        lr_decay_epochs=config.lr_decay_epochs,
-        lr_decay_rate=config.lr_decay_rate,
-        steps_per_epoch=steps_per_epoch,
-        triplet_margin=config.triplet_margin,
-        triplet_weight=config.triplet_weight,
-        attention_weight=config.attention_weight,
-        part_attention_weight=config.part_attention_weight,
-        cross_replica_triplet=config.cross_replica_triplet,
-    )
+    model = MMGA(num_classes, input_shape=tuple(config.image_size) + (3,), dtype=dtype, **config.kwargs_for("model"))
+    model.compile(steps_per_epoch=steps_per_epoch, **config.kwargs_for("compile"))
     return model
 
 
@@ -249,20 +227,15 @@ def train(config, extra_callbacks=()):
     nan_guard = NonFiniteLossGuard()
     callbacks = [ResumableBackup(backup), nan_guard, LearningRateLogger()]
     if config.eval_every:
-        def evaluate_fn(m):
-            result, _ = split_metrics(m, data.query, data.gallery, config.image_size, config.eval_batch_size,
-                                       verbose=False)
-            return result
-
-        callbacks.append(
-            RankEvaluation(evaluate_fn, config.eval_every, os.path.join(out, "best.keras") if is_chief else None,
-                           verbose=is_chief and config.verbose > 0)
-        )
+        callbacks.append(RankValidation(
+            data.query, data.gallery, config.image_size, config.eval_every, config.eval_batch_size,
+            best_path=os.path.join(out, "best.keras") if is_chief else None, verbose=is_chief and config.verbose > 0,
+            progress=False))
     if is_chief:
         callbacks += [
             FiniteModelCheckpoint(os.path.join(out, "latest.keras")),
             # A new run starts a new log; a resumed one continues it.
-            EpochCSVLogger(os.path.join(out, "log.csv"), RankEvaluation.KEYS if config.eval_every else (),
+            EpochCSVLogger(os.path.join(out, "log.csv"), RankValidation.KEYS if config.eval_every else (),
                            append=bool(initial_epoch)),
             keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
         ]

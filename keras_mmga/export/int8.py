@@ -146,6 +146,15 @@ def _features(path, images):
                            for i in range(0, len(images), 32)])
 
 
+def _input_layout(path):
+    """`(layout, (H, W))` of an export's image input: NCHW when channels come first (H, W are multiples of 16)."""
+    import onnxruntime as ort
+
+    shape = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    nchw = shape[1] == 3 and shape[3] != 3
+    return ("NCHW", tuple(shape[2:4])) if nchw else ("NHWC", tuple(shape[1:3]))
+
+
 def cosine_similarity(a, b):
     """Row-wise cosine similarity of two `(N, D)` feature sets, in float64."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -170,17 +179,16 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
         `{name: {"rank1": ..., "mAP": ...}}` in percent.
     """
     from keras_mmga.data.market import load_dataset
-    from keras_mmga.deploy.extractor import OnnxFeatureExtractor
     from keras_mmga.evaluation import feature_metrics
 
     data = load_dataset(dataset, dataset_name, verbose=False)
     results = {}
     for name, path in onnx_paths.items():
-        extractor = OnnxFeatureExtractor(path)
+        layout, image_size = _input_layout(path)
 
         def features(samples):
-            images = load_images([s[0] for s in samples], extractor.image_size)
-            if extractor.layout == "NCHW":
+            images = load_images([s[0] for s in samples], image_size)
+            if layout == "NCHW":
                 images = images.transpose(0, 3, 1, 2)
                 flipped = images[..., ::-1]
             else:

@@ -25,14 +25,14 @@ def check_call(model, x, y, sample_weight, where):
     if hasattr(x, "element_spec"):  # tf.data: only its spec, never its values
         spec = x.element_spec
         images = spec[0] if isinstance(spec, tuple) else spec
-        input_checks.check_image_shape(input_checks.static_shape(images), model.image_shape, f"{where}: x")
+        input_checks.check_image_shape(input_checks.static_shape(images), model.input_shape[1:], f"{where}: x")
         if isinstance(spec, tuple) and len(spec) > 1:
             check_target_structure(model, spec[1], where)
         return
     shape = input_checks.static_shape(x)
     if shape is None:
         return  # generators, PyDataset: checked while the step is traced
-    input_checks.check_image_shape(shape, model.image_shape, f"{where}: x")
+    input_checks.check_image_shape(shape, model.input_shape[1:], f"{where}: x")
     input_checks.check_image_values(to_numpy(x), f"{where}: x")
     n = shape[0]
     if y is not None:
@@ -91,7 +91,7 @@ def unpack_batch(model, data):
     and works on every backend.
     """
     images, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    input_checks.check_image_shape(input_checks.static_shape(images), model.image_shape, "x")
+    input_checks.check_image_shape(input_checks.static_shape(images), model.input_shape[1:], "x")
     if targets is None:
         raise input_checks.input_error("training and evaluation need targets: labels or {'labels', 'masks'}.")
     check_target_structure(model, targets, "targets")
@@ -125,7 +125,7 @@ def unpack_batch(model, data):
     if keras.backend.backend() == "tensorflow":
         # Values only the step sees (datasets): checked before the losses use them.
         images, labels = input_checks.assert_batch_values(
-            images, raw_labels, labels, masks, sample_weight, model.num_classes, model.image_shape
+            images, raw_labels, labels, masks, sample_weight, model.num_classes, model.input_shape[1:]
         )
     return images, labels, masks, weights, sample_weight
 

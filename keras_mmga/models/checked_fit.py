@@ -17,7 +17,7 @@ from keras_mmga import optimizers
 class CheckedFitModel(keras.Model):
     """`keras.Model` whose training and inference methods check their inputs (base of `MMGA`).
 
-    Subclasses provide what the checks read: `image_shape`, `num_classes`,
+    Subclasses provide what the checks read: `input_shape`, `num_classes`,
     `attention_size`, `mask_supervised`, `mask_mode`, `parts`, `variant`.
     """
 

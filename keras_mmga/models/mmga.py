@@ -141,11 +141,14 @@ class MMGA(CheckedFitModel):
         )
         self._trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self._trackers["accuracy"] = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-        self.build((None,) + self.image_shape)
+        self.build(self.input_shape)
         self._loss_config = dict(recipe.COMPILE_DEFAULTS)
 
     # --------------------------------------------------------- the backbone's
-    image_shape = property(lambda self: self.backbone.image_shape, doc="`(H, W, 3)` of the expected input.")
+    input_shape = property(lambda self: self.backbone.input_shape, doc="`(None, H, W, 3)`, the batched input.")
+    image_size = property(lambda self: self.backbone.image_size, doc="`(H, W)` of the expected images.")
+    # Its name before 0.3 (`(H, W, 3)`), kept readable.
+    image_shape = property(lambda self: self.backbone.image_shape)
     backbone_weights = property(lambda self: self.backbone.backbone_weights)
     preprocessing = property(lambda self: self.backbone.preprocessing)
     whole_dim = property(lambda self: self.backbone.whole_dim)
@@ -156,11 +159,6 @@ class MMGA(CheckedFitModel):
     feature_dim = property(lambda self: self.backbone.feature_dim, doc="Dimension of the inference feature.")
     attention_size = property(lambda self: self.backbone.attention_size, doc="`(h, w)` of maps and masks.")
     output_dtype = property(lambda self: self.backbone.output_dtype, doc="dtype of features, logits and losses.")
-
-    @property
-    def image_size(self):
-        """`(H, W)` of the expected input."""
-        return self.image_shape[:2]
 
     @property
     def part_dim(self):
@@ -378,9 +376,9 @@ class MMGA(CheckedFitModel):
         from keras_mmga.models import input_checks
 
         images, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
-        input_checks.check_image_shape(input_checks.static_shape(images), self.image_shape, "x")
+        input_checks.check_image_shape(input_checks.static_shape(images), self.input_shape[1:], "x")
         if keras.backend.backend() == "tensorflow":
-            input_checks.assert_image_shape(images, self.image_shape)
+            input_checks.assert_image_shape(images, self.input_shape[1:])
         return super().predict_step(*args)
 
 

@@ -92,7 +92,7 @@ class MMGABackbone(keras.Model):
         super().__init__(**kwargs)
         if preprocessing not in PREPROCESSING:
             raise ValueError(f"preprocessing must be 'caffe', 'torch' or None, got {preprocessing!r}.")
-        self.image_shape = check_input_shape(input_shape)
+        self._image_shape = check_input_shape(input_shape)
         self.backbone_weights = backbone_weights
         self.preprocessing = preprocessing
         self.attention = bool(attention)
@@ -108,7 +108,7 @@ class MMGABackbone(keras.Model):
 
         # Synchronised BatchNorm is tf.distribute's: Keras refuses it on JAX.
         sync_bn = self.sync_batchnorm and keras.backend.backend() == "tensorflow"
-        stages = build_resnet50_stages(self.image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy)
+        stages = build_resnet50_stages(self._image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy)
         self.stem, self.stage3, self.stage4 = stages["stem"], stages["stage3"], stages["stage4"]
         unit = dict(
             spatial_reduction=self.spatial_reduction,
@@ -127,7 +127,20 @@ class MMGABackbone(keras.Model):
             for b in self.branches
         }
         self._head_list = [self.heads[b] for b in self.branches]
-        self.build((None,) + self.image_shape)
+        self.build(self.input_shape)
+
+    @property
+    def input_shape(self):
+        """`(None, H, W, 3)`: the batched input, as Keras models report it (the constructor takes `(H, W, 3)`)."""
+        return (None,) + self._image_shape
+
+    @property
+    def image_size(self):
+        """`(H, W)` of the expected images."""
+        return self._image_shape[:2]
+
+    # Its name before 0.3 (`(H, W, 3)`), kept readable.
+    image_shape = property(lambda self: self._image_shape)
 
     @property
     def output_dtype(self):
@@ -137,7 +150,7 @@ class MMGABackbone(keras.Model):
     @property
     def attention_size(self):
         """`(h, w)` of the spatial maps and of the mask targets: input / 16."""
-        return self.image_shape[0] // 16, self.image_shape[1] // 16
+        return self._image_shape[0] // 16, self._image_shape[1] // 16
 
     @property
     def map_names(self):
@@ -213,7 +226,7 @@ class MMGABackbone(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(
-            input_shape=self.image_shape,
+            input_shape=self._image_shape,
             backbone_weights=self.backbone_weights,
             preprocessing=self.preprocessing,
             attention=self.attention,

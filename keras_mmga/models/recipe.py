@@ -6,22 +6,8 @@ import keras
 # imports this while keras_mmga.optimizers may itself be half-imported.
 from keras_mmga import optimizers
 
-# The one source of the recipe's defaults (paper §4.2): `MMGA.compile` takes
-# exactly these keywords, the engine's TrainConfig and the CLI read them here.
-COMPILE_DEFAULTS = dict(
-    learning_rate=0.1,
-    backbone_lr_scale=0.5,
-    momentum=0.9,
-    weight_decay=5e-4,
-    lr_decay_epochs=90,
-    lr_decay_rate=0.5,
-    steps_per_epoch=None,
-    triplet_margin=0.3,
-    triplet_weight=2.0,
-    attention_weight=0.1,
-    part_attention_weight=0.5,
-    cross_replica_triplet=True,
-)
+# The recipe's defaults (paper §4.2): `MMGA.compile` takes exactly these keywords.
+from keras_mmga.paper_recipe import COMPILE_DEFAULTS  # noqa: F401  (re-exported)
 
 # compile() settings that only build the default optimizer ("sgd").
 OPTIMIZER_SETTINGS = (

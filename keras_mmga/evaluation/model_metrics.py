@@ -1,16 +1,20 @@
-"""Evaluating a model on a dataset's query / gallery split (Market-1501 protocol)."""
+"""A model's metrics on a dataset's query / gallery split (Market-1501 protocol).
+
+`split_metrics` takes sample lists, `dataset_metrics` a model file and a
+dataset folder (`keras-mmga evaluate`); both rank with `rank_metrics`.
+"""
 
 import json
 import os
 
-import cv2
-import keras
 import numpy as np
 
-from keras_mmga import visualize
 from keras_mmga.data import load_dataset, make_eval_dataset
-from keras_mmga.evaluation import compute_distance_matrix, rank_metrics, extract_features, re_ranking
-from keras_mmga.models.loading import check_keras_archive, load_model  # noqa: F401  (users import them here)
+from keras_mmga.evaluation.features import extract_features
+from keras_mmga.evaluation.rank import compute_distance_matrix, rank_metrics
+from keras_mmga.evaluation.rerank import re_ranking
+from keras_mmga.models.loading import load_model
+from keras_mmga.visualize import write_pictures
 
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
@@ -60,12 +64,11 @@ def format_results(results):
     """Markdown table of rank-1/5/10, mAP and mINP, in percent.
 
     Args:
-        results: dict name → metrics dict (as `evaluate_model` returns).
+        results: dict name → metrics dict (as `dataset_metrics` returns).
 
     Example:
     ```python
-    print(format_results({"mmga": evaluate_model("best.keras", "data/market1501")}))
-    
+    print(format_results({"mmga": dataset_metrics("best.keras", "data/market1501")}))
     ```
     """
     lines = ["| model | rank-1 | rank-5 | rank-10 | mAP | mINP |", "|---|---|---|---|---|---|"]
@@ -74,8 +77,8 @@ def format_results(results):
     return "\n".join(lines)
 
 
-def evaluate_model(model_or_path, dataset_root, dataset="market1501", batch_size=64, flip=True, rerank=False,
-                   pictures_dir=None, json_path=None, max_queries_pictures=12, verbose=True):
+def dataset_metrics(model_or_path, dataset_root, dataset="market1501", batch_size=64, flip=True, rerank=False,
+                    pictures_dir=None, json_path=None, max_queries_pictures=12, verbose=True):
     """Evaluates a saved or in-memory model on a Market / Duke layout dataset.
 
     Single query; gallery images of the query's identity seen by the query's
@@ -100,13 +103,13 @@ def evaluate_model(model_or_path, dataset_root, dataset="market1501", batch_size
 
     Example:
     ```python
-    metrics = evaluate_model("runs/market_mmga/best.keras", "data/market1501", pictures_dir="pics")
+    metrics = dataset_metrics("runs/market_mmga/best.keras", "data/market1501", pictures_dir="pics")
     metrics["rank1"], metrics["mAP"]
     ```
     """
     model = load_model(model_or_path)
     data = load_dataset(dataset_root, dataset, verbose=verbose)
-    image_size = getattr(model, "image_size", None) or tuple(model.input_shape[1:3])
+    image_size = tuple(model.input_shape[1:3])  # an MMGA or any Keras model: (None, H, W, C)
     result, distmat = split_metrics(model, data.query, data.gallery, image_size, batch_size, flip, rerank,
                                      verbose=verbose)
     if pictures_dir:
@@ -123,36 +126,6 @@ def evaluate_model(model_or_path, dataset_root, dataset="market1501", batch_size
     return result
 
 
-def write_pictures(model, data, distmat, out_dir, max_queries=12):
-    """Ranking grids and attention overlays (paper Figures 1 and 5) of the first queries.
-
-    Args:
-        model: the evaluated model (overlays need `attention_maps`).
-        data: the `ReIDDataset` evaluated.
-        distmat: its (Q, G) distance matrix.
-        out_dir: folder; `rankings/` and `attention/` are written in it.
-        max_queries: how many queries.
-
-    Returns:
-        The written paths.
-    """
-    out_dir = os.fspath(out_dir)
-    written = visualize.save_ranking_grids(os.path.join(out_dir, "rankings"), distmat, data.query, data.gallery,
-                                           max_queries=max_queries)
-    # Baseline variants have no attention module: nothing to overlay.
-    if not getattr(model, "has_attention", False):
-        return written
-    height, width = model.image_size
-    for path, _, _ in data.query[:max_queries]:
-        shown = cv2.resize(visualize.read_image(path, channel_order="rgb"), (width, height),
-                           interpolation=cv2.INTER_LINEAR)
-        maps = {k: keras.ops.convert_to_numpy(v)[0]
-                for k, v in model.attention_maps(shown.astype(np.float32)[None]).items()}
-        target = os.path.join(out_dir, "attention", os.path.splitext(os.path.basename(path))[0] + ".png")
-        visualize.save_attention_overlay(target, shown, maps, channel_order="rgb")
-        written.append(target)
-    return written
-
-
-# Its name before 0.2, kept importable.
+# Their names before 0.3 (`keras_mmga.engine.evaluate_model` / `evaluate_split`), kept importable.
+evaluate_model = dataset_metrics
 evaluate_split = split_metrics
