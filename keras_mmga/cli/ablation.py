@@ -6,6 +6,8 @@
   # on the embedded synthetic dataset, small budget, no downloads (docs/TRAINING.md):
   keras-mmga ablation --output runs/ablation_synthetic --synthetic --height 128 --width 64 \\
       --backbone-weights none --epochs 8 --steps-per-epoch 20 --epoch images -P 8 -K 4 --lr 0.02
+  # the same synthetic set with the benchmarks' budget (--recipe: a named budget; flags beside it win):
+  keras-mmga ablation --output runs/ablation_short --synthetic --recipe synthetic_ablation
 
 Each run is a normal, resumable run folder (OUTPUT/<dataset>/<variant>/); an
 interrupted ablation continues where it stopped. An OUTPUT folder holds one
