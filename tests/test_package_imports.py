@@ -65,7 +65,7 @@ def test_a_subpackage_imported_first_still_registers_the_classes(module):
 # the shared base only, so that it installs and runs without TensorFlow.
 LAYERS = [
     {"lazy", "progress", "image_io", "paper_recipe", "preprocessing", "model_card", "memory", "tensorrt_ops",
-     "search_backends", "distribute", "jax_backend", "torch_backend"},
+     "search_backends", "distribute", "tensorflow_backend", "jax_backend", "torch_backend"},
     {"data", "masks"},
     {"layers", "losses", "optimizers"},
     {"models"},

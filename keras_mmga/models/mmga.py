@@ -1,5 +1,7 @@
 """The MMGA re-identification task: the feature network, its classifiers, the paper's recipe and training step."""
 
+import importlib
+
 import keras
 from keras import ops
 
@@ -7,7 +9,7 @@ from keras_mmga.models import batch_inputs, legacy_checkpoint, recipe
 from keras_mmga.models.checked_fit import CheckedFitModel
 from keras_mmga.models.mmga_backbone import MMGABackbone
 from keras_mmga.models.step_losses import step_losses
-from keras_mmga.models.variants import VARIANTS, check_variant, resolve_parts
+from keras_mmga.models.variants import VARIANTS, check_variant, local_dim_of, resolve_parts
 # The module, not its names: registering the package's classes when Keras loads
 # imports this while keras_mmga.optimizers may itself be half-imported.
 from keras_mmga import optimizers
@@ -116,7 +118,7 @@ class MMGA(CheckedFitModel):
         self.has_parts = bool(self.parts)
         self.mask_supervised = spec["supervised"]
         self.mask_mode = spec["mask_mode"]
-        self.local_dim = _local_dim(local_dim, part_dim, len(self.parts))
+        self.local_dim = local_dim_of(local_dim, part_dim, len(self.parts))
         self.backbone = MMGABackbone(
             input_shape=input_shape,
             backbone_weights=backbone_weights,
@@ -334,42 +336,11 @@ class MMGA(CheckedFitModel):
 
     def train_step(self, *args):
         """One step: `train_step(data)` on TensorFlow and PyTorch, `train_step(state, data)` on JAX."""
-        if keras.backend.backend() == "jax":
-            from keras_mmga import jax_backend
-
-            return jax_backend.train_step(self, *args)
-        (data,) = args
-        if keras.backend.backend() == "torch":
-            from keras_mmga import torch_backend
-
-            return torch_backend.train_step(self, data)
-        import tensorflow as tf
-
-        images, labels, masks, weights, sample_weight = self.unpack_batch(data)
-        with tf.GradientTape() as tape:
-            outputs = self.compute_outputs(images, training=True)
-            loss, logs = self.compute_losses(outputs, labels, masks, weights, sample_weight)
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply(gradients, variables)
-        return self.update_trackers(logs, labels, outputs)
+        return _backend_steps().train_step(self, *args)
 
     def test_step(self, *args):
         """Losses on one batch: `test_step(data)`, or `test_step(state, data)` on JAX."""
-        if keras.backend.backend() == "jax":
-            from keras_mmga import jax_backend
-
-            return jax_backend.test_step(self, *args)
-        (data,) = args
-        if keras.backend.backend() == "torch":
-            from keras_mmga import torch_backend
-
-            return torch_backend.test_step(self, data)
-        images, labels, masks, weights, sample_weight = self.unpack_batch(data)
-        outputs = self.compute_outputs(images, training=False)
-        _, logs = self.compute_losses(outputs, labels, masks, weights, sample_weight)
-        return self.update_trackers(logs, labels, outputs)
+        return _backend_steps().test_step(self, *args)
 
     def predict_step(self, *args):
         """`predict_step(data)`, or `predict_step(state, data)` on JAX, after the image-size check."""
@@ -382,13 +353,10 @@ class MMGA(CheckedFitModel):
         return super().predict_step(*args)
 
 
-def _local_dim(local_dim, part_dim, count):
-    """`local_dim` from the new argument or the older `part_dim` (per part); 1024 when neither is given."""
-    if part_dim is not None and count:
-        implied = int(part_dim) * count
-        if local_dim is not None and int(local_dim) != implied:
-            raise ValueError(
-                f"part_dim={part_dim} × {count} parts = {implied} ≠ local_dim={local_dim}: give one of them."
-            )
-        return implied
-    return 1024 if local_dim is None else int(local_dim)
+def _backend_steps():
+    """The module with the current backend's `train_step` / `test_step` (imported only for that backend)."""
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax", "torch"):
+        raise NotImplementedError(f"MMGA trains on the TensorFlow, JAX or PyTorch backend; Keras runs on {backend!r} "
+                                  "(set KERAS_BACKEND).")
+    return importlib.import_module(f"keras_mmga.{backend}_backend")

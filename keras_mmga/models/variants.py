@@ -74,3 +74,15 @@ def split_dim(total, count):
         raise ValueError(f"local_dim = {total} cannot be split over {count} parts (each needs ≥ 1 dimension).")
     base, extra = divmod(int(total), count)
     return [base + (1 if i < extra else 0) for i in range(count)]
+
+
+def local_dim_of(local_dim, part_dim, count):
+    """`local_dim` from the new argument or the older `part_dim` (per part); 1024 when neither is given."""
+    if part_dim is not None and count:
+        implied = int(part_dim) * count
+        if local_dim is not None and int(local_dim) != implied:
+            raise ValueError(
+                f"part_dim={part_dim} × {count} parts = {implied} ≠ local_dim={local_dim}: give one of them."
+            )
+        return implied
+    return 1024 if local_dim is None else int(local_dim)
