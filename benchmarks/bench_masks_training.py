@@ -21,28 +21,22 @@ import os
 import sys
 
 from keras_mmga.engine import AblationDataset, run_ablation
-from keras_mmga.engine.config import RECIPES
+from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
 from keras_mmga.engine.demo import prepare_synthetic_dataset
 from keras_mmga.masks.writer import write_masks
 
-# The budget of both synthetic comparisons; the flags below change it.
-R = RECIPES["synthetic_ablation"]
+# Set by this script per run; the other TrainConfig fields are flags.
+SET_HERE = ("dataset_root", "output_dir", "mask_root", "dataset", "variant", "parts", "verbose")
 
 RUNS = (("ground_truth", "mmga"), ("ground_truth", "baseline_att"), ("generated", "mmga"))
 NAMES = {"generated": "Synthetic, generated masks", "ground_truth": "Synthetic, ground-truth masks"}
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output", default="runs/masks_training")
-    p.add_argument("--epochs", type=int, default=R["epochs"])
-    p.add_argument("--steps-per-epoch", type=int, default=R["steps_per_epoch"])
-    p.add_argument("--height", type=int, default=R["image_size"][0])
-    p.add_argument("--width", type=int, default=R["image_size"][1])
-    p.add_argument("-P", type=int, default=R["num_identities"])
-    p.add_argument("-K", type=int, default=R["num_instances"])
-    p.add_argument("--lr", type=float, default=R["learning_rate"])
-    p.add_argument("--seed", type=int, default=0, help="training seed (initialisation, batches)")
+    # Every TrainConfig flag of `keras-mmga train`, starting from the synthetic_ablation recipe.
+    add_config_flags(p, exclude=SET_HERE, default_recipe="synthetic_ablation")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set (the same set for every seed)")
     p.add_argument("--pose-model", default=None)
     p.add_argument("--runs", default=",".join(f"{m}:{v}" for m, v in RUNS),
@@ -64,8 +58,7 @@ def main():
                                      provenance={"synthetic": spec, "masks": "keras_mmga.masks"}),
         "ground_truth": AblationDataset(NAMES["ground_truth"], images, gt_masks, provenance={"synthetic": spec}),
     }
-    recipe = R | dict(image_size=(a.height, a.width), num_identities=a.P, num_instances=a.K, epochs=a.epochs,
-                      steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr, seed=a.seed)
+    recipe = config_kwargs(a, exclude=SET_HERE, given_only=True)
     lines = ["| masks | variant | rank-1 | mAP |", "|---|---|---|---|"]
     for key, variant in runs:
         results, _ = run_ablation([datasets[key]], os.path.join(a.output, key), variants=[variant], verbose=2,
@@ -75,7 +68,7 @@ def main():
                      f"{metrics['rank1']:.1%} | {metrics['mAP']:.1%} |")
         table = "\n".join(lines)
         with open(os.path.join(a.output, "masks_training.md"), "w") as f:
-            f.write(table + "\n\n" + json.dumps(vars(a)) + "\n")
+            f.write(table + "\n\n" + json.dumps({"arguments": sys.argv[1:], "settings": recipe}, default=str) + "\n")
         print(table, flush=True)
     return 0
 

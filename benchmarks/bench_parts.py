@@ -31,11 +31,11 @@ import sys
 import numpy as np
 
 from keras_mmga.engine import AblationDataset, run_ablation
-from keras_mmga.engine.config import RECIPES
+from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
 from keras_mmga.engine.demo import prepare_synthetic_dataset
 
-# The budget of both synthetic comparisons; the flags below change it.
-R = RECIPES["synthetic_ablation"]
+# Set by this script per run; the other TrainConfig fields are flags.
+SET_HERE = ("dataset_root", "output_dir", "mask_root", "dataset", "variant", "parts", "verbose", "seed")
 
 CONFIGS = {
     "baseline_att": ("baseline_att", None),
@@ -65,17 +65,12 @@ def summary_table(results):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output", default="runs/parts")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--epochs", type=int, default=R["epochs"])
-    p.add_argument("--steps-per-epoch", type=int, default=R["steps_per_epoch"])
-    p.add_argument("--height", type=int, default=R["image_size"][0])
-    p.add_argument("--width", type=int, default=R["image_size"][1])
-    p.add_argument("-P", type=int, default=R["num_identities"])
-    p.add_argument("-K", type=int, default=R["num_instances"])
-    p.add_argument("--lr", type=float, default=R["learning_rate"])
+    # Every TrainConfig flag of `keras-mmga train`, starting from the synthetic_ablation recipe.
+    add_config_flags(p, exclude=SET_HERE, default_recipe="synthetic_ablation")
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     names = a.configs.split(",")
@@ -84,8 +79,7 @@ def main():
         p.error(f"--configs: unknown {unknown}; expected some of {list(CONFIGS)}")
     images, gt_masks = prepare_synthetic_dataset(os.path.join(a.output, "data"), **DATA_SPEC)
     dataset = AblationDataset(NAME, images, gt_masks, provenance={"synthetic": DATA_SPEC})
-    recipe = R | dict(image_size=(a.height, a.width), num_identities=a.P, num_instances=a.K, epochs=a.epochs,
-                      steps_per_epoch=a.steps_per_epoch, learning_rate=a.lr)
+    recipe = config_kwargs(a, exclude=SET_HERE, given_only=True)
     results = {n: {} for n in names}
     for seed in seeds:
         for name in names:
@@ -96,7 +90,7 @@ def main():
             results[name][seed] = out[NAME][variant]
             table = summary_table(results)
             with open(os.path.join(a.output, "parts.md"), "w") as f:
-                f.write(table + "\n\n" + json.dumps(vars(a)) + "\n")
+                f.write(table + "\n\n" + json.dumps({"arguments": sys.argv[1:], "settings": recipe}, default=str) + "\n")
             print(table, flush=True)
     return 0
 

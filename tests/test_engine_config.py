@@ -136,3 +136,15 @@ def test_recipes_name_fields_and_the_demo_is_its_recipe():
     # DemoConfig's training fields default to the recipe's.
     assert {k: getattr(DemoConfig(), k) for k in RECIPES["demo"] if hasattr(DemoConfig(), k)} == \
            {k: v for k, v in RECIPES["demo"].items() if hasattr(DemoConfig(), k)}
+
+
+def test_a_default_recipe_is_used_and_shown_when_no_recipe_is_given():
+    exclude = ("dataset_root", "output_dir")
+    parser = add_config_flags(argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter),
+                              exclude=exclude, default_recipe="synthetic_ablation")
+    assert config_kwargs(parser.parse_args([]), exclude, given_only=True) == RECIPES["synthetic_ablation"]
+    assert config_kwargs(parser.parse_args(["--recipe", "paper"]), exclude, given_only=True) == {}
+    assert TrainConfig("d", "o", **config_kwargs(parser.parse_args(["--recipe", "paper"]), exclude)) == \
+        TrainConfig("d", "o")
+    text = " ".join(parser.format_help().split())
+    assert "input height (divisible by 16) (default: 128)" in text and "total epochs. (default: 15)" in text

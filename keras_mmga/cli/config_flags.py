@@ -21,12 +21,13 @@ class Unset:
         self.shown = shown
 
     def __str__(self):
-        if self.shown is not None:
-            return self.shown
-        return "none" if self.value is None else ",".join(self.value) if isinstance(self.value, tuple) else \
-            str(self.value)
+        return self.shown if self.shown is not None else _shown(self.value)
 
     __repr__ = __str__
+
+
+def _shown(value):
+    return "none" if value is None else ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def parse_parts(text):
@@ -51,7 +52,7 @@ def _flag(field):
     return field.metadata["flag"] or "--" + field.name.replace("_", "-")
 
 
-def add_config_flags(parser, exclude=(), recipe=True):
+def add_config_flags(parser, exclude=(), recipe=True, default_recipe="paper"):
     """Adds a flag for every `TrainConfig` field the command line sets, in `GROUPS`.
 
     Args:
@@ -59,14 +60,17 @@ def add_config_flags(parser, exclude=(), recipe=True):
         exclude: field names the command sets itself (e.g. `keras-mmga
             ablation` sets `variant` per run).
         recipe: also add `--recipe NAME`.
+        default_recipe: the `--recipe` when none is given (the defaults `--help` shows are the paper's).
 
     Returns:
         The parser.
     """
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
+    # `--help` shows the values of the recipe used when --recipe is not given.
+    base = RECIPES[default_recipe]
     if recipe:
         groups["run"].add_argument(
-            "--recipe", choices=sorted(RECIPES), default="paper",
+            "--recipe", choices=sorted(RECIPES), default=default_recipe,
             help="named budget the other flags start from: " + "; ".join(
                 f"{name}: {', '.join(f'{k}={v}' for k, v in fields.items()) or 'the defaults shown'}"
                 for name, fields in RECIPES.items()))
@@ -78,7 +82,8 @@ def add_config_flags(parser, exclude=(), recipe=True):
         help_text = meta["help"]
         if field.name == "image_size":
             for i, side in enumerate(("height", "width")):
-                group.add_argument(f"--{side}", dest=f"image_{side}", type=int, default=Unset(field.default[i]),
+                shown = _shown(base.get("image_size", field.default)[i])
+                group.add_argument(f"--{side}", dest=f"image_{side}", type=int, default=Unset(field.default[i], shown),
                                    help=f"input {side} (divisible by 16)")
             continue
         names = [meta["short"], _flag(field)] if meta["short"] else [_flag(field)]
@@ -92,7 +97,8 @@ def add_config_flags(parser, exclude=(), recipe=True):
                           help=f"{field.name}={not field.default}: {help_text}")
         else:
             kind = _TYPES.get(field.name) or (type(field.default) if field.default is not None else str)
-            kwargs.update(type=kind, default=Unset(field.default), choices=meta["choices"], metavar=meta["metavar"])
+            kwargs.update(type=kind, default=Unset(field.default, _shown(base.get(field.name, field.default))),
+                          choices=meta["choices"], metavar=meta["metavar"])
         group.add_argument(*names, **kwargs)
     return parser
 
