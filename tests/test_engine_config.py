@@ -148,3 +148,12 @@ def test_a_default_recipe_is_used_and_shown_when_no_recipe_is_given():
         TrainConfig("d", "o")
     text = " ".join(parser.format_help().split())
     assert "input height (divisible by 16) (default: 128)" in text and "total epochs. (default: 15)" in text
+
+
+def test_run_ablation_checks_every_run_s_settings_before_training(tmp_path, monkeypatch):
+    import keras_mmga.engine.ablation as ablation
+
+    monkeypatch.setattr(ablation, "train", lambda config: pytest.fail("a run trained before the checks"))
+    data = [ablation.AblationDataset("S", str(tmp_path), str(tmp_path))]
+    with pytest.raises(ValueError, match="num_identities must be an int ≥ 1, got 0"):
+        ablation.run_ablation(data, str(tmp_path / "out"), variants=["baseline", "mmga"], num_identities=0)

@@ -8,9 +8,9 @@ import time
 import keras
 
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.evaluation.model_metrics import METRICS, dataset_metrics
 from keras_mmga.engine.config import VARIANT_NAMES, TrainConfig
 from keras_mmga.engine.trainer import train
+from keras_mmga.evaluation.model_metrics import METRICS, dataset_metrics
 
 # Paper order and row names (Table 1).
 VARIANT_ORDER = VARIANT_NAMES
@@ -104,6 +104,7 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=
             own = {"parts": tuple(parts)} if parts is not None and variant == "mmga" else {}
             config = TrainConfig(dataset_root=ds.root, output_dir=run_dir, mask_root=ds.mask_root, dataset=ds.layout,
                                  variant=variant, verbose=verbose, **own, **train_kwargs)
+            config.validate()  # every run's settings before the first one trains
             runs.append((ds, variant, config, run_settings(config, ds.provenance)))
     # All finished runs are checked before the first one is trained.
     done = {(ds.name, variant): reusable_metrics(c.output_dir, settings) for ds, variant, c, settings in runs}
