@@ -62,6 +62,12 @@ def preprocess(image, image_size, color="rgb"):
     return image[..., ::-1] if color == "bgr" else image
 
 
+def graph_layout(shape):
+    """`"NCHW"` or `"NHWC"` of an exported graph's image input `shape` (N, ..., ...): channels first when the
+    second axis is 3 and the last is not (H and W of a keras-mmga export are multiples of 16)."""
+    return "NCHW" if shape[1] == 3 and shape[3] != 3 else "NHWC"
+
+
 def as_list(images):
     """One image or a batch (a path, an array, an `(N, H, W, 3)` array, a list) as a list of images."""
     if isinstance(images, (str, os.PathLike)):

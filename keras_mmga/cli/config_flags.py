@@ -14,14 +14,14 @@ from keras_mmga.engine.config import GROUPS, RECIPES, TrainConfig
 
 
 class Unset:
-    """A flag's default when the user did not give it: shown in `--help` as the value it stands for."""
+    """A flag's default when the user did not give it: the field's default, and what `--help` shows for it."""
 
-    def __init__(self, value, shown=None):
+    def __init__(self, value, shown):
         self.value = value
         self.shown = shown
 
     def __str__(self):
-        return self.shown if self.shown is not None else _shown(self.value)
+        return self.shown
 
     __repr__ = __str__
 

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_mmga.preprocessing import as_list, preprocess
+from keras_mmga.preprocessing import as_list, graph_layout, preprocess
 from keras_mmga.model_card import card_path_for, read_model_card
 
 
@@ -61,7 +61,7 @@ class OnnxFeatureExtractor:
         card_path = card_path_for(path)
         self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
         if self.card is None:
-            self.layout = "NCHW" if shape[1] == 3 and shape[3] != 3 else "NHWC"
+            self.layout = graph_layout(shape)
         else:
             self.layout = self.card["input"]["layout"]
             if list(self.card["input"]["shape"][1:]) != list(shape[1:]):

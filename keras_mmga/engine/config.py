@@ -57,7 +57,7 @@ def setting(default=dataclasses.MISSING, help="", to=(), group="run", flag=None,
         help=help, to=tuple(to), group=group, flag=flag, short=short, choices=choices, metavar=metavar, cli=cli))
 
 
-C = COMPILE_DEFAULTS
+_C = COMPILE_DEFAULTS  # the paper's compile settings, the compile fields' defaults
 
 
 @dataclasses.dataclass
@@ -111,24 +111,24 @@ class TrainConfig:
     steps_per_epoch: int = setting(
         None, "None: the steps of one `epoch`; an int fixes the epoch's length (the batches still come from the "
               "`epoch` stream).", group="optimisation")
-    learning_rate: float = setting(C["learning_rate"], "learning rate of the heads and attention modules.",
+    learning_rate: float = setting(_C["learning_rate"], "learning rate of the heads and attention modules.",
                                    to=("compile",), group="optimisation", flag="--lr")
-    backbone_lr_scale: float = setting(C["backbone_lr_scale"], "backbone learning rate / `learning_rate`.",
+    backbone_lr_scale: float = setting(_C["backbone_lr_scale"], "backbone learning rate / `learning_rate`.",
                                        to=("compile",), group="optimisation")
-    momentum: float = setting(C["momentum"], "SGD momentum.", to=("compile",), group="optimisation")
-    weight_decay: float = setting(C["weight_decay"], "L2 weight decay, as PyTorch applies it.", to=("compile",),
+    momentum: float = setting(_C["momentum"], "SGD momentum.", to=("compile",), group="optimisation")
+    weight_decay: float = setting(_C["weight_decay"], "L2 weight decay, as PyTorch applies it.", to=("compile",),
                                   group="optimisation")
-    lr_decay_epochs: int = setting(C["lr_decay_epochs"], "epochs between learning-rate decays.", to=("compile",),
+    lr_decay_epochs: int = setting(_C["lr_decay_epochs"], "epochs between learning-rate decays.", to=("compile",),
                                    group="optimisation")
-    lr_decay_rate: float = setting(C["lr_decay_rate"], "factor of each decay.", to=("compile",),
+    lr_decay_rate: float = setting(_C["lr_decay_rate"], "factor of each decay.", to=("compile",),
                                    group="optimisation")
-    triplet_margin: float = setting(C["triplet_margin"], "batch-hard triplet margin m.", to=("compile",),
+    triplet_margin: float = setting(_C["triplet_margin"], "batch-hard triplet margin m.", to=("compile",),
                                     group="model and losses", flag="--margin")
-    triplet_weight: float = setting(C["triplet_weight"], "lambda1, weight of the triplet loss.", to=("compile",),
+    triplet_weight: float = setting(_C["triplet_weight"], "lambda1, weight of the triplet loss.", to=("compile",),
                                     group="model and losses")
-    attention_weight: float = setting(C["attention_weight"], "lambda2, weight of the attention losses.",
+    attention_weight: float = setting(_C["attention_weight"], "lambda2, weight of the attention losses.",
                                       to=("compile",), group="model and losses")
-    part_attention_weight: float = setting(C["part_attention_weight"], "lambda0, weight of each part map (eq. 5).",
+    part_attention_weight: float = setting(_C["part_attention_weight"], "lambda0, weight of each part map (eq. 5).",
                                            to=("compile",), group="model and losses")
     backbone_weights: str = setting("imagenet", "`imagenet`, None (random init; `none` on the command line) or "
                                                 "a path to the ResNet50 notop .h5.", to=("model",),
@@ -152,7 +152,7 @@ class TrainConfig:
     devices: tuple = setting(None, "optional device list for `mirrored` (e.g. logical CPUs).", cli=False)
     sync_batchnorm: bool = setting(False, "BatchNorm statistics over all replicas.", to=("model",))
     cross_replica_triplet: bool = setting(
-        C["cross_replica_triplet"], "mine triplets over the all-gathered global batch under a strategy (True) or "
+        _C["cross_replica_triplet"], "mine triplets over the all-gathered global batch under a strategy (True) or "
                                     "per replica (False, less communication).", to=("compile",),
         flag="--per-replica-triplet")
     mixed_precision: bool = setting(False, "`mixed_float16` on GPU (with loss scaling), `mixed_bfloat16` on CPU; "

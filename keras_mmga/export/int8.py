@@ -32,6 +32,7 @@ import numpy as np
 
 from keras_mmga.image_io import IMAGE_SUFFIXES, is_image_file, read_image
 from keras_mmga.model_card import card_path_for, write_model_card
+from keras_mmga.preprocessing import graph_layout, preprocess
 
 # Goal of the int8 export (issue 14) and the default failure threshold:
 # mean cosine(int8 feature, float32 feature) over the calibration images.
@@ -73,7 +74,6 @@ def calibration_paths(folder, count=DEFAULT_CALIBRATION_COUNT):
 
 def load_images(paths, image_size):
     """Images as the model is fed in training: float32 RGB `(N, H, W, 3)` in [0, 255], bilinear to `image_size`."""
-    from keras_mmga.preprocessing import preprocess
 
     return np.stack([preprocess(read_image(p), image_size, color="bgr") for p in paths])
 
@@ -138,21 +138,15 @@ def quantize(float_path, output_path, images, per_channel=True):
     return keep_float
 
 
-def _features(path, images):
+def _session(path):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+
+
+def _features(session, images):
     return np.concatenate([session.run(["features"], {"images": images[i : i + 32]})[0]
                            for i in range(0, len(images), 32)])
-
-
-def _input_layout(path):
-    """`(layout, (H, W))` of an export's image input: NCHW when channels come first (H, W are multiples of 16)."""
-    import onnxruntime as ort
-
-    shape = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
-    nchw = shape[1] == 3 and shape[3] != 3
-    return ("NCHW", tuple(shape[2:4])) if nchw else ("NHWC", tuple(shape[1:3]))
 
 
 def cosine_similarity(a, b):
@@ -163,7 +157,7 @@ def cosine_similarity(a, b):
 
 def compare(float_path, int8_path, images):
     """Cosine figures of int8 vs float32 features of `images` (the graph's layout)."""
-    cos = cosine_similarity(_features(int8_path, images), _features(float_path, images))
+    cos = cosine_similarity(_features(_session(int8_path), images), _features(_session(float_path), images))
     return {"mean": float(cos.mean()), "min": float(cos.min()), "p05": float(np.percentile(cos, 5)),
             "images": int(len(cos))}
 
@@ -184,7 +178,11 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
     data = load_dataset(dataset, dataset_name, verbose=False)
     results = {}
     for name, path in onnx_paths.items():
-        layout, image_size = _input_layout(path)
+        # One session per export, for its input layout and all four feature passes.
+        session = _session(path)
+        shape = session.get_inputs()[0].shape
+        layout = graph_layout(shape)
+        image_size = tuple(shape[2:4]) if layout == "NCHW" else tuple(shape[1:3])
 
         def features(samples):
             images = load_images([s[0] for s in samples], image_size)
@@ -193,7 +191,7 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
                 flipped = images[..., ::-1]
             else:
                 flipped = images[:, :, ::-1]
-            f = _features(path, images) + _features(path, np.ascontiguousarray(flipped))
+            f = _features(session, images) + _features(session, np.ascontiguousarray(flipped))
             return f / np.linalg.norm(f, axis=1, keepdims=True)
 
         q, g = data.query, data.gallery
