@@ -179,13 +179,17 @@ def attention_loss(masks, maps, sample_weight=None, part_weight=0.5, parts=None)
             part in the order of the maps (paper: whole, upper, bottom).
         maps: dict with `"module1_whole"`, `"module2_whole"` and optionally
             one `"module2_<part>"` per part, each (N, h, w).
-        sample_weight: optional (N,) per-image weights.
+        sample_weight: optional (N,) per-image weights, or (N, 1 + K) one
+            per mask channel (a part out of view: 0 for that image).
         part_weight: λ0 (paper: 0.5), the weight of every part map.
         parts: the part names in mask-channel order (default: upper, bottom).
     """
     total = 0.0
     for name, channel, weight in attention_map_weights(maps, part_weight, parts):
-        total += weight * attention_rmse(masks[..., channel], maps[name], sample_weight)
+        w = sample_weight
+        if sample_weight is not None and len(ops.shape(sample_weight)) == 2:
+            w = sample_weight[:, channel]
+        total += weight * attention_rmse(masks[..., channel], maps[name], w)
     return total
 
 

@@ -19,6 +19,7 @@ re-exported here, so `keras_mmga.data.masks.PART_GROUPS` and the rest keep
 working.
 """
 
+import json
 import os
 import warnings
 
@@ -115,9 +116,61 @@ def mask_path_for(image_path, image_root, mask_root):
     return os.path.join(os.fspath(mask_root), os.path.splitext(rel)[0] + ".png")
 
 
+def absence_path_for(mask_path):
+    """The absence sidecar of a mask: the mask's path with suffix `.json` (docs/MASKS.md)."""
+    return os.path.splitext(os.fspath(mask_path))[0] + ".json"
+
+
+def read_absence(mask_path):
+    """`(absent, labels)` LIP-id sets of a mask's sidecar, or None when it has none.
+
+    The sidecar `{"absent": [ids], "labels": [ids]}` says which parts were out
+    of view (`absent`) among the labels its parser writes (`labels`; all 1..19
+    when left out). A malformed sidecar is an error naming the file.
+    """
+    path = absence_path_for(mask_path)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        absent = {int(v) for v in data["absent"]}
+        labels = {int(v) for v in data.get("labels", BODY_LABELS)}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise MaskFormatError(
+            f"Absence sidecar {path!r} is not readable as {{\"absent\": [LIP ids], \"labels\": [LIP ids]}}: "
+            f"{type(err).__name__}: {err}."
+        ) from None
+    if not absent <= set(BODY_LABELS) or not labels <= set(BODY_LABELS):
+        raise MaskFormatError(f"Absence sidecar {path!r} holds ids outside LIP's body labels 1..19.")
+    return absent, labels
+
+
+def channel_weights(absence, groups):
+    """(1 + K,) weights of one mask: 0 for a part whose labels (those the parser writes) are all absent.
+
+    Args:
+        absence: `read_absence`'s `(absent, labels)`, or None (all parts in view).
+        groups: the LIP labels of each part (`check_grouping`), in channel order.
+
+    The whole (channel 0) always has weight 1: what is out of view is outside
+    the crop, so the in-view whole mask is complete.
+    """
+    weights = np.ones(1 + len(groups), "float32")
+    if absence is None:
+        return weights
+    absent, labels = absence
+    for k, group in enumerate(groups):
+        written = set(group) & labels
+        if written and written <= absent:
+            weights[1 + k] = 0.0
+    return weights
+
+
 def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_format="lip",
-                 dress_group="upper", missing="error", label_groups=None, verbose=False, parts=None):
-    """Mask targets of many images, computed once: `(targets (N, h, w, C), weights (N,))`.
+                 dress_group="upper", missing="error", label_groups=None, verbose=False, parts=None,
+                 part_weights=None):
+    """Mask targets of many images, computed once: `(targets (N, h, w, C), weights (N,) or (N, C))`.
 
     Args:
         image_paths: image files under `image_root`.
@@ -133,6 +186,11 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
             in which not one image has a mask, is an error also with
             `"ignore"`: the attention loss would vanish (usually a wrong path).
         verbose: show progress (count, masks/s, time left) on stderr.
+        part_weights: per-channel weights `(N, C)` from the masks' absence
+            sidecars (`read_absence`): a part out of view gets weight 0 for
+            that image, its other channels keep theirs. None (default): `(N, C)`
+            when any mask has a sidecar (mode `"parts"`, LIP masks), else
+            `(N,)`; True: always `(N, C)`; False: `(N,)`, sidecars not read.
 
     Example:
     ```python
@@ -145,8 +203,13 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
     # with missing="ignore": they would silently drop every mask.
     _check_parts_mode(parts, mode, "mode")
     check_grouping(dress_group, label_groups, parts=parts)
-    targets = np.zeros((len(image_paths), size[0], size[1], target_channels(mode, parts)), "float32")
+    groups = check_grouping(dress_group, label_groups, parts=parts) if mode == "parts" else ()
+    channels = target_channels(mode, parts)
+    targets = np.zeros((len(image_paths), size[0], size[1], channels), "float32")
     weights = np.ones(len(image_paths), "float32")
+    per_channel = np.ones((len(image_paths), channels), "float32")
+    read_sidecars = part_weights is not False and mode == "parts" and mask_format == "lip"
+    any_sidecar = False
     if not os.path.isdir(os.fspath(mask_root)):
         raise FileNotFoundError(f"Mask root {os.fspath(mask_root)!r} does not exist.")
     with Progress(len(image_paths), "masks", label=f"mask targets ({mode})", verbose=verbose) as bar:
@@ -162,6 +225,10 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
                     raise
                 weights[i] = 0.0
                 continue
+            if read_sidecars:
+                absence = read_absence(path)
+                any_sidecar = any_sidecar or absence is not None
+                per_channel[i] = channel_weights(absence, groups)
             mask = to_label_map(mask, path)
             targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path, parts),
                                  size)
@@ -176,4 +243,6 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
     if lacking:
         warnings.warn(f"{lacking} of {len(image_paths)} images have no usable mask under "
                       f"{os.fspath(mask_root)!r}; they add nothing to the attention loss (weight 0).", stacklevel=2)
+    if part_weights or (part_weights is None and any_sidecar):
+        return targets, per_channel * weights[:, None]
     return targets, weights

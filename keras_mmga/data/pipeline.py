@@ -75,7 +75,9 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
       in each `mask_mode`;
     - `mask_weights`: float32 (B,), 1 for an image with a mask and 0 for one
       without (`missing_masks="ignore"`): such images add nothing to the
-      attention loss.
+      attention loss; (B, C) when the masks carry absence sidecars
+      (`masks.load_targets`, docs/MASKS.md): a part out of view has weight 0
+      for that image only, its other channels still count.
 
     With `mask_mode=None` (the default, for `baseline` / `baseline_att`) the
     targets are `{"labels"}` only: a mask-supervised model then refuses the

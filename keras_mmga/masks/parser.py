@@ -54,13 +54,21 @@ _HEAD, _TORSO, _L_ARM, _R_ARM, _THIGH, _L_SHIN, _R_SHIN, _L_FOOT, _R_FOOT = rang
 _PART_TO_LIP = np.array([FACE, UPPER_CLOTHES, LEFT_ARM, RIGHT_ARM, PANTS, LEFT_LEG, RIGHT_LEG, LEFT_SHOE,
                          RIGHT_SHOE], np.uint8)
 
-ParseResult = collections.namedtuple("ParseResult", "label_map confidence person presence waist_y")
+ParseResult = collections.namedtuple("ParseResult", "label_map confidence person presence waist_y absent",
+                                     defaults=((),))
 ParseResult.__doc__ = """One parsed image.
 
 label_map: (H, W) uint8 LIP ids (all 0 when no person); confidence: in [0, 1]
 (presence × mean visibility of shoulders and hips); person: whether a person
 was found; presence: the model's pose presence; waist_y: the waistline row
-(None without a person)."""
+(None without a person); absent: the LIP ids of the parts not in view (their
+landmarks outside the crop or below `min_seen`), sorted: they got no pixels
+and their channels get weight 0 in training (`keras_mmga.data.masks`)."""
+
+# LIP ids of each part, by the landmarks that must be seen for it to be drawn.
+PART_NAMES = {HAIR: "hair", UPPER_CLOTHES: "upper_clothes", PANTS: "pants", FACE: "face", LEFT_ARM: "left_arm",
+              RIGHT_ARM: "right_arm", LEFT_LEG: "left_leg", RIGHT_LEG: "right_leg", LEFT_SHOE: "left_shoe",
+              RIGHT_SHOE: "right_shoe"}
 
 
 def _sigmoid(x):
@@ -114,6 +122,12 @@ class BodyPartParser:
             fraction of the torso length above the hip joints.
         min_colour_change: the colour change (mean Lab distance) that counts as clear.
         cache_dir: see `keras_mmga.masks.pose_model.default_cache_dir`.
+        min_seen: a landmark counts as seen when it lies inside the crop and
+            both its visibility and presence (sigmoid of the model's logits)
+            reach this. A bone is drawn only when both its ends are seen (a
+            foot: its ankle, heel or toe), the head when a face landmark is:
+            a waist-up crop gets no thighs, shins or feet, and these parts are
+            reported absent (`ParseResult.absent`).
 
     `parse(image_bgr)` returns a `ParseResult`; `parse_outputs(...)` does the
     same from model outputs already in image coordinates (for tests and tools).
@@ -121,7 +135,7 @@ class BodyPartParser:
 
     def __init__(self, pose_model=None, num_threads=1, margin=1.4, body_threshold=0.5, presence_threshold=0.25,
                  min_body_fraction=0.02, waist_search=(0.35, 0.3), waist_fallback=0.1, min_colour_change=12.0,
-                 cache_dir=None):
+                 cache_dir=None, min_seen=0.5):
         from keras_mmga.masks.pose_model import PoseModel
 
         if not 1.0 <= float(margin) <= 3.0:
@@ -137,6 +151,9 @@ class BodyPartParser:
         self.waist_search = tuple(float(v) for v in waist_search)
         self.waist_fallback = float(waist_fallback)
         self.min_colour_change = float(min_colour_change)
+        if not 0.0 <= float(min_seen) < 1.0:
+            raise ValueError(f"min_seen must be in [0, 1), got {min_seen}.")
+        self.min_seen = float(min_seen)
 
     def run_model(self, image_bgr):
         """Model outputs in image coordinates: `(landmarks (39, 5), presence, segmentation logits (H, W))`."""
@@ -171,6 +188,7 @@ class BodyPartParser:
         visibility = _sigmoid(landmarks[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP], 3])
         confidence = float(presence * visibility.mean())
 
+        seen = self.seen_landmarks(landmarks, h, w)
         ys, xs = np.nonzero(body)
         px, py = xs.astype(np.float64), ys.astype(np.float64)
         mid_shoulder = (pts[L_SHOULDER] + pts[R_SHOULDER]) / 2
@@ -181,32 +199,53 @@ class BodyPartParser:
         r_torso = max(0.5 * np.linalg.norm(pts[L_SHOULDER] - pts[R_SHOULDER]),
                       0.5 * np.linalg.norm(pts[L_HIP] - pts[R_HIP]), 0.2 * torso_len)
         r_arm, r_leg = 0.1 * torso_len, 0.13 * torso_len
-        capsules = [
-            (_HEAD, head, head, r_head),
-            (_TORSO, mid_shoulder, mid_hip, r_torso),
-        ]
+        # The torso stays (it takes every body pixel no seen limb is nearer
+        # to, e.g. a jacket below the frame's hips); other parts need their
+        # landmarks in view: a part without them is absent, not guessed.
+        capsules = [(_TORSO, mid_shoulder, mid_hip, r_torso)]
+        if seen[:11].any():
+            capsules.append((_HEAD, head, head, r_head))
         for code, shoulder, elbow, wrist, hand in ((_L_ARM, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND),
                                                    (_R_ARM, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND)):
-            capsules += [(code, pts[shoulder], pts[elbow], r_arm), (code, pts[elbow], pts[wrist], r_arm),
-                         (code, pts[wrist], pts[list(hand)].mean(axis=0), r_arm)]
+            if seen[shoulder] and seen[elbow]:
+                capsules.append((code, pts[shoulder], pts[elbow], r_arm))
+            if seen[elbow] and seen[wrist]:
+                capsules.append((code, pts[elbow], pts[wrist], r_arm))
+                capsules.append((code, pts[wrist], pts[list(hand)].mean(axis=0), r_arm))
         for thigh_hip, knee, ankle, heel, toe, shin, foot in (
                 (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE, _L_SHIN, _L_FOOT),
                 (R_HIP, R_KNEE, R_ANKLE, R_HEEL, R_TOE, _R_SHIN, _R_FOOT)):
-            capsules += [(_THIGH, pts[thigh_hip], pts[knee], r_leg), (shin, pts[knee], pts[ankle], r_leg),
-                         (foot, pts[heel], pts[toe], r_leg * 0.8), (foot, pts[ankle], pts[toe], r_leg * 0.8)]
+            if seen[thigh_hip] and seen[knee]:
+                capsules.append((_THIGH, pts[thigh_hip], pts[knee], r_leg))
+            if seen[knee] and seen[ankle]:
+                capsules.append((shin, pts[knee], pts[ankle], r_leg))
+            if seen[ankle] and (seen[heel] or seen[toe]):
+                capsules += [(foot, pts[heel], pts[toe], r_leg * 0.8), (foot, pts[ankle], pts[toe], r_leg * 0.8)]
+        drawn = {c[0] for c in capsules}
         codes = _nearest_capsule(px, py, capsules)
 
         waist_y = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len)
-        trunk = (codes == _TORSO) | (codes == _THIGH)
-        codes[trunk & (py < waist_y)] = _TORSO
-        codes[trunk & (py >= waist_y)] = _THIGH
+        if _THIGH in drawn:
+            trunk = (codes == _TORSO) | (codes == _THIGH)
+            codes[trunk & (py < waist_y)] = _TORSO
+            codes[trunk & (py >= waist_y)] = _THIGH
         labels = _PART_TO_LIP[codes]
         # Hair: the head above the eyes.
         eye_y = (pts[L_EYE, 1] + pts[R_EYE, 1]) / 2
         labels[(codes == _HEAD) & (py < eye_y)] = HAIR
         label_map = empty
         label_map[ys, xs] = labels
-        return ParseResult(label_map, confidence, True, float(presence), float(waist_y))
+        absent = sorted(int(_PART_TO_LIP[code]) for code in set(range(len(_PART_TO_LIP))) - drawn)
+        if _HEAD not in drawn:
+            absent = sorted(absent + [HAIR])
+        return ParseResult(label_map, confidence, True, float(presence), float(waist_y), tuple(absent))
+
+    def seen_landmarks(self, landmarks, h, w):
+        """(39,) bool: landmarks inside the (h, w) crop with visibility and presence >= `min_seen`."""
+        x, y = landmarks[:, 0], landmarks[:, 1]
+        inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+        confident = (_sigmoid(landmarks[:, 3]) >= self.min_seen) & (_sigmoid(landmarks[:, 4]) >= self.min_seen)
+        return inside & confident
 
     def _waistline(self, image_bgr, body, codes, px, py, mid_hip, torso_len):
         """The row where the trunk's colour changes most near the hips (fallback above the hip joints)."""

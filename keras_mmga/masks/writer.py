@@ -10,7 +10,16 @@ interrupted run leaves no half-written file. An image where no person is found
 gets **no** mask file (training then errors, or skips it with
 `missing_masks="ignore"`); an unreadable image is listed and the run goes on.
 Both, and masks written with low confidence, are listed in the report file
-`REPORT_NAME` in the output folder.
+`REPORT_NAME` in the output folder, as are the masks with parts out of view
+(reason `parts_absent`, the part names in the detail).
+
+A mask whose parser found parts out of view (`ParseResult.absent`: e.g. no
+thighs, shins or feet in a waist-up crop) gets a sidecar `x.json` beside
+`x.png` (`absence_sidecar_path`): `{"absent": [LIP ids], "labels": [the LIP
+ids the parser writes]}`. `keras_mmga.data.masks.load_targets` gives a part
+channel weight 0 for that image when every label of the part that the parser
+writes is absent (docs/MASKS.md). A mask with every part in view has no
+sidecar (a stale one is removed when the mask is remade).
 
 Example:
 ```python
@@ -19,6 +28,7 @@ summary["written"], summary["no_person"]  # doctest: +SKIP
 ```
 """
 
+import json
 import multiprocessing
 import os
 import sys
@@ -68,6 +78,25 @@ def mask_relpath(image_relpath):
     return os.path.splitext(image_relpath)[0] + ".png"
 
 
+def absence_sidecar_path(mask_path):
+    """The absence sidecar of a mask file: same path, suffix `.json`."""
+    return os.path.splitext(os.fspath(mask_path))[0] + ".json"
+
+
+def write_absence_sidecar(mask_path, absent, labels):
+    """Writes (atomically) or removes the sidecar of `mask_path`: `absent` LIP ids out of `labels` written."""
+    sidecar = absence_sidecar_path(mask_path)
+    if not absent:
+        if os.path.exists(sidecar):
+            os.remove(sidecar)
+        return None
+    tmp = sidecar + f".{os.getpid()}.part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"absent": sorted(int(a) for a in absent), "labels": sorted(int(v) for v in labels)}, f)
+    os.replace(tmp, sidecar)
+    return sidecar
+
+
 def read_image(path):
     """A BGR uint8 image, or None when the file is missing or cannot be decoded (the report lists it)."""
     try:
@@ -90,27 +119,30 @@ def _init_worker(model_path, num_threads, parser_kwargs, images_root, masks_root
 
 
 def _process(rel):
-    """(rel, status, confidence, detail) of one image; status: written / no_person / unreadable / error."""
+    """(rel, status, confidence, detail, absent) of one image; status: written / no_person / unreadable / error."""
     images_root, masks_root = _SETTINGS
     image = read_image(os.path.join(images_root, rel))
     if image is None:
-        return rel, "unreadable", None, "cannot be decoded as an image"
+        return rel, "unreadable", None, "cannot be decoded as an image", ()
     try:
         result = _PARSER.parse(image)
     except Exception as err:  # one bad image must not stop a dataset run
-        return rel, "error", None, f"{type(err).__name__}: {err}"
+        return rel, "error", None, f"{type(err).__name__}: {err}", ()
     if not result.person:
-        return rel, "no_person", result.confidence, f"pose presence {result.presence:.3f}"
+        return rel, "no_person", result.confidence, f"pose presence {result.presence:.3f}", ()
     target = os.path.join(masks_root, mask_relpath(rel))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     ok, png = _cv2().imencode(".png", result.label_map)
     if not ok:
-        return rel, "error", result.confidence, "PNG encoding failed"
+        return rel, "error", result.confidence, "PNG encoding failed", ()
     tmp = target + f".{os.getpid()}.part"
     with open(tmp, "wb") as f:
         f.write(png.tobytes())
     os.replace(tmp, target)
-    return rel, "written", result.confidence, ""
+    from keras_mmga.masks.parser import PART_LABELS
+
+    write_absence_sidecar(target, result.absent, PART_LABELS)
+    return rel, "written", result.confidence, "", tuple(result.absent)
 
 
 def usable_cores():
@@ -154,7 +186,7 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
 
     Returns:
         dict: images, skipped_existing, written, no_person, unreadable, errors,
-        low_confidence, seconds, images_per_second, report, preview, startup_seconds (to the
+        low_confidence, parts_absent (masks with a part out of view), seconds, images_per_second, report, preview, startup_seconds (to the
         first result: processes started, model loaded), steady_images_per_second (after it).
     """
     from keras_mmga.masks.pose_model import resolve_pose_model
@@ -183,10 +215,10 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
     todo = images if overwrite else [r for r in images
                                      if not os.path.isfile(os.path.join(output_root, mask_relpath(r)))]
     counts = {"written": 0, "no_person": 0, "unreadable": 0, "error": 0}
-    listed, low, first = [], 0, None
+    listed, low, first, with_absent = [], 0, None, 0
     start = time.monotonic()
     with Progress(len(todo), "images", label="masks", verbose=verbose, stream=stream) as bar:
-        for rel, status, confidence, detail in _run(todo, workers, model_path, parser_kwargs, images_root,
+        for rel, status, confidence, detail, absent in _run(todo, workers, model_path, parser_kwargs, images_root,
                                                     output_root):
             if first is None:
                 first = time.monotonic() - start
@@ -196,6 +228,9 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
             elif confidence is not None and confidence < low_confidence:
                 low += 1
                 listed.append((rel, "low_confidence", confidence, "mask written"))
+            if status == "written" and absent:
+                with_absent += 1
+                listed.append((rel, "parts_absent", confidence, ",".join(_part_names(absent))))
             bar.update(1)
     seconds = time.monotonic() - start
     report = os.path.join(output_root, REPORT_NAME)
@@ -203,13 +238,14 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         # A resumed run keeps the earlier run's notes on the masks it kept.
         redone, known = set(todo), set(images)
         for row in read_report(report):
-            if row.get("reason") == "low_confidence" and row["image"] not in redone and row["image"] in known:
-                listed.append((row["image"], "low_confidence", float(row["confidence"]), row.get("detail", "")))
+            if (row.get("reason") in ("low_confidence", "parts_absent") and row["image"] not in redone
+                    and row["image"] in known):
+                listed.append((row["image"], row["reason"], float(row["confidence"]), row.get("detail", "")))
     _write_report(report, listed, images_root)
     summary = {
         "images": len(images), "skipped_existing": len(images) - len(todo), "written": counts["written"],
         "no_person": counts["no_person"], "unreadable": counts["unreadable"], "errors": counts["error"],
-        "low_confidence": low, "seconds": seconds, "images_per_second": len(todo) / seconds if seconds > 0 else 0.0,
+        "low_confidence": low, "parts_absent": with_absent, "seconds": seconds, "images_per_second": len(todo) / seconds if seconds > 0 else 0.0,
         "report": report, "preview": None,
         # Start-up (worker processes, model loading) ends with the first result.
         "startup_seconds": first,
@@ -240,9 +276,10 @@ def _run(todo, workers, model_path, parser_kwargs, images_root, output_root):
 
 
 def _write_report(path, listed, images_root):
-    order = {"unreadable": 0, "error": 1, "no_person": 2, "low_confidence": 3}
+    order = {"unreadable": 0, "error": 1, "no_person": 2, "low_confidence": 3, "parts_absent": 4}
     with open(path, "w", encoding="utf-8") as f:
-        f.write("# images without a mask (unreadable, error, no_person) and masks with low confidence\n")
+        f.write("# images without a mask (unreadable, error, no_person), masks with low confidence, and masks\n")
+        f.write("# with parts out of view (parts_absent: the absent parts in detail; sidecar <mask>.json)\n")
         f.write(f"# image paths are relative to {images_root}\n")
         f.write("image\treason\tconfidence\tdetail\n")
         for rel, status, confidence, detail in sorted(listed, key=lambda r: (order[r[1]], r[0])):
@@ -268,11 +305,18 @@ def format_summary(summary):
         f"no person found (no mask): {summary['no_person']}",
         f"unreadable images: {summary['unreadable']}" + (f", errors: {summary['errors']}" if summary["errors"] else ""),
         f"low confidence (mask written): {summary['low_confidence']}",
+        f"masks with parts out of view (weight 0 for those parts): {summary.get('parts_absent', 0)}",
         f"report: {summary['report']}",
     ]
     if summary.get("preview"):
         lines.append(f"preview: {summary['preview']}")
     return "\n".join(lines)
+
+
+def _part_names(absent):
+    from keras_mmga.masks.parser import PART_NAMES
+
+    return [PART_NAMES.get(int(a), str(int(a))) for a in absent]
 
 
 def colourise(label_map):

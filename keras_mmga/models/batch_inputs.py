@@ -46,7 +46,9 @@ def check_call(model, x, y, sample_weight, where):
                 to_numpy(y["masks"]), model.attention_size, f"{where}: masks", mask_channel_names(model)
             )
         if isinstance(y, dict) and y.get("mask_weights") is not None:
-            input_checks.check_sample_weight_values(to_numpy(y["mask_weights"]), n, f"{where}: mask_weights")
+            input_checks.check_mask_weight_values(
+                to_numpy(y["mask_weights"]), n, len(mask_channel_names(model)) if model.mask_supervised else 1,
+                f"{where}: mask_weights")
     if sample_weight is not None:
         input_checks.check_sample_weight_values(to_numpy(sample_weight), n, f"{where}: sample_weight")
     if y is not None and where == "fit":
@@ -120,6 +122,16 @@ def unpack_batch(model, data):
         input_checks.check_mask_shape(input_checks.static_shape(masks), model.attention_size, "masks", channels)
         masks = ops.cast(masks, dtype)
         weights = ops.ones_like(labels, dtype=dtype) if weights is None else ops.cast(weights, dtype)
+        weight_shape = input_checks.static_shape(weights) or (None,)
+        if len(weight_shape) == 2 and weight_shape[1] == 1:
+            weights = ops.reshape(weights, (-1,))
+        elif len(weight_shape) == 2 and weight_shape[1] not in (None, len(channels)):
+            raise input_checks.input_error(
+                f"mask_weights must be (N,) or one weight per mask channel (N, {len(channels)}) "
+                f"({', '.join(channels)}); got shape {tuple(weight_shape)}.")
+        elif len(weight_shape) not in (1, 2):
+            raise input_checks.input_error(f"mask_weights must be (N,) or (N, {len(channels)}); "
+                                           f"got shape {tuple(weight_shape)}.")
     else:
         masks, weights = None, None
     if keras.backend.backend() == "tensorflow":

@@ -142,6 +142,21 @@ def check_sample_weight_values(sample_weight, n, argument="sample_weight"):
         raise input_error(f"{argument} must be finite and ≥ 0; got values in [{w.min()}, {w.max()}].")
 
 
+def check_mask_weight_values(mask_weights, n, channels, argument="mask_weights"):
+    """Mask weights: one per image (N,) or one per mask channel (N, channels), finite and ≥ 0."""
+    w = np.asarray(mask_weights)
+    if w.ndim == 2 and w.shape[1] not in (1, channels):
+        raise input_error(f"{argument} must be (N,) or one weight per mask channel (N, {channels}); "
+                          f"got shape {w.shape}.")
+    if w.ndim == 2 and w.shape[1] == channels and channels != 1:
+        if n is not None and w.shape[0] != n:
+            raise input_error(f"{argument} must have one row per image, ({n}, {channels}); got shape {w.shape}.")
+        if w.size and not (np.isfinite(w).all() and w.min() >= 0):
+            raise input_error(f"{argument} must be finite and ≥ 0; got values in [{w.min()}, {w.max()}].")
+        return
+    check_sample_weight_values(w, n, argument)
+
+
 def assert_batch_values(images, labels, int_labels, masks, sample_weight, num_classes, image_shape):
     """In-graph checks of a batch's shapes and values (TensorFlow; a no-op under XLA).
 

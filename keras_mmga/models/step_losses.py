@@ -27,13 +27,16 @@ def step_losses(outputs, labels, masks, mask_weights, sample_weight, config, dty
     `Σ w·hinge / Σ w·valid` over anchors (a weight-0 image still serves as a
     positive or negative for the others), attention per image together with
     `mask_weights` (`Σ w·m·err / Σ w·m` inside the RMSE). Without it every
-    weight is 1 (exactly the unweighted loss).
+    weight is 1 (exactly the unweighted loss). `mask_weights` of shape
+    (N, 1 + K) weight each mask channel apart (whole, then each part: a part
+    out of view has 0 for that image); each map's RMSE then sums and counts
+    its own channel's weights.
 
     Args:
         outputs: the model's training outputs (`features`, `whole_logits`,
             optional `local_logits`, `attention_maps`).
         labels: int (N,). masks: (N, h, w, 1 + K) or None.
-        mask_weights, sample_weight: (N,) or None.
+        mask_weights: (N,), (N, 1 + K) or None. sample_weight: (N,) or None.
         config: the compile recipe (`keras_mmga.models.recipe.COMPILE_DEFAULTS` keys).
         dtype: dtype of the losses (float32, or float64).
         supervised: bool, whether the attention maps are mask-supervised.
@@ -61,7 +64,12 @@ def step_losses(outputs, labels, masks, mask_weights, sample_weight, config, dty
 
     attention = 0.0
     if supervised:
-        attention = _attention(outputs["attention_maps"], masks, mask_weights * sample_weight, config, parts)
+        mask_weights = ops.cast(mask_weights, dtype)
+        if len(mask_weights.shape) == 2:
+            weights = mask_weights * sample_weight[:, None]
+        else:
+            weights = mask_weights * sample_weight
+        attention = _attention(outputs["attention_maps"], masks, weights, config, parts)
         logs["attention"] = attention
     # Every replica holds the same global RMSE; each contributes 1/R.
     total = losses.total_loss(
@@ -94,11 +102,12 @@ def _triplet(features, labels, sample_weight, config, replicas):
 
 
 def _attention(maps, masks, weights, config, parts):
-    """Eq. 5 over the global batch: each map's RMSE from all-reduced sums."""
-    count = distribute.all_reduce_sum(ops.sum(weights))
+    """Eq. 5 over the global batch: each map's RMSE from all-reduced sums (weights (N,) or per channel (N, C))."""
     attention = 0.0
     for name, channel, weight in losses.attention_map_weights(maps, config["part_attention_weight"], parts):
+        w = weights[:, channel] if len(weights.shape) == 2 else weights
+        count = distribute.all_reduce_sum(ops.sum(w))
         errors = losses.attention_squared_errors(masks[..., channel], maps[name])
-        error_sum = distribute.all_reduce_sum(ops.sum(errors * weights))
+        error_sum = distribute.all_reduce_sum(ops.sum(errors * w))
         attention += weight * losses.rmse_from_sums(error_sum, count)
     return attention
