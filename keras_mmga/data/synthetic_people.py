@@ -6,7 +6,9 @@ hair colour, shoes, optional bag); each camera has its own background,
 clutter, lighting and colour cast; every image varies the figure's position,
 scale, walking pose and crop (misaligned boxes cut heads or feet), and random
 occluders hide parts of the body. A LIP-label parsing map is drawn with the
-same shapes, so the masks are exact. Everything is determined by the
+same shapes, so the masks are exact. `draw_dark_person` (`dark_identity`,
+`dark_camera`) draws the hard case for segmentation: dark clothes on a dark
+background. Everything is determined by the
 `numpy.random.RandomState` passed in; `keras_mmga.data.synthetic` writes the
 dataset from these drawings (and re-exports these names).
 """
@@ -57,6 +59,32 @@ def make_camera(rng):
         "noise": rng.uniform(2, 8),
         "blur": int(rng.choice([1, 1, 3])),
     }
+
+
+def _dark(rng):
+    hsv = np.uint8([[[rng.randint(0, 180), rng.randint(0, 120), rng.randint(10, 50)]]])
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+
+
+def dark_identity(person, rng):
+    """`person` in dark clothes: near-black top (long sleeves) and trousers, solid, dark shoes."""
+    person = dict(person)
+    person.update(upper=_dark(rng), upper2=_dark(rng), lower=_dark(rng), shoes=_dark(rng), texture="solid",
+                  long_sleeves=True, lower_type="trousers", bag="none")
+    return person
+
+
+def dark_camera(cam, rng):
+    """`cam` with a dark background and clutter and a low gain (a night street, an unlit corridor)."""
+    cam = dict(cam)
+    cam.update(top=np.array(_dark(rng), float), bottom=np.array(_dark(rng), float),
+               clutter=[_dark(rng) for _ in range(4)], gain=rng.uniform(0.7, 1.0))
+    return cam
+
+
+def draw_dark_person(rng):
+    """One (image, LIP label map) of a new identity in dark clothes on a dark background (`draw_person`)."""
+    return draw_person(rng, dark_identity(make_identity(rng), rng), dark_camera(make_camera(rng), rng))
 
 
 def _background(rng, cam):

@@ -114,6 +114,12 @@ class BodyPartParser:
             longer side (1.25–1.5 scored best on the synthetic set, seed 0; 1.0,
             a tight crop, is worse on every group; 2.0 too small a person).
         body_threshold: segmentation probability above which a pixel is body.
+        skeleton_threshold: the lower probability that counts as body near
+            the skeleton (inside the seen limbs' capsules): dark clothes on a
+            dark background get low segmentation scores inside the person.
+            The skeleton's core (the torso between the seen shoulders and
+            hips, and the seen bones at half their radius) is body whatever
+            the segmentation says. 0 turns both off.
         presence_threshold: pose presence below which no person is reported.
         min_body_fraction: a person must cover at least this fraction of the image.
         waist_search: (above, below) extent of the waistline search, as
@@ -135,7 +141,7 @@ class BodyPartParser:
 
     def __init__(self, pose_model=None, num_threads=1, margin=1.4, body_threshold=0.5, presence_threshold=0.25,
                  min_body_fraction=0.02, waist_search=(0.35, 0.3), waist_fallback=0.1, min_colour_change=12.0,
-                 cache_dir=None, min_seen=0.5):
+                 cache_dir=None, min_seen=0.7, skeleton_threshold=0.1):
         from keras_mmga.masks.pose_model import PoseModel
 
         if not 1.0 <= float(margin) <= 3.0:
@@ -154,6 +160,9 @@ class BodyPartParser:
         if not 0.0 <= float(min_seen) < 1.0:
             raise ValueError(f"min_seen must be in [0, 1), got {min_seen}.")
         self.min_seen = float(min_seen)
+        if not 0.0 <= float(skeleton_threshold) <= float(body_threshold):
+            raise ValueError(f"skeleton_threshold must be in [0, body_threshold], got {skeleton_threshold}.")
+        self.skeleton_threshold = float(skeleton_threshold)
 
     def run_model(self, image_bgr):
         """Model outputs in image coordinates: `(landmarks (39, 5), presence, segmentation logits (H, W))`."""
@@ -182,15 +191,17 @@ class BodyPartParser:
         h, w = image_bgr.shape[:2]
         empty = np.zeros((h, w), np.uint8)
         body = seg_logits > np.log(self.body_threshold / (1.0 - self.body_threshold))
-        if presence < self.presence_threshold or body.mean() < self.min_body_fraction:
+        # A crop cut by the frame lowers the pose presence (a waist-up crop
+        # often scores < 0.1) while the trunk's landmarks stay sure: both
+        # shoulders seen count as a person too.
+        trunk_seen = self.seen_landmarks(landmarks, h, w)[[L_SHOULDER, R_SHOULDER]].all()
+        if (presence < self.presence_threshold and not trunk_seen) or body.mean() < self.min_body_fraction:
             return ParseResult(empty, float(presence), False, float(presence), None)
         pts = landmarks[:, :2].astype(np.float64)
         visibility = _sigmoid(landmarks[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP], 3])
         confidence = float(presence * visibility.mean())
 
         seen = self.seen_landmarks(landmarks, h, w)
-        ys, xs = np.nonzero(body)
-        px, py = xs.astype(np.float64), ys.astype(np.float64)
         mid_shoulder = (pts[L_SHOULDER] + pts[R_SHOULDER]) / 2
         mid_hip = (pts[L_HIP] + pts[R_HIP]) / 2
         torso_len = max(np.linalg.norm(mid_hip - mid_shoulder), 0.1 * h)
@@ -203,7 +214,10 @@ class BodyPartParser:
         # to, e.g. a jacket below the frame's hips); other parts need their
         # landmarks in view: a part without them is absent, not guessed.
         capsules = [(_TORSO, mid_shoulder, mid_hip, r_torso)]
-        if seen[:11].any():
+        # The head: its face landmarks seen, and the head itself in the frame
+        # (a crop cut below the chin still gets face landmarks at its top edge).
+        face_seen = int(seen[[NOSE, L_EYE, R_EYE, L_EAR, R_EAR]].sum())
+        if face_seen >= 3 and pts[NOSE, 1] - 0.5 * r_head >= 0 and pts[:11, 1].min() - 0.5 * r_head >= 0:
             capsules.append((_HEAD, head, head, r_head))
         for code, shoulder, elbow, wrist, hand in ((_L_ARM, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND),
                                                    (_R_ARM, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND)):
@@ -212,16 +226,30 @@ class BodyPartParser:
             if seen[elbow] and seen[wrist]:
                 capsules.append((code, pts[elbow], pts[wrist], r_arm))
                 capsules.append((code, pts[wrist], pts[list(hand)].mean(axis=0), r_arm))
+
+        def reaches(start, end, room):
+            # A bone from a seen joint: its far joint seen, or below the frame
+            # with `room` rows of the bone in view; a far joint "seen" too
+            # close to its start (a squeezed guess) does not count.
+            length = np.linalg.norm(pts[end] - pts[start])
+            if seen[end] and length >= 0.35 * torso_len:
+                return True
+            return pts[end, 1] > h - 1 and pts[start, 1] + room < h
+
         for thigh_hip, knee, ankle, heel, toe, shin, foot in (
                 (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE, _L_SHIN, _L_FOOT),
                 (R_HIP, R_KNEE, R_ANKLE, R_HEEL, R_TOE, _R_SHIN, _R_FOOT)):
-            if seen[thigh_hip] and seen[knee]:
+            if seen[thigh_hip] and reaches(thigh_hip, knee, 0.2 * torso_len):
                 capsules.append((_THIGH, pts[thigh_hip], pts[knee], r_leg))
-            if seen[knee] and seen[ankle]:
+            if seen[knee] and reaches(knee, ankle, 0.2 * torso_len):
                 capsules.append((shin, pts[knee], pts[ankle], r_leg))
             if seen[ankle] and (seen[heel] or seen[toe]):
                 capsules += [(foot, pts[heel], pts[toe], r_leg * 0.8), (foot, pts[ankle], pts[toe], r_leg * 0.8)]
         drawn = {c[0] for c in capsules}
+        if self.skeleton_threshold > 0:
+            body = self._fill_skeleton(body, seg_logits, capsules, pts, seen)
+        ys, xs = np.nonzero(body)
+        px, py = xs.astype(np.float64), ys.astype(np.float64)
         codes = _nearest_capsule(px, py, capsules)
 
         waist_y = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len)
@@ -239,6 +267,36 @@ class BodyPartParser:
         if _HEAD not in drawn:
             absent = sorted(absent + [HAIR])
         return ParseResult(label_map, confidence, True, float(presence), float(waist_y), tuple(absent))
+
+    def _fill_skeleton(self, body, seg_logits, capsules, pts, seen):
+        """`body` with the skeleton's core and the weakly segmented pixels near the seen bones added."""
+        h, w = body.shape
+        gy, gx = np.mgrid[0:h, 0:w]
+        gx, gy = gx.ravel().astype(np.float32), gy.ravel().astype(np.float32)
+        near = np.zeros(h * w, bool)
+        core = np.zeros(h * w, bool)
+        for code, a, b, radius in capsules:
+            if code == _TORSO:
+                continue  # its core is the quad below; its capsule is wider than a side view
+            a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+            ab = b - a
+            t = np.clip(((gx - a[0]) * ab[0] + (gy - a[1]) * ab[1]) / max(float(ab @ ab), 1e-6), 0.0, 1.0)
+            dist = np.hypot(gx - a[0] - t * ab[0], gy - a[1] - t * ab[1])
+            near |= dist <= radius
+            core |= dist <= 0.5 * radius
+        weak = seg_logits.ravel() > np.log(self.skeleton_threshold / (1.0 - self.skeleton_threshold))
+        filled = body.ravel() | (weak & near) | core
+        filled = filled.reshape(h, w)
+        # The torso between the shoulders and the hips, where both are seen
+        # (narrowed: a person seen from the side is thinner than the shoulder line).
+        if seen[L_SHOULDER] and seen[R_SHOULDER] and seen[L_HIP] and seen[R_HIP]:
+            quad = pts[[L_SHOULDER, R_SHOULDER, R_HIP, L_HIP]]
+            centre = quad.mean(axis=0)
+            quad = centre + 0.8 * (quad - centre)
+            torso = np.zeros((h, w), np.uint8)
+            cv2.fillPoly(torso, [np.round(quad).astype(np.int32)], 1)
+            filled |= torso.astype(bool)
+        return filled
 
     def seen_landmarks(self, landmarks, h, w):
         """(39,) bool: landmarks inside the (h, w) crop with visibility and presence >= `min_seen`."""

@@ -1,0 +1,92 @@
+"""A preview sheet of masks on real photos: people cropped from the photos in the ultralytics wheel.
+
+Usage:
+    python -m pip download ultralytics --no-deps -d /tmp/ul
+    (cd /tmp/ul && unzip -o -q ultralytics-*.whl 'ultralytics/assets/*')
+    python benchmarks/preview_real_photos.py --assets /tmp/ul/ultralytics/assets \\
+        --out docs/images/masks_real_photos.png [--pose-model PATH]
+
+Each row: the crop, its whole mask, its parts over the image (colours as in
+`keras_mmga.masks.writer.PALETTE`), cells 256 px high with the crop's aspect
+kept; the caption lists the parts reported absent. The boxes are drawn by
+hand (no detector in the wheel); three are cut from a full-body person at the
+waist, the knees and the shoulders.
+"""
+
+import argparse
+import os
+
+import cv2
+import numpy as np
+
+from keras_mmga.masks.parser import PART_NAMES, BodyPartParser
+from keras_mmga.masks.writer import colourise
+
+# (file, name, x0, y0, x1, y1) in the photo's pixels.
+CROPS = (
+    ("zidane.jpg", "zidane left (waist up)", 120, 200, 900, 720),
+    ("zidane.jpg", "zidane right (waist up)", 740, 40, 1150, 720),
+    ("bus.jpg", "bus coat (full)", 50, 380, 250, 910),
+    ("bus.jpg", "bus black coat (full)", 220, 400, 350, 870),
+    ("bus.jpg", "bus right edge", 660, 380, 810, 880),
+    ("bus.jpg", "bus coat cut at waist", 50, 380, 250, 680),
+    ("bus.jpg", "bus coat cut at knees", 50, 380, 250, 780),
+    ("bus.jpg", "bus coat below shoulders", 50, 490, 250, 910),
+)
+
+
+def cell(image, labels, absent, height=256):
+    h, w = image.shape[:2]
+    width = max(1, int(round(w * height / h)))
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+    whole = np.repeat(((labels > 0) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    parts = np.where(labels[..., None] > 0, (0.35 * image + 0.65 * colourise(labels)).astype(np.uint8), image // 3)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    row = np.concatenate([image, gap, whole, gap, parts], axis=1)
+    caption = np.full((22, row.shape[1], 3), 255, np.uint8)
+    text = "absent: " + (", ".join(PART_NAMES.get(a, str(a)) for a in absent) if absent else "none")
+    cv2.putText(caption, text[:60], (2, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([row, caption], axis=0)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", required=True, help="folder holding zidane.jpg and bus.jpg")
+    parser.add_argument("--out", default="docs/images/masks_real_photos.png")
+    parser.add_argument("--pose-model", default=None)
+    parser.add_argument("--columns", type=int, default=2)
+    args = parser.parse_args(argv)
+    body_parser = BodyPartParser(args.pose_model, num_threads=2)
+    cells = []
+    for name, label, x0, y0, x1, y1 in CROPS:
+        photo = cv2.imread(os.path.join(args.assets, name))
+        if photo is None:
+            raise FileNotFoundError(f"{name} not found under {args.assets!r}.")
+        crop = np.ascontiguousarray(photo[y0:y1, x0:x1])
+        result = body_parser.parse(crop)
+        absent = tuple(getattr(result, "absent", ()))
+        body = (result.label_map > 0).mean()
+        print(f"{label}: person={result.person} confidence={result.confidence:.3f} body={body:.2f} "
+              f"absent={[PART_NAMES.get(a, a) for a in absent]} "
+              f"labels={sorted(int(v) for v in np.unique(result.label_map) if v)}")
+        cells.append(cell(crop, result.label_map, absent))
+    rows = []
+    for i in range(0, len(cells), args.columns):
+        group = cells[i:i + args.columns]
+        width = sum(c.shape[1] for c in group) + 12 * (len(group) - 1)
+        row = np.full((group[0].shape[0], width, 3), 255, np.uint8)
+        x = 0
+        for c in group:
+            row[:, x:x + c.shape[1]] = c
+            x += c.shape[1] + 12
+        rows.append(row)
+    width = max(r.shape[1] for r in rows)
+    sheet = np.concatenate([np.pad(r, ((0, 12), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    cv2.imwrite(args.out, sheet)
+    print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
+
+
+if __name__ == "__main__":
+    main()
