@@ -93,7 +93,7 @@ def test_cli_has_a_flag_per_field_and_reads_each_back():
                    "--mask-format", "binary", "--dress-group", "none", "--missing-masks", "ignore",
                    "--no-replacement", "--erasing-probability", "0.1", "--cache-images", "--eval-every", "2",
                    "--eval-batch-size", "8", "--strategy", "mirrored", "--sync-batchnorm", "--per-replica-triplet",
-                   "--mixed-precision", "--seed", "4", "--deterministic", "--verbose", "2"]
+                   "--mixed-precision", "--seed", "4", "--deterministic", "--progress", "2"]
     got = TrainConfig(**_parse(argv))
     expected = TrainConfig(
         "d", "o", mask_root="m", dataset="dukemtmcreid", variant="dmga", image_size=(128, 64), num_identities=6,

@@ -146,7 +146,7 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
     assert (export_cli.DEFAULT_OPSET, export_cli.MIN_OPSET, export_cli.MAX_OPSET) == (
         export_lib.DEFAULT_OPSET, export_lib.MIN_OPSET, export_lib.MAX_OPSET)
     keras_file, target = str(out / "m.keras"), tmp_path / "cli_int8.onnx"
-    base = ["export", keras_file, "--output", str(target), "--int8"]
+    base = ["export", "--model", keras_file, "--output", str(target), "--int8"]
     # The conversion is tested above; reuse its float32 graph to keep this fast.
     monkeypatch.setattr(export_lib, "convert", lambda fn, opset: onnx.load(out / "m.onnx"))
     # Threshold failure path: a mean cosine of 1.0 cannot be reached by int8; the file is removed.
@@ -161,7 +161,7 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
                           (base + ["--calibration", str(tmp_path / "empty")], "has no images"),
                           (base + ["--calibration", str(calibration), "--fp16"], "exclude each other"),
                           (base + ["--calibration", str(calibration), "--min-cosine", "1.5"], "--min-cosine"),
-                          (base + ["--calibration", str(calibration), "--eval-data", str(tmp_path / "absent")],
+                          (base + ["--calibration", str(calibration), "--data", str(tmp_path / "absent")],
                            "Dataset folder not found"),
                           (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8")]:
         assert main(argv) == 2, argv
