@@ -64,29 +64,22 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         with open(tmp, "w") as f:
             json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
         os.replace(tmp, self._training_metadata_path)
-        # Second generations written by earlier versions (double_checkpoint) are not kept.
-        for old in (self._prev_weights_path, self._prev_training_metadata_path):
-            if os.path.exists(old):
-                os.remove(old)
 
     @staticmethod
     def completed_epochs(backup_dir):
         """Epochs completed by the run backed up in `backup_dir` (0 if none).
 
-        Read before `fit` so the data stream can be positioned; it follows the
-        same fallback as the restore (the previous generation when the latest
-        metadata is unreadable).
+        Read before `fit` so the data stream can be positioned at the epoch
+        the restore continues from.
         """
-        for name in ("training_metadata.json", "training_metadata.json.bkp"):
-            path = os.path.join(os.fspath(backup_dir), name)
-            if not os.path.isfile(os.path.join(os.fspath(backup_dir), "latest.weights.h5")):
-                return 0
-            try:
-                with open(path) as f:
-                    return int(json.load(f)["epoch"])
-            except (OSError, ValueError, KeyError):
-                continue
-        return 0
+        backup_dir = os.fspath(backup_dir)
+        if not os.path.isfile(os.path.join(backup_dir, "latest.weights.h5")):
+            return 0
+        try:
+            with open(os.path.join(backup_dir, "training_metadata.json")) as f:
+                return int(json.load(f)["epoch"])
+        except (OSError, ValueError, KeyError):
+            return 0
 
 
 class NonFiniteLossGuard(keras.callbacks.TerminateOnNaN):
