@@ -328,8 +328,11 @@ def test_export_script(exports, tmp_path, monkeypatch, capsys):
     cv2.imwrite(str(image), np.random.RandomState(0).randint(0, 256, (128, 64, 3), np.uint8))
     code = _script("export_onnx").main(["--model", keras_file, "--output", str(tmp_path / "out" / "m.onnx"),
                                         "--images", str(image)])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert code == 0 and "max |ONNX Runtime - Keras| = " in printed and "TensorRT parser: ready" in printed
+    # The seconds-long steps are announced on stderr.
+    assert "converting to ONNX" in captured.err and "comparing ONNX Runtime with Keras" in captured.err
     card = json.load(open(tmp_path / "out" / "m.json"))
     assert card["parity"]["images"] == {"random": 4, "synthetic_person": 2, "provided": 1}
 

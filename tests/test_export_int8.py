@@ -152,6 +152,10 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
     # Threshold failure path: a mean cosine of 1.0 cannot be reached by int8; the file is removed.
     assert main(base + ["--calibration", str(calibration), "--calibration-count", "4", "--min-cosine", "1.0"]) == 1
     err = capsys.readouterr().err
+    # Each step of seconds is announced, then the failure.
+    assert err.splitlines()[:2] == [f"loading {keras_file} ...", "converting to ONNX (opset 17; tens of seconds) ..."]
+    assert "quantising to int8, calibrated on 4 images ..." in err
+    err = err.splitlines()[-1]
     assert err.startswith("export failed: int8 features are too far from float32: mean cosine 0.9")
     assert "below the threshold 1" in err and not target.exists()
     monkeypatch.setattr(export_lib, "convert", lambda fn, opset: pytest.fail("converted despite bad input"))

@@ -229,6 +229,10 @@ def _train(config, extra_callbacks, placement, out, backup):
     # (lazy imports, tracing caches): re-seed so the initial weights depend on
     # the seed alone.
     keras.utils.set_random_seed(config.seed)
+    if config.verbose and is_chief:
+        # Seconds to tens of seconds (ResNet50, and the ImageNet weights copied in): say so.
+        print(f"building {config.variant} ({config.image_size[0]}x{config.image_size[1]}, "
+              f"{data.num_train_pids} identities) ...", flush=True)
     with placement.scope():
         model = build_model(config, data.num_train_pids, steps_per_epoch=steps)
 
