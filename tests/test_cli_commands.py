@@ -272,3 +272,17 @@ def test_readme_import_path_of_the_engine_works():
     import keras_mmga
 
     assert keras_mmga.engine.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
+
+
+def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import demo
+
+    def noisy(config, export=True):
+        print("Training mmga ...")
+        print("Epoch 1/8", file=sys.stderr)
+        return {"table": "| Model | rank-1 |"}
+
+    monkeypatch.setattr(demo, "run_demo", noisy)
+    assert main(["demo", "--output", str(tmp_path / "d"), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "| Model | rank-1 |\n" and out.err == ""

@@ -50,5 +50,14 @@ def run(a):
 
     check_output_folder(a.output, "--output")
     check_output_folder(a.export_dir, "--export-dir")
-    run_demo(config, export=not a.no_export)
+    if not a.quiet:
+        run_demo(config, export=not a.no_export)
+        return 0
+    # --quiet: only the result table.
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        report = run_demo(config, export=not a.no_export)
+    print(report["table"])
     return 0

@@ -92,9 +92,9 @@ def run(a):
                 raise FileNotFoundError(f"--index {a.index!r}: folder {folder!r} does not exist (create it first).")
         queries = _query_paths(a.query)
         extractor = OnnxFeatureExtractor(a.model, batch_size=a.batch_size)
-        index = GalleryIndex.load_or_build(
-            extractor, a.gallery, a.index,
-            on_rebuild=lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr), **search)
+        rebuilding = None if a.quiet else (lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr))
+        index = GalleryIndex.load_or_build(extractor, a.gallery, a.index, on_rebuild=rebuilding,
+                                           verbose=not a.quiet, **search)
         distances, rows = index.search(extractor(queries), a.topk)
     except ImportError as err:
         # Bad paths, files or options: the message names them.
