@@ -47,7 +47,7 @@ def test_train_evaluate_resume_on_jax_and_load_on_tensorflow(tmp_path):
              "--progress", "0", "--strategy", "mirrored"]
     _run(train + ["--epochs", "2"])
     rows = open(run / "log.csv").read().splitlines()
-    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
     assert json.load(open(run / "config.json"))["num_classes"] == 5
 
     # Resume: one more epoch, from the backup, the learning rate halved once more.

@@ -340,7 +340,7 @@ def test_second_run_on_a_locked_folder_is_refused_and_a_stale_lock_taken_over(tm
     import sys
 
     from keras_mmga.cli import main
-    from keras_mmga.engine.run_lock import LOCK_NAME
+    from keras_mmga.run_lock import LOCK_NAME
 
     images, out = _images(tmp_path / "images", 2), tmp_path / "masks"
     out.mkdir()

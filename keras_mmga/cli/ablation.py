@@ -68,7 +68,7 @@ def run(a):
         return _error("give --data/--masks or --synthetic")
     from keras_mmga.engine.ablation import AblationDataset, run_ablation
     from keras_mmga.engine.demo import prepare_synthetic_dataset
-    from keras_mmga.engine.run_lock import RunLock, check_output_file, check_output_folder
+    from keras_mmga.run_lock import RunLock, check_output_file, check_output_folder
 
     # Only what the command line or --recipe sets: run_ablation's own defaults hold for the rest.
     shared = config_kwargs(a, exclude=_PER_RUN, given_only=True)

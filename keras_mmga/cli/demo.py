@@ -46,7 +46,7 @@ def run(a):
         num_train_ids=a.ids, num_test_ids=a.ids, seed=a.seed,
     )
     from keras_mmga.engine.demo import run_demo
-    from keras_mmga.engine.run_lock import check_output_folder
+    from keras_mmga.run_lock import check_output_folder
 
     check_output_folder(a.output, "--output")
     check_output_folder(a.export_dir, "--export-dir")

@@ -37,7 +37,7 @@ def run(a):
     for name in ("batch_size", "num_pictures"):
         if getattr(a, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(a, name)}")
-    from keras_mmga.engine.run_lock import check_output_file, check_output_folder
+    from keras_mmga.run_lock import check_output_file, check_output_folder
 
     # Outputs before the features are computed.
     if a.json:

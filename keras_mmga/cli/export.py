@@ -139,7 +139,7 @@ def _run_int8(a, output):
 
 def run(a):
     model_from(a, "export")
-    from keras_mmga.engine.run_lock import check_output_file
+    from keras_mmga.run_lock import check_output_file
 
     output = output_path(a.model, a.output, a.int8)
     _check_flags(a)

@@ -40,7 +40,7 @@ def run(args):
     if args.output is None:
         raise UsageError("--output DIR is required (see keras-mmga synthetic --help)")
     from keras_mmga.data import synthetic
-    from keras_mmga.engine.run_lock import check_output_folder
+    from keras_mmga.run_lock import check_output_folder
 
     check_output_folder(args.output, "--output")
     images, masks = synthetic.write_dataset(args.output, args.train_ids, args.test_ids, seed=args.seed,

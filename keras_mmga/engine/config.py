@@ -252,7 +252,7 @@ class TrainConfig:
             )
         if self.mask_root and VARIANTS[self.variant]["supervised"] and not os.path.isdir(self.mask_root):
             raise FileNotFoundError(f"Mask root {self.mask_root!r} does not exist.")
-        from keras_mmga.engine.run_lock import check_output_folder
+        from keras_mmga.run_lock import check_output_folder
 
         check_output_folder(self.output_dir, "output_dir (--output)")
         if os.path.isfile(self.dataset_root):

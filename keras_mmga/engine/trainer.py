@@ -42,7 +42,7 @@ from keras_mmga.engine.callbacks import (
     ResumableBackup,
 )
 from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
-from keras_mmga.engine.run_lock import RunLock
+from keras_mmga.run_lock import RunLock
 from keras_mmga.engine.run_folder import backup_dir, check_resume, last_logged_epoch, remove_files
 from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
 from keras_mmga.models import MMGA

@@ -228,7 +228,7 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
     output_path = os.fspath(output_path)
     if not output_path.endswith(".onnx"):
         raise ValueError(f"output_path must end with .onnx, got {output_path!r}.")
-    from keras_mmga.engine.run_lock import check_output_file
+    from keras_mmga.run_lock import check_output_file
     from keras_mmga.model_card import card_path_for
 
     check_output_file(output_path, "output_path (--output)")

@@ -11,7 +11,7 @@ import os
 import keras
 import numpy as np
 
-from keras_mmga.engine.run_lock import check_output_file
+from keras_mmga.run_lock import check_output_file
 from keras_mmga.export.card import build_card
 from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert
 from keras_mmga.export.float16 import to_float16

@@ -164,7 +164,7 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         low_confidence, seconds, images_per_second, report, preview, startup_seconds (to the
         first result: processes started, model loaded), steady_images_per_second (after it).
     """
-    from keras_mmga.engine.run_lock import RunLock
+    from keras_mmga.run_lock import RunLock
     from keras_mmga.masks.pose_model import resolve_pose_model
 
     stream = sys.stderr if stream is None else stream
