@@ -211,6 +211,14 @@ def _train(config, extra_callbacks, placement, out, backup):
     # the identities, replica blocks, images and masks readable, batch shapes).
     # The PK stream is seeded, so an uninterrupted run would now be
     # `initial_epoch * steps` batches in: the dataset starts there.
+    per_replica = config.num_identities // placement.data_replicas
+    if config.triplet_weight > 0 and not config.cross_replica_triplet and placement.data_replicas > 1 \
+            and per_replica < 2:
+        # Mined per replica, each replica's P / R identities must give every anchor a negative.
+        raise ValueError(
+            f"--per-replica-triplet with P={config.num_identities} over {placement.data_replicas} replicas leaves "
+            f"{per_replica} identity per replica: no anchor has a negative, the triplet loss would be 0. Use P >= "
+            f"{2 * placement.data_replicas}, or mine over the global batch (drop --per-replica-triplet).")
     data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0 and is_chief)
     initial_epoch = check_resume(config, out, data.num_train_pids, backup)
     steps = steps_per_epoch(config, data.train, placement.data_replicas)
