@@ -358,6 +358,14 @@ def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
                      num_identities=3))
 
 
+def test_per_replica_triplet_with_one_identity_per_replica_is_refused(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the check"))
+    with pytest.raises(ValueError, match="1 identity per replica: no anchor has a negative"):
+        train(config(dataset, tmp_path, variant="baseline", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
+                     num_identities=2, cross_replica_triplet=False))
+    assert not (tmp_path / "config.json").exists()
+
+
 @pytest.mark.slow
 def test_train_with_four_parts_end_to_end(dataset, tmp_path):
     """`--parts` through the whole run: 5-channel targets, a 4-part model, pictures with one map per part."""
