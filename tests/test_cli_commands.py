@@ -290,3 +290,19 @@ def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--output", str(tmp_path / "d"), "--quiet"]) == 0
     out = capsys.readouterr()
     assert out.out == "| Model | rank-1 |\n" and out.err == ""
+
+
+def test_a_warning_is_one_line_once(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import trainer
+
+    def fake_train(config):
+        config.validate()  # the API checks the settings again: the warning is not repeated
+        return None, None
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    argv = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
+            "--masks", str(tmp_path), "--backbone-weights", "none"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err == (f"warning: variant 'baseline' trains without masks: mask_root (--masks) {str(tmp_path)!r} is "
+                   "not read (wmga, dmga and mmga use it).\n")

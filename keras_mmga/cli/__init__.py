@@ -120,9 +120,16 @@ def _one_line(err):
     return " ".join(text.split())
 
 
+_SHOWN = set()
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    # A warning is for the user, not a source line: "warning: ..." on one line (--verbose: Python's format).
-    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+    # A warning is for the user, not a source line: "warning: ..." on one line, each text once
+    # (settings are checked by the command and again by the API it calls). --verbose: Python's format.
+    text = " ".join(str(message).split())
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(f"warning: {text}", file=sys.stderr if file is None else file)
 
 
 def main(argv=None, filter_stderr=None):
@@ -143,6 +150,7 @@ def main(argv=None, filter_stderr=None):
 
     shown = warnings.showwarning
     if not verbose:
+        _SHOWN.clear()
         warnings.showwarning = _one_line_warning
     stderr_filter = None
     if (from_command_line if filter_stderr is None else filter_stderr) and not verbose:
