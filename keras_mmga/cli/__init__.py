@@ -25,6 +25,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 # subcommand -> (module, one-line help). Order is the pipeline's.
 COMMANDS = {
@@ -146,8 +147,6 @@ def main(argv=None, filter_stderr=None):
     command = next((a for a in argv if not a.startswith("-")), None)
     verbose = "--verbose" in argv or "-v" in argv
     _quiet_backends(verbose)
-    import warnings
-
     shown = warnings.showwarning
     if not verbose:
         _SHOWN.clear()
