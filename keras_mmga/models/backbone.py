@@ -94,7 +94,9 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
             `resnet50_..._notop.h5` weights file; for `"resnet50_v1.5"`: a
             torchvision `.pth` file, a `.safetensors` file, a timm / Hugging
             Face model folder, or `"hf://timm/resnet50.tv_in1k"` (downloaded
-            with `huggingface_hub`, the `hub` extra; online only).
+            with `huggingface_hub`, the `hub` extra; online only) or
+            `"keras_hub:resnet_50_imagenet"` (a keras-hub preset name or
+            folder; the `hub` extra).
         sync_batchnorm: bool, synchronised BatchNormalization across replicas.
         dtype: dtype policy of every layer (default: the global policy).
         backbone: `"resnet50"` or `"resnet50_v1.5"` (see the module docstring).
@@ -136,16 +138,53 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
     stage4 = keras.Model(x4, _stacks(x4, "stage4", sync_batchnorm, dtype, arch), name="resnet50_stage4")
     stages = {"stem": stem, "stage3": stage3, "stage4": stage4}
 
-    if weights is not None and arch == "resnet50_v1.5":
+    if weights is not None and arch == "resnet50_v1.5" and os.fspath(weights).startswith(KERAS_HUB_PREFIX):
+        _set_layer_weights(stages, keras_hub_layer_weights(os.fspath(weights)[len(KERAS_HUB_PREFIX):]), weights)
+    elif weights is not None and arch == "resnet50_v1.5":
         _set_layer_weights(stages, torch_weights.keras_layer_weights(read_torch_weights(weights)), weights)
     elif weights is not None:
         _copy_weights(stages, _reference_resnet50(input_shape, weights))
     return stages
 
 
+KERAS_HUB_PREFIX = "keras_hub:"
+
+
+def keras_hub_layer_weights(preset):
+    """Keras layer name → weights from a keras-hub ResNet50 preset (`resnet_50_imagenet`, or a local preset folder).
+
+    keras-hub's `ResNetBackbone` with bottleneck blocks is torchvision's layout (its presets are
+    converted from timm); only the layer names differ: `stack{s}_block{b}_*` is `conv{s+2}_block{b+1}_*`.
+    """
+    try:
+        import keras_hub
+    except ImportError as err:
+        raise ImportError(
+            f"backbone_weights='{KERAS_HUB_PREFIX}{preset}' needs keras-hub: pip install 'keras-mmga[hub]'.") from err
+    try:
+        hub = keras_hub.models.ResNetBackbone.from_preset(preset)
+    except Exception as err:  # offline: kagglehub's download error; a typo: keras-hub's own
+        raise ConnectionError(
+            f"Could not load the keras-hub preset {preset!r} (offline, or not a ResNet preset?): pass a "
+            f"downloaded preset folder as '{KERAS_HUB_PREFIX}/path/to/folder', or torchvision / timm weights as "
+            f"a path. Underlying error: {' '.join(str(err).split())[:300]}") from err
+    out = {}
+    for layer in hub.layers:
+        if not layer.weights:
+            continue
+        name = layer.name
+        if name.startswith("stack"):
+            stack, block, rest = name.split("_", 2)
+            name = f"conv{int(stack[len('stack'):]) + 2}_block{int(block[len('block'):]) + 1}_{rest}"
+        out[name] = [w.numpy() if hasattr(w, "numpy") else keras.ops.convert_to_numpy(w) for w in layer.weights]
+    return out
+
+
 def check_torch_weights_argument(weights):
     """Fails at once (before any data is read) on a `resnet50_v1.5` weights argument that cannot load."""
     weights = os.fspath(weights)
+    if weights.startswith(KERAS_HUB_PREFIX):
+        return
     if weights == "imagenet" or not weights.startswith("hf://"):
         if weights == "imagenet":
             read_torch_weights(weights)  # raises the message naming the formats
@@ -190,6 +229,9 @@ def weights_info(weights):
     if source == "imagenet":
         cached = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models", WEIGHTS_FILE)
         path = cached if os.path.isfile(cached) else None
+    elif source.startswith(KERAS_HUB_PREFIX):
+        folder_file = os.path.join(source[len(KERAS_HUB_PREFIX):], "model.weights.h5")
+        path = folder_file if os.path.isfile(folder_file) else None
     elif os.path.exists(source):
         path = torch_weights.resolve_weights_file(source) if os.path.isdir(source) else source
     return {"source": source, "sha256": sha256(path) if path else None}
@@ -199,6 +241,8 @@ def _set_layer_weights(stages, layer_weights, source):
     for model in stages.values():
         for layer in model.layers:
             if layer.weights:
+                if layer.name not in layer_weights:
+                    raise ValueError(f"{source!r} has no weights for {layer.name} (a ResNet50 checkpoint?).")
                 values = layer_weights[layer.name]
                 expected = [tuple(w.shape) for w in layer.weights]
                 if [v.shape for v in values] != expected:
