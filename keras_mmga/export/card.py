@@ -17,7 +17,8 @@ from keras_mmga.model_card import CARD_FORMAT
 # What the graph does to the pixels before the backbone, for the card.
 _PREPROCESSING = {
     "caffe": "in the graph: RGB -> BGR, minus the ImageNet mean (103.939, 116.779, 123.68), no scaling",
-    "torch": "in the graph: minus (123.675, 116.28, 103.53), divided by (58.395, 57.12, 57.375), RGB",
+    "torch": "in the graph: minus (123.675, 116.28, 103.53), divided by (58.395, 57.12, 57.375), RGB "
+             "(= RGB / 255, ImageNet mean / std: torchvision's and timm's)",
 }
 
 
@@ -54,6 +55,8 @@ def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy):
         "output": {"name": OUTPUT_NAME, "shape": ["N", model.feature_dim], "dtype": "float32",
                    "l2_normalised": True},
         "preprocessing": _PREPROCESSING.get(getattr(model, "preprocessing", None), "none"),
+        "backbone": {"architecture": getattr(model, "backbone_name", None) or "resnet50",
+                     "initial_weights": getattr(model, "backbone_weights_info", None)},
         "opset": int(opset),
         "precision": "float16 (float32 input, output and L2 normalisation)" if fp16 else "float32",
         "num_nodes": len(proto.graph.node),
