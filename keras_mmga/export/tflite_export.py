@@ -1,11 +1,14 @@
 """LiteRT (TFLite) export of the inference graph: float32, float16 or int8, NHWC, checked through the LiteRT interpreter.
 
 The same traced function as the ONNX export (`inference.inference_function`)
-goes through TensorFlow's own TFLite converter, so the `.tflite` file takes
-NHWC float32 input (RGB in [0, 255] for the default profile, ImageNet-normalised
-RGB / 255 for `"field"` / `"boxmot"`, which is what BoxMOT's TFLite backend
-feeds after transposing its NCHW crops) and gives L2-normalised float32
-features. Precisions:
+goes through TensorFlow's own TFLite converter and gives L2-normalised float32
+features. The default profile's `.tflite` takes NHWC float32 RGB in [0, 255]
+(LiteRT's native layout); `"field"` / `"boxmot"` take the field's NCHW
+ImageNet-normalised RGB / 255, as their ONNX exports do. NCHW for BoxMOT on
+purpose: BoxMOT 25.0.0's TFLiteBackend transposes NCHW crops to NHWC twice
+for an NHWC graph (`BaseModelBackend.inference_preprocess`, then
+`TFLiteBackend.forward`), so only an NCHW `.tflite` gets its crops right.
+Precisions:
 
 - `"float32"`: parity with Keras ≤ `FP32_TOLERANCE` (1e-4).
 - `"float16"`: float16 weights (the interpreter computes in float32 on CPU);
@@ -69,9 +72,9 @@ def run_tflite(it, batch):
 
 
 def graph_input(images, profile):
-    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes (always NHWC)."""
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes."""
     images = np.asarray(images, np.float32)
-    return np.ascontiguousarray(field_images(images).transpose(0, 2, 3, 1)) if is_field(profile) else images
+    return field_images(images) if is_field(profile) else images
 
 
 def export_tflite(model_or_path, output_path, precision="float32", profile="default", calibration=None,
@@ -83,7 +86,7 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
         output_path: the `.tflite` file to write; the card `NAME.json` goes beside it.
         precision: `"float32"`, `"float16"` or `"int8"`.
         profile: `"default"`, `"field"` or `"boxmot"` (`keras_mmga.export.profiles`);
-            the input is NHWC in every case. `"boxmot"` also writes BoxMOT's
+            the input is NHWC for `"default"`, NCHW for the others. `"boxmot"` also writes BoxMOT's
             sidecar `NAME.tflite.metadata.json` (its TFLite backend reads the crop
             size from it).
         calibration: for `"int8"`: image paths or RGB arrays (at least one).
@@ -123,7 +126,8 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     if precision == "int8":
         calib = np.stack([preprocess(x, (h, w), color="rgb") for x in calibration])
 
-    function = inference_function(model, profile=profile, layout="NHWC")
+    layout = "NCHW" if is_field(profile) else "NHWC"
+    function = inference_function(model, profile=profile, layout=layout)
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # Frozen first, as tf2onnx does: handed the live function, the converter keeps
@@ -180,7 +184,6 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
 
     card = build_card(model, None, False, None, precision == "float16", figures, source, source_policy,
                       profile=profile, runtime="tflite")
-    card["input"].update(layout="NHWC", shape=["N", h, w, 3])  # every .tflite takes NHWC
     card["precision"] = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
                          "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"
                          }[precision]
@@ -192,4 +195,4 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     metadata_path = write_boxmot_metadata(output_path, (h, w)) if profile == "boxmot" else None
     return {"tflite_path": output_path, "card_path": card_path, "boxmot_metadata_path": metadata_path,
             "max_abs_diff": figures["max_abs_diff_vs_keras_float32"], "cosine": figures["cosine_vs_keras_float32"],
-            "input_shape": (None, h, w, 3), "feature_dim": model.feature_dim, "card": card}
+            "input_shape": (None, 3, h, w) if layout == "NCHW" else (None, h, w, 3), "feature_dim": model.feature_dim, "card": card}
