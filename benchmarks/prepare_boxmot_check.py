@@ -110,7 +110,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True)
     p.add_argument("--frames", nargs="+", required=True, help="bus.jpg / zidane.jpg (boxes in KNOWN_BOXES)")
-    p.add_argument("--model", help=".keras to export (default: a seeded, untrained baseline at 128 x 64)")
+    p.add_argument("--model", help=".keras to export (default: a seeded, untrained --variant at --size)")
+    p.add_argument("--variant", default="baseline", help="variant of the untrained default model")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 64), metavar=("H", "W"),
+                   help="input size of the untrained default model")
+    p.add_argument("--save-model", help="also save the (default) model to this .keras path")
     a = p.parse_args(argv)
 
     import cv2
@@ -127,7 +131,9 @@ def main(argv=None):
         model = load_model(a.model)
     else:
         keras.utils.set_random_seed(0)
-        model = MMGA(10, variant="baseline", input_shape=(128, 64, 3), backbone_weights=None)
+        model = MMGA(10, variant=a.variant, input_shape=(*a.size, 3), backbone_weights=None)
+        if a.save_model:
+            model.save(a.save_model)
     h, w = model.image_size
     out = lambda name: os.path.join(a.out, name)  # noqa: E731
     for name, profile in (("mmga_boxmot.onnx", "boxmot"), ("mmga_default.onnx", "default")):

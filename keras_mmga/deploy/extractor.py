@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_mmga.preprocessing import as_list, graph_layout, preprocess
+from keras_mmga.preprocessing import as_list, field_images, graph_layout, preprocess
 from keras_mmga.model_card import card_path_for, read_model_card
 
 
@@ -108,8 +108,6 @@ class OnnxFeatureExtractor:
         """Images (paths or arrays) → the float32 batch `run` takes."""
         batch = np.stack([preprocess(x, self.image_size, color) for x in as_list(images)])
         if self.profile in ("field", "boxmot"):
-            from keras_mmga.export.profiles import field_images
-
             return field_images(batch)
         return batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch
 

@@ -27,18 +27,18 @@ import os
 
 import numpy as np
 
-PROFILES = ("default", "field", "boxmot")
+# The field's normalisation (RGB / 255, ImageNet mean / std) lives with the TensorFlow-free preprocessing,
+# which deploy shares.
+from keras_mmga.preprocessing import IMAGENET_MEAN, IMAGENET_STD, field_images  # noqa: F401
 
-# torchvision / timm / torchreid / BoxMOT: RGB / 255, then (x - mean) / std.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+PROFILES = ("default", "field", "boxmot")
 
 # What each profile calls its tensors.
 TENSOR_NAMES = {"default": ("images", "features"), "field": ("images", "features"), "boxmot": ("images", "output0")}
 
 # The model's own preprocessing, RGB [0, 255] -> network input, per output channel:
 # network[c] = rgb[order[c]] * scale[c] + offset[c]. Must match
-# keras_mmga.models.mmga_backbone (tests/test_export_profiles.py checks it does).
+# keras_mmga.models.mmga_backbone (tests/test_export_clients.py checks it does).
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 _TORCH_RGB_MEAN = (123.675, 116.28, 103.53)
 _TORCH_RGB_STD = (58.395, 57.12, 57.375)
@@ -58,18 +58,6 @@ def check_profile(profile):
 def is_field(profile):
     """Whether `profile` takes the field's input (NCHW, ImageNet-normalised)."""
     return check_profile(profile) in ("field", "boxmot")
-
-
-def field_images(rgb):
-    """Raw RGB `(N, H, W, 3)` in [0, 255] → the field's input `(N, 3, H, W)`: /255, ImageNet mean / std.
-
-    What BoxMOT's `prepare_crop_batch` does after resizing (in float32).
-    """
-    rgb = np.asarray(rgb, np.float32)
-    mean = np.asarray(IMAGENET_MEAN, np.float32)
-    std = np.asarray(IMAGENET_STD, np.float32)
-    x = (rgb / np.float32(255.0) - mean) / std
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def network_affine(mode):
