@@ -246,13 +246,14 @@ def test_triton_config_refuses_bad_arguments():
 @pytest.mark.parametrize("argv, message", [
     (["--format", "tflite", "--nchw"], "--nchw do not apply to --format tflite"),
     (["--format", "tflite", "--output", "x.onnx"], "must end with .tflite"),
+    (["--format", "tflite", "--profile", "boxmot", "--nchw"], "--nchw do not apply"),
     (["--triton-repository", "r", "--output", "x.onnx"], "excludes --int8 and --output"),
     (["--int8", "--calibration", "c", "--profile", "boxmot"], "--int8 ONNX exports take the default profile"),
 ])
 def test_cli_refuses_flag_mixes_before_converting(tmp_path, capsys, argv, message):
     model = tmp_path / "m.keras"
     model.write_bytes(b"not read: the flags fail first")
-    assert cli_main(["export", str(model)] + argv) == 2
+    assert cli_main(["export", "--model", str(model)] + argv) == 2
     assert message in capsys.readouterr().err
 
 
@@ -261,7 +262,7 @@ def test_cli_tflite_boxmot(caffe_model, tmp_path, capsys, monkeypatch):
     source = tmp_path / "mmga_market.keras"
     caffe_model.save(source)
     monkeypatch.chdir(tmp_path)
-    assert cli_main(["export", str(source), "--format", "tflite", "--profile", "boxmot"]) == 0
+    assert cli_main(["export", "--model", str(source), "--format", "tflite", "--profile", "boxmot"]) == 0
     printed = capsys.readouterr().out
     assert os.path.isfile("exported/mmga_market_boxmot.tflite")
     assert os.path.isfile("exported/mmga_market_boxmot.tflite.metadata.json")
