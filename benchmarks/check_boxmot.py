@@ -12,10 +12,11 @@ venv with `pip install boxmot==25.0.0 onnxruntime ai-edge-litert`:
    normalises and L2-normalises itself. Each is compared with the package's
    features of the same boxes (Keras, and the package's ONNX Runtime extractor):
    cosine per box, min and mean.
-2. Tracking: BoT-SORT with `reid_weights=mmga_boxmot.onnx` on the synthetic
-   sequence, detections = ground-truth boxes (conf 0.9) of the people that are
-   at least half visible. For every person: the track ids it was given, and
-   the id switches (consecutive visible frames with different ids). The same
+2. Tracking: BoT-SORT with the ONNXBackend of `mmga_boxmot.onnx` as its re-ID
+   on the synthetic sequences ("cross", "bounce"), detections = ground-truth boxes (conf 0.9) of the people that are
+   at least half visible. For every person: the track ids it was given, the
+   id switches (consecutive visible frames with different ids) and whether it
+   took an id another person had first (a swap, not just a new id). The same
    run without appearance (`use_embeddings=False`) is printed beside it.
 """
 
@@ -47,10 +48,10 @@ def features(backend, ref):
     return out
 
 
-def track(seq, weights, **tracker_kwargs):
-    """BoT-SORT over `seq` with BoxMOT's ONNXBackend of `weights`; per person: ids, switches; and the re-ID calls."""
+def track(seq, weights, tracker_class="BotSort", **tracker_kwargs):
+    """A BoxMOT tracker over `seq` with BoxMOT's ONNXBackend of `weights`; per person: ids, switches; re-ID calls."""
+    import boxmot
     import torch
-    from boxmot import BotSort
     from boxmot.reid.backends.onnx_backend import ONNXBackend
 
     backend = ONNXBackend(weights, torch.device("cpu"), False)
@@ -63,7 +64,7 @@ def track(seq, weights, **tracker_kwargs):
         return get_features(boxes, image)
 
     backend.get_features = counted
-    tracker = BotSort(reid_model=backend, device="cpu", half=False, **tracker_kwargs)
+    tracker = getattr(boxmot, tracker_class)(reid_model=backend, device="cpu", half=False, **tracker_kwargs)
     frames, boxes, visible = seq["frames"], seq["boxes"], seq["visible"]
     ids = np.full(visible.shape, -1, int)  # ids[f, person]: the track id the tracker reported, -1 none
     for f in range(len(frames)):
@@ -74,13 +75,20 @@ def track(seq, weights, **tracker_kwargs):
             best = max(people, key=lambda q: iou(row[:4], boxes[f, q]), default=None)
             if best is not None and iou(row[:4], boxes[f, best]) > 0.5:
                 ids[f, best] = int(row[4])
+    owner = {}  # track id -> the person it was first given to
+    for f in range(len(frames)):
+        for q in range(visible.shape[1]):
+            if ids[f, q] >= 0:
+                owner.setdefault(int(ids[f, q]), q)
     report = {}
     for q in range(visible.shape[1]):
         seen = [int(i) for i in ids[:, q] if i >= 0]
         switches = sum(1 for x, y in zip(seen, seen[1:]) if x != y)
         report[f"person_{q}"] = {"detected_frames": int(visible[:, q].sum()), "tracked_frames": len(seen),
                                  "ids": sorted(set(seen)), "id_switches": switches,
-                                 "kept_id": len(set(seen)) == 1}
+                                 "kept_id": len(set(seen)) == 1,
+                                 # switches to an id another person had first (a swap), vs to a new id
+                                 "took_another_persons_id": sum(owner[i] != q for i in set(seen))}
     return {"people": report, "reid": calls}
 
 
@@ -119,21 +127,30 @@ def main(argv=None):
     c = cosine(ref["extractor"], ref["keras"])
     print(f"(package extractor vs Keras: min cosine {c.min():.7f})")
 
-    seq = dict(np.load(folder / "sequence.npz"))
-    results["sequence"] = {"frames": int(len(seq["frames"])), "people": int(seq["visible"].shape[1]),
-                           "hidden_detections": int((~seq["visible"]).sum())}
-    results["tracking"] = {
-        "botsort_mmga_reid": track(seq, folder / "mmga_boxmot.onnx"),
-        "botsort_no_reid": track(seq, folder / "mmga_boxmot.onnx", use_embeddings=False),
-    }
-    for label, run in results["tracking"].items():
-        report = run["people"]
-        print(f"{label}: re-ID called {run['reid']['calls']} times on {run['reid']['crops']} boxes")
-        kept = sum(r["kept_id"] for r in report.values())
-        switches = sum(r["id_switches"] for r in report.values())
-        print(f"{label}: {kept}/{len(report)} people kept one id, {switches} id switches; "
-              + "; ".join(f"{k}: ids {r['ids']} over {r['tracked_frames']}/{r['detected_frames']} frames"
-                          for k, r in report.items()))
+    results["tracking"] = {}
+    for scenario in ("cross", "bounce"):
+        path = folder / ("sequence.npz" if scenario == "cross" else f"sequence_{scenario}.npz")
+        if not path.exists():
+            continue
+        seq = dict(np.load(path))
+        results["tracking"][scenario] = {
+            "frames": int(len(seq["frames"])), "people": int(seq["visible"].shape[1]),
+            "hidden_detections": int((~seq["visible"]).sum()),
+            "botsort_mmga_reid": track(seq, folder / "mmga_boxmot.onnx"),
+            "botsort_no_reid": track(seq, folder / "mmga_boxmot.onnx", use_embeddings=False),
+            "strongsort_mmga_reid": track(seq, folder / "mmga_boxmot.onnx", "StrongSort"),
+        }
+        for label in ("botsort_mmga_reid", "botsort_no_reid", "strongsort_mmga_reid"):
+            run = results["tracking"][scenario][label]
+            report = run["people"]
+            kept = sum(r["kept_id"] for r in report.values())
+            switches = sum(r["id_switches"] for r in report.values())
+            swaps = sum(r["took_another_persons_id"] > 0 for r in report.values())
+            print(f"[{scenario}] {label}: re-ID called {run['reid']['calls']} times on {run['reid']['crops']} boxes; "
+                  f"{kept}/{len(report)} people kept one id, {switches} id switches, {swaps} people took "
+                  f"another person's id; "
+                  + "; ".join(f"{k}: ids {r['ids']} over {r['tracked_frames']}/{r['detected_frames']} frames"
+                              for k, r in report.items()))
     with open(folder / "boxmot_results.json", "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {folder / 'boxmot_results.json'}")

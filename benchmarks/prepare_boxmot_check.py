@@ -45,13 +45,15 @@ def boxmot_crop(frame, box):
     return frame[max(0, y1):min(h, y2), max(0, x1):min(w, x2)]
 
 
-def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0):
+def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0, scenario="cross"):
     """Synthetic people walking over a background: `(frames BGR uint8, boxes (T, P, 4), visible (T, P))`.
 
-    Four people: two walk towards each other on one line and cross (one passes
-    in front), one walks diagonally, one stands. A person more than half hidden
-    behind another is given no detection that frame (`visible` False), so the
-    tracker has to re-identify them afterwards.
+    Four people. `"cross"`: two walk towards each other on one line and cross
+    (one passes in front), one walks diagonally, one stands. `"bounce"`: the two
+    meet in the middle and turn back the way they came, and neither is detected
+    for the 8 frames around the meeting, so a constant-velocity motion model
+    predicts each where the other reappears. A person more than half hidden
+    behind another is given no detection that frame (`visible` False).
     """
     import cv2
 
@@ -85,11 +87,15 @@ def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0):
     frames_out, boxes, visible = [], np.zeros((frames, 4, 4), np.float32), np.zeros((frames, 4), bool)
     for f in range(frames):
         a = f / (frames - 1)
+        bounce = 1.0 - abs(2.0 * a - 1.0)  # 0 -> 1 (meeting) -> 0
         img = background.copy()
         cover = np.full((H, W), -1, int)
         for p in order:
             x0, y0, x1, y1 = paths[p]
-            x, y = int(round(x0 + a * (x1 - x0))), int(round(y0 + a * (y1 - y0)))
+            t = bounce if scenario == "bounce" and p < 2 else a
+            if scenario == "bounce" and p < 2:
+                x1 = 300 - 10 * (p == 0) + 10 * (p == 1)  # meet in the middle
+            x, y = int(round(x0 + t * (x1 - x0))), int(round(y0 + t * (y1 - y0)))
             bgr, mask = people[p]
             h, w = mask.shape
             region = img[y:y + h, x:x + w]
@@ -102,6 +108,8 @@ def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0):
             mask = people[p][1]
             seen = np.sum(cover[y1_:y2_, x1_:x2_][mask[:y2_ - y1_, :x2_ - x1_]] == p)
             visible[f, p] = seen > 0.5 * mask.sum()
+            if scenario == "bounce" and p < 2 and abs(f - (frames - 1) / 2) < 4:
+                visible[f, p] = False  # no detection of either around the meeting
         frames_out.append(img)
     return np.stack(frames_out), boxes, visible
 
@@ -165,6 +173,8 @@ def main(argv=None):
                         frame_of=np.int32(frame_of), keras=keras_features, extractor=extractor_features,
                         names=np.array([os.path.basename(x) for x in a.frames]))
     np.savez_compressed(out("sequence.npz"), frames=seq, boxes=seq_boxes, visible=seq_visible)
+    bounce = make_sequence(scenario="bounce")
+    np.savez_compressed(out("sequence_bounce.npz"), frames=bounce[0], boxes=bounce[1], visible=bounce[2])
     cv2.imwrite(out("sequence_frame24.png"), seq[len(seq) // 2])
     print(f"wrote {a.out}: {len(crops)} person boxes in {len(frames)} frames, a {len(seq)}-frame sequence "
           f"({int((~seq_visible).sum())} hidden detections)")
