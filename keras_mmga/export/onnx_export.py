@@ -13,11 +13,10 @@ import numpy as np
 
 from keras_mmga.run_lock import check_output_file
 from keras_mmga.export.card import build_card
-from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert
+from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert, rename_tensor
 from keras_mmga.export.float16 import to_float16
 from keras_mmga.export.graph import unused_nodes
 from keras_mmga.export.profiles import TENSOR_NAMES, check_profile, is_field, write_boxmot_metadata
-from keras_mmga.export.conversion import rename_tensor
 from keras_mmga.export.inference import INPUT_NAME, OUTPUT_NAME, float32_inference_copy, inference_function
 from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, ParityError, parity
 from keras_mmga.export.verify import parity_images as make_parity_images
