@@ -102,7 +102,7 @@ def test_train_flags_reach_the_config():
 
 
 def test_config_variant_names_are_the_models():
-    from keras_mmga.engine.config import VARIANT_NAMES
+    from keras_mmga.settings import VARIANT_NAMES
     from keras_mmga.engine.ablation import VARIANT_ORDER
     from keras_mmga.models import VARIANTS
 
@@ -272,10 +272,10 @@ def test_command_line_run_prints_no_tensorflow_startup_lines(tmp_path):
     assert done.stderr.startswith("error: ") and "not a valid Keras archive" in done.stderr
 
 
-def test_readme_import_path_of_the_engine_works():
+def test_readme_import_path_of_load_model_works():
     import keras_mmga
 
-    assert keras_mmga.engine.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
+    assert keras_mmga.models.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
 
 
 def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):

@@ -21,7 +21,8 @@ import os
 import sys
 
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
-from keras_mmga.engine.config import DATASETS, VARIANT_NAMES, defaults, TrainConfig
+from keras_mmga.engine.config import TrainConfig, defaults
+from keras_mmga.settings import DATASETS, VARIANT_NAMES
 
 # Set per run (dataset, variant) or by this command's own flags (verbosity).
 _PER_RUN = ("dataset_root", "output_dir", "mask_root", "dataset", "variant", "verbose")

@@ -7,7 +7,8 @@ exported/demo_<variant>.onnx.
 import argparse
 import sys
 
-from keras_mmga.engine.config import VARIANT_NAMES, DemoConfig, defaults
+from keras_mmga.engine.config import DemoConfig, defaults
+from keras_mmga.settings import VARIANT_NAMES
 
 D = defaults(DemoConfig)
 

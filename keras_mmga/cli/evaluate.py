@@ -7,10 +7,9 @@ With --quiet only one JSON line of the metrics is printed.
 
 import argparse
 import json
-import sys
 
 from keras_mmga.cli.shared import add_model, model_from
-from keras_mmga.engine.config import DATASETS
+from keras_mmga.settings import DATASETS
 
 
 def add_arguments(p):

@@ -23,7 +23,7 @@ import os
 import sys
 
 from keras_mmga.cli.shared import add_model, model_from
-from keras_mmga.engine.config import DATASETS
+from keras_mmga.settings import DATASETS
 
 # Defaults restated here so `--help` imports nothing heavy; tests check they match the package's.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 18
@@ -115,7 +115,7 @@ def output_path(model, output, int8=False):
 
 
 def _run_int8(a, output):
-    from keras_mmga.export_int8 import AccuracyError, calibration_paths, export_int8
+    from keras_mmga.export.int8 import AccuracyError, calibration_paths, export_int8
 
     paths = calibration_paths(a.calibration, a.calibration_count)  # missing / empty folder: before converting
     try:

@@ -17,7 +17,7 @@ import numpy as np
 from keras_mmga.deploy.index_files import INDEX_FORMAT, INDEX_SUFFIX, index_files, read_index_arrays, read_index_meta
 from keras_mmga.image_io import IMAGE_SUFFIXES, list_images, parse_reid_name, sha256
 from keras_mmga.progress import Progress
-from keras_mmga.search_backends import FaissBackend, NumpyBackend, make_backend
+from keras_mmga.deploy.search_engines import FaissBackend, NumpyBackend, make_backend
 
 
 def _check_unit_length(features, what="features"):

@@ -11,7 +11,7 @@ import json
 import os
 
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.models.variants import DEFAULT_PARTS
+from keras_mmga.settings import DEFAULT_PARTS
 
 # Settings that a resumed run must share with the run it resumes: they fix the
 # model's variables or the data stream. Everything else (learning rate,

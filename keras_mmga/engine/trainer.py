@@ -31,7 +31,7 @@ import os
 
 import keras
 
-from keras_mmga import distribute
+from keras_mmga.backends import distribute
 from keras_mmga.data import load_dataset
 from keras_mmga.engine.callbacks import (
     EpochCSVLogger,
@@ -69,7 +69,7 @@ class TrainingDiverged(RuntimeError):
 def mixed_precision_policy():
     """`"mixed_float16"` with a GPU (loss scaling applies), `"mixed_bfloat16"` on CPU."""
     if keras.backend.backend() == "jax":
-        from keras_mmga import jax_backend
+        from keras_mmga.backends import jax as jax_backend
 
         return "mixed_float16" if jax_backend.has_gpu() else "mixed_bfloat16"
     import tensorflow as tf
@@ -111,13 +111,13 @@ def _placement(config):
     TensorFlow: a `tf.distribute` strategy; each replica runs the step on its
     slice of the batch, so the PK stream is blocked per replica (whole
     identities each) and the losses reduce across replicas
-    (`keras_mmga.distribute`). JAX: a Keras distribution (`DataParallel`,
-    `keras_mmga.jax_backend`); the step computes on the global batch sharded
+    (`keras_mmga.backends.distribute`). JAX: a Keras distribution (`DataParallel`,
+    `keras_mmga.backends.jax`); the step computes on the global batch sharded
     over the devices, so the stream is the one-device stream.
     """
     devices = list(config.devices) if config.devices else None
     if keras.backend.backend() == "jax":
-        from keras_mmga import jax_backend
+        from keras_mmga.backends import jax as jax_backend
 
         distribution, num_devices, process = jax_backend.training_distribution(config.strategy, devices)
         scope = distribution.scope if distribution is not None else contextlib.nullcontext

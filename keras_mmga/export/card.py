@@ -37,7 +37,7 @@ def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy):
     import tensorflow as tf
     import tf2onnx
 
-    from keras_mmga import tensorrt_ops
+    from keras_mmga.export import tensorrt_ops
 
     h, w = model.image_size
     return {
