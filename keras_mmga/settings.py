@@ -7,7 +7,7 @@ shows it without importing TensorFlow. Only the standard library is used.
 
 Tables: `VARIANTS` (Table 1 of the paper), `DEFAULT_PARTS` and the one
 part-name rule (`check_part_name`), `MASK_MODES`, `MASK_FORMATS`,
-`DRESS_GROUPS`, `EPOCH_DEFINITIONS`, `STRATEGIES`, `DATASETS` and
+`DRESS_GROUPS`, `EPOCH_DEFINITIONS`, `STRATEGIES`, `DATASETS`, `BACKBONES` and
 `COMPILE_DEFAULTS` (the paper's §4.2 settings of `MMGA.compile`). The named
 budgets over those defaults (`RECIPES`, "recipe" in `--recipe`) live with the
 `TrainConfig` fields they change, in `keras_mmga.engine.config`.
@@ -74,6 +74,11 @@ COMPILE_DEFAULTS = dict(
     part_attention_weight=0.5,
     cross_replica_triplet=True,
 )
+# The backbone layouts (`keras_mmga.models.backbone`) and the in-graph preprocessing their
+# published ImageNet weights expect. The paper started from torchvision's ResNet50 (v1.5).
+BACKBONES = ("resnet50", "resnet50_v1.5")
+BACKBONE_PREPROCESSING = {"resnet50": "caffe", "resnet50_v1.5": "torch"}
+
 # compile() settings that only build the default optimizer ("sgd").
 OPTIMIZER_SETTINGS = (
     "learning_rate", "backbone_lr_scale", "momentum", "weight_decay", "lr_decay_epochs", "lr_decay_rate",

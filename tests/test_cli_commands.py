@@ -306,3 +306,17 @@ def test_a_warning_is_one_line_once(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err == (f"warning: variant 'baseline' trains without masks: mask_root (--masks) {str(tmp_path)!r} is "
                    "not read (wmga, dmga and mmga use it).\n")
+
+
+@pytest.mark.parametrize("weights, message", [("missing.pth", "Backbone weights not found"),
+                                              ("imagenet", "takes torchvision / timm weights")])
+def test_v15_backbone_weights_that_cannot_load_are_one_line_before_any_data(tmp_path, capsys, monkeypatch, weights,
+                                                                            message):
+    from keras_mmga.engine import trainer
+
+    monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the weights"))
+    code = main(["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
+                 "--backbone", "resnet50_v1.5", "--backbone-weights", str(tmp_path / weights)
+                 if weights != "imagenet" else weights])
+    assert code == 2
+    assert message in _one_line_error(capsys)
