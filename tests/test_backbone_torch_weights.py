@@ -69,7 +69,7 @@ def _write_safetensors(path, state):
         f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
 
 
-def _write_torch_zip(path, state, monkeypatch):
+def _write_torch_zip(path, state, monkeypatch, legacy=False):
     """What `torch.save(state_dict, path)` writes: archive/data.pkl + archive/data/<key>, without torch.
 
     The pickle names torch's globals (torch._utils._rebuild_tensor_v2, torch.FloatStorage); stand-in
@@ -109,7 +109,7 @@ def _write_torch_zip(path, state, monkeypatch):
                 key = obj[1]
                 value = tensors[key]
                 cls = storages["FloatStorage" if value.dtype == np.float32 else "LongStorage"]
-                return ("storage", cls, key, "cpu", value.size)
+                return ("storage", cls, key, "cpu", value.size) + ((None,) if legacy else ())
             return None
 
     tensors = {str(i): np.ascontiguousarray(v) for i, v in enumerate(state.values())}
@@ -117,7 +117,18 @@ def _write_torch_zip(path, state, monkeypatch):
     for i, name in enumerate(state):
         payload[name].value = tensors[str(i)]
     buffer = io.BytesIO()
+    if legacy:  # torch.save before 1.6: magic, protocol, sys info, the state, the keys, then the storages
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(header, buffer, protocol=2)
     Pickler(buffer, protocol=2).dump(payload)
+    if legacy:
+        pickle.dump(list(tensors), buffer, protocol=2)
+        for value in tensors.values():
+            buffer.write(struct.pack("<q", value.size) + value.tobytes())
+        path.write_bytes(buffer.getvalue())
+        monkeypatch.delitem(sys.modules, "torch")
+        monkeypatch.delitem(sys.modules, "torch._utils")
+        return
     files["archive/data.pkl"] = buffer.getvalue()
     files["archive/byteorder"] = b"little"
     for key, value in tensors.items():
@@ -175,7 +186,8 @@ def state():
 def test_safetensors_and_torch_zip_readers_return_the_state_dict(state, tmp_path, monkeypatch):
     _write_safetensors(tmp_path / "model.safetensors", state)
     _write_torch_zip(tmp_path / "resnet50.pth", state, monkeypatch)
-    for path in (tmp_path / "model.safetensors", tmp_path, tmp_path / "resnet50.pth"):
+    _write_torch_zip(tmp_path / "resnet50_legacy.pth", state, monkeypatch, legacy=True)
+    for path in (tmp_path / "model.safetensors", tmp_path, tmp_path / "resnet50.pth", tmp_path / "resnet50_legacy.pth"):
         read = torch_weights.read_state_dict(path)
         assert set(read) == set(state)
         for name, value in state.items():

@@ -3,7 +3,8 @@
 The paper starts from torchvision's ImageNet ResNet50. Its published weights come in two formats,
 both readable here with NumPy alone, so a machine without PyTorch can build the paper's start:
 
-* a `torch.save` file (`resnet50-0676ba61.pth`, `resnet50-11ad3fa6.pth`, a `pytorch_model.bin`):
+* a `torch.save` file (`resnet50-0676ba61.pth`, `resnet50-11ad3fa6.pth`, a `pytorch_model.bin`; the
+  zip format of PyTorch >= 1.6 and the older one):
   a zip of one pickle plus raw tensor storages. The pickle is read with a restricted unpickler
   that knows only tensors, storages and ordered dicts, so a file cannot run code;
 * a safetensors file (`model.safetensors` of a timm / Hugging Face folder such as
@@ -79,12 +80,12 @@ def read_state_dict(path):
         head = f.read(8)
     if zipfile.is_zipfile(path):
         state = _read_torch_zip(path)
+    elif head[:2] == b"\x80\x02":  # a protocol-2 pickle: torch.save before PyTorch 1.6
+        state = _read_torch_legacy(path)
     elif len(head) == 8 and _looks_like_safetensors(path, head):
         state = _read_safetensors(path)
     else:
-        raise ValueError(
-            f"{path!r} is neither a safetensors file nor a zip-format torch.save file (PyTorch >= 1.6). "
-            "Re-save it with torch.save(torch.load(path), new_path), or convert it to safetensors.")
+        raise ValueError(f"{path!r} is neither a safetensors file nor a torch.save file.")
     # Checkpoints saved from a training wrapper nest the weights or prefix their names.
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state.get(key), dict):
@@ -179,7 +180,21 @@ class _Storage:
         self.dtype = dtype
 
 
+class _LegacyStorage:
+    """A storage of a pre-1.6 file, whose bytes follow the pickle: tensors on it are built afterwards."""
+
+    def __init__(self, dtype):
+        self.dtype, self.array = dtype, None
+
+
+class _LazyTensor:
+    def __init__(self, storage, *args):
+        self.storage, self.args = storage, args
+
+
 def _rebuild_tensor(storage, offset, size, stride, *unused):
+    if isinstance(storage, _LegacyStorage):
+        return _LazyTensor(storage, offset, size, stride)
     # `storage` is already an array of the tensor's dtype (bfloat16 widened to float32), so the
     # element strides of the pickle scale by its itemsize.
     flat = np.asarray(storage)
@@ -214,6 +229,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         kind, storage, key, _location, _numel = pid[:5]
         if kind != "storage":
             raise pickle.UnpicklingError(f"unexpected persistent id {kind!r}")
+        if self._archive is None:  # pre-1.6 format: the bytes come after the pickle
+            if len(pid) > 5 and pid[5] is not None:
+                raise pickle.UnpicklingError("storage views of the pre-1.6 format are not supported")
+            return self._storages.setdefault(key, _LegacyStorage(storage.dtype))
         if key not in self._storages:
             raw = self._archive.read(f"{self._prefix}data/{key}")
             self._storages[key] = _as_array(raw, storage.dtype)
@@ -237,7 +256,33 @@ def _read_torch_zip(path):
     return _plain(state)
 
 
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _read_torch_legacy(path):
+    """torch.save before PyTorch 1.6: magic, protocol, sys info and the state pickles, the storage
+    keys, then each storage as an 8-byte element count and its raw bytes."""
+    with open(path, "rb") as f:
+        header = [_RestrictedUnpickler(f, None, "").load() for _ in range(3)]
+        if header[0] != _LEGACY_MAGIC:
+            raise ValueError(f"{path!r} is a pickle but not a torch.save file.")
+        unpickler = _RestrictedUnpickler(f, None, "")
+        try:
+            state = unpickler.load()
+            keys = _RestrictedUnpickler(f, None, "").load()
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{path!r}: {err}") from err
+        for key in keys:
+            storage = unpickler._storages[key]
+            (count,) = struct.unpack("<q", f.read(8))
+            itemsize = 2 if storage.dtype == "bfloat16" else np.dtype(storage.dtype).itemsize
+            storage.array = _as_array(f.read(count * itemsize), storage.dtype)
+    return _plain(state)
+
+
 def _plain(value):
+    if isinstance(value, _LazyTensor):
+        return _rebuild_tensor(value.storage.array, *value.args)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
