@@ -125,3 +125,14 @@ def test_gallery_index_adds_save_and_load(tmp_path):
         d, r = idx.search(g[:4], 5)
         np.testing.assert_array_equal(r, want_r)
         np.testing.assert_allclose(d, want_d, atol=1e-6)
+
+
+def test_reserve_then_adds_do_not_reallocate():
+    g = unit(np.random.default_rng(5).normal(size=(100, 8)))
+    backend = NumpyBackend(8)
+    backend.reserve(100)
+    buffer = backend._buffer
+    for start in range(0, 100, 10):
+        backend.add(g[start : start + 10])
+    assert backend._buffer is buffer and backend.reallocations == 1
+    np.testing.assert_array_equal(backend.search(g[7:8], 1)[1], [[7]])
