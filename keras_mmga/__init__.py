@@ -25,6 +25,14 @@ _LAZY = {
     "layers": "keras_mmga.layers",
     "losses": "keras_mmga.losses",
     "optimizers": "keras_mmga.optimizers",
+    # Subpackages, so that `import keras_mmga; keras_mmga.engine.load_model(...)` works as written.
+    "data": "keras_mmga.data",
+    "deploy": "keras_mmga.deploy",
+    "engine": "keras_mmga.engine",
+    "evaluation": "keras_mmga.evaluation",
+    "export": "keras_mmga.export",
+    "masks": "keras_mmga.masks",
+    "models": "keras_mmga.models",
 }
 
 __all__ = ["MMGA", "MMGABackbone", "VARIANTS", "layers", "losses", "optimizers", "__version__"]

@@ -56,8 +56,11 @@ def test_offline_imagenet_error_says_where_to_put_the_file(monkeypatch):
         raise Exception("URL fetch failure: no network")
 
     monkeypatch.setattr(keras.applications, "ResNet50", offline)
-    with pytest.raises(RuntimeError, match=backbone.WEIGHTS_FILE):
+    with pytest.raises(ConnectionError, match=backbone.WEIGHTS_FILE):
         build_resnet50_stages((64, 32, 3), weights="imagenet")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(ConnectionError, match="--backbone-weights none"):
+        backbone.fetch_imagenet_weights()
 
 
 def test_bad_input_shape():

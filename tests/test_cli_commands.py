@@ -77,17 +77,17 @@ def test_bad_values_exit_2_with_one_line(tmp_path, capsys):
     assert "divisible by 16" in _one_line_error(capsys)
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"truncated")
-    assert main(["evaluate", os.fspath(bad), "--data", os.fspath(tmp_path)]) == 2
+    assert main(["evaluate", "--model", os.fspath(bad), "--data", os.fspath(tmp_path)]) == 2
     assert "not a valid Keras archive" in _one_line_error(capsys)
-    assert main(["evaluate", os.fspath(bad), "--data", os.fspath(tmp_path), "--batch-size", "0"]) == 2
+    assert main(["evaluate", "--model", os.fspath(bad), "--data", os.fspath(tmp_path), "--batch-size", "0"]) == 2
     assert "--batch-size must be ≥ 1" in _one_line_error(capsys)
-    assert main(["demo", "--epochs", "0", "--out", os.fspath(tmp_path / "demo")]) == 2
+    assert main(["demo", "--epochs", "0", "--output", os.fspath(tmp_path / "demo")]) == 2
     assert "--epochs must be ≥ 1" in _one_line_error(capsys)
     assert main(["ablation", "--output", os.fspath(tmp_path / "ablation")]) == 2
     assert "give --data/--masks or --synthetic" in _one_line_error(capsys)
-    with pytest.raises(SystemExit) as exit_:  # argparse's usage error: exit 2 too
-        main(["train", "--data", "d", "--output", "o", "--epoch", "passes"])
-    assert exit_.value.code == 2
+    # argparse's usage error: one line and exit 2 too
+    assert main(["train", "--data", "d", "--output", "o", "--epoch", "passes"]) == 2
+    assert "argument --epoch: invalid choice: 'passes'" in _one_line_error(capsys)
 
 
 def test_train_flags_reach_the_config():
@@ -135,3 +135,154 @@ def test_ablation_passes_missing_masks_to_every_run(tmp_path, monkeypatch):
                  "--masks", str(tmp_path / "generated"), "--name", "Mine", "--missing-masks", "ignore"])
     assert code == 0
     assert seen["missing_masks"] == "ignore" and seen["datasets"] == [("Mine", str(tmp_path / "generated"))]
+
+
+# --- one vocabulary, one-line errors, outputs checked first (issue 27) ---------------------------------------
+
+@pytest.mark.parametrize("command,old", sorted(__import__("keras_mmga.cli", fromlist=["RENAMED"]).RENAMED))
+def test_renamed_flags_are_refused_naming_the_new_one(command, old, capsys):
+    from keras_mmga.cli import RENAMED
+
+    assert main([command, f"{old}=x"]) == 2
+    err = _one_line_error(capsys)
+    assert err == f"error: {old} is now {RENAMED[command, old]} (keras-mmga {command} --help lists the flags)\n"
+
+
+def test_old_spellings_of_model_output_and_verbosity_are_refused(tmp_path, capsys):
+    assert main(["evaluate", "m.keras", "--data", "d"]) == 2
+    assert "the model is given with --model: keras-mmga evaluate --model m.keras" in _one_line_error(capsys)
+    assert main(["export", "m.keras"]) == 2
+    assert "keras-mmga export --model m.keras" in _one_line_error(capsys)
+    assert main(["synthetic", str(tmp_path)]) == 2
+    assert f"keras-mmga synthetic --output {tmp_path}" in _one_line_error(capsys)
+    assert main(["train", "--data", "d", "--output", "o", "--verbose", "0"]) == 2
+    assert "--verbose takes no value" in _one_line_error(capsys) and not os.path.exists("o")
+    # Every command has both verbosity flags.
+    from keras_mmga.cli import build_parser
+
+    for command in COMMANDS:
+        sub = build_parser(command)._subparsers._group_actions[0].choices[command]
+        flags = {f for action in sub._actions for f in action.option_strings}
+        assert {"--quiet", "--verbose"} <= flags, command
+
+
+def test_train_output_that_is_a_file_or_below_one_is_refused_before_work(tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    base = ["train", "--data", str(tmp_path), "--variant", "baseline", "--backbone-weights", "none"]
+    assert main(base + ["--output", str(taken)]) == 2
+    assert "is an existing file, not a folder" in _one_line_error(capsys)
+    assert main(base + ["--output", str(taken / "run")]) == 2
+    assert "notes.txt' is a file, not a folder" in _one_line_error(capsys)
+    assert taken.read_text() == "mine"
+
+
+def test_offline_imagenet_is_one_line_before_any_data_is_read(tmp_path, capsys, monkeypatch):
+    import keras
+
+    from keras_mmga.engine import trainer
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/x: None -- [Errno -3] "
+                        "Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the weights"))
+    code = main(["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline"])
+    assert code == 2
+    err = _one_line_error(capsys)
+    assert "Could not obtain the ImageNet ResNet50 weights" in err and "--backbone-weights none" in err
+    assert not (tmp_path / "run").exists()  # the lock's folder is not left behind
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    from keras_mmga.cli import synthetic
+
+    def interrupted(args):
+        raise KeyboardInterrupt("3 masks written this run are kept")
+
+    monkeypatch.setattr(synthetic, "run", interrupted)
+    assert main(["synthetic", "--output", "x"]) == 130
+    err = capsys.readouterr().err
+    assert err == "error: interrupted (3 masks written this run are kept)\n"
+
+
+def test_evaluate_quiet_prints_only_the_metrics_line(tmp_path, monkeypatch, capsys):
+    from keras_mmga.evaluation import model_metrics
+
+    seen = {}
+
+    def fake_metrics(model, root, dataset, batch_size, **kwargs):
+        seen.update(kwargs)
+        return {"rank1": 0.5, "rank5": 0.75, "rank10": 1.0, "mAP": 0.25, "mINP": 0.125, "num_valid_queries": 4}
+
+    monkeypatch.setattr(model_metrics, "dataset_metrics", fake_metrics)
+    assert main(["evaluate", "--model", "m.keras", "--data", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"rank1": 0.5, "rank5": 0.75, "rank10": 1.0, "mAP": 0.25, "mINP": 0.125}
+    assert out.out.count("\n") == 1 and out.err == "" and seen["verbose"] is False
+    assert main(["evaluate", "--model", "m.keras", "--data", str(tmp_path)]) == 0
+    assert "| rank-1 |" in capsys.readouterr().out and seen["verbose"] is True
+
+
+def test_budget_line_says_what_an_epoch_is():
+    from keras_mmga.engine.config import TrainConfig
+    from keras_mmga.engine.trainer import describe_budget
+
+    fixed = TrainConfig("d", "o", epoch="images", steps_per_epoch=50, epochs=8, num_identities=8)
+    line = describe_budget(fixed, 50, 32)
+    assert "every image once" not in line and "fixed by steps_per_epoch" in line and "400 iterations" in line
+    natural = describe_budget(TrainConfig("d", "o", epoch="images"), 136, 96)
+    assert "about every image once" in natural
+
+
+def test_no_replacement_help_says_what_the_flag_does():
+    from keras_mmga.cli import build_parser
+
+    sub = build_parser("train")._subparsers._group_actions[0].choices["train"]
+    action = next(a for a in sub._actions if "--no-replacement" in a.option_strings)
+    assert action.help.startswith("refuse identities with fewer than K images")
+    assert "sampled with replacement" not in action.help
+
+
+def test_startup_noise_filter_keeps_everything_else():
+    from keras_mmga.cli.stderr_filter import is_noise
+
+    noise = [b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+             b"I0000 00:00:1796475063.298208    4795 port.cc:153] oneDNN custom operations are on.\n",
+             b"E0000 00:00:1796475077.324181    4881 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n",
+             b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
+             b"appropriate compiler flags.\n"]
+    kept = [b"error: Mask root 'x' does not exist.\n", b"masks: 10/20 images\r", b"Epoch 1/3\n",
+            b"I0000 is not a log line\n"]
+    assert all(is_noise(line) for line in noise) and not any(is_noise(line) for line in kept)
+
+
+def test_command_line_run_prints_no_tensorflow_startup_lines(tmp_path):
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"truncated")
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "keras_mmga", "evaluate", "--model", str(bad), "--data",
+                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: ") and "not a valid Keras archive" in done.stderr
+
+
+def test_readme_import_path_of_the_engine_works():
+    import keras_mmga
+
+    assert keras_mmga.engine.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
+
+
+def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import demo
+
+    def noisy(config, export=True):
+        print("Training mmga ...")
+        print("Epoch 1/8", file=sys.stderr)
+        return {"table": "| Model | rank-1 |"}
+
+    monkeypatch.setattr(demo, "run_demo", noisy)
+    assert main(["demo", "--output", str(tmp_path / "d"), "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert out.out == "| Model | rank-1 |\n" and out.err == ""

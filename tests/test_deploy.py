@@ -169,7 +169,8 @@ def test_stale_index_and_search_script(exported, tmp_path, capsys):
     lines = out.out.strip().splitlines()
     assert len(lines) == 5 and lines[0] == f"query {query}" and lines[2].endswith(query)
     rank, distance, pid, cam = lines[2].split()[:4]
-    assert (rank, pid, cam) == ("1", "1", "1") and float(distance) < 1e-3
+    # The camera as the file name numbers it (c2), not the 0-based camid stored in the index.
+    assert (rank, pid, cam) == ("1", "1", "2") and "_c2s" in NAMES[1] and float(distance) < 1e-3
     assert "gallery features: 6/6 images" in out.err  # progress while the index is built
     assert os.path.isfile(tmp_path / "g.index.npz") and "rebuilding" not in out.err
     assert search.main(argv) == 0 and "rebuilding" not in capsys.readouterr().err  # loaded, not rebuilt
@@ -367,9 +368,9 @@ def test_search_script_bad_input_exits_2_with_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
     for flag in ("--topk", "--batch-size"):
-        with pytest.raises(SystemExit) as exit_info:
-            search.main([query] + base + [flag, "0"])
-        assert exit_info.value.code == 2 and f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
+        assert search.main([query] + base + [flag, "0"]) == 2
+        err = capsys.readouterr().err
+        assert f"error: argument {flag}: must be at least 1, got 0" in err and len(err.strip().splitlines()) == 1
     assert search.main([query] + base + ["--topk", "1"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[2].endswith(query)
     # An --index under a folder that does not exist is refused, not created.
@@ -468,3 +469,25 @@ def test_deploy_runs_with_only_numpy_opencv_and_onnxruntime(exported, deploy_pyt
     assert result["top1"] == 2
     assert result["search_rc"] == 0, result["search_err"]
     assert result["search_out"].splitlines()[2].endswith(paths[4])
+
+
+def test_search_reads_webp_like_masks_and_names_a_keras_checkpoint(tmp_path, capsys):
+    from keras_mmga.cli import main
+    from keras_mmga.image_io import IMAGE_SUFFIXES, is_image_file, parse_reid_name
+    from keras_mmga.masks.writer import IMAGE_EXTENSIONS
+
+    assert IMAGE_EXTENSIONS == IMAGE_SUFFIXES and ".webp" in IMAGE_SUFFIXES and is_image_file("A.WEBP")
+    assert parse_reid_name("0007_c5s1_000100_01.webp") == (7, 4)
+    onnx_path = _mean_colour_model(tmp_path / "mean.onnx", "NHWC")
+    gallery = _colour_gallery(tmp_path / "gallery", names=("0001_c1s1_000100_01.webp", "0002_c5s1_000200_01.webp"))
+    query = tmp_path / "q.webp"
+    cv2.imwrite(str(query), np.full((128, 64, 3), 80, np.uint8))
+    assert main(["search", str(query), "--gallery", str(gallery), "--model", onnx_path, "--topk", "1"]) == 0
+    rank, _, pid, cam, path = capsys.readouterr().out.strip().splitlines()[2].split()
+    assert (rank, pid, cam) == ("1", "2", "5") and path.endswith("0002_c5s1_000200_01.webp")
+    # A training checkpoint is not an export: the message says which command makes one.
+    checkpoint = tmp_path / "best.keras"
+    checkpoint.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    assert main(["search", str(query), "--gallery", str(gallery), "--model", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "export it first (keras-mmga export --model" in err and err.count("\n") == 1

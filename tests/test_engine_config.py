@@ -92,8 +92,8 @@ def test_cli_has_a_flag_per_field_and_reads_each_back():
                    "--attention-weight", "0.2", "--part-attention-weight", "0.7", "--backbone-weights", "None",
                    "--mask-format", "binary", "--dress-group", "none", "--missing-masks", "ignore",
                    "--no-replacement", "--erasing-probability", "0.1", "--cache-images", "--eval-every", "2",
-                   "--eval-batch-size", "8", "--strategy", "mirrored", "--sync-batchnorm", "--per-replica-triplet",
-                   "--mixed-precision", "--seed", "4", "--deterministic", "--verbose", "2"]
+                   "--eval-batch-size", "8", "--save-optimizer", "--strategy", "mirrored", "--sync-batchnorm", "--per-replica-triplet",
+                   "--mixed-precision", "--seed", "4", "--deterministic", "--progress", "2"]
     got = TrainConfig(**_parse(argv))
     expected = TrainConfig(
         "d", "o", mask_root="m", dataset="dukemtmcreid", variant="dmga", image_size=(128, 64), num_identities=6,
@@ -101,7 +101,8 @@ def test_cli_has_a_flag_per_field_and_reads_each_back():
         momentum=0.8, weight_decay=1e-4, lr_decay_epochs=3, lr_decay_rate=0.1, triplet_margin=0.5,
         triplet_weight=1.5, attention_weight=0.2, part_attention_weight=0.7, backbone_weights=None,
         mask_format="binary", dress_group="none", missing_masks="ignore", replacement=False,
-        erasing_probability=0.1, cache_images=True, eval_every=2, eval_batch_size=8, strategy="mirrored",
+        erasing_probability=0.1, cache_images=True, eval_every=2, eval_batch_size=8, save_optimizer=True,
+        strategy="mirrored",
         sync_batchnorm=True, cross_replica_triplet=False, mixed_precision=True, seed=4, deterministic=True,
         verbose=2)
     assert got == expected

@@ -49,12 +49,12 @@ def test_train_then_evaluate_from_the_command_line(dataset, tmp_path):
     run = tmp_path / "run"
     out = script("train.py", "--data", images, "--masks", masks, "--output", run, "--height", 64, "--width", 32,
                  "-P", 4, "-K", 2, "--epochs", 1, "--steps-per-epoch", 2, "--backbone-weights", "none",
-                 "--eval-every", 0, "--lr", 0.01, "--variant", "dmga", "--verbose", 0)
+                 "--eval-every", 0, "--lr", 0.01, "--variant", "dmga", "--progress", 0)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (run / "latest.keras").exists()
 
-    out = script("evaluate.py", run / "latest.keras", "--data", images, "--json", tmp_path / "m.json",
-                 "--pictures", tmp_path / "pics", "--num-pictures", 2, "--rerank", "--quiet")
+    out = script("evaluate.py", "--model", run / "latest.keras", "--data", images, "--json", tmp_path / "m.json",
+                 "--pictures", tmp_path / "pics", "--num-pictures", 2, "--rerank")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| rank-1 | rank-5 | rank-10 | mAP | mINP |" in out.stdout and "re-ranking" in out.stdout
     metrics = json.load(open(tmp_path / "m.json"))
@@ -67,7 +67,7 @@ def test_bad_input_exits_with_a_message_not_a_traceback(dataset, tmp_path):
     out = script("train.py", "--data", images, "--masks", masks, "--output", tmp_path, "-P", 40,
                  "--backbone-weights", "none")
     assert out.returncode == 2 and "fewer than P=40" in out.stderr and "Traceback" not in out.stderr
-    out = script("evaluate.py", tmp_path / "missing.keras", "--data", images)
+    out = script("evaluate.py", "--model", tmp_path / "missing.keras", "--data", images)
     assert out.returncode == 2 and "Model file not found" in out.stderr
 
 
@@ -209,7 +209,7 @@ def test_ablation_script_rewrites_synthetic_data_and_names_changed_settings(tmp_
     finished.mkdir(parents=True)
     (finished / "metrics.json").write_text(json.dumps({"rank1": 0.5, "mAP": 0.25, "settings": {}}))
     out = script("ablation.py", "--output", tmp_path, "--synthetic", "--synthetic-ids", 3, "--variants",
-                 "baseline", "--backbone-weights", "none", "--height", 64, "--width", 32, "--verbose", 0)
+                 "baseline", "--backbone-weights", "none", "--height", 64, "--width", 32, "--progress", 0)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "other settings" in out.stderr and "'num_train_ids': 3" in out.stderr
     assert len(_train_pids(tmp_path / "data" / "images")) == 3  # the data follow --synthetic-ids

@@ -57,11 +57,42 @@ def test_train_writes_run_folder_and_evaluates(dataset, tmp_path):
     saved = json.load(open(tmp_path / "config.json"))
     assert saved["variant"] == "mmga" and saved["num_classes"] == 5
 
+    # Epochs numbered from 1, as best.json and the console number them.
+    assert [r["epoch"] for r in rows] == ["1", "2"] and json.load(open(tmp_path / "best.json"))["epoch"] == 2
+    # Lean run folder: one copy of the resume state; the .keras files without the optimizer's state.
+    assert sorted(os.listdir(tmp_path / "backup")) == ["latest.weights.h5", "training_metadata.json"]
+    for name in ("latest.keras", "best.keras"):
+        assert _optimizer_variables(tmp_path / name) == 0, name
+    assert os.path.getsize(tmp_path / "latest.keras") < 0.6 * os.path.getsize(tmp_path / "backup" /
+                                                                              "latest.weights.h5")
+    tuned = keras.models.load_model(tmp_path / "best.keras")
+    assert not getattr(tuned, "compiled", False)  # fine-tuning compiles it with its own settings
+    tuned.compile(learning_rate=0.001, steps_per_epoch=1)
+
     result = dataset_metrics(tmp_path / "best.keras", dataset[0], pictures_dir=tmp_path / "pics",
                             json_path=tmp_path / "metrics.json", verbose=False)
     assert result["mAP"] == pytest.approx(history.history["val_mAP"][-1], abs=1e-6)
     assert json.load(open(tmp_path / "metrics.json"))["rank1"] == pytest.approx(result["rank1"])
     assert os.listdir(tmp_path / "pics" / "rankings") and os.listdir(tmp_path / "pics" / "attention")
+
+
+def _optimizer_variables(keras_file):
+    """Variables stored under the optimizer in a .keras archive (its model.weights.h5)."""
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(keras_file) as archive:
+        archive.extract("model.weights.h5", os.path.dirname(keras_file) + "/unzipped")
+    found = []
+    with h5py.File(os.path.dirname(keras_file) + "/unzipped/model.weights.h5") as f:
+        f.visit(lambda name: found.append(name) if name.startswith("optimizer") and "vars/" in name else None)
+    return len(found)
+
+
+def test_save_optimizer_keeps_it_in_the_keras_files(dataset, tmp_path):
+    train(config(dataset, tmp_path, epochs=1, steps_per_epoch=1, variant="baseline", save_optimizer=True))
+    assert _optimizer_variables(tmp_path / "latest.keras") > 0
 
 
 def train_command(dataset, out, **kw):
@@ -72,7 +103,7 @@ def train_command(dataset, out, **kw):
             "-P", str(c.num_identities), "-K", str(c.num_instances), "--epochs", str(c.epochs),
             "--steps-per-epoch", str(c.steps_per_epoch), "--lr", str(c.learning_rate),
             "--lr-decay-epochs", str(c.lr_decay_epochs), "--backbone-weights", "none", "--eval-every", "0",
-            "--seed", str(c.seed), "--verbose", "0"]
+            "--seed", str(c.seed), "--progress", "0"]
 
 
 def _weights(path):
@@ -128,7 +159,7 @@ def test_sigkill_mid_epoch_then_restart_finishes_like_an_uninterrupted_run(datas
         reference_log.close()
     assert reference.returncode == 0, (tmp_path / "reference.txt").read_text()[-3000:]
     rows, expected = read_log(run / "log.csv"), read_log(straight / "log.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.02, 0.01, 0.005])
     for key in ("loss", "triplet", "whole_softmax", "accuracy"):
         assert [float(r[key]) for r in rows] == [float(r[key]) for r in expected], key
@@ -155,7 +186,7 @@ def test_nan_stops_with_message_and_keeps_last_good_epoch(dataset, tmp_path):
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*epoch 2.*keep epoch 1"):
         train(cfg)
     assert ResumableBackup.completed_epochs(tmp_path / "backup") == 1
-    assert [int(r["epoch"]) for r in read_log(tmp_path / "log.csv")] == [0]
+    assert [int(r["epoch"]) for r in read_log(tmp_path / "log.csv")] == [1]
     import keras_mmga  # noqa: F401
 
     kept = keras.models.load_model(tmp_path / "latest.keras")
@@ -325,6 +356,14 @@ def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
     with pytest.raises(ValueError, match="divisible by the number of replicas"):
         train(config(dataset, tmp_path / "odd", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
                      num_identities=3))
+
+
+def test_per_replica_triplet_with_one_identity_per_replica_is_refused(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the check"))
+    with pytest.raises(ValueError, match="1 identity per replica: no anchor has a negative"):
+        train(config(dataset, tmp_path, variant="baseline", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
+                     num_identities=2, cross_replica_triplet=False))
+    assert not (tmp_path / "config.json").exists()
 
 
 @pytest.mark.slow

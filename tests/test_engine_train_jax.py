@@ -44,10 +44,10 @@ def test_train_evaluate_resume_on_jax_and_load_on_tensorflow(tmp_path):
     train = [os.path.join(ROOT, "scripts", "train.py"), "--data", images, "--masks", masks, "--output", run,
              "--height", "64", "--width", "32", "-P", "4", "-K", "2", "--steps-per-epoch", "2", "--lr", "0.01",
              "--lr-decay-epochs", "1", "--backbone-weights", "none", "--eval-every", "0", "--seed", "3",
-             "--verbose", "0", "--strategy", "mirrored"]
+             "--progress", "0", "--strategy", "mirrored"]
     _run(train + ["--epochs", "2"])
     rows = open(run / "log.csv").read().splitlines()
-    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    assert rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
     assert json.load(open(run / "config.json"))["num_classes"] == 5
 
     # Resume: one more epoch, from the backup, the learning rate halved once more.
@@ -57,7 +57,7 @@ def test_train_evaluate_resume_on_jax_and_load_on_tensorflow(tmp_path):
     lrs = [float(r.split(",")[header.index("lr")]) for r in log[1:]]
     assert lrs == pytest.approx([0.01, 0.005, 0.0025])
 
-    out = _run([os.path.join(ROOT, "scripts", "evaluate.py"), run / "latest.keras", "--data", images, "--quiet",
+    out = _run([os.path.join(ROOT, "scripts", "evaluate.py"), "--model", run / "latest.keras", "--data", images, "--quiet",
                 "--json", tmp_path / "metrics.json"])
     metrics = json.load(open(tmp_path / "metrics.json"))
     assert 0 <= metrics["mAP"] <= 1 and 0 <= metrics["rank1"] <= 1

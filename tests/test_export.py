@@ -326,10 +326,13 @@ def test_export_script(exports, tmp_path, monkeypatch, capsys):
     import cv2
 
     cv2.imwrite(str(image), np.random.RandomState(0).randint(0, 256, (128, 64, 3), np.uint8))
-    code = _script("export_onnx").main([keras_file, "--output", str(tmp_path / "out" / "m.onnx"),
+    code = _script("export_onnx").main(["--model", keras_file, "--output", str(tmp_path / "out" / "m.onnx"),
                                         "--images", str(image)])
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert code == 0 and "max |ONNX Runtime - Keras| = " in printed and "TensorRT parser: ready" in printed
+    # The seconds-long steps are announced on stderr.
+    assert "converting to ONNX" in captured.err and "comparing ONNX Runtime with Keras" in captured.err
     card = json.load(open(tmp_path / "out" / "m.json"))
     assert card["parity"]["images"] == {"random": 4, "synthetic_person": 2, "provided": 1}
 
@@ -342,13 +345,18 @@ def test_export_script_bad_input_exits_2_before_converting(tmp_path, monkeypatch
     model.save(tmp_path / "m.keras")
     keras_file, out = str(tmp_path / "m.keras"), str(tmp_path / "m.onnx")
     script = _script("export_onnx")
-    for argv, message in [([str(tmp_path / "missing.keras"), "--output", out], "Model file not found"),
-                          ([keras_file, "--output", str(tmp_path / "m.pb")], "must end with .onnx"),
-                          ([keras_file, "--output", out, "--opset", "30"], "opset must be between"),
-                          ([keras_file, "--output", out, "--images", str(tmp_path / "absent")],
+    m = ["--model", keras_file]
+    (tmp_path / "a_file.jpg").write_text("")
+    for argv, message in [(["--model", str(tmp_path / "missing.keras"), "--output", out], "Model file not found"),
+                          (m + ["--output", str(tmp_path / "m.pb")], "must end with .onnx"),
+                          (m + ["--output", out, "--opset", "30"], "opset must be between"),
+                          (m + ["--output", out, "--images", str(tmp_path / "absent")],
                            "--images: no such file or folder"),
-                          ([keras_file, "--output", out, "--images", str(tmp_path / "empty")], "has no images"),
-                          ([keras_file, "--output", out, "--images", str(tmp_path / "text.jpg")], "Cannot decode")]:
+                          (m + ["--output", out, "--images", str(tmp_path / "empty")], "has no images"),
+                          (m + ["--output", out, "--images", str(tmp_path / "text.jpg")], "Cannot decode"),
+                          # Outputs that cannot be written, refused before the conversion.
+                          (m + ["--output", str(tmp_path / "a_file.jpg" / "x.onnx")], "is a file, not a folder"),
+                          ([keras_file, "--output", out], "the model is given with --model")]:
         assert script.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err

@@ -146,12 +146,16 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
     assert (export_cli.DEFAULT_OPSET, export_cli.MIN_OPSET, export_cli.MAX_OPSET) == (
         export_lib.DEFAULT_OPSET, export_lib.MIN_OPSET, export_lib.MAX_OPSET)
     keras_file, target = str(out / "m.keras"), tmp_path / "cli_int8.onnx"
-    base = ["export", keras_file, "--output", str(target), "--int8"]
+    base = ["export", "--model", keras_file, "--output", str(target), "--int8"]
     # The conversion is tested above; reuse its float32 graph to keep this fast.
     monkeypatch.setattr(export_lib, "convert", lambda fn, opset: onnx.load(out / "m.onnx"))
     # Threshold failure path: a mean cosine of 1.0 cannot be reached by int8; the file is removed.
     assert main(base + ["--calibration", str(calibration), "--calibration-count", "4", "--min-cosine", "1.0"]) == 1
     err = capsys.readouterr().err
+    # Each step of seconds is announced, then the failure.
+    assert err.splitlines()[:2] == [f"loading {keras_file} ...", "converting to ONNX (opset 17; tens of seconds) ..."]
+    assert "quantising to int8, calibrated on 4 images ..." in err
+    err = err.splitlines()[-1]
     assert err.startswith("export failed: int8 features are too far from float32: mean cosine 0.9")
     assert "below the threshold 1" in err and not target.exists()
     monkeypatch.setattr(export_lib, "convert", lambda fn, opset: pytest.fail("converted despite bad input"))
@@ -161,7 +165,7 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
                           (base + ["--calibration", str(tmp_path / "empty")], "has no images"),
                           (base + ["--calibration", str(calibration), "--fp16"], "exclude each other"),
                           (base + ["--calibration", str(calibration), "--min-cosine", "1.5"], "--min-cosine"),
-                          (base + ["--calibration", str(calibration), "--eval-data", str(tmp_path / "absent")],
+                          (base + ["--calibration", str(calibration), "--data", str(tmp_path / "absent")],
                            "Dataset folder not found"),
                           (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8")]:
         assert main(argv) == 2, argv

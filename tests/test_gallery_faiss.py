@@ -180,7 +180,11 @@ def test_search_command_with_faiss(tmp_path, capsys):
     query = tmp_path / "q.png"
     cv2.imwrite(str(query), np.full((128, 64, 3), (30, 190, 25), np.uint8))  # greenish: pid 2 first
     argv = ["search", str(query), "--gallery", str(gallery), "--model", model, "--index", str(tmp_path / "g"),
-            "--topk", "2", "--backend", "faiss", "--faiss-index", "HNSW8", "--efSearch", "16", "--efConstruction", "20"]
+            "--topk", "2", "--backend", "faiss", "--faiss-index", "HNSW8", "--ef-search", "16", "--ef-construction", "20"]
+    # FAISS's camelCase spelling is refused with the command line's one.
+    assert main([a.replace("--ef-search", "--efSearch") for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --efSearch is now --ef-search (keras-mmga search --help lists the flags)\n"
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert int(lines[2].split()[2]) == 2 and len(lines) == 4

@@ -284,3 +284,106 @@ def test_script_with_forked_workers(synthetic, model_path, tmp_path):
     pngs = sorted(os.listdir(tmp_path / "m" / "query"))
     images_with_person = len(os.listdir(subset / "query")) - 1  # broken.jpg
     assert f"masks written: {len(pngs)}" in done.stderr and 0 < len(pngs) <= images_with_person
+
+
+# --- the output folder: lock, Ctrl-C, folders that cannot work (no pose model needed) ----------------------
+
+def _fake_parser_run(monkeypatch, stop_after=None):
+    """`write_masks` with a stand-in parser: every image gets a mask of confidence 0.3 (low)."""
+    from keras_mmga.masks import writer
+
+    done = []
+
+    def process(rel):
+        if stop_after is not None and len(done) == stop_after:
+            raise KeyboardInterrupt
+        images_root, masks_root = writer._SETTINGS
+        target = os.path.join(masks_root, writer.mask_relpath(rel))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        cv2.imwrite(target, np.full((8, 4), 13, np.uint8))
+        done.append(rel)
+        return rel, "written", 0.3, ""
+
+    monkeypatch.setattr(writer, "_init_worker", lambda *settings, **kw: setattr(writer, "_SETTINGS", settings[3:5]))
+    monkeypatch.setattr(writer, "_process", process)
+    monkeypatch.setattr(pm, "resolve_pose_model", lambda *a, **k: "unused.tflite")
+    return done
+
+
+def _images(folder, count):
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        cv2.imwrite(os.path.join(folder, f"{i:04d}_c1s1_000100_00.jpg"), np.zeros((8, 4, 3), np.uint8))
+    return str(folder)
+
+
+def test_ctrl_c_keeps_the_masks_and_a_complete_report_then_resume_finishes(tmp_path, monkeypatch, capsys):
+    from keras_mmga.cli import main
+
+    images, out = _images(tmp_path / "images", 5), tmp_path / "masks"
+    _fake_parser_run(monkeypatch, stop_after=3)
+    assert main(["masks", images, "--output", str(out), "--workers", "1", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("error: interrupted (3 masks written this run are kept") and err.count("\n") == 1
+    low = [r["image"] for r in read_report(out / REPORT_NAME) if r["reason"] == "low_confidence"]
+    assert len(low) == 3 == len(os.listdir(out)) - 1  # every mask kept is in the report
+    assert not os.path.exists(out / ".keras-mmga.lock")
+    _fake_parser_run(monkeypatch)
+    assert main(["masks", images, "--output", str(out), "--workers", "1", "--quiet"]) == 0
+    low = [r["image"] for r in read_report(out / REPORT_NAME) if r["reason"] == "low_confidence"]
+    assert len(low) == 5  # the resumed run's report holds the first run's rows too
+
+
+def test_second_run_on_a_locked_folder_is_refused_and_a_stale_lock_taken_over(tmp_path, monkeypatch, capsys):
+    import json
+    import subprocess
+    import sys
+
+    from keras_mmga.cli import main
+    from keras_mmga.run_lock import LOCK_NAME
+
+    images, out = _images(tmp_path / "images", 2), tmp_path / "masks"
+    out.mkdir()
+    _fake_parser_run(monkeypatch)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        (out / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "what": "masks"}))
+        assert main(["masks", images, "--output", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {str(out)!r} is in use by another keras-mmga masks (pid {holder.pid})")
+        assert err.count("\n") == 1 and not (out / "0000_c1s1_000100_00.png").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its process is gone: the lock is stale and taken over.
+    assert main(["masks", images, "--output", str(out), "--quiet"]) == 0
+    assert (out / "0000_c1s1_000100_00.png").exists() and not (out / LOCK_NAME).exists()
+
+
+def test_masks_folder_problems_are_one_line_before_the_model(tmp_path, monkeypatch, capsys):
+    from keras_mmga.cli import main
+
+    monkeypatch.setattr(pm, "resolve_pose_model", lambda *a, **k: pytest.fail("model fetched"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), np.zeros((8, 4, 3), np.uint8))
+    images = _images(tmp_path / "images", 1)
+    for argv, message in [([str(tmp_path / "empty"), "--output", str(tmp_path / "m")], "No images (.jpg"),
+                          ([str(photo), "--output", str(tmp_path / "m")], "photo.jpg' is a file, not a folder"),
+                          ([str(tmp_path / "absent"), "--output", str(tmp_path / "m")], "Image folder not found"),
+                          ([images, "--output", str(photo)], "is an existing file: give a folder")]:
+        assert main(["masks"] + argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_first_fetch_says_so_before_it_starts(tmp_path, monkeypatch):
+    lines = []
+    monkeypatch.setattr(pm.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "offline"))
+    with pytest.raises(pm.PoseModelError):
+        pm.resolve_pose_model(cache_dir=tmp_path, log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("fetching pose_landmark_full.tflite once")

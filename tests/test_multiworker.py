@@ -82,7 +82,7 @@ def test_engine_trains_the_synthetic_dataset_on_two_workers(tmp_path):
         return [script, "--data", images, "--masks", masks, "--output", out, "--variant", "mmga", "--height", "64",
                 "--width", "32", "-P", "4", "-K", "2", "--epochs", "2", "--steps-per-epoch", "1", "--lr", "0.01",
                 "--backbone-weights", "none", "--eval-every", "0", "--seed", "5", "--sync-batchnorm",
-                "--strategy", strategy, "--verbose", "0"]
+                "--strategy", strategy, "--progress", "0"]
 
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = [
@@ -103,7 +103,7 @@ def test_engine_trains_the_synthetic_dataset_on_two_workers(tmp_path):
     assert sorted(os.listdir(run / "backup" / "worker1")) == sorted(
         n for n in os.listdir(run / "backup") if n != "worker1")
     rows, reference = _read_log(run / "log.csv"), _read_log(tmp_path / "single" / "log.csv")
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
     # Epoch 1 is one step: the losses of the initial weights on the first
     # global batch, which the two workers must compute exactly as one process
     # does (synchronised BatchNorm, triplets mined over the global batch, the

@@ -64,7 +64,7 @@ def test_a_subpackage_imported_first_still_registers_the_classes(module):
 # function) only from its own layer or below. deploy stands apart: it may use
 # the shared base only, so that it installs and runs without TensorFlow.
 LAYERS = [
-    {"lazy", "progress", "image_io", "paper_recipe", "preprocessing", "model_card", "memory", "tensorrt_ops",
+    {"lazy", "progress", "image_io", "run_lock", "paper_recipe", "preprocessing", "model_card", "memory", "tensorrt_ops",
      "search_backends", "distribute", "tensorflow_backend", "jax_backend", "torch_backend"},
     {"data", "masks"},
     {"layers", "losses", "optimizers"},

@@ -36,7 +36,7 @@ def add_arguments(p):
     g.add_argument("--data", action="append", default=[], help="dataset root (repeatable)")
     g.add_argument("--masks", action="append", default=[], help="mask root of each --data")
     g.add_argument("--name", action="append", default=[], help="column name of each --data (e.g. Market-1501)")
-    g.add_argument("--layout", action="append", default=[], choices=DATASETS,
+    g.add_argument("--dataset", action="append", default=[], choices=DATASETS,
                    help="file-name layout of each --data (default market1501)")
     g.add_argument("--synthetic", action="store_true",
                    help="write the embedded synthetic dataset to OUTPUT/data and use it (drawn with --seed)")
@@ -44,7 +44,8 @@ def add_arguments(p):
     g.add_argument("--variants", nargs="+", default=list(VARIANT_NAMES), choices=VARIANT_NAMES,
                    help="rows of the table (--parts sets the mmga row's part groups)")
     g.add_argument("--table", help="also write the markdown table to this file")
-    g.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="Keras progress")
+    g.add_argument("--progress", type=int, default=2, choices=[0, 1, 2],
+                   help="Keras progress: 0 none, 1 a progress bar, 2 one line per epoch (--quiet: 0)")
     # Runs are evaluated once, at their end, unless --eval-every is given.
     return add_config_flags(p, exclude=_PER_RUN)
 
@@ -59,19 +60,24 @@ def _error(message):
 
 
 def run(a):
-    if len(a.masks) != len(a.data) or len(a.name) not in (0, len(a.data)) or len(a.layout) not in (0, len(a.data)):
-        return _error("give one --masks (and optionally one --name / --layout) per --data")
+    if len(a.masks) != len(a.data) or len(a.name) not in (0, len(a.data)) or len(a.dataset) not in (0, len(a.data)):
+        return _error("give one --masks (and optionally one --name / --dataset) per --data")
     if a.synthetic and a.synthetic_ids < 1:
         return _error(f"--synthetic-ids must be ≥ 1, got {a.synthetic_ids}")
     if not a.synthetic and not a.data:
         return _error("give --data/--masks or --synthetic")
     from keras_mmga.engine.ablation import AblationDataset, run_ablation
     from keras_mmga.engine.demo import prepare_synthetic_dataset
+    from keras_mmga.run_lock import RunLock, check_output_file, check_output_folder
 
     # Only what the command line or --recipe sets: run_ablation's own defaults hold for the rest.
     shared = config_kwargs(a, exclude=_PER_RUN, given_only=True)
     parts = shared.pop("parts", None)
-    try:
+    check_output_folder(a.output, "--output")
+    if a.table:
+        check_output_file(a.table, "--table")
+    # One ablation per folder (each run's own folder is locked by its training as well).
+    with RunLock(a.output, "ablation"):
         datasets = []
         if a.synthetic:
             # Rewritten when --synthetic-ids or --seed changed; recorded with each run's metrics.
@@ -81,11 +87,9 @@ def run(a):
             datasets.append(AblationDataset("Synthetic", images, masks, provenance={"synthetic": spec}))
         for i, root in enumerate(a.data):
             name = a.name[i] if a.name else os.path.basename(os.path.normpath(root))
-            datasets.append(AblationDataset(name, root, a.masks[i], a.layout[i] if a.layout else "market1501"))
-        _, table = run_ablation(datasets, a.output, variants=a.variants, verbose=a.verbose, parts=parts,
-                                **shared)
-    except (ValueError, FileNotFoundError) as err:
-        return _error(err)
+            datasets.append(AblationDataset(name, root, a.masks[i], a.dataset[i] if a.dataset else "market1501"))
+        _, table = run_ablation(datasets, a.output, variants=a.variants, verbose=0 if a.quiet else a.progress,
+                                parts=parts, **shared)
     print(table)
     if a.table:
         with open(a.table, "w") as f:

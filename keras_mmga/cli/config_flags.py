@@ -94,7 +94,7 @@ def add_config_flags(parser, exclude=(), recipe=True, default_recipe="paper"):
             # The flag turns the paper's setting around (--no-replacement, --cache-images): off by default.
             kwargs.update(action="store_false" if field.default else "store_true",
                           default=Unset(field.default, shown="off"),
-                          help=f"{field.name}={not field.default}: {help_text}")
+                          help=meta.get("flag_help") or f"{field.name}={not field.default}: {help_text}")
         else:
             kind = _TYPES.get(field.name) or (type(field.default) if field.default is not None else str)
             kwargs.update(type=kind, default=Unset(field.default, _shown(base.get(field.name, field.default))),

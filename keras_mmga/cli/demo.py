@@ -15,7 +15,7 @@ D = defaults(DemoConfig)
 def add_arguments(p):
     p.description = __doc__
     p.formatter_class = _Formatter
-    p.add_argument("--out", default=D["out_dir"], help="data, run folder, pictures, results.json")
+    p.add_argument("--output", default=D["out_dir"], help="folder for the data, run folder, pictures, results.json")
     p.add_argument("--export-dir", default=D["export_dir"], help="where the ONNX model goes")
     p.add_argument("--variant", default=D["variant"], choices=VARIANT_NAMES, help="model variant")
     p.add_argument("--epochs", type=int, default=D["epochs"], help="epochs of --steps-per-epoch steps")
@@ -41,15 +41,23 @@ def run(a):
             print(f"error: {flag} must be ≥ 1, got {value}", file=sys.stderr)
             return 2
     config = DemoConfig(
-        out_dir=a.out, export_dir=a.export_dir, variant=a.variant, epochs=a.epochs, steps_per_epoch=a.steps_per_epoch,
+        out_dir=a.output, export_dir=a.export_dir, variant=a.variant, epochs=a.epochs, steps_per_epoch=a.steps_per_epoch,
         learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs, image_size=(a.height, a.width),
         num_train_ids=a.ids, num_test_ids=a.ids, seed=a.seed,
     )
     from keras_mmga.engine.demo import run_demo
+    from keras_mmga.run_lock import check_output_folder
 
-    try:
+    check_output_folder(a.output, "--output")
+    check_output_folder(a.export_dir, "--export-dir")
+    if not a.quiet:
         run_demo(config, export=not a.no_export)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 0
+    # --quiet: only the result table.
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        report = run_demo(config, export=not a.no_export)
+    print(report["table"])
     return 0

@@ -6,20 +6,24 @@ Keras on random, synthetic-person and (with --images) real images. With
 --int8 the float32 graph is statically quantised, calibrated on --calibration
 images, and the check becomes an accuracy check: mean cosine similarity of
 int8 and float32 features on those images (at least --min-cosine), and with
---eval-data rank-1 / mAP of both. Exits with status 1 when a check fails (the
-file is removed), and with status 2 and a one-line message for a missing or
-invalid model, output path, opset, --images or --calibration (checked before
-the conversion).
+--data rank-1 / mAP of both. --output is the .onnx file, or a folder that
+gets <model name>.onnx. Exits with status 1 when a check fails (the file is
+removed), and with status 2 and a one-line message for a missing or invalid
+model, output path, opset, --images or --calibration (checked before the
+conversion).
 
 Example:
-    keras-mmga export runs/market_mmga/best.keras --output exported/mmga_market.onnx \
+    keras-mmga export --model runs/market_mmga/best.keras --output exported/mmga_market.onnx \
         --images Market-1501/query/0001_c1s1_001051_00.jpg
-    keras-mmga export runs/market_mmga/best.keras --output exported/mmga_market_int8.onnx \
+    keras-mmga export --model runs/market_mmga/best.keras --output exported/mmga_market_int8.onnx \
         --int8 --calibration Market-1501/bounding_box_train --calibration-count 256
 """
 
 import os
 import sys
+
+from keras_mmga.cli.shared import add_model, model_from
+from keras_mmga.engine.config import DATASETS
 
 # Defaults restated here so `--help` imports nothing heavy; tests check they match the package's.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 18
@@ -27,8 +31,9 @@ DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE = 128, 0.99
 
 
 def add_arguments(p):
-    p.add_argument("model", help="a .keras file written by training")
-    p.add_argument("--output", help="the .onnx file (default: exported/<model name>.onnx, _int8.onnx with --int8)")
+    add_model(p, "a .keras file written by training")
+    p.add_argument("--output", help="the .onnx file, or a folder for <model name>.onnx (default: exported/; "
+                                    "_int8.onnx with --int8)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}")
     p.add_argument("--nchw", action="store_true", help="(N, 3, H, W) input instead of (N, H, W, 3)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and activations (float32 input/output)")
@@ -41,9 +46,8 @@ def add_arguments(p):
                    help="calibration images, evenly spaced in name order")
     g.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
                    help="fail when the mean cosine(int8, float32) on the calibration images is below this")
-    g.add_argument("--eval-data", help="Market-1501-layout folder: rank-1 / mAP of float32 and int8 in the card")
-    g.add_argument("--eval-dataset", default="market1501", choices=("market1501", "dukemtmcreid"),
-                   help="file-name layout of --eval-data")
+    g.add_argument("--data", help="dataset root (Market-1501 layout): rank-1 / mAP of float32 and int8 in the card")
+    g.add_argument("--dataset", default="market1501", choices=DATASETS, help="file-name layout of --data")
 
 
 def image_paths(items):
@@ -85,9 +89,29 @@ def _check_flags(a):
         if a.calibration_count < 1:
             raise ValueError(f"--calibration-count must be positive, got {a.calibration_count}.")
     else:
-        given = [f for f, v in (("--calibration", a.calibration), ("--eval-data", a.eval_data)) if v]
+        given = [f for f, v in (("--calibration", a.calibration), ("--data", a.data)) if v]
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --int8.")
+
+
+def _log(a):
+    # Each step of tens of seconds is announced (stderr), unless --quiet.
+    return None if a.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def output_path(model, output, int8=False):
+    """The .onnx file of `--output`: the file itself, or `<folder>/<model name>[_int8].onnx` for a folder.
+
+    A folder is an existing one, or a path ending in a separator or without a suffix.
+    """
+    name = os.path.splitext(os.path.basename(model))[0] + ("_int8.onnx" if int8 else ".onnx")
+    if output is None:
+        return os.path.join("exported", name)
+    if os.path.isdir(output) or output.endswith(("/", os.sep)) or not os.path.splitext(output)[1]:
+        return os.path.join(output, name)
+    if not output.endswith(".onnx"):
+        raise ValueError(f"--output {output!r} must end with .onnx (a file) or be a folder.")
+    return output
 
 
 def _run_int8(a, output):
@@ -96,8 +120,8 @@ def _run_int8(a, output):
     paths = calibration_paths(a.calibration, a.calibration_count)  # missing / empty folder: before converting
     try:
         result = export_int8(a.model, output, paths, calibration_count=a.calibration_count,
-                             min_cosine=a.min_cosine, dataset=a.eval_data, dataset_name=a.eval_dataset,
-                             nchw=a.nchw, opset=a.opset)
+                             min_cosine=a.min_cosine, dataset=a.data, dataset_name=a.dataset,
+                             nchw=a.nchw, opset=a.opset, log=_log(a))
     except AccuracyError as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1
@@ -114,25 +138,30 @@ def _run_int8(a, output):
 
 
 def run(a):
+    model_from(a, "export")
+    from keras_mmga.run_lock import check_output_file
+
+    output = output_path(a.model, a.output, a.int8)
+    _check_flags(a)
+    # The model file, the output and the images before the conversion (tens of seconds).
+    if not os.path.isfile(a.model):
+        raise FileNotFoundError(f"Model file not found: {a.model!r}" + (" (a folder)" if os.path.isdir(a.model) else ""))
+    check_output_file(output, "--output")
+    if a.int8:
+        return _run_int8(a, output)
+    images = image_paths(a.images)
     from keras_mmga.export import ParityError, export_onnx
 
-    suffix = "_int8.onnx" if a.int8 else ".onnx"
-    output = a.output or os.path.join("exported", os.path.splitext(os.path.basename(a.model))[0] + suffix)
     try:
-        _check_flags(a)
-        if a.int8:
-            return _run_int8(a, output)
-        images = image_paths(a.images)
-        result = export_onnx(a.model, output, opset=a.opset, nchw=a.nchw, fp16=a.fp16, parity_images=images)
+        result = export_onnx(a.model, output, opset=a.opset, nchw=a.nchw, fp16=a.fp16, parity_images=images,
+                             log=_log(a))
     except ParityError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError) as err:
-        # Pre-flight problems (model, output, opset, images): the message says it all.
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     card = result["card"]
     print(f"wrote {result['onnx_path']} ({result['num_nodes']} nodes) and {result['card_path']}")
+    if a.quiet:
+        return 0
     print(f"input images {card['input']['shape']} float32 RGB [0, 255] -> features {card['output']['shape']}")
     print(f"max |ONNX Runtime - Keras| = {result['max_abs_diff']:.3e} over {card['parity']['images']} images "
           f"(tolerance {card['parity']['tolerance']:g})")

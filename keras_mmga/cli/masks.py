@@ -21,7 +21,6 @@ def add_arguments(parser):
                         help="write a contact sheet of N images (image, whole mask, parts) into the output folder")
     parser.add_argument("--low-confidence", type=float, default=0.5,
                         help="masks below this confidence are counted and listed in the report")
-    parser.add_argument("--quiet", action="store_true", help="no progress line or summary")
 
 
 def run(args):
@@ -31,23 +30,17 @@ def run(args):
     from keras_mmga.masks.writer import write_masks
 
     if args.workers is not None and args.workers < 1:
-        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.preview < 0:
-        print(f"error: --preview must be >= 0, got {args.preview}", file=sys.stderr)
-        return 2
-    if not os.path.isdir(args.images):
-        print(f"error: image folder not found: {args.images}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--preview must be >= 0, got {args.preview}")
     try:
+        # Folder checks (a file given, a folder without images, an output that is a file or in use)
+        # come before the pose model is fetched.
         summary = write_masks(args.images, args.output, pose_model=args.pose_model, workers=args.workers,
                               overwrite=args.overwrite, preview=args.preview, cache_dir=args.cache_dir,
                               low_confidence=args.low_confidence, verbose=not args.quiet)
     except PoseModelError as err:
-        # The ways to get the model are part of the message: keep its lines.
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as err:
+        # The ways to get the model are part of the message: keep its lines (the first is the error).
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0 if summary["errors"] == 0 else 1

@@ -29,7 +29,8 @@ def positive_int(text):
 def add_arguments(p):
     p.add_argument("query", help="a query image, or a folder of them (one result block per image)")
     p.add_argument("--gallery", required=True, help="folder of gallery images")
-    p.add_argument("--model", required=True, help="exported .onnx model")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="exported .onnx model (keras-mmga export turns a .keras checkpoint into one)")
     p.add_argument("--index", help="index file prefix, in an existing folder (built and saved if missing or stale)")
     p.add_argument("--topk", type=positive_int, default=10, help="results per query")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per ONNX Runtime call")
@@ -38,10 +39,10 @@ def add_arguments(p):
     p.add_argument("--faiss-index", default="Flat",
                    help="FAISS index-factory string: Flat (exact), IVF<nlist>,Flat, IVF<nlist>,SQ8, HNSW<M>, ...")
     p.add_argument("--nprobe", type=positive_int, help="FAISS IVF: lists visited per query")
-    p.add_argument("--efSearch", "--ef-search", dest="efSearch", type=positive_int,
-                   help="FAISS HNSW: candidate list size at search time")
-    p.add_argument("--efConstruction", "--ef-construction", dest="efConstruction", type=positive_int,
-                   help="FAISS HNSW: candidate list size while building")
+    p.add_argument("--ef-search", dest="ef_search", type=positive_int,
+                   help="FAISS HNSW: candidate list size at search time (FAISS's efSearch)")
+    p.add_argument("--ef-construction", dest="ef_construction", type=positive_int,
+                   help="FAISS HNSW: candidate list size while building (FAISS's efConstruction)")
 
 
 def format_distance(d):
@@ -49,6 +50,16 @@ def format_distance(d):
     if d == 0 or d >= 1e-3:
         return f"{d:.4f}"
     return f"{d:.2e}"
+
+
+def format_camera(camid):
+    """A camera as the file names number it (`c5` -> 5: stored 0-based, printed 1-based); "-" when unknown."""
+    return "-" if int(camid) < 0 else str(int(camid) + 1)
+
+
+def format_pid(pid, camid):
+    """An identity as the file names write it (-1: Market-1501's junk); "-" for a name without one (no camera)."""
+    return "-" if int(camid) < 0 else str(int(pid))
 
 
 def _query_paths(query):
@@ -70,21 +81,22 @@ def run(a):
 
     search = {"backend": a.backend}
     if a.backend == "faiss":
-        search.update(faiss_index=a.faiss_index, nprobe=a.nprobe, efSearch=a.efSearch, efConstruction=a.efConstruction)
+        search.update(faiss_index=a.faiss_index, nprobe=a.nprobe, efSearch=a.ef_search,
+                      efConstruction=a.ef_construction)
     try:
-        if a.backend == "numpy" and (a.faiss_index != "Flat" or a.nprobe or a.efSearch or a.efConstruction):
-            raise ValueError("--faiss-index, --nprobe, --efSearch and --efConstruction need --backend faiss.")
+        if a.backend == "numpy" and (a.faiss_index != "Flat" or a.nprobe or a.ef_search or a.ef_construction):
+            raise ValueError("--faiss-index, --nprobe, --ef-search and --ef-construction need --backend faiss.")
         if a.index is not None:
             folder = os.path.dirname(os.path.abspath(a.index))
             if not os.path.isdir(folder):
                 raise FileNotFoundError(f"--index {a.index!r}: folder {folder!r} does not exist (create it first).")
         queries = _query_paths(a.query)
         extractor = OnnxFeatureExtractor(a.model, batch_size=a.batch_size)
-        index = GalleryIndex.load_or_build(
-            extractor, a.gallery, a.index,
-            on_rebuild=lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr), **search)
+        rebuilding = None if a.quiet else (lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr))
+        index = GalleryIndex.load_or_build(extractor, a.gallery, a.index, on_rebuild=rebuilding,
+                                           verbose=not a.quiet, **search)
         distances, rows = index.search(extractor(queries), a.topk)
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except ImportError as err:
         # Bad paths, files or options: the message names them.
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -94,6 +106,6 @@ def run(a):
         print(f"query {query}")
         print(f"{'rank':>4}  {'distance':>9}  {'pid':>5}  {'cam':>3}  path")
         for rank, (d, i) in enumerate(((d, i) for d, i in zip(distances[q], rows[q]) if i >= 0), start=1):
-            print(f"{rank:4d}  {format_distance(float(d)):>9}  {index.pids[i]:5d}  {index.camids[i]:3d}  "
-                  f"{index.paths[i]}")
+            print(f"{rank:4d}  {format_distance(float(d)):>9}  {format_pid(index.pids[i], index.camids[i]):>5}  "
+                  f"{format_camera(index.camids[i]):>3}  {index.paths[i]}")
     return 0

@@ -1,10 +1,10 @@
 """`keras-mmga synthetic`: writes the embedded synthetic re-ID dataset (Market-1501 layout + LIP masks).
 
-  keras-mmga synthetic ROOT --train-ids 100 --test-ids 100 --seed 0
+  keras-mmga synthetic --output DIR --train-ids 100 --test-ids 100 --seed 0
 
-Creates ROOT/images (bounding_box_train/, bounding_box_test/, query/),
-ROOT/masks (the same tree of LIP-label PNGs) and ROOT/synthetic.json (the
-settings). A ROOT already holding a dataset of other settings is an error
+Creates DIR/images (bounding_box_train/, bounding_box_test/, query/),
+DIR/masks (the same tree of LIP-label PNGs) and DIR/synthetic.json (the
+settings). A DIR already holding a dataset of other settings is an error
 (the old files would mix with the new); --overwrite replaces it.
 """
 
@@ -15,14 +15,15 @@ import sys
 def add_arguments(p):
     p.description = __doc__
     p.formatter_class = _Formatter
-    p.add_argument("root", help="output folder (images/ and masks/ are created in it)")
+    p.add_argument("--output", metavar="DIR", help="output folder (images/ and masks/ are created in it) (required)")
+    p.add_argument("_positional_root", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--train-ids", type=int, default=100, help="training identities")
     p.add_argument("--test-ids", type=int, default=100, help="test (query/gallery) identities")
     p.add_argument("--seed", type=int, default=0, help="decides every image")
     p.add_argument("--distractors", type=int, default=20, help="gallery images of pid 0")
     p.add_argument("--junk", type=int, default=10, help="gallery images of pid -1")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace ROOT/images and ROOT/masks when they hold a dataset of other settings")
+                   help="replace DIR/images and DIR/masks when they hold a dataset of other settings")
     return p
 
 
@@ -31,14 +32,19 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 
 
 def run(args):
-    from keras_mmga.data import synthetic
+    from keras_mmga.cli import UsageError
 
-    try:
-        images, masks = synthetic.write_dataset(args.root, args.train_ids, args.test_ids, seed=args.seed,
-                                                num_distractors=args.distractors, num_junk=args.junk,
-                                                overwrite=args.overwrite)
-    except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args._positional_root is not None:
+        raise UsageError(f"the folder is given with --output: keras-mmga synthetic --output {args._positional_root}"
+                         if args.output is None else f"unexpected argument {args._positional_root!r}")
+    if args.output is None:
+        raise UsageError("--output DIR is required (see keras-mmga synthetic --help)")
+    from keras_mmga.data import synthetic
+    from keras_mmga.run_lock import check_output_folder
+
+    check_output_folder(args.output, "--output")
+    images, masks = synthetic.write_dataset(args.output, args.train_ids, args.test_ids, seed=args.seed,
+                                            num_distractors=args.distractors, num_junk=args.junk,
+                                            overwrite=args.overwrite)
     print(f"images: {images}\nmasks:  {masks}")
     return 0

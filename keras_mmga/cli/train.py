@@ -32,8 +32,11 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 
 
 def config_from_args(a):
-    """Parsed arguments → `TrainConfig`."""
-    return TrainConfig(**config_kwargs(a))
+    """Parsed arguments → `TrainConfig` (`--quiet`: no Keras progress either)."""
+    kwargs = config_kwargs(a)
+    if getattr(a, "quiet", False):
+        kwargs["verbose"] = 0
+    return TrainConfig(**kwargs)
 
 
 def parse_args(argv=None):
@@ -42,21 +45,15 @@ def parse_args(argv=None):
 
 
 def run(args):
+    """Bad settings, paths and data are one `error:` line (exit 2, `keras_mmga.cli.main`); divergence exit 3."""
     config = config_from_args(args)
-    try:
-        # Settings first: a bad value is reported before TensorFlow loads.
-        config.validate()
-        from keras_mmga.engine.trainer import TrainingDiverged, train
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # Settings and the output folder first: a bad value is reported before TensorFlow loads.
+    config.validate()
+    from keras_mmga.engine.trainer import TrainingDiverged, train
+
     try:
         train(config)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
-    except (ValueError, FileNotFoundError) as err:
-        # Pre-flight problems (configuration, data, masks): the message says it all.
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     return 0

@@ -79,7 +79,10 @@ def _check_image(path, mode):
         if tail != _PNG_END:
             raise ValueError(f"Corrupt or truncated PNG {path!r} (does not end with the IEND chunk).")
     else:
-        raise ValueError(f"{path!r} is not a JPEG or PNG image (unknown file signature).")
+        # Masks, search and export read every `image_io.IMAGE_SUFFIXES` format through OpenCV; the
+        # training pipeline decodes in TensorFlow, which reads JPEG and PNG.
+        raise ValueError(f"{path!r} is not a JPEG or PNG image: training decodes those two only (convert the "
+                         "file, e.g. with OpenCV), other formats are for masks, export and search.")
     if mode == "decode":
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None or image.size == 0:

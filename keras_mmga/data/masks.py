@@ -46,6 +46,7 @@ from keras_mmga.data.lip_groups import (  # noqa: F401
     split_halves,
     target_channels,
 )
+from keras_mmga.image_io import image_shape
 from keras_mmga.progress import Progress
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -115,6 +116,25 @@ def mask_path_for(image_path, image_root, mask_root):
     return os.path.join(os.fspath(mask_root), os.path.splitext(rel)[0] + ".png")
 
 
+def _mask_problem(mask, image_path, mask_path):
+    """Why a decoded mask cannot be its image's target (None when it can).
+
+    It must cover the image: the same size, or the same shape scaled (within
+    1%: a mask made at another resolution). And it must show a person: an
+    all-background mask would teach the whole-body map to be empty.
+    """
+    image = image_shape(image_path)
+    if image is not None and tuple(mask.shape[:2]) != tuple(image):
+        (mh, mw), (ih, iw) = mask.shape[:2], image
+        if abs(mh * iw - mw * ih) > 0.01 * max(mh * iw, mw * ih):
+            return (f"Mask {mask_path!r} is {mw}x{mh} pixels (WxH) but its image {image_path!r} is {iw}x{ih}: "
+                    "the mask belongs to another image or crop (masks must mirror the images, same size).")
+    if not np.any(mask):
+        return (f"Mask {mask_path!r} is all background (label 0): no body to supervise the attention with "
+                "(missing_masks='ignore' gives such images weight 0).")
+    return None
+
+
 def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_format="lip",
                  dress_group="upper", missing="error", label_groups=None, verbose=False, parts=None):
     """Mask targets of many images, computed once: `(targets (N, h, w, C), weights (N,))`.
@@ -163,6 +183,13 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
                 weights[i] = 0.0
                 continue
             mask = to_label_map(mask, path)
+            problem = _mask_problem(mask, image_path, path)
+            if problem is not None:
+                # A mask of another image's size, or without a body, is a wrong target, not a missing one.
+                if missing == "error":
+                    raise ValueError(problem)
+                weights[i] = 0.0
+                continue
             targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path, parts),
                                  size)
     lacking = int(np.sum(weights == 0))

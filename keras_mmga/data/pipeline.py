@@ -6,6 +6,7 @@ mask targets come from `keras_mmga.data.masks`.
 """
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,6 +167,7 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
                              "mask_format='lip'; use mask_mode 'halves' (dmga) or 'whole' (wmga).")
         mask_lib.check_grouping(dress_group, label_groups, allow_empty=mask_mode != "parts", parts=parts)
     sampler = PKSampler(pids, num_identities, num_instances, num_replicas, replacement, seed, epoch=epoch)
+    _check_signal(sampler, mask_mode, mask_root)
     check_images(paths, check_files, verbose=verbose)
     map_size = (image_size[0] // 16, image_size[1] // 16)
     if mask_mode is None:
@@ -266,9 +268,43 @@ def _check_samples(samples):
         paths.append(os.fspath(sample[0]))
         pids.append(int(pid))
     pids = np.array(pids, "int32")
+    test_split = next((p for p in paths if os.path.basename(os.path.dirname(p)) in _TEST_FOLDERS), None)
+    if test_split is not None:
+        # A query / gallery list keeps the file names' ids: its identities are not the classifier's classes.
+        raise ValueError(
+            f"make_train_dataset: the samples come from the test split ({test_split!r} is in "
+            f"{os.path.basename(os.path.dirname(test_split))}/): train on a dataset's .train (relabelled ids "
+            "0..N-1 of bounding_box_train/), not its .query or .gallery.")
     if pids.min() < 0:
         raise ValueError("Training pids must be relabelled to 0..N-1 (junk images, pid -1, removed).")
+    unused = int(pids.max()) + 1 - len(np.unique(pids))
+    if unused:
+        # Classes without images: the classifier is one of max+1 classes, of which some never appear.
+        raise ValueError(
+            f"make_train_dataset: pids must be 0..N-1 with every id present (a dataset's .train is relabelled "
+            f"so); got {len(np.unique(pids))} identities with ids up to {int(pids.max())} ({unused} ids have no "
+            "image). Relabel them, e.g. {pid: i for i, pid in enumerate(sorted(set(pids)))}.")
     return paths, pids
+
+
+# Folders of the Market-1501 / DukeMTMC-reID test split.
+_TEST_FOLDERS = ("query", "bounding_box_test")
+
+
+def _check_signal(sampler, mask_mode, mask_root):
+    """Warnings for batches that would make a loss term identically 0 for the whole run."""
+    p, k = sampler.P, sampler.K
+    if k < 2 or p < 2:
+        # batch_hard_triplet_loss needs a positive (same id, another image) and a negative per anchor.
+        which = "K=1: no anchor has a positive" if k < 2 else "P=1: no anchor has a negative"
+        warnings.warn(
+            f"make_train_dataset: {which} in a batch of P x K = {p} x {k}, so MMGA's triplet loss is 0 for the "
+            "whole run; use P >= 2 and K >= 2, or compile(triplet_weight=0) to train without it on purpose.",
+            stacklevel=3)
+    if mask_mode is not None and mask_root is None:
+        warnings.warn(
+            f"make_train_dataset: mask_mode={mask_mode!r} without mask_root: every mask weight is 0, so the "
+            "attention loss is 0 for the whole run (missing_masks='ignore' asked for it).", stacklevel=3)
 
 
 def _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks, parts=None):

@@ -15,6 +15,18 @@ from keras_mmga.preprocessing import as_list, graph_layout, preprocess
 from keras_mmga.model_card import card_path_for, read_model_card
 
 
+def _is_keras_archive(path):
+    """A `.keras` file (a zip holding config.json), whatever its name."""
+    if path.endswith(".keras"):
+        return True
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "config.json" in archive.namelist()
+
+
 class OnnxFeatureExtractor:
     """L2-normalised features from an exported model, for image files or arrays of any size.
 
@@ -45,6 +57,11 @@ class OnnxFeatureExtractor:
             raise FileNotFoundError(f"ONNX model not found: {path!r}.")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        if _is_keras_archive(path):
+            # A training checkpoint is not what ONNX Runtime reads ("Protobuf parsing failed").
+            raise ValueError(
+                f"{path!r} is a Keras checkpoint (.keras), not an ONNX export: export it first "
+                f"(keras-mmga export --model {path} --output exported/), then search with the .onnx file.")
         self.path, self.batch_size = path, int(batch_size)
         try:
             self.session = ort.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])

@@ -11,6 +11,7 @@ from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.config import VARIANT_NAMES, TrainConfig
 from keras_mmga.engine.trainer import train
 from keras_mmga.evaluation.model_metrics import METRICS, dataset_metrics
+from keras_mmga.models import VARIANTS
 
 # Paper order and row names (Table 1).
 VARIANT_ORDER = VARIANT_NAMES
@@ -51,7 +52,7 @@ class AblationDataset:
 # moved dataset keeps its results), verbosity, evaluation during training
 # (the table uses the final model), the device list and image caching.
 _UNCOMPARED = ("dataset_root", "output_dir", "mask_root", "verbose", "eval_every", "eval_batch_size", "devices",
-               "cache_images")
+               "cache_images", "save_optimizer")
 
 
 def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=None, **train_kwargs):
@@ -102,7 +103,9 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=
             run_dir = os.path.join(output_dir, _slug(ds.name), variant)
             # Only mmga has configurable part groups (TrainConfig refuses parts for the others).
             own = {"parts": tuple(parts)} if parts is not None and variant == "mmga" else {}
-            config = TrainConfig(dataset_root=ds.root, output_dir=run_dir, mask_root=ds.mask_root, dataset=ds.layout,
+            # The rows without mask supervision do not read the masks (and are not told them).
+            masks = ds.mask_root if VARIANTS[variant]["supervised"] else None
+            config = TrainConfig(dataset_root=ds.root, output_dir=run_dir, mask_root=masks, dataset=ds.layout,
                                  variant=variant, verbose=verbose, **own, **train_kwargs)
             config.validate()  # every run's settings before the first one trains
             runs.append((ds, variant, config, run_settings(config, ds.provenance)))

@@ -17,8 +17,9 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
 
     Differences from the Keras callback, each for crash safety:
 
-    * two generations are kept (`double_checkpoint`), so a process killed
-      while writing the backup restarts from the previous one;
+    * the backup is written to temporary names and renamed into place, so a
+      process killed while writing it restarts from the previous epoch's
+      (one copy on disk, not Keras's two generations of `double_checkpoint`);
     * an epoch whose logs hold NaN/Inf is not backed up, so a restart never
       resumes from diverged weights;
     * the backup is kept when `fit` returns: re-running a finished command
@@ -38,7 +39,7 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir):
-        super().__init__(os.fspath(backup_dir), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
+        super().__init__(os.fspath(backup_dir), save_freq="epoch", double_checkpoint=False, delete_checkpoint=False)
 
     def on_train_begin(self, logs=None):
         # Keras creates the folder at the first save with a check-then-create,
@@ -52,24 +53,33 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)
 
+    def _save_model(self):
+        # Weights (with the optimizer's slots and step) first, then the epoch count, each renamed
+        # into place: a crash leaves the previous complete file, never half of one.
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp = os.path.join(self.backup_dir, "latest.tmp.weights.h5")
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self._weights_path)
+        tmp = self._training_metadata_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+        os.replace(tmp, self._training_metadata_path)
+
     @staticmethod
     def completed_epochs(backup_dir):
         """Epochs completed by the run backed up in `backup_dir` (0 if none).
 
-        Read before `fit` so the data stream can be positioned; it follows the
-        same fallback as the restore (the previous generation when the latest
-        metadata is unreadable).
+        Read before `fit` so the data stream can be positioned at the epoch
+        the restore continues from.
         """
-        for name in ("training_metadata.json", "training_metadata.json.bkp"):
-            path = os.path.join(os.fspath(backup_dir), name)
-            if not os.path.isfile(os.path.join(os.fspath(backup_dir), "latest.weights.h5")):
-                return 0
-            try:
-                with open(path) as f:
-                    return int(json.load(f)["epoch"])
-            except (OSError, ValueError, KeyError):
-                continue
-        return 0
+        backup_dir = os.fspath(backup_dir)
+        if not os.path.isfile(os.path.join(backup_dir, "latest.weights.h5")):
+            return 0
+        try:
+            with open(os.path.join(backup_dir, "training_metadata.json")) as f:
+                return int(json.load(f)["epoch"])
+        except (OSError, ValueError, KeyError):
+            return 0
 
 
 class NonFiniteLossGuard(keras.callbacks.TerminateOnNaN):
@@ -117,11 +127,13 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):
-    """`CSVLogger` whose columns include keys that only some epochs log.
+    """`CSVLogger` whose columns include keys that only some epochs log, with epochs numbered from 1.
 
     Keras fixes the columns at the first epoch, so metrics added every N
     epochs (`val_mAP`, ...) would never reach the file; here they are declared
-    up front and read "NA" in the epochs without them.
+    up front and read "NA" in the epochs without them. The `epoch` column
+    counts from 1, as the console, `best.json` and the resume messages do
+    (Keras's own logger counts from 0).
 
     Args:
         filename: str, the CSV file.
@@ -136,7 +148,7 @@ class EpochCSVLogger(keras.callbacks.CSVLogger):
     def on_epoch_end(self, epoch, logs=None):
         if self.keys is None:
             self.keys = sorted(set(logs or {}) | set(self.extra_keys))
-        super().on_epoch_end(epoch, logs)
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class FiniteModelCheckpoint(keras.callbacks.Callback):
@@ -148,21 +160,44 @@ class FiniteModelCheckpoint(keras.callbacks.Callback):
 
     Args:
         path: str, the `.keras` file.
+        include_optimizer: also save the compile settings and the optimizer's
+            state (momentum slots: as large as the weights). Default False:
+            the file holds what inference and fine-tuning need (the model's
+            configuration and weights); resuming a run uses its `backup/`.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, include_optimizer=False):
         super().__init__()
         self.path = os.fspath(path)
+        self.include_optimizer = bool(include_optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
-            _atomic_save(self.model, self.path)
+            save_model(self.model, self.path, self.include_optimizer)
 
 
-def _atomic_save(model, path):
+def save_model(model, path, include_optimizer=False):
+    """`model.save(path)` written to a temporary name and renamed; without the optimizer unless asked.
+
+    Without the optimizer the file is about half the size (SGD keeps one
+    momentum slot per weight) and loads as an uncompiled model: `predict`,
+    export and evaluation use it as it is; fine-tuning calls `compile` first.
+    """
+    path = os.fspath(path)
     tmp = path[: -len(".keras")] + ".tmp.keras"
-    model.save(tmp)
+    if include_optimizer or not getattr(model, "compiled", False):
+        model.save(tmp)
+    else:
+        # Keras saves the optimizer (and the compile settings) of a compiled model: hide them for
+        # the save, then put them back.
+        optimizer, compiled = model.optimizer, model.compiled
+        try:
+            model.optimizer, model.compiled = None, False
+            model.save(tmp)
+        finally:
+            model.optimizer, model.compiled = optimizer, compiled
     os.replace(tmp, path)
+
 
 
 class RankValidation(keras.callbacks.Callback):
@@ -196,9 +231,11 @@ class RankValidation(keras.callbacks.Callback):
             paper's protocol).
         best_path: optional `.keras` path where the best model by mAP is
             saved (and `best.json` beside it, so that a resumed run
-            compares against the best so far).
+            compares against the best so far), without the optimizer's state
+            unless `include_optimizer`.
         verbose: print the metrics of each evaluation.
         progress: show the feature-extraction progress (default: `verbose`).
+        include_optimizer: save `best_path` with the optimizer's state too.
 
     Example:
     ```python
@@ -215,7 +252,7 @@ class RankValidation(keras.callbacks.Callback):
     KEYS = ("val_rank1", "val_mAP", "val_mINP")
 
     def __init__(self, query, gallery=None, image_size=None, every=1, batch_size=64, flip=True, best_path=None,
-                 verbose=True, progress=None):
+                 verbose=True, progress=None, include_optimizer=False):
         super().__init__()
         if gallery is None and hasattr(query, "gallery"):
             query, gallery = query.query, query.gallery
@@ -235,6 +272,7 @@ class RankValidation(keras.callbacks.Callback):
         self.best_path = os.fspath(best_path) if best_path else None
         self.verbose = bool(verbose)
         self.progress = self.verbose if progress is None else bool(progress)
+        self.include_optimizer = bool(include_optimizer)
         # The best mAP so far, read back from best.json when a run resumes.
         self.best = -1.0
         if self.best_path and os.path.isfile(self._json_path):
@@ -266,7 +304,7 @@ class RankValidation(keras.callbacks.Callback):
             print(f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}")
         if self.best_path and result["mAP"] > self.best:
             self.best = result["mAP"]
-            _atomic_save(self.model, self.best_path)
+            save_model(self.model, self.best_path, self.include_optimizer)
             with open(self._json_path, "w") as f:
                 json.dump({"epoch": epoch + 1, "rank1": result["rank1"], "mAP": result["mAP"],
                            "mINP": result["mINP"]}, f, indent=2)

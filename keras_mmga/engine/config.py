@@ -12,6 +12,7 @@ re-exports the classes.
 import dataclasses
 import os
 import textwrap
+import warnings
 
 from keras_mmga.data.pk_sampler import EPOCH_DEFINITIONS
 from keras_mmga.engine.config_checks import check_parts, choice, is_int, number
@@ -40,7 +41,7 @@ GROUPS = ("data", "model and losses", "optimisation", "run")
 
 
 def setting(default=dataclasses.MISSING, help="", to=(), group="run", flag=None, short=None, choices=None,
-            metavar=None, cli=True):
+            metavar=None, cli=True, flag_help=None):
     """A `TrainConfig` field: its default, its help (class docstring and `--help`), and where it goes.
 
     Args:
@@ -52,9 +53,12 @@ def setting(default=dataclasses.MISSING, help="", to=(), group="run", flag=None,
         choices: allowed values (the command line refuses others).
         metavar: how `--help` names the value.
         cli: False for fields the command line does not set (a device list).
+        flag_help: the help of an on/off flag that turns the default around, when `help` (which
+            describes the field) does not read as the flag's.
     """
     return dataclasses.field(default=default, metadata=dict(
-        help=help, to=tuple(to), group=group, flag=flag, short=short, choices=choices, metavar=metavar, cli=cli))
+        help=help, to=tuple(to), group=group, flag=flag, short=short, choices=choices, metavar=metavar, cli=cli,
+        flag_help=flag_help))
 
 
 _C = COMPILE_DEFAULTS  # the paper's compile settings, the compile fields' defaults
@@ -139,14 +143,21 @@ class TrainConfig:
                                         "`bottom` or `none`.", to=("data",), group="data", choices=DRESS_GROUPS)
     missing_masks: str = setting("error", "`error`, or `ignore`: images without a mask add no attention loss "
                                           "(weight 0).", to=("data",), group="data", choices=("error", "ignore"))
-    replacement: bool = setting(True, "identities with fewer than K images are sampled with replacement; False "
-                                      "makes them a pre-flight error.", to=("data",), group="data",
-                                flag="--no-replacement")
+    replacement: bool = setting(True, "True: an identity with fewer than K images has some drawn twice in its K; "
+                                      "False: such an identity is a pre-flight error.", to=("data",), group="data",
+                                flag="--no-replacement",
+                                flag_help="refuse identities with fewer than K images (a pre-flight error naming "
+                                          "them) instead of drawing some of their images twice")
     erasing_probability: float = setting(0.5, "probability of random erasing.", to=("data",), group="data")
     cache_images: bool = setting(False, "keep the decoded, resized training images in memory (N*H*W*3 bytes: "
                                         "1.9 GB for Market-1501 at 384x128).", to=("data",), group="data")
     eval_every: int = setting(10, "evaluate rank-1 / mAP every N epochs (0: never); also decides `best.keras`.")
     eval_batch_size: int = setting(64, "images per inference batch when evaluating.")
+    save_optimizer: bool = setting(
+        False, "also keep the optimizer's state (SGD momentum, as large as the weights) in latest.keras and "
+               "best.keras; resuming never needs it (backup/ holds it once).",
+        flag_help="also keep the optimizer's state (as large as the weights) in latest.keras and best.keras, e.g. "
+                  "to continue training elsewhere with its momentum; resuming does not need it")
     strategy: str = setting("one", "`one` (one device), `mirrored` (all local GPUs, or `devices`) or "
                                    "`multiworker` (the machines listed in TF_CONFIG).", choices=STRATEGIES)
     devices: tuple = setting(None, "optional device list for `mirrored` (e.g. logical CPUs).", cli=False)
@@ -154,7 +165,9 @@ class TrainConfig:
     cross_replica_triplet: bool = setting(
         _C["cross_replica_triplet"], "mine triplets over the all-gathered global batch under a strategy (True) or "
                                     "per replica (False, less communication).", to=("compile",),
-        flag="--per-replica-triplet")
+        flag="--per-replica-triplet",
+        flag_help="mine triplets within each replica's batch (less communication) instead of the all-gathered "
+                  "global batch")
     mixed_precision: bool = setting(False, "`mixed_float16` on GPU (with loss scaling), `mixed_bfloat16` on CPU; "
                                            "losses stay float32.")
     seed: int = setting(0, "seeds Python, NumPy, the backend, the PK sampler and the augmentation.", to=("data",),
@@ -162,7 +175,8 @@ class TrainConfig:
     deterministic: bool = setting(
         False, "also enable TensorFlow's op determinism (GPU kernels). On CPU, bit-identical runs also need "
                "TF_NUM_INTRAOP_THREADS=1 and TF_NUM_INTEROP_THREADS=1 in the environment.", group="optimisation")
-    verbose: int = setting(1, "Keras progress verbosity (0, 1 or 2).", choices=(0, 1, 2))
+    verbose: int = setting(1, "Keras progress: 0 none, 1 a progress bar, 2 one line per epoch (--quiet: 0).",
+                           choices=(0, 1, 2), flag="--progress")
 
     @classmethod
     def from_recipe(cls, name, dataset_root, output_dir, **overrides):
@@ -222,6 +236,15 @@ class TrainConfig:
         for name in ("triplet_weight", "attention_weight", "part_attention_weight"):
             number(self, name, low=0.0)
         number(self, "erasing_probability", low=0.0, high=1.0)
+        if self.triplet_weight > 0 and (self.num_instances < 2 or self.num_identities < 2):
+            # batch_hard_triplet_loss needs, per anchor, another image of its id and an image of another id.
+            which = ("num_instances (-K) = 1: no anchor has a positive" if self.num_instances < 2
+                     else "num_identities (-P) = 1: no anchor has a negative")
+            raise ValueError(f"{which} in a batch, so the triplet loss would be 0 for the whole run; use P >= 2 "
+                             "and K >= 2, or --triplet-weight 0 to train without it on purpose.")
+        if self.mask_root and not VARIANTS[self.variant]["supervised"]:
+            warnings.warn(f"variant {self.variant!r} trains without masks: mask_root (--masks) {self.mask_root!r} "
+                          "is not read (wmga, dmga and mmga use it).", stacklevel=2)
         if VARIANTS[self.variant]["supervised"] and not self.mask_root:
             raise ValueError(
                 f"Variant {self.variant!r} is trained with body masks: set mask_root (--masks) to the "
@@ -229,6 +252,12 @@ class TrainConfig:
             )
         if self.mask_root and VARIANTS[self.variant]["supervised"] and not os.path.isdir(self.mask_root):
             raise FileNotFoundError(f"Mask root {self.mask_root!r} does not exist.")
+        from keras_mmga.run_lock import check_output_folder
+
+        check_output_folder(self.output_dir, "output_dir (--output)")
+        if os.path.isfile(self.dataset_root):
+            raise NotADirectoryError(f"dataset_root (--data) {self.dataset_root!r} is a file: give the dataset "
+                                     "folder (the one holding bounding_box_train/).")
         if self.devices and self.strategy != "mirrored":
             raise ValueError("devices is only used with strategy 'mirrored'.")
 

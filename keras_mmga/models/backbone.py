@@ -125,13 +125,36 @@ def _reference_resnet50(input_shape, weights):
     except Exception as err:  # Keras raises a bare Exception on a failed download.
         if weights != "imagenet":
             raise ValueError(f"Could not load ResNet50 weights from {weights!r}: {err}") from err
-        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
-        raise RuntimeError(
-            "Could not obtain the ImageNet ResNet50 weights (no network access?). "
-            f"Download {WEIGHTS_FILE} once and put it in {cache}/, or pass its path "
-            "as backbone_weights=..., or use backbone_weights=None for random "
-            f"initialisation. Underlying error: {err}"
-        ) from err
+        raise _unavailable(err) from err
+
+
+def _unavailable(err):
+    cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+    # A ConnectionError (an OSError): the command line reports it as one `error:` line.
+    return ConnectionError(
+        "Could not obtain the ImageNet ResNet50 weights (no network access?). "
+        f"Download {WEIGHTS_FILE} once and put it in {cache}/, or pass its path "
+        "as backbone_weights=... (--backbone-weights PATH), or use backbone_weights=None "
+        f"(--backbone-weights none) for random initialisation. Underlying error: {' '.join(str(err).split())}"
+    )
+
+
+def fetch_imagenet_weights():
+    """The path of the ImageNet ResNet50 notop weights, downloaded into Keras's cache if missing.
+
+    The engine calls it before reading any data, so an offline machine fails
+    in a second with the ways to get the file, not after the data checks.
+
+    Raises:
+        ConnectionError: the file is not cached and cannot be downloaded.
+    """
+    from keras.src.applications import resnet
+
+    try:
+        return keras.utils.get_file(WEIGHTS_FILE, resnet.BASE_WEIGHTS_PATH + WEIGHTS_FILE, cache_subdir="models",
+                                    file_hash=resnet.WEIGHTS_HASHES["resnet50"][1])
+    except Exception as err:  # Keras raises a bare Exception on a failed download.
+        raise _unavailable(err) from err
 
 
 def _copy_weights(stages, reference):

@@ -204,6 +204,13 @@ class MMGA(CheckedFitModel):
         outputs["attention_maps"] = computed["attention_maps"]
         return outputs
 
+    def __call__(self, inputs, *args, **kwargs):
+        # `model(x)` at the wrong size: one error naming the expected H x W (see MMGABackbone.__call__).
+        from keras_mmga.models import input_checks
+
+        input_checks.check_image_shape(input_checks.static_shape(inputs), self.input_shape[1:], "x")
+        return super().__call__(inputs, *args, **kwargs)
+
     def call(self, inputs, training=False):
         if training:
             return self.compute_outputs(inputs, training=True)

@@ -209,6 +209,14 @@ class MMGABackbone(keras.Model):
             "attention_maps": {k: ops.cast(v, self.output_dtype) for k, v in maps.items()},
         }
 
+    def __call__(self, images, *args, **kwargs):
+        # Before Keras's own call: a wrong image size is one error naming the expected H x W, not
+        # a ResNet stem's input-spec error wrapped in "Exception encountered when calling ...".
+        from keras_mmga.models import input_checks
+
+        input_checks.check_image_shape(input_checks.static_shape(images), self._image_shape, "x")
+        return super().__call__(images, *args, **kwargs)
+
     def call(self, images, training=False):
         return self.compute_outputs(images, training=training)["features"]
 

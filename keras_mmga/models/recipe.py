@@ -1,5 +1,7 @@
 """The paper's training recipe: compile defaults, the default optimizer, and checks of what `compile` gets."""
 
+import warnings
+
 import keras
 
 # The module, not its names: registering the package's classes when Keras loads
@@ -80,8 +82,23 @@ def check_loss_settings(kwargs, variant, mask_supervised, has_parts):
             f"compile(): part_attention_weight set for variant {variant!r}, which has no upper/bottom "
             "(part) maps: use 'dmga' or 'mmga', or drop it."
         )
-    if kwargs.get("triplet_weight", 1.0) == 0 and kwargs.get("triplet_margin") is not None:
+    if kwargs.get("triplet_weight", 1.0) == 0 and kwargs.get("triplet_margin", COMPILE_DEFAULTS["triplet_margin"]) \
+            != COMPILE_DEFAULTS["triplet_margin"]:
         raise ValueError("compile(): triplet_margin set with triplet_weight=0: the triplet term is off.")
+    _warn_vanishing_terms(kwargs, variant, mask_supervised, has_parts)
+
+
+def _warn_vanishing_terms(kwargs, variant, mask_supervised, has_parts):
+    """Warns for a weight of 0 that switches a loss term off for the whole run (an ablation, or a slip)."""
+    off = []
+    if kwargs.get("triplet_weight") == 0:
+        off.append("triplet_weight=0: no triplet loss")
+    if mask_supervised and kwargs.get("attention_weight") == 0:
+        off.append(f"attention_weight=0: no mask supervision, so {variant!r} trains as baseline_att does")
+    elif mask_supervised and has_parts and kwargs.get("part_attention_weight") == 0:
+        off.append("part_attention_weight=0: the part maps get no mask supervision")
+    for what in off:
+        warnings.warn(f"compile(): {what} for the whole run.", stacklevel=4)
 
 
 def split_compile_kwargs(kwargs):

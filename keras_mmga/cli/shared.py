@@ -1,0 +1,23 @@
+"""Flags that several subcommands share, declared once so they are spelled and checked the same."""
+
+import argparse
+
+
+def add_model(parser, help_text):
+    """`--model PATH` (required); a path given where the model used to be positional is refused by `model_from`."""
+    parser.add_argument("--model", help=help_text + " (required)", metavar="PATH")
+    parser.add_argument("_positional_model", nargs="?", help=argparse.SUPPRESS)
+
+
+def model_from(args, command):
+    """The `--model` path; `ValueError` naming the flag when it is missing or given positionally."""
+    from keras_mmga.cli import UsageError
+
+    if args._positional_model is not None:
+        if args.model is None:
+            raise UsageError(f"the model is given with --model: keras-mmga {command} --model "
+                             f"{args._positional_model} ...")
+        raise UsageError(f"unexpected argument {args._positional_model!r} (the model is --model {args.model})")
+    if args.model is None:
+        raise UsageError(f"--model PATH is required (see keras-mmga {command} --help)")
+    return args.model
