@@ -132,6 +132,20 @@ def set_threads(n):
         getattr(blas, suffix.format("set_num_threads"))(ctypes.c_int(n))
 
 
+def faiss_blas_info():
+    """The kernel of the OpenBLAS bundled with the faiss-cpu wheel (an older one: 'Prescott' = no AVX), or '?'."""
+    import ctypes
+    import glob
+
+    import faiss
+
+    for lib in glob.glob(os.path.join(os.path.dirname(faiss.__file__), os.pardir, "faiss_cpu.libs", "*openblas*")):
+        core = ctypes.CDLL(lib).openblas_get_corename
+        core.restype = ctypes.c_char_p
+        return f"{os.path.basename(lib)} {core().decode()}"
+    return "?"
+
+
 def blas_info():
     """numpy's OpenBLAS kernel and thread count (e.g. "SkylakeX, 2 threads"), or '?'."""
     import ctypes
@@ -258,7 +272,7 @@ def main():
     gen = Generator(a.n, a.dim)
     print(f"{a.n} features x {a.dim}: {len(gen.views)} identities ({gen.views.mean():.1f} views on average), "
           f"{gen.n_distractors} distractors; {a.queries} queries; faiss {faiss.__version__}, "
-          f"{faiss.omp_get_max_threads()} threads; numpy {np.__version__}, OpenBLAS {blas_info()}; "
+          f"{faiss.omp_get_max_threads()} threads; numpy {np.__version__}, OpenBLAS {blas_info()}; faiss's BLAS {faiss_blas_info()}; "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; load {os.getloadavg()}", flush=True)
     if not os.path.exists(path):
         print(f"generated and written in {write_features(gen, path):.0f} s "

@@ -41,6 +41,8 @@ def gallery_with_ties(n, dim, seed):
     (64, 10, 3, 64),     # k = N
     (64, 10, 3, 500),    # k > N: all rows
     (300, 33, 7, 1),
+    (500, 400, 7, 3),    # first chunk wider than 16 (2k + 8): threshold from a sample of it
+    (1000, 600, 5, 10),
 ])
 def test_same_answer_as_float64_brute_force(n, chunk_rows, query_batch, k):
     g = gallery_with_ties(n, 24, seed=n + k)
