@@ -92,6 +92,7 @@ class NumpyBackend:
         self._sq_norms = np.empty(0, np.float32)  # |g|^2 per row, for the matrix-product distances
         self._n = 0
         self._max_norm = 0.0
+        self._sq_range = (np.inf, -np.inf)  # min and max of |g|^2
         self.reallocations = 0  # buffer growths (doubling keeps them O(log N))
 
     def __len__(self):
@@ -130,17 +131,26 @@ class NumpyBackend:
         self._sq_norms[n : n + m] = sq
         if m:
             self._max_norm = max(self._max_norm, float(np.sqrt(sq.max())))
+            self._sq_range = (min(self._sq_range[0], float(sq.min())), max(self._sq_range[1], float(sq.max())))
         self._n = n + m
 
     def _rounding_bound(self, query_norms):
-        """Per query, a bound on |float32 `|g|^2 - 2 q.g` - exact| over every gallery row (2x margin).
+        """Per query, a bound on |float32 score - exact `|g|^2 - 2 q.g`| (up to one constant) over every row (2x margin).
 
         A float32 dot product of length D errs by at most ~D u |q||g| in any
         summation order (u = 2^-24); storing |g|^2 and the subtraction add a
         few u (|g|^2 + 2|q||g|).
         """
         u, g = 2.0 ** -24, self._max_norm
-        return 2.0 * (2.0 * (self.dim + 2) * u * query_norms * g + 2.0 * u * g * g + 2.0 * u * query_norms * g)
+        bound = 2.0 * (2.0 * (self.dim + 2) * u * query_norms * g + 2.0 * u * g * g + 2.0 * u * query_norms * g)
+        if not self._norms_added():  # scores leave out |g|^2, which differs between rows by at most the spread
+            bound = bound + (self._sq_range[1] - self._sq_range[0])
+        return bound
+
+    def _norms_added(self):
+        """False when every |g|^2 is within 1e-5 of the others (L2-normalised features): the scores then skip
+        adding them (one pass less per block) and the rounding bound takes the spread instead."""
+        return self._sq_range[1] - self._sq_range[0] > 1e-5
 
     def search(self, queries, k):
         """`(distances, rows)`, each `(Q, k')` with k' = min(k, N); nearest first, ties by row."""
@@ -162,7 +172,8 @@ class NumpyBackend:
         queries saves a pass over each block without changing a bit.
         """
         s = np.matmul(scaled_queries, self._buffer[start:stop].T, out=out)
-        s += self._sq_norms[start:stop]
+        if self._norms_added():
+            s += self._sq_norms[start:stop]
         return s
 
     def _search_batch(self, queries, k):

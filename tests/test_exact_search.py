@@ -138,3 +138,19 @@ def test_reserve_then_adds_do_not_reallocate():
         backend.add(g[start : start + 10])
     assert backend._buffer is buffer and backend.reallocations == 1
     np.testing.assert_array_equal(backend.search(g[7:8], 1)[1], [[7]])
+
+
+def test_rows_of_different_norms():
+    # Not L2-normalised: the scores must add |g|^2 (the unit-norm shortcut does not apply).
+    rng = np.random.default_rng(6)
+    g = rng.normal(size=(300, 16)).astype(np.float32) * rng.uniform(0.1, 10, (300, 1)).astype(np.float32)
+    g[7] = g[3]
+    queries = np.concatenate([g[:5], rng.normal(size=(4, 16)).astype(np.float32)])
+    backend = NumpyBackend(16, chunk_rows=50, query_batch=4)
+    backend.add(g)
+    assert backend._norms_added()
+    distances, rows = backend.search(queries, 6)
+    want_d, want_r = brute_force(g, queries, 6)
+    np.testing.assert_array_equal(rows, want_r)
+    np.testing.assert_allclose(distances, want_d, rtol=1e-6, atol=1e-6)
+    assert (distances[:5, 0] == 0).all()
