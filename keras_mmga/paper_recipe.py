@@ -20,3 +20,8 @@ COMPILE_DEFAULTS = dict(
     part_attention_weight=0.5,
     cross_replica_triplet=True,
 )
+
+# The backbone layouts (`keras_mmga.models.backbone`) and the in-graph preprocessing their
+# published ImageNet weights expect. The paper started from torchvision's ResNet50 (v1.5).
+BACKBONES = ("resnet50", "resnet50_v1.5")
+BACKBONE_PREPROCESSING = {"resnet50": "caffe", "resnet50_v1.5": "torch"}

@@ -81,3 +81,26 @@ def as_list(images):
     if isinstance(images, (list, tuple)):
         return list(images)
     raise TypeError(f"Expected image paths or arrays, got {type(images).__name__}.")
+
+
+# The field's input convention (torchvision, timm, torchreid, fast-reid, BoxMOT): RGB / 255, then (x - mean) / std.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def field_images(rgb):
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → the field's input `(N, 3, H, W)`: /255, ImageNet mean / std.
+
+    What BoxMOT's `prepare_crop_batch` does after resizing (in float32); the
+    input of the `"field"` and `"boxmot"` export profiles (`keras_mmga.export.profiles`).
+
+    Example:
+    ```python
+    field_images(np.stack([preprocess("a.jpg", (256, 128))])).shape  # (1, 3, 256, 128)
+    ```
+    """
+    rgb = np.asarray(rgb, np.float32)
+    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(IMAGENET_STD, np.float32)
+    x = (rgb / np.float32(255.0) - mean) / std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -25,7 +25,7 @@ def test_pre_split_checkpoint_loads_with_its_outputs_and_optimizer_state():
     assert isinstance(model, MMGA) and model.variant == "mmga"
     # The split replaced part_dim (per part) by local_dim (all parts) and added parts.
     old_keys = set(saved["config_keys"])
-    assert set(model.get_config()) == (old_keys - {"part_dim"}) | {"local_dim", "parts"}
+    assert set(model.get_config()) == (old_keys - {"part_dim"}) | {"local_dim", "parts", "backbone", "backbone_weights_info"}
     import json
     import zipfile
 

@@ -252,9 +252,13 @@ def test_startup_noise_filter_keeps_everything_else():
              b"I0000 00:00:1796475063.298208    4795 port.cc:153] oneDNN custom operations are on.\n",
              b"E0000 00:00:1796475077.324181    4881 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n",
              b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
-             b"appropriate compiler flags.\n"]
+             b"appropriate compiler flags.\n",
+             b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+             # Two mask workers writing it at once.
+             b"INFO: INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+             b"Created TensorFlow Lite XNNPACK delegate for CPU.\n"]
     kept = [b"error: Mask root 'x' does not exist.\n", b"masks: 10/20 images\r", b"Epoch 1/3\n",
-            b"I0000 is not a log line\n"]
+            b"I0000 is not a log line\n", b"\n", b"INFO about the run\n"]
     assert all(is_noise(line) for line in noise) and not any(is_noise(line) for line in kept)
 
 
@@ -286,3 +290,33 @@ def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--output", str(tmp_path / "d"), "--quiet"]) == 0
     out = capsys.readouterr()
     assert out.out == "| Model | rank-1 |\n" and out.err == ""
+
+
+def test_a_warning_is_one_line_once(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import trainer
+
+    def fake_train(config):
+        config.validate()  # the API checks the settings again: the warning is not repeated
+        return None, None
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    argv = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
+            "--masks", str(tmp_path), "--backbone-weights", "none"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err == (f"warning: variant 'baseline' trains without masks: mask_root (--masks) {str(tmp_path)!r} is "
+                   "not read (wmga, dmga and mmga use it).\n")
+
+
+@pytest.mark.parametrize("weights, message", [("missing.pth", "Backbone weights not found"),
+                                              ("imagenet", "takes torchvision / timm weights")])
+def test_v15_backbone_weights_that_cannot_load_are_one_line_before_any_data(tmp_path, capsys, monkeypatch, weights,
+                                                                            message):
+    from keras_mmga.engine import trainer
+
+    monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the weights"))
+    code = main(["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
+                 "--backbone", "resnet50_v1.5", "--backbone-weights", str(tmp_path / weights)
+                 if weights != "imagenet" else weights])
+    assert code == 2
+    assert message in _one_line_error(capsys)

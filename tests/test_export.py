@@ -144,7 +144,8 @@ def test_model_card(exports, tmp_path):
     assert card["variant"] == "mmga" and card["opset"] == 17
     assert card["format"] == CARD_FORMAT and OnnxFeatureExtractor(info["onnx_path"]).card == card  # deploy accepts it
     assert card["input"] == {"name": "images", "layout": "NHWC", "shape": ["N", 64, 32, 3], "dtype": "float32",
-                             "values": card["input"]["values"]}
+                             "values": card["input"]["values"], "range": [0.0, 255.0], "mean": None, "std": None}
+    assert card["profile"] == "default" and card["runtime"] == "onnx"
     assert card["output"]["shape"] == ["N", 2048] and card["output"]["l2_normalised"]
     assert "103.939" in card["preprocessing"]
     assert card["parity"]["max_abs_diff_vs_keras_float32"] == info["max_abs_diff"] <= 1e-4

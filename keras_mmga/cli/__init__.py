@@ -25,6 +25,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 # subcommand -> (module, one-line help). Order is the pipeline's.
 COMMANDS = {
@@ -120,9 +121,16 @@ def _one_line(err):
     return " ".join(text.split())
 
 
+_SHOWN = set()
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    # A warning is for the user, not a source line: "warning: ..." on one line (--verbose: Python's format).
-    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+    # A warning is for the user, not a source line: "warning: ..." on one line, each text once
+    # (settings are checked by the command and again by the API it calls). --verbose: Python's format.
+    text = " ".join(str(message).split())
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(f"warning: {text}", file=sys.stderr if file is None else file)
 
 
 def main(argv=None, filter_stderr=None):
@@ -139,10 +147,9 @@ def main(argv=None, filter_stderr=None):
     command = next((a for a in argv if not a.startswith("-")), None)
     verbose = "--verbose" in argv or "-v" in argv
     _quiet_backends(verbose)
-    import warnings
-
     shown = warnings.showwarning
     if not verbose:
+        _SHOWN.clear()
         warnings.showwarning = _one_line_warning
     stderr_filter = None
     if (from_command_line if filter_stderr is None else filter_stderr) and not verbose:

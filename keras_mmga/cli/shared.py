@@ -5,7 +5,9 @@ import argparse
 
 def add_model(parser, help_text):
     """`--model PATH` (required); a path given where the model used to be positional is refused by `model_from`."""
-    parser.add_argument("--model", help=help_text + " (required)", metavar="PATH")
+    # No default shown in --help: the flag is required (checked by `model_from`, which also
+    # recognises the old positional spelling).
+    parser.add_argument("--model", help=help_text + " (required)", metavar="PATH", default=argparse.SUPPRESS)
     parser.add_argument("_positional_model", nargs="?", help=argparse.SUPPRESS)
 
 
@@ -13,6 +15,7 @@ def model_from(args, command):
     """The `--model` path; `ValueError` naming the flag when it is missing or given positionally."""
     from keras_mmga.cli import UsageError
 
+    args.model = getattr(args, "model", None)
     if args._positional_model is not None:
         if args.model is None:
             raise UsageError(f"the model is given with --model: keras-mmga {command} --model "

@@ -15,7 +15,8 @@ import sys
 def add_arguments(p):
     p.description = __doc__
     p.formatter_class = _Formatter
-    p.add_argument("--output", metavar="DIR", help="output folder (images/ and masks/ are created in it) (required)")
+    p.add_argument("--output", metavar="DIR", default=argparse.SUPPRESS,
+                   help="output folder (images/ and masks/ are created in it) (required)")
     p.add_argument("_positional_root", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--train-ids", type=int, default=100, help="training identities")
     p.add_argument("--test-ids", type=int, default=100, help="test (query/gallery) identities")
@@ -34,6 +35,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 def run(args):
     from keras_mmga.cli import UsageError
 
+    args.output = getattr(args, "output", None)
     if args._positional_root is not None:
         raise UsageError(f"the folder is given with --output: keras-mmga synthetic --output {args._positional_root}"
                          if args.output is None else f"unexpected argument {args._positional_root!r}")

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_mmga.preprocessing import as_list, graph_layout, preprocess
+from keras_mmga.preprocessing import as_list, field_images, graph_layout, preprocess
 from keras_mmga.model_card import card_path_for, read_model_card
 
 
@@ -68,8 +68,10 @@ class OnnxFeatureExtractor:
         except Exception as err:  # ONNX Runtime's own classes (InvalidProtobuf, Fail, ...), all plain Exception
             raise ValueError(f"ONNX Runtime cannot load {path!r}: {err}") from err
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] != ["features"]:
+        # "output0": the BoxMOT profile's name (keras_mmga.export.profiles).
+        if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] not in (["features"], ["output0"]):
             raise ValueError(f"{path!r} is not a keras-mmga export (expected input 'images' and output 'features').")
+        self.output_name = outputs[0].name
         if inputs[0].type != "tensor(float)":
             raise ValueError(f"{path!r}: input 'images' must be float32, got {inputs[0].type}.")
         shape = inputs[0].shape
@@ -77,6 +79,8 @@ class OnnxFeatureExtractor:
             raise ValueError(f"{path!r}: expected input (N, H, W, 3) or (N, 3, H, W) with fixed H, W; got {shape}.")
         card_path = card_path_for(path)
         self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
+        # The field / BoxMOT profiles take ImageNet-normalised RGB / 255 (the card says so).
+        self.profile = (self.card or {}).get("profile", "default")
         if self.card is None:
             self.layout = graph_layout(shape)
         else:
@@ -115,11 +119,13 @@ class OnnxFeatureExtractor:
                 f"{os.path.basename(self.path)} takes {self.layout} input of shape {expected} (fixed H, W), "
                 f"got {batch.shape}; pass images through the extractor's call to resize them."
             )
-        return self.session.run(["features"], {"images": np.ascontiguousarray(batch)})[0]
+        return self.session.run([self.output_name], {"images": np.ascontiguousarray(batch)})[0]
 
     def preprocess(self, images, color="rgb"):
         """Images (paths or arrays) → the float32 batch `run` takes."""
         batch = np.stack([preprocess(x, self.image_size, color) for x in as_list(images)])
+        if self.profile in ("field", "boxmot"):
+            return field_images(batch)
         return batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch
 
     def __call__(self, images, color="rgb"):

@@ -16,7 +16,7 @@ import warnings
 
 from keras_mmga.data.pk_sampler import EPOCH_DEFINITIONS
 from keras_mmga.engine.config_checks import check_parts, choice, is_int, number
-from keras_mmga.paper_recipe import COMPILE_DEFAULTS
+from keras_mmga.paper_recipe import BACKBONES, COMPILE_DEFAULTS
 
 STRATEGIES = ("one", "mirrored", "multiworker")
 DRESS_GROUPS = ("upper", "bottom", "none")
@@ -134,8 +134,13 @@ class TrainConfig:
                                       to=("compile",), group="model and losses")
     part_attention_weight: float = setting(_C["part_attention_weight"], "lambda0, weight of each part map (eq. 5).",
                                            to=("compile",), group="model and losses")
-    backbone_weights: str = setting("imagenet", "`imagenet`, None (random init; `none` on the command line) or "
-                                                "a path to the ResNet50 notop .h5.", to=("model",),
+    backbone: str = setting("resnet50", "`resnet50` (Keras's ResNet50, v1) or `resnet50_v1.5` (torchvision's / "
+                                        "timm's layout; loads their ImageNet weights: the paper's start).",
+                            to=("model",), group="model and losses", choices=BACKBONES)
+    backbone_weights: str = setting("imagenet", "`imagenet` (resnet50), None (random init; `none` on the command "
+                                                "line) or a path: Keras's ResNet50 notop .h5 (resnet50); a "
+                                                "torchvision .pth, a .safetensors file or a timm folder "
+                                                "(resnet50_v1.5).", to=("model",),
                                     group="model and losses")
     mask_format: str = setting("lip", "mask files: `lip` (label maps) or `binary` (whole-body masks).",
                                to=("data",), group="data", choices=MASK_FORMATS)
@@ -205,6 +210,7 @@ class TrainConfig:
         choice(self, "epoch", EPOCH_DEFINITIONS)
         choice(self, "dress_group", DRESS_GROUPS)
         choice(self, "mask_format", MASK_FORMATS)
+        choice(self, "backbone", BACKBONES)
         choice(self, "missing_masks", ("error", "ignore"))
         choice(self, "verbose", (0, 1, 2))
         try:

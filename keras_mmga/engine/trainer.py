@@ -46,7 +46,7 @@ from keras_mmga.run_lock import RunLock
 from keras_mmga.engine.run_folder import backup_dir, check_resume, last_logged_epoch, remove_files
 from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
 from keras_mmga.models import MMGA
-from keras_mmga.models.backbone import fetch_imagenet_weights
+from keras_mmga.models.backbone import check_torch_weights_argument, fetch_imagenet_weights
 
 
 def describe_budget(config, steps, batch_size):
@@ -183,9 +183,11 @@ def train(config, extra_callbacks=()):
     import tensorflow as tf
 
     config.validate()
-    if config.backbone_weights == "imagenet":
+    if config.backbone_weights == "imagenet" and config.backbone == "resnet50":
         # Before any data is read: offline, this fails at once with the ways to get the file.
         fetch_imagenet_weights()
+    elif config.backbone_weights is not None and config.backbone == "resnet50_v1.5":
+        check_torch_weights_argument(config.backbone_weights)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

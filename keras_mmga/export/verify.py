@@ -13,7 +13,6 @@ import os
 import keras
 import numpy as np
 
-from keras_mmga.export.inference import INPUT_NAME, OUTPUT_NAME
 
 # ONNX Runtime vs Keras, float32 graph, on unit-length features. Measured
 # ~1e-7 here (see the model card); the bound leaves room for other CPUs' kernels.
@@ -55,7 +54,7 @@ def parity_images(image_size, provided=None):
     return groups
 
 
-def parity(model, onnx_path, images, nchw=False):
+def parity(model, onnx_path, images, nchw=False, profile="default"):
     """Max |ONNX Runtime − Keras| over the features of `images`.
 
     Args:
@@ -63,6 +62,9 @@ def parity(model, onnx_path, images, nchw=False):
         onnx_path: the exported file.
         images: float32 RGB `(N, H, W, 3)` in [0, 255].
         nchw: the export takes `(N, 3, H, W)`.
+        profile: the export's input profile; for `"field"` / `"boxmot"` the
+            ONNX graph gets the same images as BoxMOT would feed them
+            (`profiles.field_images`), Keras the raw pixels.
 
     Example:
     ```python
@@ -71,10 +73,15 @@ def parity(model, onnx_path, images, nchw=False):
     """
     import onnxruntime as ort
 
+    from keras_mmga.export.profiles import field_images, is_field
+
     images = np.asarray(images, np.float32)
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
-    feed = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)) if nchw else images)
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
+    if is_field(profile):
+        feed = field_images(images)
+    else:
+        feed = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)) if nchw else images)
+    got = session.run(None, {session.get_inputs()[0].name: feed})[0]
     expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
     if got.shape != expected.shape:
         raise ParityError(f"ONNX Runtime gave features of shape {got.shape}, Keras {expected.shape}.")

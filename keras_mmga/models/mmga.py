@@ -18,8 +18,8 @@ __all__ = ["MMGA", "VARIANTS"]
 
 # MMGABackbone settings that MMGA takes as its own arguments (`attention` and
 # `parts` follow from the variant).
-_BACKBONE_SETTINGS = ("input_shape", "backbone_weights", "preprocessing", "whole_dim", "local_dim",
-                      "spatial_reduction", "channel_reduction", "sync_batchnorm")
+_BACKBONE_SETTINGS = ("input_shape", "backbone", "backbone_weights", "backbone_weights_info", "preprocessing",
+                      "whole_dim", "local_dim", "spatial_reduction", "channel_reduction", "sync_batchnorm")
 
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
@@ -56,11 +56,21 @@ class MMGA(CheckedFitModel):
         num_classes: int, number of training identities.
         variant: one of the names above.
         input_shape: `(H, W, 3)`, H and W divisible by 16 (paper: 384×128).
-        backbone_weights: `"imagenet"`, `None` or path of Keras's
-            `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`.
-        preprocessing: `"caffe"` (matches Keras's ImageNet ResNet50 weights),
-            `"torch"` (ImageNet mean/std in RGB) or `None`. Applied inside the
-            graph: the model takes RGB float32 pixels in [0, 255].
+        backbone: `"resnet50"` (default; Keras's ResNet50, Caffe-converted
+            v1) or `"resnet50_v1.5"` (torchvision's / timm's layout, which
+            loads their ImageNet weights: the paper's start). Both with the
+            last stride 1 and the attention placed alike.
+        backbone_weights: `None`; for `"resnet50"` `"imagenet"` or the path
+            of Keras's `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`;
+            for `"resnet50_v1.5"` a torchvision `.pth`, a `.safetensors` file,
+            a timm / Hugging Face folder or `"hf://timm/resnet50.tv_in1k"`.
+        preprocessing: `"auto"` (default: what the backbone's weights expect,
+            `"caffe"` for `"resnet50"`, `"torch"` for `"resnet50_v1.5"`),
+            `"caffe"`, `"torch"` (RGB / 255, ImageNet mean / std) or `None`.
+            Applied inside the graph: the model takes RGB float32 pixels in
+            [0, 255].
+        backbone_weights_info: source and sha256 of the loaded backbone
+            weights (filled in by the model; kept for the model card).
         parts: mmga's part branches, names of LIP part groups
             (`keras_mmga.data.masks.PART_GROUPS`: `"head"`, `"torso"`,
             `"upper"`, `"legs"`, `"feet"`, `"bottom"`, or custom groups given to
@@ -97,7 +107,7 @@ class MMGA(CheckedFitModel):
         variant="mmga",
         input_shape=(384, 128, 3),
         backbone_weights="imagenet",
-        preprocessing="caffe",
+        preprocessing="auto",
         whole_dim=1024,
         part_dim=None,
         spatial_reduction=8,
@@ -105,6 +115,8 @@ class MMGA(CheckedFitModel):
         sync_batchnorm=False,
         parts=None,
         local_dim=None,
+        backbone="resnet50",
+        backbone_weights_info=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -121,7 +133,9 @@ class MMGA(CheckedFitModel):
         self.local_dim = local_dim_of(local_dim, part_dim, len(self.parts))
         self.backbone = MMGABackbone(
             input_shape=input_shape,
+            backbone=backbone,
             backbone_weights=backbone_weights,
+            backbone_weights_info=backbone_weights_info,
             preprocessing=preprocessing,
             attention=self.has_attention,
             parts=self.parts,
@@ -152,6 +166,8 @@ class MMGA(CheckedFitModel):
     # Its name before 0.3 (`(H, W, 3)`), kept readable.
     image_shape = property(lambda self: self.backbone.image_shape)
     backbone_weights = property(lambda self: self.backbone.backbone_weights)
+    backbone_weights_info = property(lambda self: self.backbone.backbone_weights_info)
+    backbone_name = property(lambda self: self.backbone.backbone, doc="`resnet50` or `resnet50_v1.5`.")
     preprocessing = property(lambda self: self.backbone.preprocessing)
     whole_dim = property(lambda self: self.backbone.whole_dim)
     part_dims = property(lambda self: self.backbone.part_dims, doc="Dimension of each part feature.")
