@@ -54,15 +54,10 @@ def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy, p
         "input": input_contract(profile, model.image_size, nchw, mode),
         "output": {"name": TENSOR_NAMES[profile][1], "shape": ["N", model.feature_dim], "dtype": "float32",
                    "l2_normalised": True},
-<<<<<<< HEAD
-        "preprocessing": _PREPROCESSING.get(getattr(model, "preprocessing", None), "none"),
+        "preprocessing": _PREPROCESSING.get(mode, "none"),
         "backbone": {"architecture": getattr(model, "backbone_name", None) or "resnet50",
                      "initial_weights": getattr(model, "backbone_weights_info", None)},
-        "opset": int(opset),
-=======
-        "preprocessing": _PREPROCESSING.get(mode, "none"),
         "opset": int(opset) if onnx_graph else None,
->>>>>>> i24-clients
         "precision": "float16 (float32 input, output and L2 normalisation)" if fp16 else "float32",
         "num_nodes": len(proto.graph.node) if onnx_graph else None,
         "parity": parity,
