@@ -51,22 +51,35 @@ def _as_rows(features, dim, what="features"):
     return np.ascontiguousarray(features, np.float32)
 
 
+def append_rows(buffer, n, rows):
+    """`buffer` with `rows` written after its first `n` rows, reallocated (doubling) only when full.
+
+    A run of small appends then copies each row O(1) times on average instead
+    of the whole array per call (`np.concatenate`).
+    """
+    rows = np.asarray(rows, buffer.dtype)
+    if n + len(rows) > len(buffer):
+        grown = np.empty((max(2 * len(buffer), n + len(rows)),) + buffer.shape[1:], buffer.dtype)
+        grown[:n] = buffer[:n]
+        buffer = grown
+    buffer[n : n + len(rows)] = rows
+    return buffer
+
+
 class NumpyBackend:
-    """Exact search: float32 matrix products for candidates, float64 differences for the answer.
+    """Exact search: float32 matrix products pick candidates, float64 differences give the answer.
 
     Queries are searched in batches of `query_batch` against the gallery in
-    chunks of `chunk_rows` rows: one BLAS product per (batch, chunk) gives
-    `|g|^2 - 2 q.g` (the squared distance less `|q|^2`), and only rows below
-    each query's running M-th best (M = 2k + 8) are kept. The kept rows are
-    then re-scored as float64 sums of squared differences, so the top k, their
-    order (ties by row) and a self-match's distance 0 are those of a float64
-    brute force. Float32 rounding of the product is bounded
-    (`_rounding_bound`); a query whose M-th and k-th candidates are closer than
-    that bound (many duplicates, near-ties) gets a second pass that keeps every
-    row within it. No `(N, D)` temporary: extra memory is about
-    `query_batch * chunk_rows * 16` bytes, whatever N.
-    The feature buffer grows by doubling, so many small `add`s cost amortised
-    O(rows added), not a copy of the gallery each.
+    chunks of `chunk_rows` rows. One BLAS product per (batch, chunk) scores
+    every row as `|g|^2 - 2 q.g`, the squared distance less `|q|^2`, with a
+    float32 rounding error below a proven bound `b` (`_rounding_bound`). Each
+    query keeps its running exact top k (float64 sums of squared differences,
+    ties by row), and a row is re-scored only if its float32 score is within
+    `b` of the running k-th distance: every row of the exact top k is, so the
+    answer (order, ties, a self-match's distance 0) is that of a float64 brute
+    force, with no second pass for near-ties or duplicates. No `(N, D)`
+    temporary: extra memory is at most about `query_batch * chunk_rows * 9` bytes,
+    whatever N. The feature buffer grows by doubling (`append_rows`).
 
     Args:
         dim: feature dimension.
@@ -89,11 +102,8 @@ class NumpyBackend:
             raise ValueError(f"chunk_rows and query_batch must be positive, got {chunk_rows}, {query_batch}.")
         self.chunk_rows, self.query_batch = int(chunk_rows), int(query_batch)
         self._buffer = np.empty((0, self.dim), np.float32)
-        self._sq_norms = np.empty(0, np.float32)  # |g|^2 per row, for the matrix-product distances
-        self._n = 0
-        self._max_norm = 0.0
-        self._sq_range = (np.inf, -np.inf)  # min and max of |g|^2
-        self.reallocations = 0  # buffer growths (doubling keeps them O(log N))
+        self._sq_norms = np.empty(0, np.float32)  # |g|^2 per row, for the matrix-product scores
+        self._n = 0  # rows in use; len(self._buffer) is the capacity
 
     def __len__(self):
         return self._n
@@ -108,49 +118,17 @@ class NumpyBackend:
 
     def reserve(self, capacity):
         """Makes room for `capacity` rows in all, e.g. before adding a large gallery chunk by chunk."""
-        if int(capacity) > len(self._buffer):
-            self._grow(int(capacity))
-
-    def _grow(self, capacity):
-        n = self._n
-        buffer = np.empty((capacity, self.dim), np.float32)
-        buffer[:n] = self._buffer[:n]
-        sq_norms = np.empty(capacity, np.float32)
-        sq_norms[:n] = self._sq_norms[:n]
-        self._buffer, self._sq_norms = buffer, sq_norms
-        self.reallocations += 1
+        extra = int(capacity) - len(self._buffer)
+        if extra > 0:
+            self._buffer = append_rows(self._buffer, len(self._buffer), np.empty((extra, self.dim), np.float32))
+            self._sq_norms = append_rows(self._sq_norms, len(self._sq_norms), np.empty(extra, np.float32))
 
     def add(self, features):
         features = _as_rows(features, self.dim)
-        n, m = self._n, len(features)
-        if n + m > len(self._buffer):
-            # Doubling: a run of small adds copies each row O(1) times on average.
-            self._grow(max(2 * len(self._buffer), n + m))
-        self._buffer[n : n + m] = features
-        sq = np.einsum("ij,ij->i", features.astype(np.float64), features.astype(np.float64)) if m else np.empty(0)
-        self._sq_norms[n : n + m] = sq
-        if m:
-            self._max_norm = max(self._max_norm, float(np.sqrt(sq.max())))
-            self._sq_range = (min(self._sq_range[0], float(sq.min())), max(self._sq_range[1], float(sq.max())))
-        self._n = n + m
-
-    def _rounding_bound(self, query_norms):
-        """Per query, a bound on |float32 score - exact `|g|^2 - 2 q.g`| (up to one constant) over every row (2x margin).
-
-        A float32 dot product of length D errs by at most ~D u |q||g| in any
-        summation order (u = 2^-24); storing |g|^2 and the subtraction add a
-        few u (|g|^2 + 2|q||g|).
-        """
-        u, g = 2.0 ** -24, self._max_norm
-        bound = 2.0 * (2.0 * (self.dim + 2) * u * query_norms * g + 2.0 * u * g * g + 2.0 * u * query_norms * g)
-        if not self._norms_added():  # scores leave out |g|^2, which differs between rows by at most the spread
-            bound = bound + (self._sq_range[1] - self._sq_range[0])
-        return bound
-
-    def _norms_added(self):
-        """False when every |g|^2 is within 1e-5 of the others (L2-normalised features): the scores then skip
-        adding them (one pass less per block) and the rounding bound takes the spread instead."""
-        return self._sq_range[1] - self._sq_range[0] > 1e-5
+        f64 = features.astype(np.float64)
+        self._buffer = append_rows(self._buffer, self._n, features)
+        self._sq_norms = append_rows(self._sq_norms, self._n, np.einsum("ij,ij->i", f64, f64))
+        self._n += len(features)
 
     def search(self, queries, k):
         """`(distances, rows)`, each `(Q, k')` with k' = min(k, N); nearest first, ties by row."""
@@ -159,106 +137,82 @@ class NumpyBackend:
         distances, rows = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
         if k == 0 or len(queries) == 0:
             return distances, rows
+        sq = self._sq_norms[: self._n]
+        lo, hi = float(sq.min()), float(sq.max())
+        # L2-normalised galleries (every |g|^2 within 1e-5): the scores skip adding |g|^2 (a pass per block
+        # less) and are then off by up to the spread hi - lo, which the limits below take in.
+        norms = None if hi - lo <= 1e-5 else self._sq_norms
         for start in range(0, len(queries), self.query_batch):
-            batch = queries[start : start + self.query_batch]
-            d, r = self._search_batch(batch, k)
-            distances[start : start + len(batch)], rows[start : start + len(batch)] = d, r
+            stop = start + self.query_batch
+            distances[start:stop], rows[start:stop] = self._search_batch(queries[start:stop], k, norms, lo, hi)
         return distances, rows
 
-    def _scores(self, scaled_queries, start, stop, out=None):
-        """float32 `|g|^2 - 2 q.g` against gallery rows [start, stop), from `scaled_queries` = -2 q.
+    def _rounding_bound(self, q_sq, g_sq_max):
+        """Per query, a bound on |float32 score - exact `|g|^2 - 2 q.g`| over every row, with a 2x margin.
 
-        Scaling by -2 is exact in floating point, so folding it into the
-        queries saves a pass over each block without changing a bit.
+        A float32 dot product of length D errs by at most ~D u |q||g| in any
+        summation order (u = 2^-24); storing |g|^2 and the addition add a few
+        u (|g|^2 + 2|q||g|).
         """
-        s = np.matmul(scaled_queries, self._buffer[start:stop].T, out=out)
-        if self._norms_added():
-            s += self._sq_norms[start:stop]
-        return s
+        u, qg = 2.0 ** -24, np.sqrt(q_sq * g_sq_max)
+        return 2.0 * (2.0 * (self.dim + 2) * u * qg + 2.0 * u * g_sq_max + 2.0 * u * qg)
 
-    def _search_batch(self, queries, k):
+    def _search_batch(self, queries, k, norms, lo, hi):
         n, qb = self._n, len(queries)
-        m = min(n, 2 * k + 8)  # candidates kept per query
-        best_s = np.full((qb, m), np.inf, np.float32)
-        best_r = np.full((qb, m), -1, np.int64)
-        threshold = np.full(qb, np.inf, np.float32)
+        q64 = queries.astype(np.float64)
+        q_sq = np.einsum("ij,ij->i", q64, q64)
+        bound = self._rounding_bound(q_sq, hi)
+        # score ~ d^2 - offset, within `bound` when |g|^2 is added, within [bound, bound + hi - lo] when not.
+        offset, spread = (q_sq, 0.0) if norms is not None else (q_sq + lo, hi - lo)
+        best_d = np.full((qb, k), np.inf)           # running exact top k: float64 squared distances ...
+        best_r = np.full((qb, k), n, np.int64)      # ... and their rows, ties by row
+        limit = np.full(qb, np.inf)                 # keep rows scoring <= limit
+        scaled = queries * np.float32(-2.0)         # exact: folds the -2 into the queries, not each block
         block = np.empty((qb, min(self.chunk_rows, n)), np.float32)
-        scaled = queries * np.float32(-2.0)
         for start in range(0, n, self.chunk_rows):
             stop = min(start + self.chunk_rows, n)
-            s = self._scores(scaled, start, stop, out=block[:, : stop - start])
-            if start == 0 and stop > 16 * m:
-                # The m-th best of a sample bounds the m-th best overall: the first chunk's merge stays small.
-                threshold = np.partition(s[:, : 16 * m], m - 1, axis=1)[:, m - 1]
-                keep = s <= threshold[:, None]
-            else:
-                keep = s < threshold[:, None]
-            counts = np.count_nonzero(keep, axis=1)
-            width = int(counts.max())
-            if width == 0:
+            s = np.matmul(scaled, self._buffer[start:stop].T, out=block[:, : stop - start])
+            if norms is not None:
+                s += norms[start:stop]
+            if start < k:
+                # Fewer than k exact distances known yet: a row of the top k is in this block's top k, so it
+                # scores within 2 bounds (+ spread) of the block's k-th float32 score.
+                kk = min(k, stop - start)
+                limit = np.partition(s, kk - 1, axis=1)[:, kk - 1] + (2 * bound + spread)
+            hit = np.flatnonzero(s.min(axis=1) <= limit)  # queries with any row to re-score (few after a while)
+            if len(hit) == 0:
                 continue
-            if 4 * width > stop - start:  # most rows pass (the first chunk): merge the whole block
-                all_s = np.concatenate([best_s, s], axis=1)
-                part = np.argpartition(all_s, m - 1, axis=1)[:, :m]
-                best_s = np.take_along_axis(all_s, part, 1)
-                best_r = np.where(part < m, np.take_along_axis(best_r, np.minimum(part, m - 1), 1), part - m + start)
-                threshold = best_s.max(axis=1)
-                continue
-            # Only the rows under the running M-th best join the merge (few after the first chunk).
-            qi, ci = np.nonzero(keep)
-            slot = np.arange(len(qi)) - np.repeat(np.cumsum(counts) - counts, counts)
-            new_s = np.full((qb, width), np.inf, np.float32)
-            new_r = np.full((qb, width), -1, np.int64)
-            new_s[qi, slot], new_r[qi, slot] = s[qi, ci], ci + start
-            all_s, all_r = np.concatenate([best_s, new_s], axis=1), np.concatenate([best_r, new_r], axis=1)
-            part = np.argpartition(all_s, m - 1, axis=1)[:, :m]
-            best_s, best_r = np.take_along_axis(all_s, part, 1), np.take_along_axis(all_r, part, 1)
-            threshold = best_s.max(axis=1)
-        del block
-        # Every row left out scored >= the M-th kept; if that is beyond the k-th kept plus twice the
-        # rounding bound, no left-out row can be among the exact top k (ties included).
-        q_norms = np.sqrt(np.einsum("ij,ij->i", queries.astype(np.float64), queries.astype(np.float64)))
-        bound = self._rounding_bound(q_norms)
-        kth = np.partition(best_s, k - 1, axis=1)[:, k - 1].astype(np.float64)
-        safe = (best_s.max(axis=1) > kth + 2 * bound) if m < n else np.ones(qb, bool)
-        distances, rows = np.empty((qb, k), np.float32), np.empty((qb, k), np.int64)
-        d2 = self._exact_sq_distances(queries, best_r)
-        order = np.lexsort((best_r, d2), axis=-1)[:, :k]
-        rows[:] = np.take_along_axis(best_r, order, 1)
-        distances[:] = np.sqrt(np.take_along_axis(d2, order, 1))
-        for q in np.flatnonzero(~safe):
-            distances[q], rows[q] = self._search_wide(queries[q], k, kth[q] + 2 * bound[q])
-        return distances, rows
+            qi, ci = np.nonzero(s[hit] <= limit[hit, None])
+            qi = hit[qi]
+            d2 = self._exact_sq_distances(queries, qi, ci + start)
+            best_d, best_r = self._merge(best_d, best_r, qi, d2, ci + start)
+            if stop >= k:  # k rows seen: the k-th exact distance bounds every row that can still enter
+                limit = best_d[:, k - 1] - offset + bound
+        return np.sqrt(best_d).astype(np.float32), best_r
 
-    def _exact_sq_distances(self, queries, cand_rows):
-        """float64 sum of squared differences of each query to its candidate rows (inf where row is -1)."""
-        qb, m = cand_rows.shape
-        d2 = np.empty((qb, m), np.float64)
-        step = max(1, (self.query_batch * self.chunk_rows * 4) // (m * self.dim * 8))
-        for lo in range(0, qb, step):
-            r = cand_rows[lo : lo + step]
-            diff = self._buffer[np.maximum(r, 0)].astype(np.float64)
-            diff -= queries[lo : lo + step, None, :].astype(np.float64)
+    @staticmethod
+    def _merge(best_d, best_r, qi, d2, rows):
+        """Per query, the k smallest (distance, row) of its running top k and the new pairs."""
+        qb, k = best_d.shape
+        counts = np.bincount(qi, minlength=qb)
+        slot = np.arange(len(qi)) - np.repeat(np.cumsum(counts) - counts, counts)  # pairs come grouped by query
+        new_d = np.full((qb, int(counts.max())), np.inf)
+        new_r = np.full(new_d.shape, np.iinfo(np.int64).max)
+        new_d[qi, slot], new_r[qi, slot] = d2, rows
+        all_d, all_r = np.concatenate([best_d, new_d], 1), np.concatenate([best_r, new_r], 1)
+        order = np.lexsort((all_r, all_d), axis=-1)[:, :k]
+        return np.take_along_axis(all_d, order, 1), np.take_along_axis(all_r, order, 1)
+
+    def _exact_sq_distances(self, queries, qi, rows):
+        """float64 sum of squared differences of `queries[qi]` to `self._buffer[rows]`, pair by pair."""
+        d2 = np.empty(len(qi), np.float64)
+        step = max(1, (self.query_batch * self.chunk_rows) // (2 * self.dim))  # float64 temp <= one float32 block
+        for lo in range(0, len(qi), step):
+            diff = self._buffer[rows[lo : lo + step]].astype(np.float64)
+            diff -= queries[qi[lo : lo + step]]
             np.square(diff, out=diff)
             d2[lo : lo + step] = diff.sum(axis=-1)
-        d2[cand_rows < 0] = np.inf
         return d2
-
-    def _search_wide(self, query, k, limit):
-        """Exact top k of one query from every row whose float32 score is within `limit` (rare: near-ties)."""
-        best_d, best_r = np.full(0, np.inf), np.zeros(0, np.int64)
-        step = max(1, (self.query_batch * self.chunk_rows * 4) // (self.dim * 8))
-        for start in range(0, self._n, self.chunk_rows):
-            stop = min(start + self.chunk_rows, self._n)
-            s = self._scores(query[None] * np.float32(-2.0), start, stop)[0]
-            near = np.flatnonzero(s <= limit) + start
-            for lo in range(0, len(near), step):
-                r = near[lo : lo + step]
-                d = self._exact_sq_distances(query[None], r[None])[0]
-                best_d, best_r = np.concatenate([best_d, d]), np.concatenate([best_r, r])
-                order = np.lexsort((best_r, best_d))[:k]
-                best_d, best_r = best_d[order], best_r[order]
-        return np.sqrt(best_d), best_r
 
     def all_features(self):
         return self.features

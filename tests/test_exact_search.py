@@ -60,10 +60,13 @@ def test_same_answer_as_float64_brute_force(n, chunk_rows, query_batch, k):
         np.testing.assert_array_equal(rows[12, :31], [2, *range(20, 50)])
 
 
-def test_near_ties_below_float32_rounding(monkeypatch):
-    wide = []  # the second pass that keeps every row within the rounding bound must run here
-    original = NumpyBackend._search_wide
-    monkeypatch.setattr(NumpyBackend, "_search_wide", lambda self, *a: wide.append(1) or original(self, *a))
+@pytest.mark.parametrize("scale_one_row", [False, True])  # unit rows (scores skip |g|^2) / rows of two norms
+@pytest.mark.parametrize("ties_first", [False, True])     # near-ties after k exact distances are known / before
+def test_near_ties_below_float32_rounding(monkeypatch, scale_one_row, ties_first):
+    rescored = []  # rows re-scored in float64: every row within the float32 rounding bound must be
+    original = NumpyBackend._exact_sq_distances
+    monkeypatch.setattr(NumpyBackend, "_exact_sq_distances",
+                        lambda self, q, qi, rows: rescored.extend(rows.tolist()) or original(self, q, qi, rows))
     # Rows differ from the query by less than float32 matrix-product rounding: the float64 re-score orders them.
     rng = np.random.default_rng(3)
     base = unit(rng.normal(size=(1, 512)))[0]
@@ -71,13 +74,18 @@ def test_near_ties_below_float32_rounding(monkeypatch):
     idx = rng.choice(512, 200)
     g[np.arange(200), idx] += rng.choice([-1, 1], 200) * rng.integers(1, 4, 200) * np.float32(2 ** -20)
     g = np.concatenate([unit(rng.normal(size=(300, 512))), g])
+    if scale_one_row:  # |g|^2 now differs between rows: only the rounding bound keeps the near-ties in
+        g[0] *= 3
+    if ties_first:  # the near-ties fill the first chunks
+        g = np.roll(g, -300, axis=0)
     backend = NumpyBackend(512, chunk_rows=64, query_batch=2)
     backend.add(g)
     distances, rows = backend.search(base[None], 10)
     want_d, want_r = brute_force(g, base[None], 10)
     np.testing.assert_array_equal(rows, want_r)
     np.testing.assert_allclose(distances, want_d, rtol=1e-6, atol=0)
-    assert wide == [1]
+    ties = range(0, 200) if ties_first else range(300, 500)
+    assert set(ties) <= set(rescored)  # all 200 near-ties, not just the k best float32 scores
 
 
 def test_search_memory_is_bounded_by_the_block_not_the_gallery():
@@ -102,9 +110,12 @@ def test_many_small_adds_grow_by_doubling_and_match_one_build():
     one = NumpyBackend(16)
     one.add(g)
     grown = NumpyBackend(16)
+    buffers = [grown._buffer]  # held, so a new buffer is never the old one's memory
     for start in range(0, 1000, 3):
         grown.add(g[start : start + 3])
-    assert grown.reallocations <= 10                  # log2(1000 / 3) + 1, not one copy per add (334)
+        if grown._buffer is not buffers[-1]:
+            buffers.append(grown._buffer)
+    assert len(buffers) - 1 <= 10                     # log2(1000 / 3) + 1, not one copy per add (334)
     np.testing.assert_array_equal(grown.features, g)
     queries = g[::97]
     for a, b in zip(grown.search(queries, 7), one.search(queries, 7)):
@@ -134,9 +145,11 @@ def test_reserve_then_adds_do_not_reallocate():
     backend = NumpyBackend(8)
     backend.reserve(100)
     buffer = backend._buffer
+    assert buffer.shape == (100, 8) and len(backend) == 0
     for start in range(0, 100, 10):
         backend.add(g[start : start + 10])
-    assert backend._buffer is buffer and backend.reallocations == 1
+    assert backend._buffer is buffer
+    np.testing.assert_array_equal(backend.features, g)
     np.testing.assert_array_equal(backend.search(g[7:8], 1)[1], [[7]])
 
 
@@ -148,9 +161,38 @@ def test_rows_of_different_norms():
     queries = np.concatenate([g[:5], rng.normal(size=(4, 16)).astype(np.float32)])
     backend = NumpyBackend(16, chunk_rows=50, query_batch=4)
     backend.add(g)
-    assert backend._norms_added()
+    sq_norms = np.sum(g.astype(np.float64) ** 2, axis=1)
+    assert sq_norms.max() - sq_norms.min() > 1e-5  # the path that adds |g|^2 to the scores
     distances, rows = backend.search(queries, 6)
     want_d, want_r = brute_force(g, queries, 6)
     np.testing.assert_array_equal(rows, want_r)
     np.testing.assert_allclose(distances, want_d, rtol=1e-6, atol=1e-6)
     assert (distances[:5, 0] == 0).all()
+
+
+def test_exact_ties_between_different_rows_come_in_row_order():
+    # Integer features: float32 and float64 distances are exact, so the ties are true ties.
+    g = np.zeros((40, 6), np.float32)
+    g[np.arange(40), np.arange(40) % 6] = 1.0 + (np.arange(40) // 12)  # one-hot rows of length 1..4
+    g[39] = 0.0                                                        # the origin
+    queries = np.concatenate([g[[0, 6, 39]], np.full((1, 6), 0.5, np.float32)])
+    for chunk_rows in (5, 40):
+        backend = NumpyBackend(6, chunk_rows=chunk_rows, query_batch=3)
+        backend.add(g)
+        distances, rows = backend.search(queries, 12)
+        want_d, want_r = brute_force(g, queries, 12)
+        np.testing.assert_array_equal(rows, want_r)
+        np.testing.assert_array_equal(distances, want_d.astype(np.float32))
+    assert rows[0, :2].tolist() == [0, 6] and rows[2, 0] == 39        # duplicate of the query, then the origin
+
+
+def test_every_row_equal():
+    # Every row ties with every other: all are candidates in every chunk, the answer is rows 0..k-1.
+    g = np.repeat(unit(np.random.default_rng(7).normal(size=(1, 32))), 50, axis=0)
+    backend = NumpyBackend(32, chunk_rows=8, query_batch=2)
+    backend.add(g)
+    distances, rows = backend.search(np.concatenate([g[:1], -g[:1]]), 12)
+    np.testing.assert_array_equal(rows, [list(range(12))] * 2)
+    np.testing.assert_array_equal(distances[0], 0)
+    np.testing.assert_allclose(distances[1], 2, rtol=1e-7)
+
