@@ -196,3 +196,18 @@ def test_every_row_equal():
     np.testing.assert_array_equal(distances[0], 0)
     np.testing.assert_allclose(distances[1], 2, rtol=1e-7)
 
+
+def test_gallery_index_ids_grow_by_doubling():
+    rng = np.random.default_rng(8)
+    g = unit(rng.normal(size=(300, 8)))
+    index = GalleryIndex(g[:0], [], [], [])
+    buffers = [index._pids]
+    for start in range(0, 300, 2):
+        index.add(g[start : start + 2], [f"{i}.jpg" for i in (start, start + 1)], [start, start + 1], [7, 8])
+        if index._pids is not buffers[-1]:
+            buffers.append(index._pids)
+    assert len(buffers) - 1 <= 9                       # log2(300 / 2) + 1, not one copy per add (150)
+    np.testing.assert_array_equal(index.pids, np.arange(300))
+    np.testing.assert_array_equal(index.camids, np.tile([7, 8], 150))
+    assert index.pids.dtype == np.int64 and len(index) == 300
+    np.testing.assert_array_equal(index.search(g[[5, 250]], 1)[1], [[5], [250]])
