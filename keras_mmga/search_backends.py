@@ -179,11 +179,10 @@ class NumpyBackend:
                 # scores within 2 bounds (+ spread) of the block's k-th float32 score.
                 kk = min(k, stop - start)
                 limit = np.partition(s, kk - 1, axis=1)[:, kk - 1] + (2 * bound + spread)
-            hit = np.flatnonzero(s.min(axis=1) <= limit)  # queries with any row to re-score (few after a while)
-            if len(hit) == 0:
+            # flatnonzero + divmod: np.nonzero on the 2-D mask costs ~4 % of the block's product, this ~0.3 %.
+            qi, ci = np.divmod(np.flatnonzero(s <= limit[:, None]), stop - start)  # grouped by query, rows in order
+            if len(qi) == 0:
                 continue
-            qi, ci = np.nonzero(s[hit] <= limit[hit, None])
-            qi = hit[qi]
             d2 = self._exact_sq_distances(queries, qi, ci + start)
             best_d, best_r = self._merge(best_d, best_r, qi, d2, ci + start)
             if stop >= k:  # k rows seen: the k-th exact distance bounds every row that can still enter
