@@ -33,7 +33,8 @@ import numpy as np
 
 from keras_mmga.export.card import build_card
 from keras_mmga.export.inference import float32_inference_copy, inference_function
-from keras_mmga.export.profiles import check_profile, field_images, is_field, write_boxmot_metadata
+from keras_mmga.export.profiles import check_profile, layout as profile_layout, write_sidecars
+from keras_mmga.export.profiles import graph_input as profile_input
 from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, ParityError
 from keras_mmga.export.verify import parity_images as make_parity_images
 from keras_mmga.model_card import card_path_for, write_model_card
@@ -72,9 +73,8 @@ def run_tflite(it, batch):
 
 
 def graph_input(images, profile):
-    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes."""
-    images = np.asarray(images, np.float32)
-    return field_images(images) if is_field(profile) else images
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes (NHWC for the default profile)."""
+    return profile_input(images, profile)
 
 
 def export_tflite(model_or_path, output_path, precision="float32", profile="default", calibration=None,
@@ -126,8 +126,8 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     if precision == "int8":
         calib = np.stack([preprocess(x, (h, w), color="rgb") for x in calibration])
 
-    layout = "NCHW" if is_field(profile) else "NHWC"
-    function = inference_function(model, profile=profile, layout=layout)
+    layout = profile_layout(profile)  # NHWC (LiteRT's own) for the default profile
+    function = inference_function(model, profile=profile)
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # Frozen first, as tf2onnx does: handed the live function, the converter keeps
@@ -192,7 +192,7 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     if write_card:
         card_path = card_path_for(output_path)
         write_model_card(card_path, card)
-    metadata_path = write_boxmot_metadata(output_path, (h, w)) if profile == "boxmot" else None
+    metadata_path = write_sidecars(output_path, profile, (h, w))
     return {"tflite_path": output_path, "card_path": card_path, "boxmot_metadata_path": metadata_path,
             "max_abs_diff": figures["max_abs_diff_vs_keras_float32"], "cosine": figures["cosine_vs_keras_float32"],
             "input_shape": (None, 3, h, w) if layout == "NCHW" else (None, h, w, 3), "feature_dim": model.feature_dim, "card": card}

@@ -73,14 +73,11 @@ def parity(model, onnx_path, images, nchw=False, profile="default"):
     """
     import onnxruntime as ort
 
-    from keras_mmga.export.profiles import field_images, is_field
+    from keras_mmga.export.profiles import graph_input
 
     images = np.asarray(images, np.float32)
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
-    if is_field(profile):
-        feed = field_images(images)
-    else:
-        feed = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)) if nchw else images)
+    feed = graph_input(images, profile, nchw)
     got = session.run(None, {session.get_inputs()[0].name: feed})[0]
     expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
     if got.shape != expected.shape:
