@@ -41,6 +41,9 @@ from keras_mmga.model_card import card_path_for, write_model_card
 from keras_mmga.models.loading import load_model
 
 PRECISIONS = ("float32", "float16", "int8")
+# The card's "precision" of each.
+_PRECISION_TEXT = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
+                   "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"}
 
 
 class TFLiteAccuracyError(RuntimeError):
@@ -183,10 +186,7 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
             raise
 
     card = build_card(model, None, False, None, precision == "float16", figures, source, source_policy,
-                      profile=profile, runtime="tflite")
-    card["precision"] = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
-                         "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"
-                         }[precision]
+                      profile=profile, runtime="tflite", precision=_PRECISION_TEXT[precision])
     card["tflite"] = {"precision": precision, "bytes": len(flatbuffer), "converter": f"tensorflow {tf.__version__}"}
     card_path = None
     if write_card:
