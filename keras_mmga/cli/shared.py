@@ -24,3 +24,13 @@ def model_from(args, command):
     if args.model is None:
         raise UsageError(f"--model PATH is required (see keras-mmga {command} --help)")
     return args.model
+
+
+def check_positive(args, *names):
+    """`UsageError` naming the first flag among `names` (argparse dests) whose value is below 1."""
+    from keras_mmga.cli import UsageError
+
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
