@@ -320,3 +320,19 @@ def test_v15_backbone_weights_that_cannot_load_are_one_line_before_any_data(tmp_
                  if weights != "imagenet" else weights])
     assert code == 2
     assert message in _one_line_error(capsys)
+
+
+def test_demo_output_folders_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import demo
+
+    monkeypatch.setattr(demo, "prepare_synthetic_dataset", lambda *a, **k: pytest.fail("work before the check"))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["demo", "--output", str(taken)]) == 2
+    assert f"out_dir (--output) {str(taken)!r} is an existing file, not a folder" in _one_line_error(capsys)
+    assert main(["demo", "--output", str(tmp_path / "d"), "--export-dir", str(taken / "onnx")]) == 2
+    assert "export_dir (--export-dir)" in _one_line_error(capsys)
+    # The API checks the same, before the data are written.
+    with pytest.raises(NotADirectoryError, match="notes.txt' is a file, not a folder"):
+        demo.run_demo(demo.DemoConfig(out_dir=str(taken / "demo"), export_dir=str(tmp_path / "e")))
+    assert taken.read_text() == "mine"
