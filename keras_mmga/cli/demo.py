@@ -41,7 +41,8 @@ def run(a):
         learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs, image_size=(a.height, a.width),
         num_train_ids=a.ids, num_test_ids=a.ids, seed=a.seed,
     )
-    from keras_mmga.engine.demo import run_demo  # checks --output and --export-dir before any work
+    # run_demo checks --output and --export-dir before any work.
+    from keras_mmga.engine.demo import run_demo
 
     if not a.quiet:
         run_demo(config, export=not a.no_export)
