@@ -187,6 +187,15 @@ def test_nan_stops_with_message_and_keeps_last_good_epoch(dataset, tmp_path):
     kept = keras.models.load_model(tmp_path / "latest.keras")
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in kept.weights)
 
+    # Ctrl-C in the resumed run's first step: the message names the epoch the resume state holds.
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"keeps epoch 1 of 3; run the same command again to resume"):
+        train(cfg, extra_callbacks=[CtrlC()])
+    assert ResumableBackup.completed_epochs(tmp_path / "backup") == 1
+
 
 def test_preflight_errors_before_the_model_is_built(dataset, tmp_path):
     images, masks = dataset
