@@ -18,9 +18,9 @@ goes to OUTPUT/ablation.md (and --table).
 
 import argparse
 import os
-import sys
 
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
+from keras_mmga.cli.shared import check_positive
 from keras_mmga.engine.config import DATASETS, VARIANT_NAMES, defaults, TrainConfig
 
 # Set per run (dataset, variant) or by this command's own flags (verbosity).
@@ -54,18 +54,15 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     pass
 
 
-def _error(message):
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def run(a):
+    from keras_mmga.cli import UsageError
+
     if len(a.masks) != len(a.data) or len(a.name) not in (0, len(a.data)) or len(a.dataset) not in (0, len(a.data)):
-        return _error("give one --masks (and optionally one --name / --dataset) per --data")
-    if a.synthetic and a.synthetic_ids < 1:
-        return _error(f"--synthetic-ids must be ≥ 1, got {a.synthetic_ids}")
+        raise UsageError("give one --masks (and optionally one --name / --dataset) per --data")
+    if a.synthetic:
+        check_positive(a, "synthetic_ids")
     if not a.synthetic and not a.data:
-        return _error("give --data/--masks or --synthetic")
+        raise UsageError("give --data/--masks or --synthetic")
     from keras_mmga.engine.ablation import AblationDataset, run_ablation
     from keras_mmga.engine.demo import prepare_synthetic_dataset
     from keras_mmga.run_lock import RunLock, check_output_file, check_output_folder

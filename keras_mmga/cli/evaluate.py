@@ -7,9 +7,8 @@ With --quiet only one JSON line of the metrics is printed.
 
 import argparse
 import json
-import sys
 
-from keras_mmga.cli.shared import add_model, model_from
+from keras_mmga.cli.shared import add_model, check_positive, model_from
 from keras_mmga.engine.config import DATASETS
 
 
@@ -34,9 +33,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 
 def run(a):
     model = model_from(a, "evaluate")
-    for name in ("batch_size", "num_pictures"):
-        if getattr(a, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(a, name)}")
+    check_positive(a, "batch_size", "num_pictures")
     from keras_mmga.run_lock import check_output_file, check_output_folder
 
     # Outputs before the features are computed.
