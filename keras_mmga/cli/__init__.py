@@ -27,6 +27,8 @@ import os
 import sys
 import warnings
 
+from keras_mmga.cli.shared import HelpFormatter
+
 # subcommand -> (module, one-line help). Order is the pipeline's.
 COMMANDS = {
     "synthetic": ("keras_mmga.cli.synthetic", "write the embedded synthetic dataset (images + LIP masks)"),
@@ -93,7 +95,7 @@ def build_parser(command=None):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (module_name, help_text) in COMMANDS.items():
         sp = sub.add_parser(
-            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+            name, help=help_text, description=help_text, formatter_class=HelpFormatter
         )
         if name == command:
             module = importlib.import_module(module_name)

@@ -16,7 +16,6 @@ recipe: re-running it with other settings (--epochs, --epoch, --lr, --height,
 goes to OUTPUT/ablation.md (and --table).
 """
 
-import argparse
 import os
 
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
@@ -30,7 +29,6 @@ _PER_RUN = ("dataset_root", "output_dir", "mask_root", "dataset", "variant", "ve
 def add_arguments(p):
     """The ablation's own flags, then every shared `TrainConfig` field as in `keras-mmga train`."""
     p.description = __doc__
-    p.formatter_class = _Formatter
     g = p.add_argument_group("ablation")
     g.add_argument("--output", required=True, help="ablation folder")
     g.add_argument("--data", action="append", default=[], help="dataset root (repeatable)")
@@ -49,9 +47,6 @@ def add_arguments(p):
     # Runs are evaluated once, at their end, unless --eval-every is given.
     return add_config_flags(p, exclude=_PER_RUN)
 
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
 
 
 def run(a):

@@ -4,7 +4,6 @@ Runs on a CPU in about 5 minutes with no downloads; writes demo_output/ and
 exported/demo_<variant>.onnx.
 """
 
-import argparse
 
 from keras_mmga.cli.shared import check_positive
 from keras_mmga.engine.config import VARIANT_NAMES, DemoConfig, defaults
@@ -14,7 +13,6 @@ D = defaults(DemoConfig)
 
 def add_arguments(p):
     p.description = __doc__
-    p.formatter_class = _Formatter
     p.add_argument("--output", default=D["out_dir"], help="folder for the data, run folder, pictures, results.json")
     p.add_argument("--export-dir", default=D["export_dir"], help="where the ONNX model goes")
     p.add_argument("--variant", default=D["variant"], choices=VARIANT_NAMES, help="model variant")
@@ -29,9 +27,6 @@ def add_arguments(p):
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     return p
 
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
 
 
 def run(a):

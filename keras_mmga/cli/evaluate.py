@@ -5,7 +5,6 @@
 With --quiet only one JSON line of the metrics is printed.
 """
 
-import argparse
 import json
 
 from keras_mmga.cli.shared import add_model, check_positive, model_from
@@ -14,7 +13,6 @@ from keras_mmga.engine.config import DATASETS
 
 def add_arguments(p):
     p.description = __doc__
-    p.formatter_class = _Formatter
     add_model(p, "a .keras file written by `keras-mmga train`")
     p.add_argument("--data", required=True, help="dataset root (query/, bounding_box_test/)")
     p.add_argument("--dataset", default="market1501", choices=DATASETS, help="file-name layout of --data")
@@ -26,9 +24,6 @@ def add_arguments(p):
     p.add_argument("--json", help="also write the metrics to this JSON file")
     return p
 
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
 
 
 def run(a):

@@ -3,6 +3,19 @@
 import argparse
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Every command's `--help`: the description as written, and each default worth showing.
+
+    No "(default: None)" for a flag without a value nor "(default: False)" for a switch, and none where
+    the help text already states its default.
+    """
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_required(parser, flag, metavar, help_text):
     """`flag METAVAR` (required), where the value used to be positional: `required_from` refuses that spelling."""
     # No default shown in --help: the flag is required (checked by `required_from`, which also

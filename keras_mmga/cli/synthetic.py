@@ -8,14 +8,12 @@ settings). A DIR already holding a dataset of other settings is an error
 (the old files would mix with the new); --overwrite replaces it.
 """
 
-import argparse
 
 from keras_mmga.cli.shared import add_required, required_from
 
 
 def add_arguments(p):
     p.description = __doc__
-    p.formatter_class = _Formatter
     add_required(p, "--output", "DIR", "output folder (images/ and masks/ are created in it)")
     p.add_argument("--train-ids", type=int, default=100, help="training identities")
     p.add_argument("--test-ids", type=int, default=100, help="test (query/gallery) identities")
@@ -26,9 +24,6 @@ def add_arguments(p):
                    help="replace DIR/images and DIR/masks when they hold a dataset of other settings")
     return p
 
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
 
 
 def run(args):
