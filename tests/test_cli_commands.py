@@ -45,6 +45,7 @@ def test_help_of_every_own_command_answers_without_importing_tensorflow():
         got = report["commands"][command]
         assert got["code"] == 0 and got["help"].startswith(f"usage: keras-mmga {command}"), command
         assert "(default:" in got["help"], command
+        assert "(default: None)" not in got["help"] and "(default: False)" not in got["help"], command
     train_help = " ".join(report["commands"]["train"]["help"].split())  # unwrapped
     # The paper recipe's defaults are shown, the epoch definition among them.
     for flag, default in (("--epochs", "900"), ("--epoch", "identities"), ("--lr", "0.1"),
