@@ -43,7 +43,7 @@ from keras_mmga.engine.callbacks import (
 )
 from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
 from keras_mmga.run_lock import RunLock
-from keras_mmga.engine.run_folder import backup_dir, check_resume, last_logged_epoch, remove_files
+from keras_mmga.engine.run_folder import backup_dir, check_resume, remove_files
 from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
 from keras_mmga.models import MMGA
 from keras_mmga.models.backbone import check_torch_weights_argument, fetch_imagenet_weights
@@ -302,15 +302,16 @@ def _train(config, extra_callbacks, placement, out, backup):
                 verbose=config.verbose if is_chief else 0,
             )
     except KeyboardInterrupt:
-        # The epoch under way is lost; the finished ones are in the run folder.
-        last = last_logged_epoch(os.path.join(out, "log.csv"))
+        # The epoch under way is lost; the finished ones are in the resume state (every worker has its
+        # own backup/; only the chief writes log.csv), which is what the same command resumes from.
+        last = ResumableBackup.completed_epochs(backup)
         raise KeyboardInterrupt(
             f"{out!r} keeps epoch {last} of {config.epochs}; run the same command again to resume from there"
             if last else f"no epoch finished in {out!r}; the same command starts it again") from None
     except RuntimeError as err:
         if nan_guard.failure is None:
             raise
-        last = last_logged_epoch(os.path.join(out, "log.csv"))
+        last = ResumableBackup.completed_epochs(backup)
         kept = (
             f"'latest.keras' and the resume state in {out!r} keep epoch {last}"
             if last

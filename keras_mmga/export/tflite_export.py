@@ -28,18 +28,20 @@ info["max_abs_diff"] <= 1e-4
 
 import os
 
-import keras
 import numpy as np
 
 from keras_mmga.export.card import build_card
 from keras_mmga.export.inference import float32_inference_copy, inference_function
-from keras_mmga.export.profiles import check_profile, field_images, is_field, write_boxmot_metadata
-from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, ParityError
-from keras_mmga.export.verify import parity_images as make_parity_images
+from keras_mmga.export.profiles import check_profile, layout as profile_layout, write_sidecars
+from keras_mmga.export.profiles import graph_input as profile_input
+from keras_mmga.export.verify import check_parity, cosine_similarity, features_vs_keras, parity_set
 from keras_mmga.model_card import card_path_for, write_model_card
 from keras_mmga.models.loading import load_model
 
 PRECISIONS = ("float32", "float16", "int8")
+# The card's "precision" of each.
+_PRECISION_TEXT = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
+                   "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"}
 
 
 class TFLiteAccuracyError(RuntimeError):
@@ -72,9 +74,8 @@ def run_tflite(it, batch):
 
 
 def graph_input(images, profile):
-    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes."""
-    images = np.asarray(images, np.float32)
-    return field_images(images) if is_field(profile) else images
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes (NHWC for the default profile)."""
+    return profile_input(images, profile)
 
 
 def export_tflite(model_or_path, output_path, precision="float32", profile="default", calibration=None,
@@ -107,7 +108,7 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     """
     import tensorflow as tf
 
-    from keras_mmga.preprocessing import preprocess
+    from keras_mmga.preprocessing import preprocess_batch
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
@@ -124,10 +125,10 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     h, w = model.image_size
     calib = None
     if precision == "int8":
-        calib = np.stack([preprocess(x, (h, w), color="rgb") for x in calibration])
+        calib = preprocess_batch(calibration, (h, w))
 
-    layout = "NCHW" if is_field(profile) else "NHWC"
-    function = inference_function(model, profile=profile, layout=layout)
+    layout = profile_layout(profile)  # NHWC (LiteRT's own) for the default profile
+    function = inference_function(model, profile=profile)
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # Frozen first, as tf2onnx does: handed the live function, the converter keeps
@@ -156,15 +157,12 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
             if precision == "int8":
                 images, counts = calib, {"calibration": len(calib)}
             else:
-                groups = make_parity_images((h, w), parity_images)
-                images, counts = np.concatenate(list(groups.values())), {k: len(v) for k, v in groups.items()}
-            got = run_tflite(interpreter(output_path), graph_input(images, profile))
-            expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
-            if got.shape != expected.shape:
-                raise ParityError(f"LiteRT gave features of shape {got.shape}, Keras {expected.shape}.")
+                images, counts = parity_set((h, w), parity_images)
+            it = interpreter(output_path)
+            got, expected = features_vs_keras(model, lambda x: run_tflite(it, x), images, profile, runtime="LiteRT")
             figures["images"] = counts
             if precision == "int8":
-                cos = np.sum(got * expected, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+                cos = cosine_similarity(got, expected)
                 figures["cosine_vs_keras_float32"] = {"mean": float(cos.mean()), "min": float(cos.min()),
                                                       "threshold": float(min_cosine)}
                 if not cos.mean() >= min_cosine:
@@ -173,26 +171,20 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
                         f"on {len(images)} calibration images; {output_path!r} was removed.")
             else:
                 diff = float(np.max(np.abs(got - expected)))
-                tolerance = FP16_TOLERANCE if precision == "float16" else FP32_TOLERANCE
+                tolerance = check_parity(diff, precision == "float16", len(images), output_path, runtime="LiteRT")
                 figures.update(max_abs_diff_vs_keras_float32=diff, tolerance=tolerance)
-                if not diff <= tolerance:
-                    raise ParityError(f"LiteRT differs from Keras by {diff:.3e} (> {tolerance:g}) on {len(images)} "
-                                      f"images; {output_path!r} was removed.")
         except Exception:
             os.remove(output_path)
             raise
 
     card = build_card(model, None, False, None, precision == "float16", figures, source, source_policy,
-                      profile=profile, runtime="tflite")
-    card["precision"] = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
-                         "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"
-                         }[precision]
+                      profile=profile, runtime="tflite", precision=_PRECISION_TEXT[precision])
     card["tflite"] = {"precision": precision, "bytes": len(flatbuffer), "converter": f"tensorflow {tf.__version__}"}
     card_path = None
     if write_card:
         card_path = card_path_for(output_path)
         write_model_card(card_path, card)
-    metadata_path = write_boxmot_metadata(output_path, (h, w)) if profile == "boxmot" else None
+    metadata_path = write_sidecars(output_path, profile, (h, w))
     return {"tflite_path": output_path, "card_path": card_path, "boxmot_metadata_path": metadata_path,
             "max_abs_diff": figures["max_abs_diff_vs_keras_float32"], "cosine": figures["cosine_vs_keras_float32"],
             "input_shape": (None, 3, h, w) if layout == "NCHW" else (None, h, w, 3), "feature_dim": model.feature_dim, "card": card}
