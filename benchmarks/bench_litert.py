@@ -1,7 +1,7 @@
-"""images/s of the LiteRT (.tflite) float32 and int8 exports beside ONNX Runtime, in one run.
+"""images/s of the LiteRT (.tflite) float32, float16 and int8 exports beside ONNX Runtime, in one run.
 
 Times the files benchmarks/prepare_boxmot_check.py writes (the same network:
-`mmga_boxmot.onnx`, `mmga_boxmot.tflite`, `mmga_boxmot_int8.tflite`, plus any
+`mmga_boxmot.onnx`, `mmga_boxmot.tflite`, `mmga_boxmot_fp16.tflite` when present, `mmga_boxmot_int8.tflite`, plus any
 `--extra NAME=PATH.onnx|.tflite`), on the same random input, batches 1 and 16,
 2 threads each. The runtimes take turns round by round so that a change in
 machine load hits all of them alike; the figure is the median round. The
@@ -48,8 +48,9 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     files = {"ONNX Runtime float32": "mmga_boxmot.onnx", "LiteRT float32": "mmga_boxmot.tflite",
-             "LiteRT int8": "mmga_boxmot_int8.tflite"}
-    files = {k: os.path.join(a.dir, v) for k, v in files.items()}
+             "LiteRT float16": "mmga_boxmot_fp16.tflite", "LiteRT int8": "mmga_boxmot_int8.tflite"}
+    # float16 only where prepare_boxmot_check.py wrote it (older check folders have none).
+    files = {k: os.path.join(a.dir, v) for k, v in files.items() if "float16" not in k or os.path.isfile(os.path.join(a.dir, v))}
     files.update(dict(e.split("=", 1) for e in a.extra))
     runners = {k: _runner(v, a.threads) for k, v in files.items()}
     print(f"uptime before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")

@@ -26,13 +26,17 @@ import argparse
 import os
 import time
 
-import cv2
 import numpy as np
 
 from keras_mmga.data.masks import group_label_map
 
 BOTTOM_IDS = (9, 12, 16, 17, 18, 19)
 OUT_OF_FRAME = {"waist": BOTTOM_IDS, "knees": (18, 19), "shoulders": (2, 13)}
+
+
+def _rows(labels, ids):
+    """Indices of the rows of a label map that hold any of `ids`."""
+    return np.nonzero(np.isin(labels, ids).any(axis=1))[0]
 
 
 def make_cases(path, count, seed):
@@ -42,8 +46,7 @@ def make_cases(path, count, seed):
     cases = {"waist": [], "knees": [], "shoulders": [], "dark": []}
     while len(cases["waist"]) < count:
         image, lab = draw_person(rng, make_identity(rng), make_camera(rng))
-        rows = lambda ids: np.nonzero(np.isin(lab, ids).any(axis=1))[0]  # noqa: E731
-        head, bottom, shoes = rows((2, 13)), rows((9, 12)), rows((18, 19))
+        head, bottom, shoes = (_rows(lab, ids) for ids in ((2, 13), (9, 12), (18, 19)))
         if not len(head) or not len(bottom) or not len(shoes) or head[0] == 0 or shoes[-1] >= lab.shape[0] - 1:
             continue
         waist = int(bottom[0])

@@ -2,8 +2,9 @@
 
 Writes into --out:
 - `mmga_boxmot.onnx` (+ card, + BoxMOT sidecar `.onnx.metadata.json`) and
-  `mmga_boxmot.tflite`, `mmga_boxmot_int8.tflite` (profile "boxmot": what
-  BoxMOT's ONNX and TFLite backends load unchanged);
+  `mmga_boxmot.tflite`, `mmga_boxmot_fp16.tflite`, `mmga_boxmot_int8.tflite`
+  (profile "boxmot": what BoxMOT's ONNX and TFLite backends load unchanged),
+  each checked against Keras through its runtime at export (printed);
 - `reference.npz`: the real frames given (BGR), their person boxes, and the
   package's own features of those boxes: Keras (`model(crops)`) and the
   package's ONNX Runtime extractor (`keras_mmga.deploy.OnnxFeatureExtractor`
@@ -132,7 +133,7 @@ def main(argv=None):
     from keras_mmga.deploy import OnnxFeatureExtractor
     from keras_mmga.export import export_onnx, export_tflite
     from keras_mmga.models.loading import load_model
-    from keras_mmga.preprocessing import preprocess
+    from keras_mmga.preprocessing import preprocess_batch
 
     os.makedirs(a.out, exist_ok=True)
     if a.model:
@@ -159,6 +160,8 @@ def main(argv=None):
     calibration = [cv2.cvtColor(c, cv2.COLOR_BGR2RGB) for c in crops]
     info = export_tflite(model, out("mmga_boxmot.tflite"), profile="boxmot")
     print(f"mmga_boxmot.tflite: max |LiteRT - Keras| {info['max_abs_diff']:.2e}")
+    info = export_tflite(model, out("mmga_boxmot_fp16.tflite"), profile="boxmot", precision="float16")
+    print(f"mmga_boxmot_fp16.tflite: max |LiteRT - Keras| {info['max_abs_diff']:.2e}")
     seq, seq_boxes, seq_visible = make_sequence()
     # int8: calibrated on the real crops and the sequence's people (the user's images).
     calibration += [cv2.cvtColor(boxmot_crop(seq[f], seq_boxes[f, q]), cv2.COLOR_BGR2RGB)
@@ -166,7 +169,7 @@ def main(argv=None):
     info = export_tflite(model, out("mmga_boxmot_int8.tflite"), profile="boxmot", precision="int8",
                          calibration=calibration, min_cosine=0.9)
     print(f"mmga_boxmot_int8.tflite: cosine vs Keras {info['cosine']}")
-    batch = np.stack([preprocess(c, (h, w), color="bgr") for c in crops])
+    batch = preprocess_batch(crops, (h, w), color="bgr")
     keras_features = np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)), np.float32)
     extractor_features = OnnxFeatureExtractor(out("mmga_default.onnx"))(crops, color="bgr")
     np.savez_compressed(out("reference.npz"), **{f"frame_{i}": f for i, f in enumerate(frames)}, boxes=np.float32(all_boxes),

@@ -20,7 +20,7 @@ def preprocess(image, image_size, color="rgb"):
     `tf.image.resize(..., "bilinear")`: identical when shrinking, < 2e-3 grey
     levels apart when enlarging. JPEG files are decoded with libjpeg's accurate
     integer IDCT, identical to `tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")`;
-    TensorFlow's default (fast) IDCT differs by up to ~7 grey levels (mean ~1).
+    TensorFlow's default (fast) IDCT differs by up to ~18 grey levels; the training pipeline (`keras_mmga.data.images.decode`) uses the accurate one too.
     See `tests/test_deploy.py`.
 
     Args:
@@ -99,8 +99,38 @@ def field_images(rgb):
     field_images(np.stack([preprocess("a.jpg", (256, 128))])).shape  # (1, 3, 256, 128)
     ```
     """
-    rgb = np.asarray(rgb, np.float32)
-    mean = np.asarray(IMAGENET_MEAN, np.float32)
-    std = np.asarray(IMAGENET_STD, np.float32)
-    x = (rgb / np.float32(255.0) - mean) / std
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    return graph_input(rgb, "NCHW", normalised=True)
+
+
+def preprocess_batch(images, image_size, color="rgb"):
+    """One image or many (paths, arrays of any size) → float32 RGB `(N, H, W, 3)` in [0, 255] (`preprocess` each).
+
+    Example:
+    ```python
+    preprocess_batch(["a.jpg", "b.png"], (256, 128)).shape  # (2, 256, 128, 3)
+    ```
+    """
+    return np.stack([preprocess(x, image_size, color) for x in as_list(images)])
+
+
+def graph_input(rgb, layout="NHWC", normalised=False):
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → what an export takes, as its model card's `"input"` says.
+
+    Args:
+        rgb: float32 RGB batch in [0, 255] (`preprocess_batch`).
+        layout: the graph's `"NHWC"` or `"NCHW"`.
+        normalised: the field's values (card `"mean"` / `"std"` set: the
+            `"field"` and `"boxmot"` profiles): RGB / 255, ImageNet mean / std;
+            else the raw [0, 255] pixels.
+
+    Example:
+    ```python
+    graph_input(preprocess_batch("a.jpg", (256, 128)), "NCHW", normalised=True).shape  # (1, 3, 256, 128)
+    ```
+    """
+    x = np.asarray(rgb, np.float32)
+    if normalised:
+        x = (x / np.float32(255.0) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    if layout not in ("NHWC", "NCHW"):
+        raise ValueError(f"layout must be 'NHWC' or 'NCHW', got {layout!r}.")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)

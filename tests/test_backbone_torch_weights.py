@@ -183,7 +183,21 @@ def state():
     return _state_dict()
 
 
-def test_safetensors_and_torch_zip_readers_return_the_state_dict(state, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def weights_dir(state, tmp_path_factory):
+    """A timm-style folder holding `state` as model.safetensors, written once for the module."""
+    folder = tmp_path_factory.mktemp("timm_resnet50")
+    _write_safetensors(folder / "model.safetensors", state)
+    return folder
+
+
+def test_safetensors_and_torch_zip_readers_return_the_state_dict(tmp_path, monkeypatch):
+    # The readers know nothing of ResNet50: a few tensors of each stored dtype and rank suffice.
+    rng = np.random.default_rng(2)
+    state = {"layer1.0.conv1.weight": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+             "bn1.running_var": rng.uniform(0.5, 1.5, 8).astype(np.float32),
+             "bn1.num_batches_tracked": np.array(7, np.int64),
+             "fc.weight": rng.standard_normal((10, 16)).astype(np.float32)}
     _write_safetensors(tmp_path / "model.safetensors", state)
     _write_torch_zip(tmp_path / "resnet50.pth", state, monkeypatch)
     _write_torch_zip(tmp_path / "resnet50_legacy.pth", state, monkeypatch, legacy=True)
@@ -191,12 +205,12 @@ def test_safetensors_and_torch_zip_readers_return_the_state_dict(state, tmp_path
         read = torch_weights.read_state_dict(path)
         assert set(read) == set(state)
         for name, value in state.items():
+            assert read[name].dtype == value.dtype, name
             np.testing.assert_array_equal(read[name], value, err_msg=name)
 
 
-def test_resnet50_v15_computes_pytorchs_stem_and_bottlenecks(state, tmp_path):
-    _write_safetensors(tmp_path / "model.safetensors", state)
-    stages = build_resnet50_stages((64, 32, 3), weights=str(tmp_path), backbone="resnet50_v1.5")
+def test_resnet50_v15_computes_pytorchs_stem_and_bottlenecks(state, weights_dir):
+    stages = build_resnet50_stages((64, 32, 3), weights=str(weights_dir), backbone="resnet50_v1.5")
     stem = stages["stem"]
     x = np.random.default_rng(1).standard_normal((1, 64, 32, 3)).astype(np.float32)
     taps = ["pool1_pool", "conv2_block1_out", "conv2_block3_out", "conv3_block1_out"]
@@ -215,7 +229,7 @@ def test_resnet50_v15_computes_pytorchs_stem_and_bottlenecks(state, tmp_path):
     np.testing.assert_allclose(strided, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_v15_has_the_same_taps_and_last_stride_1(state, tmp_path):
+def test_v15_has_the_same_taps_and_last_stride_1(state):
     stages = build_resnet50_stages((64, 32, 3), weights=None, backbone="resnet50_v1.5")
     assert stages["stem"].output.shape[1:] == (8, 4, 512)
     assert stages["stage3"].output.shape[1:] == (4, 2, 1024)
@@ -226,15 +240,14 @@ def test_v15_has_the_same_taps_and_last_stride_1(state, tmp_path):
     assert n_weights == n_state
 
 
-def test_preprocessing_follows_the_backbone_and_config_round_trips(state, tmp_path):
-    _write_safetensors(tmp_path / "model.safetensors", state)
-    v15 = MMGABackbone(input_shape=(64, 32, 3), backbone="resnet50_v1.5", backbone_weights=str(tmp_path))
+def test_preprocessing_follows_the_backbone_and_config_round_trips(weights_dir):
+    v15 = MMGABackbone(input_shape=(64, 32, 3), backbone="resnet50_v1.5", backbone_weights=str(weights_dir))
     v1 = MMGABackbone(input_shape=(64, 32, 3), backbone_weights=None)
     assert (v15.preprocessing, v1.preprocessing) == ("torch", "caffe")
     info = v15.backbone_weights_info
     import hashlib
 
-    assert info["sha256"] == hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
+    assert info["sha256"] == hashlib.sha256((weights_dir / "model.safetensors").read_bytes()).hexdigest()
     config = v15.get_config()
     again = MMGABackbone.from_config(config)
     assert (again.backbone, again.preprocessing, again.backbone_weights_info) == ("resnet50_v1.5", "torch", info)

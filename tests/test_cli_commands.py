@@ -45,6 +45,7 @@ def test_help_of_every_own_command_answers_without_importing_tensorflow():
         got = report["commands"][command]
         assert got["code"] == 0 and got["help"].startswith(f"usage: keras-mmga {command}"), command
         assert "(default:" in got["help"], command
+        assert "(default: None)" not in got["help"] and "(default: False)" not in got["help"], command
     train_help = " ".join(report["commands"]["train"]["help"].split())  # unwrapped
     # The paper recipe's defaults are shown, the epoch definition among them.
     for flag, default in (("--epochs", "900"), ("--epoch", "identities"), ("--lr", "0.1"),
@@ -102,7 +103,7 @@ def test_train_flags_reach_the_config():
 
 
 def test_config_variant_names_are_the_models():
-    from keras_mmga.engine.config import VARIANT_NAMES
+    from keras_mmga.settings import VARIANT_NAMES
     from keras_mmga.engine.ablation import VARIANT_ORDER
     from keras_mmga.models import VARIANTS
 
@@ -143,9 +144,10 @@ def test_ablation_passes_missing_masks_to_every_run(tmp_path, monkeypatch):
 def test_renamed_flags_are_refused_naming_the_new_one(command, old, capsys):
     from keras_mmga.cli import RENAMED
 
-    assert main([command, f"{old}=x"]) == 2
-    err = _one_line_error(capsys)
-    assert err == f"error: {old} is now {RENAMED[command, old]} (keras-mmga {command} --help lists the flags)\n"
+    expected = f"error: {old} is now {RENAMED[command, old]} (keras-mmga {command} --help lists the flags)\n"
+    for spelling in ([f"{old}=x"], [old, "x"]):
+        assert main([command, *spelling]) == 2
+        assert _one_line_error(capsys) == expected, spelling
 
 
 def test_old_spellings_of_model_output_and_verbosity_are_refused(tmp_path, capsys):
@@ -272,10 +274,10 @@ def test_command_line_run_prints_no_tensorflow_startup_lines(tmp_path):
     assert done.stderr.startswith("error: ") and "not a valid Keras archive" in done.stderr
 
 
-def test_readme_import_path_of_the_engine_works():
+def test_readme_import_path_of_load_model_works():
     import keras_mmga
 
-    assert keras_mmga.engine.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
+    assert keras_mmga.models.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
 
 
 def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):
@@ -320,3 +322,35 @@ def test_v15_backbone_weights_that_cannot_load_are_one_line_before_any_data(tmp_
                  if weights != "imagenet" else weights])
     assert code == 2
     assert message in _one_line_error(capsys)
+
+
+def test_demo_output_folders_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import demo
+
+    monkeypatch.setattr(demo, "prepare_synthetic_dataset", lambda *a, **k: pytest.fail("work before the check"))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["demo", "--output", str(taken)]) == 2
+    assert f"out_dir (--output) {str(taken)!r} is an existing file, not a folder" in _one_line_error(capsys)
+    assert main(["demo", "--output", str(tmp_path / "d"), "--export-dir", str(taken / "onnx")]) == 2
+    assert "export_dir (--export-dir)" in _one_line_error(capsys)
+    # The API checks the same, before the data are written.
+    with pytest.raises(NotADirectoryError, match="notes.txt' is a file, not a folder"):
+        demo.run_demo(demo.DemoConfig(out_dir=str(taken / "demo"), export_dir=str(tmp_path / "e")))
+    assert taken.read_text() == "mine"
+
+
+def test_user_errors_are_one_line_and_verbose_shows_the_traceback(monkeypatch, capsys):
+    from keras_mmga.cli import synthetic
+
+    def needs(args):
+        raise ImportError("backend='faiss' needs the faiss package: pip install faiss-cpu")
+
+    monkeypatch.setattr(synthetic, "run", needs)
+    assert main(["synthetic", "--output", "x"]) == 2
+    assert _one_line_error(capsys) == "error: backend='faiss' needs the faiss package: pip install faiss-cpu\n"
+    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+        main(["synthetic", "--output", "x", "--verbose"])
+    # A usage error stays one line with --verbose (no traceback of argparse).
+    assert main(["synthetic", "--output", "x", "--verbose", "--seed", "one"]) == 2
+    assert "argument --seed: invalid int value: 'one'" in _one_line_error(capsys)

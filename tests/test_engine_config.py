@@ -8,7 +8,7 @@ import pytest
 
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
 from keras_mmga.engine.config import RECIPES, SECTIONS, DemoConfig, TrainConfig
-from keras_mmga.paper_recipe import COMPILE_DEFAULTS
+from keras_mmga.settings import COMPILE_DEFAULTS
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 # make_train_dataset arguments the engine sets per run, not from the configuration.

@@ -48,11 +48,47 @@ def caffe_model():
 
 
 @pytest.fixture(scope="module")
-def boxmot_export(caffe_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("boxmot")
-    source = out / "mmga_market.keras"
-    caffe_model.save(source)
-    return export_onnx(source, out / "mmga_market_boxmot.onnx", profile="boxmot")
+def source(caffe_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("source") / "mmga_market.keras"
+    caffe_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def triton_repository(source, tmp_path_factory):
+    # The one boxmot ONNX export of this module: a Triton repository's model.onnx is `export_onnx`'s file
+    # (card, sidecar), so the BoxMOT tests read it too.
+    return export_triton_repository(source, tmp_path_factory.mktemp("triton") / "repo", name="mmga_market",
+                                    profile="boxmot", max_batch_size=16, queue_delay_us=250)
+
+
+@pytest.fixture(scope="module")
+def boxmot_export(triton_repository):
+    return triton_repository["export"]
+
+
+@pytest.fixture(scope="module")
+def float32_tflite(caffe_model, tmp_path_factory):
+    return export_tflite(caffe_model, tmp_path_factory.mktemp("tflite") / "m.tflite")
+
+
+@pytest.fixture(scope="module")
+def boxmot_tflite_cli(source, tmp_path_factory):
+    """The CLI's default-named boxmot .tflite (one conversion, read by the LiteRT and the CLI tests)."""
+    import contextlib
+    import io
+
+    folder, printed = tmp_path_factory.mktemp("cli"), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.chdir(folder)
+        code = cli_main(["export", "--model", str(source), "--format", "tflite", "--profile", "boxmot"])
+    return code, folder / "exported", printed.getvalue()
+
+
+def _boxmot_feed(x):
+    # What BoxMOT feeds, computed here in float32 by hand (not with the package's field_images / graph_input).
+    feed = ((x / 255.0 - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(feed, np.float32)
 
 
 # ------------------------------------------------------------ input contract (no conversion)
@@ -64,6 +100,14 @@ def test_field_input_is_boxmots_crop_preparation():
     assert x.shape == (1, 3, 2, 1) and x.dtype == np.float32  # NCHW
     np.testing.assert_allclose(x[0, :, 0, 0], [(1 - 0.485) / 0.229, -0.456 / 0.224, (0.5 - 0.406) / 0.225], rtol=1e-6)
     np.testing.assert_allclose(x[0, :, 1, 0], [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225], rtol=1e-6)
+    # The one conversion every check and the extractor feed through: the field's values, or raw [0, 255] pixels.
+    from keras_mmga.preprocessing import graph_input
+
+    np.testing.assert_array_equal(graph_input(rgb, "NCHW", normalised=True), x)
+    assert graph_input(rgb, "NCHW").tolist() == [[[[255.0], [0.0]], [[0.0], [0.0]], [[127.5], [0.0]]]]
+    assert graph_input(rgb, "NHWC").tolist() == rgb.tolist()
+    assert profiles.layout("default") == "NHWC" and profiles.layout("default", nchw=True) == "NCHW"
+    assert profiles.layout("field") == profiles.layout("boxmot") == "NCHW"
 
 
 def test_profile_contract_is_pinned():
@@ -85,6 +129,10 @@ def test_profile_contract_is_pinned():
 def test_model_preprocessing_constants_match_the_backbone():
     from keras_mmga.models import mmga_backbone
 
+    # Keras' imagenet_utils "caffe" (BGR means) and "torch" (RGB mean / std of 255-scaled pixels), written out.
+    assert profiles._CAFFE_BGR_MEAN == (103.939, 116.779, 123.68)
+    assert profiles._TORCH_RGB_MEAN == (123.675, 116.28, 103.53)
+    assert profiles._TORCH_RGB_STD == (58.395, 57.12, 57.375)
     assert profiles._CAFFE_BGR_MEAN == mmga_backbone._CAFFE_BGR_MEAN
     assert profiles._TORCH_RGB_MEAN == mmga_backbone._TORCH_RGB_MEAN
     assert profiles._TORCH_RGB_STD == mmga_backbone._TORCH_RGB_STD
@@ -129,9 +177,7 @@ def test_boxmot_onnx_passes_boxmots_checks(boxmot_export):
 def test_boxmot_onnx_features_equal_keras_on_boxmots_input(caffe_model, boxmot_export):
     x = _images(5, seed=3)
     s = ort.InferenceSession(boxmot_export["onnx_path"], providers=["CPUExecutionProvider"])
-    # What BoxMOT feeds, computed here in float32 by hand (not with field_images).
-    feed = ((x / 255.0 - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])).transpose(0, 3, 1, 2)
-    got = s.run(None, {"images": np.ascontiguousarray(feed, np.float32)})[0]
+    got = s.run(None, {"images": _boxmot_feed(x)})[0]
     expected = _keras(caffe_model, x)
     assert np.max(np.abs(got - expected)) <= 1e-4
     # Fed the default profile's [0, 255] pixels instead, features are wrong: the contract matters.
@@ -161,8 +207,8 @@ def test_field_export_of_a_torch_preprocessing_model_adds_nothing(tmp_path):
 
 
 # ------------------------------------------------------------ LiteRT
-def test_tflite_float32_parity_through_litert(caffe_model, tmp_path):
-    info = export_tflite(caffe_model, tmp_path / "m.tflite")
+def test_tflite_float32_parity_through_litert(caffe_model, float32_tflite):
+    info = float32_tflite
     it = interpreter(info["tflite_path"])
     detail = it.get_input_details()[0]
     assert list(detail["shape_signature"]) == [-1, 64, 32, 3] and detail["dtype"] == np.float32  # NHWC
@@ -173,36 +219,66 @@ def test_tflite_float32_parity_through_litert(caffe_model, tmp_path):
     assert card["parity"]["max_abs_diff_vs_keras_float32"] <= 1e-4 and card["input"]["layout"] == "NHWC"
 
 
-def test_tflite_boxmot_profile_takes_normalised_nchw(caffe_model, tmp_path):
-    info = export_tflite(caffe_model, tmp_path / "m_boxmot.tflite", profile="boxmot")
-    assert json.load(open(info["boxmot_metadata_path"]))["model_kwargs"]["img_size"] == [64, 32]
-    it = interpreter(info["tflite_path"])
+def test_tflite_boxmot_profile_takes_normalised_nchw(caffe_model, boxmot_tflite_cli):
+    code, folder, _ = boxmot_tflite_cli
+    assert code == 0
+    path = folder / "mmga_market_boxmot.tflite"
+    assert json.load(open(f"{path}.metadata.json"))["model_kwargs"]["img_size"] == [64, 32]
+    card = json.load(open(folder / "mmga_market_boxmot.json"))
+    it = interpreter(path)
     # boxmot 25.0.0 TFLiteBackend feeds its NCHW crops unchanged when axis 1 is 3 (for an NHWC graph it
     # transposes twice: base_backend.inference_preprocess and TFLiteBackend.forward).
     shape = it.get_input_details()[0]["shape"]
-    assert list(shape[1:]) == [3, 64, 32] and info["card"]["input"]["layout"] == "NCHW"
+    assert list(shape[1:]) == [3, 64, 32] and card["input"]["layout"] == "NCHW" and card["profile"] == "boxmot"
+    assert card["parity"]["max_abs_diff_vs_keras_float32"] <= 1e-4
     x = _images(2, seed=6)
-    assert np.max(np.abs(run_tflite(it, field_images(x)) - _keras(caffe_model, x))) <= 1e-4
+    assert np.max(np.abs(run_tflite(it, _boxmot_feed(x)) - _keras(caffe_model, x))) <= 1e-4
+    # Fed raw [0, 255] pixels instead, features are wrong: the check above sees the normalisation.
+    assert np.max(np.abs(run_tflite(it, np.ascontiguousarray(x.transpose(0, 3, 1, 2))) - _keras(caffe_model, x))) > 1e-2
 
 
 @pytest.mark.slow
-def test_tflite_float16_and_int8(caffe_model, tmp_path):
-    x = _images(4, seed=7)
+def test_tflite_float16(caffe_model, float32_tflite, tmp_path):
     fp16 = export_tflite(caffe_model, tmp_path / "h.tflite", precision="float16")
     assert fp16["max_abs_diff"] <= 1e-2 and fp16["card"]["tflite"]["bytes"] < 0.6 * os.path.getsize(
-        export_tflite(caffe_model, tmp_path / "f.tflite", check=False)["tflite_path"])
-    calibration = list(np.random.RandomState(8).randint(0, 256, (16, 96, 48, 3)).astype(np.uint8))
-    int8 = export_tflite(caffe_model, tmp_path / "q.tflite", precision="int8", calibration=calibration,
-                         min_cosine=0.9)
-    it = interpreter(int8["tflite_path"])
-    got, expected = run_tflite(it, x), _keras(caffe_model, x)
+        float32_tflite["tflite_path"])
+    assert fp16["card"]["precision"] == "float16 weights (float32 compute on CPU)"
+
+
+@pytest.mark.slow
+def test_tflite_int8_keeps_attention_float_and_passes_xnnpacks_rule(tmp_path):
+    # A "dead" channel-attention squeeze (ReLU output ~0, as trained units can be): int8 throughout,
+    # its requantisation scale is far above XNNPACK's 256 and LiteRT's default delegate refuses the graph.
+    from keras_mmga.layers.channel_attention import ChannelAttention
+    from keras_mmga.export.tflite_export import XNNPackError, _tensor_table
+
+    keras.utils.set_random_seed(0)
+    model = MMGA(7, variant="wmga", input_shape=SHAPE, backbone_weights=None)
+    unit = next(layer for layer in model._flatten_layers() if isinstance(layer, ChannelAttention))
+    kernel, bias = unit.squeeze.get_weights()
+    unit.squeeze.set_weights([kernel, np.full_like(bias, -1e3)])
+    calibration = list(np.random.RandomState(8).randint(0, 256, (16,) + SHAPE).astype(np.uint8))
+    with pytest.raises(XNNPackError, match=r"requantisation scale outside XNNPACK's .*FULLY_CONNECTED .*squeeze"):
+        export_tflite(model, tmp_path / "all.tflite", precision="int8", calibration=calibration, keep_float=False)
+    assert not os.path.exists(tmp_path / "all.tflite")
+
+    int8 = export_tflite(model, tmp_path / "q.tflite", precision="int8", calibration=calibration, min_cosine=0.9)
+    it = interpreter(int8["tflite_path"])  # with XNNPACK: it prepares
+    x = _images(4, seed=7)
+    got, expected = run_tflite(it, x), _keras(model, x)
     cosine = np.sum(got * expected, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
-    assert cosine.min() > 0.9 and int8["cosine"]["mean"] >= 0.9
-    kinds = {d["dtype"] for d in it.get_tensor_details()}
-    assert np.int8 in kinds  # quantised, with float32 I/O
+    assert cosine.min() > 0.95 and int8["cosine"]["mean"] >= 0.95
+    ops, tensors = _tensor_table(open(int8["tflite_path"], "rb").read())
+    dtype = lambda op: tensors[op["inputs"][0]]["dtype"]
+    backbone = [op for op in ops if op["op_name"] == "CONV_2D" and "/module" not in tensors[op["outputs"][0]]["name"]]
+    attention = [op for op in ops if "/module" in tensors[op["outputs"][0]]["name"] and op["op_name"] != "DEQUANTIZE"]
+    assert backbone and all(dtype(op) == np.int8 for op in backbone)  # the ResNet is quantised
+    assert attention and all(dtype(op) == np.float32 for op in attention)  # the attention units are not
     assert it.get_input_details()[0]["dtype"] == it.get_output_details()[0]["dtype"] == np.float32
+    assert int8["card"]["precision"].startswith("int8 weights and activations")
+    assert int8["card"]["tflite"]["float32_kept"] == "attention units and embedding heads"
     with pytest.raises(ValueError, match="needs calibration"):
-        export_tflite(caffe_model, tmp_path / "q2.tflite", precision="int8")
+        export_tflite(model, tmp_path / "q2.tflite", precision="int8")
 
 
 # ------------------------------------------------------------ Triton
@@ -210,14 +286,14 @@ def _dims(value):
     return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
 
 
-def test_triton_repository_parsed_by_tritons_schema(caffe_model, tmp_path):
+def test_triton_repository_parsed_by_tritons_schema(triton_repository):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    info = export_triton_repository(caffe_model, tmp_path / "repo", name="mmga_market", profile="boxmot",
-                                    max_batch_size=16, queue_delay_us=250)
-    assert info["config_path"] == str(tmp_path / "repo" / "mmga_market" / "config.pbtxt")
-    assert info["onnx_path"] == str(tmp_path / "repo" / "mmga_market" / "1" / "model.onnx")
+    info = triton_repository
+    repo = os.path.dirname(os.path.dirname(info["config_path"]))
+    assert info["config_path"] == os.path.join(repo, "mmga_market", "config.pbtxt")
+    assert info["onnx_path"] == os.path.join(repo, "mmga_market", "1", "model.onnx")
     config = text_format.Parse(open(info["config_path"]).read(), model_config_pb2.ModelConfig())
     assert (config.name, config.platform, config.max_batch_size) == ("mmga_market", "onnxruntime_onnx", 16)
     assert config.dynamic_batching.max_queue_delay_microseconds == 250
@@ -257,13 +333,10 @@ def test_cli_refuses_flag_mixes_before_converting(tmp_path, capsys, argv, messag
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_cli_tflite_boxmot(caffe_model, tmp_path, capsys, monkeypatch):
-    source = tmp_path / "mmga_market.keras"
-    caffe_model.save(source)
-    monkeypatch.chdir(tmp_path)
-    assert cli_main(["export", "--model", str(source), "--format", "tflite", "--profile", "boxmot"]) == 0
-    printed = capsys.readouterr().out
-    assert os.path.isfile("exported/mmga_market_boxmot.tflite")
-    assert os.path.isfile("exported/mmga_market_boxmot.tflite.metadata.json")
+def test_cli_tflite_boxmot(boxmot_tflite_cli):
+    code, folder, printed = boxmot_tflite_cli  # the CLI run with its default output names (exported/)
+    assert code == 0
+    assert os.path.isfile(folder / "mmga_market_boxmot.tflite")
+    assert os.path.isfile(folder / "mmga_market_boxmot.tflite.metadata.json")
     assert "max |LiteRT - Keras| = " in printed and "BoxMOT's sidecar" in printed
+

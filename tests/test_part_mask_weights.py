@@ -11,11 +11,11 @@ import os
 import cv2
 import numpy as np
 import pytest
+from workers import runner
 
 from keras_mmga import losses
 from keras_mmga.data.masks import MaskFormatError, channel_weights, check_grouping, load_targets, read_absence
 from keras_mmga.data.pipeline import make_train_dataset
-from workers import runner
 
 WORKER = os.path.join(os.path.dirname(__file__), "workers", "part_weights.py")
 PARSER_LABELS = [2, 5, 9, 13, 14, 15, 16, 17, 18, 19]

@@ -35,7 +35,7 @@ import os
 import sys
 
 from keras_mmga.cli.shared import add_model, model_from
-from keras_mmga.engine.config import DATASETS
+from keras_mmga.settings import DATASETS
 
 # Defaults restated here so `--help` imports nothing heavy; tests check they match the package's.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 18
@@ -154,7 +154,7 @@ def output_path(model, output, int8=False, fp16=False, profile="default", fmt="o
 
 
 def _run_int8(a, output):
-    from keras_mmga.export_int8 import AccuracyError, calibration_paths, export_int8
+    from keras_mmga.export.int8 import AccuracyError, calibration_paths, export_int8
 
     paths = calibration_paths(a.calibration, a.calibration_count)  # missing / empty folder: before converting
     try:
@@ -182,7 +182,7 @@ def _run_tflite(a, output):
 
     calibration = None
     if a.int8:
-        from keras_mmga.export_int8 import calibration_paths
+        from keras_mmga.export.int8 import calibration_paths
 
         calibration = calibration_paths(a.calibration, a.calibration_count)
     images = image_paths(a.images)

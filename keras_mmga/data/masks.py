@@ -117,7 +117,6 @@ def mask_path_for(image_path, image_root, mask_root):
     return os.path.join(os.fspath(mask_root), os.path.splitext(rel)[0] + ".png")
 
 
-<<<<<<< HEAD
 def absence_path_for(mask_path):
     """The absence sidecar of a mask: the mask's path with suffix `.json` (docs/MASKS.md)."""
     return os.path.splitext(os.fspath(mask_path))[0] + ".json"
@@ -167,7 +166,8 @@ def channel_weights(absence, groups):
         if written and written <= absent:
             weights[1 + k] = 0.0
     return weights
-=======
+
+
 def _mask_problem(mask, image_path, mask_path):
     """Why a decoded mask cannot be its image's target (None when it can).
 
@@ -185,7 +185,6 @@ def _mask_problem(mask, image_path, mask_path):
         return (f"Mask {mask_path!r} is all background (label 0): no body to supervise the attention with "
                 "(missing_masks='ignore' gives such images weight 0).")
     return None
->>>>>>> main
 
 
 def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_format="lip",

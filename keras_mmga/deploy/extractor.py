@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_mmga.preprocessing import as_list, field_images, graph_layout, preprocess
+from keras_mmga.preprocessing import as_list, graph_input, graph_layout, preprocess_batch
 from keras_mmga.model_card import card_path_for, read_model_card
 
 
@@ -79,8 +79,8 @@ class OnnxFeatureExtractor:
             raise ValueError(f"{path!r}: expected input (N, H, W, 3) or (N, 3, H, W) with fixed H, W; got {shape}.")
         card_path = card_path_for(path)
         self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
-        # The field / BoxMOT profiles take ImageNet-normalised RGB / 255 (the card says so).
-        self.profile = (self.card or {}).get("profile", "default")
+        # The field / BoxMOT profiles take ImageNet-normalised RGB / 255: their card's input has a mean and std.
+        self.normalised = (self.card or {}).get("input", {}).get("mean") is not None
         if self.card is None:
             self.layout = graph_layout(shape)
         else:
@@ -123,10 +123,7 @@ class OnnxFeatureExtractor:
 
     def preprocess(self, images, color="rgb"):
         """Images (paths or arrays) → the float32 batch `run` takes."""
-        batch = np.stack([preprocess(x, self.image_size, color) for x in as_list(images)])
-        if self.profile in ("field", "boxmot"):
-            return field_images(batch)
-        return batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch
+        return graph_input(preprocess_batch(images, self.image_size, color), self.layout, self.normalised)
 
     def __call__(self, images, color="rgb"):
         """`(N, D)` L2-normalised features.

@@ -14,18 +14,20 @@ import os
 import textwrap
 import warnings
 
-from keras_mmga.data.pk_sampler import EPOCH_DEFINITIONS
-from keras_mmga.engine.config_checks import check_parts, choice, is_int, number
-from keras_mmga.paper_recipe import BACKBONES, COMPILE_DEFAULTS
-
-STRATEGIES = ("one", "mirrored", "multiworker")
-DRESS_GROUPS = ("upper", "bottom", "none")
-DATASETS = ("market1501", "dukemtmcreid")
-# `keras_mmga.data.masks.MASK_FORMATS`, without the OpenCV import behind it.
-MASK_FORMATS = ("lip", "binary")
-# The variants of `keras_mmga.models.VARIANTS` in the paper's table order
-# (listed here so that a parser can offer them without importing the model).
-VARIANT_NAMES = ("baseline", "baseline_att", "wmga", "dmga", "mmga")
+from keras_mmga.settings import (
+    BACKBONES,
+    COMPILE_DEFAULTS,
+    DATASETS,
+    DRESS_GROUPS,
+    EPOCH_DEFINITIONS,
+    MASK_FORMATS,
+    STRATEGIES,
+    VARIANT_NAMES,
+    check_config_parts,
+    choice,
+    is_int,
+    number,
+)
 
 
 # Which API each TrainConfig field is a keyword argument of (its "section"):
@@ -203,7 +205,7 @@ class TrainConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f"Unknown variant {self.variant!r}; expected one of {sorted(VARIANTS)}.")
         if self.parts is not None:
-            check_parts(self.parts, self.variant)
+            check_config_parts(self.parts, self.variant)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {self.strategy!r}; expected one of {STRATEGIES}.")
         choice(self, "dataset", DATASETS)

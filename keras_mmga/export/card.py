@@ -21,7 +21,8 @@ _PREPROCESSING = {
 }
 
 
-def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy, profile="default", runtime="onnx"):
+def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy, profile="default", runtime="onnx",
+               precision=None):
     """The model card of an export, as a dict (see `export_onnx` and `exported/README.md`).
 
     Args:
@@ -35,12 +36,13 @@ def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy, p
         profile: the input profile (`keras_mmga.export.profiles`); the card's
             `"input"` entry is its input contract.
         runtime: `"onnx"` (`proto` an `onnx.ModelProto`) or `"tflite"` (`proto` None).
+        precision: the card's `"precision"` text where `fp16` does not say it all (LiteRT's int8).
     """
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    from keras_mmga import tensorrt_ops
+    from keras_mmga.export import tensorrt_ops
     from keras_mmga.export.profiles import TENSOR_NAMES, input_contract
 
     mode = getattr(model, "preprocessing", None)
@@ -58,7 +60,7 @@ def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy, p
         "backbone": {"architecture": getattr(model, "backbone_name", None) or "resnet50",
                      "initial_weights": getattr(model, "backbone_weights_info", None)},
         "opset": int(opset) if onnx_graph else None,
-        "precision": "float16 (float32 input, output and L2 normalisation)" if fp16 else "float32",
+        "precision": precision or ("float16 (float32 input, output and L2 normalisation)" if fp16 else "float32"),
         "num_nodes": len(proto.graph.node) if onnx_graph else None,
         "parity": parity,
         "tensorrt": ({"problems": tensorrt_ops.check(proto), "checked_against": "onnx-tensorrt operator matrix, TensorRT 8.5"}

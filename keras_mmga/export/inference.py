@@ -58,7 +58,7 @@ def float32_inference_copy(model):
     return clone
 
 
-def inference_function(model, nchw=False, profile="default", layout=None):
+def inference_function(model, nchw=False, profile="default"):
     """The traced function that is exported: `images` → `{"features": ...}`.
 
     Args:
@@ -71,9 +71,8 @@ def inference_function(model, nchw=False, profile="default", layout=None):
             one affine map per channel composed with the model's own
             preprocessing, and the model's preprocessing is switched off while
             tracing; a preprocessing mode `profiles` does not know is handled by
-            mapping back to [0, 255] and letting the model preprocess.
-        layout: `"NHWC"` or `"NCHW"` to override the layout the other two
-            arguments give (the LiteRT export takes the field's values in NHWC).
+            mapping back to [0, 255] and letting the model preprocess. The
+            field profiles take NCHW (`profiles.layout`).
 
     Returns:
         A `tf.function` with one `TensorSpec` named `images`, batch dynamic.
@@ -89,11 +88,7 @@ def inference_function(model, nchw=False, profile="default", layout=None):
     from keras_mmga.export import profiles
 
     field = profiles.is_field(profile)
-    nchw = nchw or field
-    if layout is not None:
-        if layout not in ("NHWC", "NCHW"):
-            raise ValueError(f"layout must be 'NHWC' or 'NCHW', got {layout!r}.")
-        nchw = layout == "NCHW"
+    nchw = profiles.layout(profile, nchw) == "NCHW"
     h, w = model.image_size
     shape = (None, 3, h, w) if nchw else (None, h, w, 3)
     backbone = getattr(model, "backbone", None)

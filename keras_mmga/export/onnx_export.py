@@ -16,10 +16,9 @@ from keras_mmga.export.card import build_card
 from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert, rename_tensor
 from keras_mmga.export.float16 import to_float16
 from keras_mmga.export.graph import unused_nodes
-from keras_mmga.export.profiles import TENSOR_NAMES, check_profile, is_field, write_boxmot_metadata
+from keras_mmga.export.profiles import TENSOR_NAMES, check_profile, layout, write_sidecars
 from keras_mmga.export.inference import INPUT_NAME, OUTPUT_NAME, float32_inference_copy, inference_function
-from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, ParityError, parity
-from keras_mmga.export.verify import parity_images as make_parity_images
+from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, check_parity, parity, parity_set
 from keras_mmga.model_card import card_path_for, write_model_card
 from keras_mmga.models.loading import load_model
 
@@ -86,7 +85,7 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             raise TypeError(f"Cannot export a {type(source_model).__name__}: it has no `{attribute}`.")
     source_policy = source_model.dtype_policy.name
     check_profile(profile)
-    nchw = nchw or is_field(profile)
+    nchw = layout(profile, nchw) == "NCHW"
     model = float32_inference_copy(source_model)
     h, w = model.image_size
 
@@ -112,16 +111,9 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             dead = unused_nodes(proto)
             if dead:
                 raise RuntimeError(f"The export has nodes that do not feed `features`: {[n.name for n in dead][:5]}.")
-            groups = make_parity_images((h, w), parity_images)
-            images = np.concatenate(list(groups.values()))
-            counts = {k: len(v) for k, v in groups.items()}
+            images, counts = parity_set((h, w), parity_images)
             diff = parity(model, output_path, images, nchw, profile=profile)
-            tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
-            if not diff <= tolerance:  # NaN fails too
-                raise ParityError(
-                    f"ONNX Runtime differs from Keras by {diff:.3e} (> {tolerance:g}) on {len(images)} images; "
-                    f"{output_path!r} was removed."
-                )
+            check_parity(diff, fp16, len(images), output_path)
             if source_policy != "float32":
                 # How far the deployed float32 graph is from the model as trained.
                 src = keras.ops.convert_to_numpy(source_model(images, training=False))
@@ -142,7 +134,7 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
     if write_card:
         card_path = card_path_for(output_path)
         write_model_card(card_path, card)
-    metadata_path = write_boxmot_metadata(output_path, (h, w)) if profile == "boxmot" else None
+    metadata_path = write_sidecars(output_path, profile, (h, w))
     return {
         "onnx_path": output_path,
         "card_path": card_path,

@@ -30,6 +30,7 @@ import numpy as np
 # The field's normalisation (RGB / 255, ImageNet mean / std) lives with the TensorFlow-free preprocessing,
 # which deploy shares.
 from keras_mmga.preprocessing import IMAGENET_MEAN, IMAGENET_STD, field_images  # noqa: F401
+from keras_mmga.preprocessing import graph_input as _graph_input
 
 PROFILES = ("default", "field", "boxmot")
 
@@ -58,6 +59,25 @@ def check_profile(profile):
 def is_field(profile):
     """Whether `profile` takes the field's input (NCHW, ImageNet-normalised)."""
     return check_profile(profile) in ("field", "boxmot")
+
+
+def layout(profile, nchw=False):
+    """The graph's input layout: NCHW for the field profiles (their convention) or with `nchw`, else NHWC."""
+    return "NCHW" if is_field(profile) or nchw else "NHWC"
+
+
+def graph_input(images, profile="default", nchw=False):
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the export of `profile` takes (for parity checks, calibration).
+
+    Every runtime's check feeds through this one function, as the package's
+    extractor does from the model card (`keras_mmga.preprocessing.graph_input`).
+    """
+    return _graph_input(images, layout(profile, nchw), normalised=is_field(profile))
+
+
+def write_sidecars(path, profile, image_size):
+    """Writes what `profile` puts beside the export at `path` (BoxMOT's metadata); returns its path or None."""
+    return write_boxmot_metadata(path, image_size) if check_profile(profile) == "boxmot" else None
 
 
 def network_affine(mode):

@@ -15,8 +15,14 @@ Precisions:
   parity ≤ `FP16_TOLERANCE`.
 - `"int8"`: the converter's own full-integer quantisation (int8 weights and
   activations, float32 input and output), calibrated on the caller's images;
-  the check is the mean cosine of int8 and float32 features of those images
-  (≥ `min_cosine`), as the ONNX int8 export.
+  the attention units and the embedding heads stay float32, as in the ONNX int8
+  export. On trained weights a unit's squeeze can output a range hundreds of times
+  narrower than its input × weight range, and XNNPACK (LiteRT's default CPU
+  delegate, BoxMOT's too) refuses a requantisation scale ≥ 256: the interpreter
+  fails to prepare, or with `ai_edge_litert` aborts the process. Every int8 graph
+  is checked against that rule before it is loaded (`xnnpack_violations`);
+  the accuracy check is the mean cosine of int8 and float32 features of the
+  calibration images (≥ `min_cosine`).
 
 Example:
 ```python
@@ -27,23 +33,73 @@ info["max_abs_diff"] <= 1e-4
 """
 
 import os
+import warnings
 
-import keras
 import numpy as np
 
 from keras_mmga.export.card import build_card
 from keras_mmga.export.inference import float32_inference_copy, inference_function
-from keras_mmga.export.profiles import check_profile, field_images, is_field, write_boxmot_metadata
-from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, ParityError
-from keras_mmga.export.verify import parity_images as make_parity_images
+from keras_mmga.export.profiles import check_profile, layout as profile_layout, write_sidecars
+from keras_mmga.export.profiles import graph_input as profile_input
+from keras_mmga.export.verify import check_parity, cosine_similarity, features_vs_keras, parity_set
 from keras_mmga.model_card import card_path_for, write_model_card
 from keras_mmga.models.loading import load_model
 
 PRECISIONS = ("float32", "float16", "int8")
+# The card's "precision" of each.
+_PRECISION_TEXT = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
+                   "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"}
 
 
 class TFLiteAccuracyError(RuntimeError):
     """The int8 `.tflite` features are further from float32 than `min_cosine` allows."""
+
+
+class XNNPackError(ValueError):
+    """An int8 `.tflite` has an op whose requantisation scale XNNPACK refuses."""
+
+
+# XNNPACK's rule for quantised convolutions and fully connected layers:
+# input_scale * weight_scale / output_scale in [2**-32, 256).
+_XNNPACK_REQUANT = (2.0**-32, 256.0)
+
+
+def _tensor_table(content):
+    # Ops and tensors of a flatbuffer, read without any delegate (XNNPACK may refuse the graph).
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        import tensorflow as tf
+        from tensorflow.lite.python.interpreter import OpResolverType
+
+        Interpreter = tf.lite.Interpreter
+    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return it._get_ops_details(), {t["index"]: t for t in it.get_tensor_details()}
+
+
+def xnnpack_violations(content):
+    """`[(op name, output tensor, scale ratio)]` of the quantised CONV_2D / FULLY_CONNECTED ops XNNPACK refuses."""
+    ops, tensors = _tensor_table(content)
+    scales = lambda i: tensors[i]["quantization_parameters"]["scales"]
+    found = []
+    for op in ops:
+        if op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D"):
+            continue
+        x, w = op["inputs"][:2]
+        out = op["outputs"][0]
+        if not (len(scales(x)) and len(scales(w)) and len(scales(out))):
+            continue
+        ratio = scales(x)[0] * scales(w) / scales(out)[0]
+        if ratio.max() >= _XNNPACK_REQUANT[1] or ratio.min() < _XNNPACK_REQUANT[0]:
+            found.append((op["op_name"], tensors[out]["name"], float(ratio.max())))
+    return found
+
+
+def _float_nodes(content):
+    # The attention units (`module*`) and embedding heads (`*_head`) of the float graph, by output tensor.
+    ops, tensors = _tensor_table(content)
+    names = [tensors[op["outputs"][0]]["name"] for op in ops]
+    return [n for n in names if "/module" in n or "_head" in n]
 
 
 def interpreter(path, num_threads=None):
@@ -72,13 +128,12 @@ def run_tflite(it, batch):
 
 
 def graph_input(images, profile):
-    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes."""
-    images = np.asarray(images, np.float32)
-    return field_images(images) if is_field(profile) else images
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → what the `.tflite` of `profile` takes (NHWC for the default profile)."""
+    return profile_input(images, profile)
 
 
 def export_tflite(model_or_path, output_path, precision="float32", profile="default", calibration=None,
-                  min_cosine=0.99, parity_images=None, check=True, write_card=True):
+                  min_cosine=0.99, parity_images=None, check=True, write_card=True, keep_float=True):
     """Exports the inference graph to a `.tflite` file, checks it through the LiteRT interpreter, writes a card.
 
     Args:
@@ -95,6 +150,7 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
         check: run the check (raise `ParityError` / `TFLiteAccuracyError` and
             remove the file when it fails).
         write_card: write the model card.
+        keep_float: for `"int8"`: keep the attention units and embedding heads float32 (see above).
 
     Returns:
         Dict with `tflite_path`, `card_path`, `max_abs_diff` (float32 / float16),
@@ -107,7 +163,7 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     """
     import tensorflow as tf
 
-    from keras_mmga.preprocessing import preprocess
+    from keras_mmga.preprocessing import preprocess_batch
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
@@ -124,10 +180,10 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     h, w = model.image_size
     calib = None
     if precision == "int8":
-        calib = np.stack([preprocess(x, (h, w), color="rgb") for x in calibration])
+        calib = preprocess_batch(calibration, (h, w))
 
-    layout = "NCHW" if is_field(profile) else "NHWC"
-    function = inference_function(model, profile=profile, layout=layout)
+    layout = profile_layout(profile)  # NHWC (LiteRT's own) for the default profile
+    function = inference_function(model, profile=profile)
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     # Frozen first, as tf2onnx does: handed the live function, the converter keeps
@@ -144,7 +200,25 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
         converter.representative_dataset = lambda: ([feed[i : i + 1]] for i in range(len(feed)))
         # int8 kernels wherever LiteRT has one; float32 input and output stay.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    flatbuffer = converter.convert()
+    if precision == "int8" and keep_float:
+        # Selective quantisation: TensorFlow's documented way is the quantisation debugger's deny list.
+        kept = _float_nodes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
+        with warnings.catch_warnings():  # the debugger reads through tf.lite.Interpreter (deprecated)
+            warnings.simplefilter("ignore", UserWarning)
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=converter.representative_dataset,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=kept))
+            flatbuffer = debugger.get_nondebug_quantized_model()
+    else:
+        flatbuffer = converter.convert()
+    if precision == "int8":
+        bad = xnnpack_violations(flatbuffer)
+        if bad:
+            op, name, ratio = bad[0]
+            raise XNNPackError(
+                f"int8 .tflite not written: {len(bad)} op(s) have a requantisation scale outside XNNPACK's "
+                f"[2**-32, 256), e.g. {op} {name!r} ({ratio:.1f}); LiteRT's default CPU delegate would refuse it"
+                + ("" if keep_float else "; keep_float=True keeps the attention units float32") + ".")
     os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
     with open(output_path, "wb") as f:
         f.write(flatbuffer)
@@ -156,15 +230,12 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
             if precision == "int8":
                 images, counts = calib, {"calibration": len(calib)}
             else:
-                groups = make_parity_images((h, w), parity_images)
-                images, counts = np.concatenate(list(groups.values())), {k: len(v) for k, v in groups.items()}
-            got = run_tflite(interpreter(output_path), graph_input(images, profile))
-            expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
-            if got.shape != expected.shape:
-                raise ParityError(f"LiteRT gave features of shape {got.shape}, Keras {expected.shape}.")
+                images, counts = parity_set((h, w), parity_images)
+            it = interpreter(output_path)
+            got, expected = features_vs_keras(model, lambda x: run_tflite(it, x), images, profile, runtime="LiteRT")
             figures["images"] = counts
             if precision == "int8":
-                cos = np.sum(got * expected, 1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(expected, axis=1))
+                cos = cosine_similarity(got, expected)
                 figures["cosine_vs_keras_float32"] = {"mean": float(cos.mean()), "min": float(cos.min()),
                                                       "threshold": float(min_cosine)}
                 if not cos.mean() >= min_cosine:
@@ -173,26 +244,22 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
                         f"on {len(images)} calibration images; {output_path!r} was removed.")
             else:
                 diff = float(np.max(np.abs(got - expected)))
-                tolerance = FP16_TOLERANCE if precision == "float16" else FP32_TOLERANCE
+                tolerance = check_parity(diff, precision == "float16", len(images), output_path, runtime="LiteRT")
                 figures.update(max_abs_diff_vs_keras_float32=diff, tolerance=tolerance)
-                if not diff <= tolerance:
-                    raise ParityError(f"LiteRT differs from Keras by {diff:.3e} (> {tolerance:g}) on {len(images)} "
-                                      f"images; {output_path!r} was removed.")
         except Exception:
             os.remove(output_path)
             raise
 
     card = build_card(model, None, False, None, precision == "float16", figures, source, source_policy,
-                      profile=profile, runtime="tflite")
-    card["precision"] = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
-                         "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"
-                         }[precision]
+                      profile=profile, runtime="tflite", precision=_PRECISION_TEXT[precision])
     card["tflite"] = {"precision": precision, "bytes": len(flatbuffer), "converter": f"tensorflow {tf.__version__}"}
+    if precision == "int8":
+        card["tflite"]["float32_kept"] = "attention units and embedding heads" if keep_float else "none"
     card_path = None
     if write_card:
         card_path = card_path_for(output_path)
         write_model_card(card_path, card)
-    metadata_path = write_boxmot_metadata(output_path, (h, w)) if profile == "boxmot" else None
+    metadata_path = write_sidecars(output_path, profile, (h, w))
     return {"tflite_path": output_path, "card_path": card_path, "boxmot_metadata_path": metadata_path,
             "max_abs_diff": figures["max_abs_diff_vs_keras_float32"], "cosine": figures["cosine_vs_keras_float32"],
             "input_shape": (None, 3, h, w) if layout == "NCHW" else (None, h, w, 3), "feature_dim": model.feature_dim, "card": card}

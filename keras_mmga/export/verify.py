@@ -1,4 +1,4 @@
-"""Parity: ONNX Runtime against Keras on random, synthetic-person and the caller's images.
+"""Parity: an export (ONNX Runtime, LiteRT) against Keras on random, synthetic-person and the caller's images.
 
 Example:
 ```python
@@ -37,7 +37,7 @@ def parity_images(image_size, provided=None):
     arrays of any size, resized as `keras_mmga.deploy` does.
     """
     from keras_mmga.data import synthetic
-    from keras_mmga.preprocessing import preprocess
+    from keras_mmga.preprocessing import preprocess, preprocess_batch
 
     h, w = image_size
     rng = np.random.RandomState(0)
@@ -48,10 +48,49 @@ def parity_images(image_size, provided=None):
         people.append(preprocess(bgr, (h, w), color="bgr"))
     groups["synthetic_person"] = np.stack(people)
     if provided is not None:
-        if isinstance(provided, (str, os.PathLike)) or (isinstance(provided, np.ndarray) and provided.ndim == 3):
-            provided = [provided]
-        groups["provided"] = np.stack([preprocess(x, (h, w), color="rgb") for x in provided])
+        groups["provided"] = preprocess_batch(provided, (h, w))
     return groups
+
+
+def parity_set(image_size, provided=None):
+    """`(images, counts)`: the `parity_images` groups as one batch, and how many images each group gave."""
+    groups = parity_images(image_size, provided)
+    return np.concatenate(list(groups.values())), {k: len(v) for k, v in groups.items()}
+
+
+def features_vs_keras(model, run, images, profile="default", nchw=False, runtime="ONNX Runtime"):
+    """`(got, expected)`: features of raw RGB `images` through `run` (fed the export's input) and through Keras.
+
+    Args:
+        model: the Keras model (called with `training=False`).
+        run: callable, the export's input batch → features (ONNX Runtime, LiteRT).
+        images: float32 RGB `(N, H, W, 3)` in [0, 255].
+        profile, nchw: the export's input (`profiles.graph_input`).
+        runtime: its name, for the error.
+    """
+    from keras_mmga.export.profiles import graph_input
+
+    images = np.asarray(images, np.float32)
+    got = np.asarray(run(graph_input(images, profile, nchw)), np.float32)
+    expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
+    if got.shape != expected.shape:
+        raise ParityError(f"{runtime} gave features of shape {got.shape}, Keras {expected.shape}.")
+    return got, expected
+
+
+def check_parity(diff, fp16, num_images, path, runtime="ONNX Runtime"):
+    """Raises `ParityError` when `diff` exceeds the tolerance (`FP16_TOLERANCE` for `fp16`); returns the tolerance."""
+    tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+    if not diff <= tolerance:  # NaN fails too
+        raise ParityError(f"{runtime} differs from Keras by {diff:.3e} (> {tolerance:g}) on {num_images} images; "
+                          f"{path!r} was removed.")
+    return tolerance
+
+
+def cosine_similarity(a, b):
+    """Row-wise cosine similarity of two `(N, D)` feature sets, in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
 
 
 def parity(model, onnx_path, images, nchw=False, profile="default"):
@@ -73,16 +112,7 @@ def parity(model, onnx_path, images, nchw=False, profile="default"):
     """
     import onnxruntime as ort
 
-    from keras_mmga.export.profiles import field_images, is_field
-
-    images = np.asarray(images, np.float32)
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
-    if is_field(profile):
-        feed = field_images(images)
-    else:
-        feed = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)) if nchw else images)
-    got = session.run(None, {session.get_inputs()[0].name: feed})[0]
-    expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
-    if got.shape != expected.shape:
-        raise ParityError(f"ONNX Runtime gave features of shape {got.shape}, Keras {expected.shape}.")
+    name = session.get_inputs()[0].name
+    got, expected = features_vs_keras(model, lambda x: session.run(None, {name: x})[0], images, profile, nchw)
     return float(np.max(np.abs(got - expected)))

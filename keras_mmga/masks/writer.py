@@ -193,8 +193,9 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
 
     Returns:
         dict: images, skipped_existing, written, no_person, unreadable, errors,
-        low_confidence, parts_absent (masks with a part out of view), seconds, images_per_second, report, preview, startup_seconds (to the
-        first result: processes started, model loaded), steady_images_per_second (after it).
+        low_confidence, parts_absent (masks with a part out of view), seconds, images_per_second, report,
+        preview, startup_seconds (to the first result: processes started, model loaded),
+        steady_images_per_second (after it).
     """
     from keras_mmga.run_lock import RunLock
     from keras_mmga.masks.pose_model import resolve_pose_model
@@ -276,7 +277,8 @@ def _write_all(images, images_root, output_root, model_path, workers, overwrite,
     summary = {
         "images": len(images), "skipped_existing": len(images) - len(todo), "written": counts["written"],
         "no_person": counts["no_person"], "unreadable": counts["unreadable"], "errors": counts["error"],
-        "low_confidence": low, "parts_absent": with_absent, "seconds": seconds, "images_per_second": len(todo) / seconds if seconds > 0 else 0.0,
+        "low_confidence": low, "parts_absent": with_absent, "seconds": seconds,
+        "images_per_second": len(todo) / seconds if seconds > 0 else 0.0,
         "report": report, "preview": None,
         # Start-up (worker processes, model loading) ends with the first result.
         "startup_seconds": first,

@@ -28,7 +28,7 @@ import keras
 from keras_mmga.layers.batchnorm import BN_MOMENTUM
 from keras_mmga.models import torch_weights
 
-from keras_mmga.paper_recipe import BACKBONE_PREPROCESSING, BACKBONES
+from keras_mmga.settings import BACKBONES
 
 # keras.applications.ResNet50 stacks: (name, filters, blocks, first stride).
 _STAGES = {
@@ -138,16 +138,28 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
     stage4 = keras.Model(x4, _stacks(x4, "stage4", sync_batchnorm, dtype, arch), name="resnet50_stage4")
     stages = {"stem": stem, "stage3": stage3, "stage4": stage4}
 
-    if weights is not None and arch == "resnet50_v1.5" and os.fspath(weights).startswith(KERAS_HUB_PREFIX):
-        _set_layer_weights(stages, keras_hub_layer_weights(os.fspath(weights)[len(KERAS_HUB_PREFIX):]), weights)
-    elif weights is not None and arch == "resnet50_v1.5":
-        _set_layer_weights(stages, torch_weights.keras_layer_weights(read_torch_weights(weights)), weights)
-    elif weights is not None:
-        _copy_weights(stages, _reference_resnet50(input_shape, weights))
+    if weights is not None:
+        _set_layer_weights(stages, _layer_weights(arch, weights, input_shape), weights)
     return stages
 
 
 KERAS_HUB_PREFIX = "keras_hub:"
+_V15_IMAGENET = (
+    "backbone 'resnet50_v1.5' takes torchvision / timm weights: pass the path of torchvision's "
+    "resnet50-11ad3fa6.pth (V2) or resnet50-0676ba61.pth (V1), a timm folder such as resnet50.tv_in1k, "
+    "'hf://timm/resnet50.tv_in1k' (online) or 'keras_hub:resnet_50_imagenet'; 'imagenet' names Keras's "
+    "weights of the 'resnet50' backbone.")
+
+
+def _layer_weights(arch, weights, input_shape):
+    """Keras layer name → weights, from whatever source `weights` names for the layout `arch`."""
+    if arch == "resnet50":
+        reference = _reference_resnet50(input_shape, weights)
+        return {layer.name: layer.get_weights() for layer in reference.layers if layer.weights}
+    weights = os.fspath(weights)
+    if weights.startswith(KERAS_HUB_PREFIX):
+        return keras_hub_layer_weights(weights[len(KERAS_HUB_PREFIX):])
+    return torch_weights.keras_layer_weights(read_torch_weights(weights))
 
 
 def keras_hub_layer_weights(preset):
@@ -181,13 +193,15 @@ def keras_hub_layer_weights(preset):
 
 
 def check_torch_weights_argument(weights):
-    """Fails at once (before any data is read) on a `resnet50_v1.5` weights argument that cannot load."""
+    """Fails at once (before any data is read) on a `resnet50_v1.5` weights argument that cannot load.
+
+    Downloads (`hf://`, keras-hub presets) are not tried here: they fail, with their own message, when
+    the model is built.
+    """
     weights = os.fspath(weights)
-    if weights.startswith(KERAS_HUB_PREFIX):
-        return
-    if weights == "imagenet" or not weights.startswith("hf://"):
-        if weights == "imagenet":
-            read_torch_weights(weights)  # raises the message naming the formats
+    if weights == "imagenet":
+        raise ValueError(_V15_IMAGENET)
+    if not weights.startswith(("hf://", KERAS_HUB_PREFIX)):
         torch_weights.resolve_weights_file(weights)
 
 
@@ -195,11 +209,7 @@ def read_torch_weights(weights):
     """The NumPy state dict of a `resnet50_v1.5` weights argument (file, folder or `hf://` handle)."""
     weights = os.fspath(weights)
     if weights == "imagenet":
-        raise ValueError(
-            "backbone 'resnet50_v1.5' takes torchvision / timm weights: pass the path of torchvision's "
-            "resnet50-11ad3fa6.pth (V2) or resnet50-0676ba61.pth (V1), a timm folder such as "
-            "resnet50.tv_in1k, or 'hf://timm/resnet50.tv_in1k' (online); 'imagenet' names Keras's "
-            "weights of the 'resnet50' backbone.")
+        raise ValueError(_V15_IMAGENET)
     if weights.startswith("hf://"):
         weights = _download_hf(weights)
     return torch_weights.read_state_dict(weights)
@@ -299,11 +309,3 @@ def fetch_imagenet_weights():
                                     file_hash=resnet.WEIGHTS_HASHES["resnet50"][1])
     except Exception as err:  # Keras raises a bare Exception on a failed download.
         raise _unavailable(err) from err
-
-
-def _copy_weights(stages, reference):
-    for model in stages.values():
-        for layer in model.layers:
-            if layer.weights:
-                layer.set_weights(reference.get_layer(layer.name).get_weights())
-

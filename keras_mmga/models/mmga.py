@@ -1,17 +1,14 @@
-"""The MMGA re-identification task: the feature network, its classifiers, the paper's recipe and training step."""
-
-import importlib
+"""The MMGA re-identification task: the feature network, its classifiers, the paper's training settings and step."""
 
 import keras
 from keras import ops
 
-from keras_mmga.models import batch_inputs, legacy_checkpoint, recipe
+from keras_mmga.models import batch_inputs, compile_setup
 from keras_mmga.models.checked_fit import CheckedFitModel
 from keras_mmga.models.mmga_backbone import MMGABackbone
 from keras_mmga.models.step_losses import step_losses
-from keras_mmga.models.variants import VARIANTS, check_variant, local_dim_of, resolve_parts
-# The module, not its names: registering the package's classes when Keras loads
-# imports this while keras_mmga.optimizers may itself be half-imported.
+from keras_mmga.settings import VARIANTS, check_variant, resolve_parts
+# The module, not its names (the import rule: keras_mmga.lazy).
 from keras_mmga import optimizers
 
 __all__ = ["MMGA", "VARIANTS"]
@@ -31,7 +28,7 @@ class MMGA(CheckedFitModel):
     branch and one branch per body part). The task adds the identity
     classifiers (whole, and local over the concatenated part features), the
     paper's losses (softmax, batch-hard triplet and the mask-guided attention
-    RMSE of eq. 5, combined as eq. 9), its compile recipe and a custom
+    RMSE of eq. 5, combined as eq. 9), its compile settings and a custom
     training step. Masks are needed only for training (they supervise the
     spatial maps); inference takes the image alone.
 
@@ -80,8 +77,6 @@ class MMGA(CheckedFitModel):
         whole_dim: int, dimension of the whole-body feature (paper: 1024).
         local_dim: int, split equally over the parts (paper: 1024 = 2 × 512;
             256 × 4 for four parts), so the feature stays 2048-d.
-        part_dim: int, the older way to say `local_dim = part_dim × parts`
-            (configs saved before `local_dim` carry it).
         spatial_reduction: int, `s` of the spatial attention (8).
         channel_reduction: int, `r` of the channel attention (8).
         sync_batchnorm: bool, synchronised BatchNormalization across replicas
@@ -91,7 +86,7 @@ class MMGA(CheckedFitModel):
     Example:
     ```python
     model = MMGA(num_classes=751, backbone_weights=None, input_shape=(128, 64, 3))
-    model.compile()  # the paper's recipe
+    model.compile()  # the paper's settings
     # dataset yields (images, {"labels": (N,), "masks": (N, 8, 4, 3)})
     model.fit(dataset, epochs=1, steps_per_epoch=10)
     features = model(images)  # (N, 2048), L2-normalised
@@ -109,7 +104,6 @@ class MMGA(CheckedFitModel):
         backbone_weights="imagenet",
         preprocessing="auto",
         whole_dim=1024,
-        part_dim=None,
         spatial_reduction=8,
         channel_reduction=8,
         sync_batchnorm=False,
@@ -130,7 +124,7 @@ class MMGA(CheckedFitModel):
         self.has_parts = bool(self.parts)
         self.mask_supervised = spec["supervised"]
         self.mask_mode = spec["mask_mode"]
-        self.local_dim = local_dim_of(local_dim, part_dim, len(self.parts))
+        self.local_dim = 1024 if local_dim is None else int(local_dim)
         self.backbone = MMGABackbone(
             input_shape=input_shape,
             backbone=backbone,
@@ -158,13 +152,11 @@ class MMGA(CheckedFitModel):
         self._trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self._trackers["accuracy"] = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.build(self.input_shape)
-        self._loss_config = dict(recipe.COMPILE_DEFAULTS)
+        self._loss_config = dict(compile_setup.COMPILE_DEFAULTS)
 
     # --------------------------------------------------------- the backbone's
     input_shape = property(lambda self: self.backbone.input_shape, doc="`(None, H, W, 3)`, the batched input.")
     image_size = property(lambda self: self.backbone.image_size, doc="`(H, W)` of the expected images.")
-    # Its name before 0.3 (`(H, W, 3)`), kept readable.
-    image_shape = property(lambda self: self.backbone.image_shape)
     backbone_weights = property(lambda self: self.backbone.backbone_weights)
     backbone_weights_info = property(lambda self: self.backbone.backbone_weights_info)
     backbone_name = property(lambda self: self.backbone.backbone, doc="`resnet50` or `resnet50_v1.5`.")
@@ -197,7 +189,7 @@ class MMGA(CheckedFitModel):
 
     @property
     def loss_config(self):
-        """The compile recipe in use (a copy): `keras_mmga.models.recipe.COMPILE_DEFAULTS` keys."""
+        """The compile settings in use (a copy): `keras_mmga.settings.COMPILE_DEFAULTS` keys."""
         return dict(self._loss_config)
 
     # ------------------------------------------------------------------ graph
@@ -259,15 +251,9 @@ class MMGA(CheckedFitModel):
         # The saved weights replace the backbone's: never download them again.
         return cls(**dict(config, backbone_weights=None))
 
-    def load_own_variables(self, store):
-        # Files saved before the backbone / task split keep the backbone's
-        # weights at the top level: read them where this model keeps them.
-        legacy_checkpoint.redirect_backbone_paths(store)
-        super().load_own_variables(store)
-
     # --------------------------------------------------------------- training
     def compile(self, optimizer="sgd", **kwargs):
-        """Configures training with the paper's recipe as defaults.
+        """Configures training with the paper's settings (§4.2) as defaults.
 
         Args:
             optimizer: `"sgd"` builds `ParamGroupSGD` with the paper's settings
@@ -299,12 +285,12 @@ class MMGA(CheckedFitModel):
                 `steps_per_execution`, ...). `loss` and `metrics` are not
                 accepted: the losses are the paper's.
         """
-        recipe.check_recipe_used(optimizer, kwargs)
-        recipe.check_loss_settings(kwargs, self.variant, self.mask_supervised, self.has_parts)
-        config, kwargs = recipe.split_compile_kwargs(kwargs)
+        compile_setup.check_optimizer_settings_used(optimizer, kwargs)
+        compile_setup.check_loss_settings(kwargs, self.variant, self.mask_supervised, self.has_parts)
+        config, kwargs = compile_setup.split_compile_kwargs(kwargs)
         if isinstance(optimizer, str) and optimizer == "sgd":
-            optimizer = recipe.default_optimizer(config)
-        inner = recipe.inner_optimizer(optimizer)
+            optimizer = compile_setup.default_optimizer(config)
+        inner = compile_setup.inner_optimizer(optimizer)
         if isinstance(inner, optimizers.ParamGroupSGD):
             inner.set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
             # MMGA.fit counts the epochs it runs (EpochCounter): the decay
@@ -325,8 +311,8 @@ class MMGA(CheckedFitModel):
         # The restored optimizer carries its learning rate, momentum and
         # schedule: compile() refuses them next to an instance. They stay in
         # the loss config, so that saving again records them.
-        settings = {k: config.pop(k) for k in recipe.OPTIMIZER_SETTINGS if k in config}
-        if isinstance(recipe.inner_optimizer(optimizer), optimizers.ParamGroupSGD) and "backbone_lr_scale" in settings:
+        settings = {k: config.pop(k) for k in compile_setup.OPTIMIZER_SETTINGS if k in config}
+        if isinstance(compile_setup.inner_optimizer(optimizer), optimizers.ParamGroupSGD) and "backbone_lr_scale" in settings:
             config["backbone_lr_scale"] = settings.pop("backbone_lr_scale")
         self.compile(optimizer=optimizer, **config)
         self._loss_config.update(settings)
@@ -379,7 +365,13 @@ class MMGA(CheckedFitModel):
 def _backend_steps():
     """The module with the current backend's `train_step` / `test_step` (imported only for that backend)."""
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax", "torch"):
+    if backend == "tensorflow":
+        from keras_mmga.backends import tensorflow as steps
+    elif backend == "jax":
+        from keras_mmga.backends import jax as steps
+    elif backend == "torch":
+        from keras_mmga.backends import torch as steps
+    else:
         raise NotImplementedError(f"MMGA trains on the TensorFlow, JAX or PyTorch backend; Keras runs on {backend!r} "
                                   "(set KERAS_BACKEND).")
-    return importlib.import_module(f"keras_mmga.{backend}_backend")
+    return steps

@@ -3,10 +3,10 @@
 import keras
 from keras import ops
 
-# The module, not its names: see keras_mmga.models.recipe (half-imported while Keras loads).
+# The module, not its names (the import rule: keras_mmga.lazy).
 from keras_mmga import layers
-from keras_mmga.models.backbone import BACKBONE_PREPROCESSING, build_resnet50_stages, check_backbone, weights_info
-from keras_mmga.models.variants import DEFAULT_PARTS, split_dim
+from keras_mmga.models.backbone import build_resnet50_stages, check_backbone, weights_info
+from keras_mmga.settings import BACKBONE_PREPROCESSING, DEFAULT_PARTS, split_dim
 
 # Mean pixel of the ImageNet weights Keras ships for ResNet50 ("caffe" mode:
 # BGR order, mean subtraction, no scaling).

@@ -285,6 +285,4 @@ def _plain(value):
         return _rebuild_tensor(value.storage.array, *value.args)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return np.asarray(value)
     return value

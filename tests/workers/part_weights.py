@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 
 if BACKEND == "jax":
-    from keras_mmga import jax_backend
+    from keras_mmga.backends import jax as jax_backend
 
     jax_backend.enable_float64()  # before any model exists
 
@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 import seeded  # noqa: E402
 
 from keras_mmga import MMGA  # noqa: E402
-from keras_mmga.models.recipe import COMPILE_DEFAULTS  # noqa: E402
 from keras_mmga.models.step_losses import step_losses  # noqa: E402
+from keras_mmga.settings import COMPILE_DEFAULTS  # noqa: E402
 
 PARTS = {2: ("upper", "bottom"), 4: ("head", "torso", "legs", "feet")}
 
