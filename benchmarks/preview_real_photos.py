@@ -2,13 +2,14 @@
 
 Usage:
     python -m pip download ultralytics --no-deps -d /tmp/ul
-    (cd /tmp/ul && unzip -o -q ultralytics-*.whl 'ultralytics/assets/*')
-    python benchmarks/preview_real_photos.py --assets /tmp/ul/ultralytics/assets \\
-        --out docs/images/masks_real_photos.png [--pose-model PATH]
+    mkdir -p /tmp/ul/photos && python benchmarks/extract_photos.py /tmp/ul/ultralytics-*.whl /tmp/ul/photos
+    python benchmarks/preview_real_photos.py --assets /tmp/ul/photos \\
+        --out docs/images/masks_real_photos.jpg [--pose-model PATH]
 
 Each row: the crop, its whole mask, its parts over the image (colours as in
 `keras_mmga.masks.writer.PALETTE`), cells 256 px high with the crop's aspect
-kept; the caption lists the parts reported absent. The boxes are drawn by
+kept; the caption lists the parts reported absent (or says that no person
+was found). The boxes are drawn by
 hand (no detector in the wheel); three are cut from a full-body person at the
 waist, the knees and the shoulders.
 """
@@ -35,7 +36,23 @@ CROPS = (
 )
 
 
-def cell(image, labels, absent, height=256):
+def _caption(text, width, scale=0.4, line_height=16):
+    """White rows holding `text`, wrapped at word boundaries to fit `width` pixels."""
+    char_w = cv2.getTextSize("m", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+    per_line, lines = max(8, width // char_w), [""]
+    for word in text.split(" "):
+        if lines[-1] and len(lines[-1]) + 1 + len(word) > per_line:
+            lines.append(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}".strip()
+    caption = np.full((line_height * len(lines) + 6, width, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(caption, line, (2, 13 + line_height * i), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return caption
+
+
+def cell(image, labels, absent, person=True, height=256):
     h, w = image.shape[:2]
     width = max(1, int(round(w * height / h)))
     image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
@@ -44,16 +61,17 @@ def cell(image, labels, absent, height=256):
     parts = np.where(labels[..., None] > 0, (0.35 * image + 0.65 * colourise(labels)).astype(np.uint8), image // 3)
     gap = np.full((height, 4, 3), 255, np.uint8)
     row = np.concatenate([image, gap, whole, gap, parts], axis=1)
-    caption = np.full((22, row.shape[1], 3), 255, np.uint8)
-    text = "absent: " + (", ".join(PART_NAMES.get(a, str(a)) for a in absent) if absent else "none")
-    cv2.putText(caption, text[:60], (2, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([row, caption], axis=0)
+    if not person:
+        text = "no person found"
+    else:
+        text = "absent: " + (", ".join(PART_NAMES.get(a, str(a)) for a in absent) if absent else "none")
+    return np.concatenate([row, _caption(text, row.shape[1])], axis=0)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", required=True, help="folder holding zidane.jpg and bus.jpg")
-    parser.add_argument("--out", default="docs/images/masks_real_photos.png")
+    parser.add_argument("--out", default="docs/images/masks_real_photos.jpg")
     parser.add_argument("--pose-model", default=None)
     parser.add_argument("--columns", type=int, default=2)
     args = parser.parse_args(argv)
@@ -70,21 +88,21 @@ def main(argv=None):
         print(f"{label}: person={result.person} confidence={result.confidence:.3f} body={body:.2f} "
               f"absent={[PART_NAMES.get(a, a) for a in absent]} "
               f"labels={sorted(int(v) for v in np.unique(result.label_map) if v)}")
-        cells.append(cell(crop, result.label_map, absent))
+        cells.append(cell(crop, result.label_map, absent, result.person))
     rows = []
     for i in range(0, len(cells), args.columns):
         group = cells[i:i + args.columns]
         width = sum(c.shape[1] for c in group) + 12 * (len(group) - 1)
-        row = np.full((group[0].shape[0], width, 3), 255, np.uint8)
+        row = np.full((max(c.shape[0] for c in group), width, 3), 255, np.uint8)
         x = 0
         for c in group:
-            row[:, x:x + c.shape[1]] = c
+            row[:c.shape[0], x:x + c.shape[1]] = c
             x += c.shape[1] + 12
         rows.append(row)
     width = max(r.shape[1] for r in rows)
     sheet = np.concatenate([np.pad(r, ((0, 12), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    cv2.imwrite(args.out, sheet)
+    cv2.imwrite(args.out, sheet, [cv2.IMWRITE_JPEG_QUALITY, 90])
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
 
 
