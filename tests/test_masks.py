@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_mmga.data.masks import group_label_map, load_targets
+from keras_mmga.data.masks import channel_weights, check_grouping, group_label_map, load_targets, read_absence
 from keras_mmga.data.synthetic import write_dataset
 from keras_mmga.image_io import sha256
 from keras_mmga.masks import pose_model as pm
@@ -163,7 +163,7 @@ def test_waistline_is_where_the_clothes_change(model_path):
     image[30:60, 20:44] = (30, 30, 220)
     image[60:120, 22:42] = (200, 60, 20)
     lm = np.zeros((39, 5), np.float32)
-    lm[:, 3] = 5.0  # visible
+    lm[:, 3:5] = 5.0  # visible and present (the parser draws only seen landmarks)
     lm[:11, :2] = (32, 20)
     lm[[2, 5], 1] = 18
     lm[[7, 8], :2] = [(28, 20), (36, 20)]
@@ -176,8 +176,10 @@ def test_waistline_is_where_the_clothes_change(model_path):
     lm[[27, 28], :2] = [(36, 114), (28, 114)]
     lm[[29, 30], :2], lm[[31, 32], :2] = [(36, 118), (28, 118)], [(38, 119), (26, 119)]
     seg = np.where(body, 8.0, -8.0).astype(np.float32)
-    result = BodyPartParser(model_path).parse_outputs(image, lm, 0.99, seg)
-    assert result.person and result.waist_y == 60
+    # skeleton_threshold=0: no skeleton fill, so the labels stay inside the drawn body (the arms'
+    # landmarks lie outside it; the fill for dark clothes would add their bones' cores).
+    result = BodyPartParser(model_path, skeleton_threshold=0.0).parse_outputs(image, lm, 0.99, seg)
+    assert result.person and result.waist_y == 60 and result.absent == ()
     groups = group_label_map(result.label_map) > 0
     assert groups[30:60, 26:38, 1].all() and not groups[30:60, 26:38, 2].any()  # shirt: upper
     assert groups[62:110, 24:40, 2].all()  # trousers, shins: bottom
@@ -202,7 +204,12 @@ def test_layout_lip_ids_and_the_existing_reader(synthetic, generated):
     assert len(written) == summary["written"] > 0
     paths = [os.path.join(images, os.path.splitext(r)[0] + ".jpg") for r in written]
     targets, weights = load_targets(paths, images, out, (8, 4), mode="parts", mask_format="lip")
-    assert targets.shape == (len(paths), 8, 4, 3) and (weights == 1).all()
+    # Masks with parts out of view have sidecars: one weight per channel, 0 for those parts only.
+    groups = check_grouping("upper", None)
+    expected = np.stack([channel_weights(read_absence(os.path.join(out, r)), groups) for r in written])
+    assert targets.shape == (len(paths), 8, 4, 3) and weights.shape == (len(paths), 3)
+    np.testing.assert_array_equal(weights, expected)
+    assert (weights[:, 0] == 1).all()
     # The default grouping: whole = upper ∪ bottom, parts disjoint.
     full = group_label_map(cv2.imread(os.path.join(out, written[0]), cv2.IMREAD_UNCHANGED))
     np.testing.assert_array_equal(full[..., 0], np.maximum(full[..., 1], full[..., 2]))
@@ -227,7 +234,7 @@ def test_resume_keeps_masks_and_overwrite_remakes_them(synthetic, model_path, tm
     out = tmp_path / "masks"
     # low_confidence above 1: every mask is listed, so the report's carry-over shows.
     first = write_masks(subset, out, pose_model=model_path, workers=2, verbose=False, low_confidence=1.01)
-    masks = sorted(p for p in os.listdir(out / "query"))
+    masks = sorted(p for p in os.listdir(out / "query") if p.endswith(".png"))  # sidecars: .json
     assert first["written"] == len(masks) > 1
     kept, removed = out / "query" / masks[0], out / "query" / masks[1]
     os.utime(kept, (1, 1))
@@ -281,7 +288,7 @@ def test_script_with_forked_workers(synthetic, model_path, tmp_path):
     done = subprocess.run([sys.executable, script, str(subset), "--output", str(tmp_path / "m"), "--pose-model",
                            model_path, "--workers", "2"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    pngs = sorted(os.listdir(tmp_path / "m" / "query"))
+    pngs = sorted(p for p in os.listdir(tmp_path / "m" / "query") if p.endswith(".png"))
     images_with_person = len(os.listdir(subset / "query")) - 1  # broken.jpg
     assert f"masks written: {len(pngs)}" in done.stderr and 0 < len(pngs) <= images_with_person
 
@@ -302,7 +309,7 @@ def _fake_parser_run(monkeypatch, stop_after=None):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         cv2.imwrite(target, np.full((8, 4), 13, np.uint8))
         done.append(rel)
-        return rel, "written", 0.3, ""
+        return rel, "written", 0.3, "", ()
 
     monkeypatch.setattr(writer, "_init_worker", lambda *settings, **kw: setattr(writer, "_SETTINGS", settings[3:5]))
     monkeypatch.setattr(writer, "_process", process)
