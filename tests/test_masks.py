@@ -186,6 +186,73 @@ def test_waistline_is_where_the_clothes_change(model_path):
     assert (result.label_map[~body] == 0).all() and set(np.unique(result.label_map)) <= {0, *PART_LABELS}
 
 
+
+def _figure_landmarks():
+    """Landmarks of the hand-drawn figure above (all visible and present), in a 128x64 frame."""
+    lm = np.zeros((39, 5), np.float32)
+    lm[:, 3:5] = 5.0
+    lm[:11, :2] = (32, 20)
+    lm[[2, 5], 1] = 18
+    lm[[7, 8], :2] = [(28, 20), (36, 20)]
+    lm[[11, 12], :2] = [(40, 32), (24, 32)]
+    lm[[13, 14], :2] = [(42, 45), (22, 45)]
+    lm[[15, 16], :2] = [(42, 56), (22, 56)]
+    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (42, 59), (22, 59)
+    lm[[23, 24], :2] = [(36, 68), (28, 68)]
+    lm[[25, 26], :2] = [(36, 92), (28, 92)]
+    lm[[27, 28], :2] = [(36, 114), (28, 114)]
+    lm[[29, 30], :2], lm[[31, 32], :2] = [(36, 118), (28, 118)], [(38, 119), (26, 119)]
+    return lm
+
+
+def test_parts_out_of_the_frame_get_no_label_and_are_reported_absent(model_path):
+    # The figure cut at row 64 (waist-up: hips at 68 and everything below outside the crop),
+    # and cut below the chin (rows 26..127: the face landmarks above the top edge).
+    h, w = 128, 64
+    image = np.full((h, w, 3), 200, np.uint8)
+    body = np.zeros((h, w), bool)
+    body[14:26, 26:38] = True  # head
+    body[26:60, 20:44] = True
+    body[60:120, 22:42] = True
+    image[body] = (60, 60, 60)
+    parser = BodyPartParser(model_path, skeleton_threshold=0.0)
+    lm = _figure_landmarks()
+    seg = np.where(body, 8.0, -8.0).astype(np.float32)
+    full = parser.parse_outputs(image, lm, 0.99, seg)
+    assert full.person and full.absent == ()  # control: everything in view is drawn
+    waist = parser.parse_outputs(image[:64], lm, 0.99, seg[:64])
+    assert waist.person
+    assert not np.isin(waist.label_map, (9, 12, 16, 17, 18, 19)).any()  # no trousers, legs or shoes
+    assert {9, 16, 17, 18, 19} <= set(waist.absent) and 5 not in waist.absent
+    assert (waist.label_map[body[:64]] > 0).all()  # the in-view body is still whole
+    cut = lm.copy()
+    cut[:, 1] -= 26
+    chin = parser.parse_outputs(image[26:], cut, 0.99, seg[26:])
+    assert chin.person and not np.isin(chin.label_map, (2, 13)).any() and {2, 13} <= set(chin.absent)
+
+
+def test_skeleton_fill_closes_a_dark_torso_that_the_segmentation_misses(model_path):
+    # Dark clothes on a dark background: the segmentation is unsure (probability 0.27) inside
+    # the torso; the skeleton fill makes it body, the plain threshold leaves a hole.
+    h, w = 128, 64
+    image = np.full((h, w, 3), 30, np.uint8)
+    body = np.zeros((h, w), bool)
+    body[14:26, 26:38] = True
+    body[26:60, 20:44] = True
+    body[60:120, 22:42] = True
+    seg = np.where(body, 8.0, -8.0).astype(np.float32)
+    hole = np.zeros((h, w), bool)
+    hole[36:56, 29:35] = True  # inside the torso between the shoulders and the hips (the skeleton's core)
+    seg[hole] = -1.0
+    lm = _figure_landmarks()
+    plain = BodyPartParser(model_path, skeleton_threshold=0.0).parse_outputs(image, lm, 0.99, seg)
+    filled = BodyPartParser(model_path).parse_outputs(image, lm, 0.99, seg)
+    assert (plain.label_map[hole] == 0).all()
+    assert (filled.label_map[hole] > 0).all()
+    far = np.ones((h, w), bool)
+    far[8:124, 14:50] = False  # well away from every bone: the fill adds nothing there
+    assert (filled.label_map[far] == 0).all()
+
 # --- the folder writer -----------------------------------------------------
 
 def test_layout_lip_ids_and_the_existing_reader(synthetic, generated):
