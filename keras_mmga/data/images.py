@@ -89,9 +89,29 @@ def _check_image(path, mode):
             raise ValueError(f"Cannot decode image {path!r}.")
 
 
+def decode(contents):
+    """JPEG/PNG bytes to uint8 RGB `(H, W, 3)`, pixel for pixel what the deploy side's OpenCV decodes.
+
+    JPEGs go through libjpeg's accurate integer IDCT (`dct_method="INTEGER_ACCURATE"`), the one
+    `cv2.imread` uses: the two agree bit for bit (chroma upsampling included), while
+    `tf.io.decode_image`'s default (fast) IDCT differs by up to ~18 grey levels. Grey images become
+    three equal channels and an alpha channel is dropped, as with `cv2.IMREAD_COLOR`.
+    """
+    return tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
+
+
 def decode_resize(path, image_size):
-    """Reads, decodes (JPEG/PNG) and bilinearly resizes one image: float32 RGB 0..255."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    """Reads, decodes (JPEG/PNG, see `decode`) and bilinearly resizes one image: float32 RGB 0..255.
+
+    The resize is on float32 pixels (bilinear, half-pixel centres, no antialias), as
+    `keras_mmga.preprocessing.preprocess` does with `cv2.resize(INTER_LINEAR)` on float32: equal when
+    shrinking, < 2e-3 grey levels apart when enlarging (float32 rounding of the weights). Resizing
+    uint8 pixels instead, as OpenCV does by default, would round to whole levels (up to 0.75 apart).
+    """
+    image = decode(tf.io.read_file(path))
     image = tf.image.resize(tf.cast(image, tf.float32), image_size, method="bilinear")
     return tf.ensure_shape(image, tuple(image_size) + (3,))
 
