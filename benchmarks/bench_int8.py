@@ -21,7 +21,7 @@ import numpy as np
 from keras_mmga.export.int8 import calibration_paths, compare, load_images, quantize, rank_accuracy, _session
 
 
-def _speed(paths, images, repeats=3):
+def _speed(paths, images, repeats=5):
     sessions = {name: _session(p) for name, p in paths.items()}
     batch = images[:32] if len(images) >= 32 else np.concatenate([images] * (32 // len(images) + 1))[:32]
     for s in sessions.values():

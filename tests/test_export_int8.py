@@ -148,22 +148,26 @@ def _check_tensorrt_qdq(graph):
     return checked
 
 
-def test_default_int8_follows_tensorrt_qdq_rules(int8):
-    _, info, _, _, _ = int8
-    assert info["card"]["int8"]["target"] == "tensorrt"
-    checked = _check_tensorrt_qdq(onnx.load(info["onnx_path"]).graph)
-    assert checked["QuantizeLinear"] > 50 and checked["weights"] >= 53, checked
-
-
-def test_onnxruntime_target_breaks_the_tensorrt_rules(int8, tmp_path):
-    # The check has teeth: ONNX Runtime's uint8 activations (zero points != 0) fail it.
+def test_tensorrt_target_follows_tensorrt_qdq_rules(int8, tmp_path):
     from keras_mmga.export.int8 import load_images, quantize
 
-    _, info, out, calibration, _ = int8
-    images = load_images(sorted(str(p) for p in calibration.rglob("*.png"))[:8], SIZE)
-    quantize(out / "m.onnx", tmp_path / "ort.onnx", images, target="onnxruntime", keep_float="tail")
+    model, info, out, calibration, _ = int8
+    paths = sorted(str(p) for p in calibration.rglob("*.png"))
+    images = load_images(paths, SIZE)
+    kept = quantize(out / "m.onnx", tmp_path / "trt.onnx", images, target="tensorrt")
+    checked = _check_tensorrt_qdq(onnx.load(tmp_path / "trt.onnx").graph)
+    assert checked["QuantizeLinear"] > 50 and checked["weights"] >= 53, checked
+    assert any("/module" in k for k in kept)  # the attention units stay float by default
+    session = ort.InferenceSession(str(tmp_path / "trt.onnx"), providers=["CPUExecutionProvider"])
+    assert _cosine(session.run(["features"], {"images": images})[0], _keras(model, images)).min() >= 0.99
+
+
+def test_default_onnxruntime_target_breaks_the_tensorrt_rules(int8):
+    # The check has teeth: ONNX Runtime's uint8 activations (zero points != 0) fail it.
+    _, info, _, _, _ = int8
+    assert info["card"]["int8"]["target"] == "onnxruntime"
     with pytest.raises(AssertionError, match="zero point"):
-        _check_tensorrt_qdq(onnx.load(tmp_path / "ort.onnx").graph)
+        _check_tensorrt_qdq(onnx.load(info["onnx_path"]).graph)
 
 
 def test_card_records_the_cosine_and_rank_figures(int8):
@@ -205,6 +209,10 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
     _, info, out, calibration, _ = int8
     assert (export_cli.DEFAULT_CALIBRATION_COUNT, export_cli.DEFAULT_MIN_COSINE) == (
         DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE)
+    from keras_mmga.export import int8 as int8_lib
+    for name in ("INT8_TARGETS", "DEFAULT_INT8_TARGET", "CALIBRATION_METHODS", "DEFAULT_CALIBRATION_METHOD",
+                 "KEEP_FLOAT", "DEFAULT_KEEP_FLOAT"):
+        assert getattr(export_cli, name) == getattr(int8_lib, name), name
     assert (export_cli.DEFAULT_OPSET, export_cli.MIN_OPSET, export_cli.MAX_OPSET) == (
         export_lib.DEFAULT_OPSET, export_lib.MIN_OPSET, export_lib.MAX_OPSET)
     keras_file, target = str(out / "m.keras"), tmp_path / "cli_int8.onnx"

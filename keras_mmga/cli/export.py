@@ -28,6 +28,9 @@ from keras_mmga.engine.config import DATASETS
 # Defaults restated here so `--help` imports nothing heavy; tests check they match the package's.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 18
 DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE = 128, 0.99
+INT8_TARGETS, DEFAULT_INT8_TARGET = ("onnxruntime", "tensorrt"), "onnxruntime"
+CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD = ("minmax", "percentile", "entropy"), "minmax"
+KEEP_FLOAT, DEFAULT_KEEP_FLOAT = ("tail", "attention", "attention+stem"), "attention"
 
 
 def add_arguments(p):
@@ -46,6 +49,14 @@ def add_arguments(p):
                    help="calibration images, evenly spaced in name order")
     g.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
                    help="fail when the mean cosine(int8, float32) on the calibration images is below this")
+    g.add_argument("--int8-target", default=DEFAULT_INT8_TARGET, choices=INT8_TARGETS,
+                   help="onnxruntime: uint8 activations with zero points (ONNX Runtime's fast CPU kernels); "
+                        "tensorrt: symmetric int8 activations and weights, zero points 0 (what TensorRT builds)")
+    g.add_argument("--calibration-method", default=DEFAULT_CALIBRATION_METHOD, choices=CALIBRATION_METHODS,
+                   help="how activation ranges are calibrated")
+    g.add_argument("--keep-float", default=DEFAULT_KEEP_FLOAT, choices=KEEP_FLOAT,
+                   help="nodes left in float32: the L2 norm only (tail), also the attention units and heads, "
+                        "also the first convolution")
     g.add_argument("--data", help="dataset root (Market-1501 layout): rank-1 / mAP of float32 and int8 in the card")
     g.add_argument("--dataset", default="market1501", choices=DATASETS, help="file-name layout of --data")
 
@@ -121,7 +132,8 @@ def _run_int8(a, output):
     try:
         result = export_int8(a.model, output, paths, calibration_count=a.calibration_count,
                              min_cosine=a.min_cosine, dataset=a.data, dataset_name=a.dataset,
-                             nchw=a.nchw, opset=a.opset, log=_log(a))
+                             nchw=a.nchw, opset=a.opset, log=_log(a), target=a.int8_target,
+                             method=a.calibration_method, keep_float=a.keep_float)
     except AccuracyError as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1
