@@ -41,7 +41,7 @@ def main():
     p.add_argument("--models", nargs="+", required=True)
     p.add_argument("--settings", nargs="+", default=["onnxruntime:minmax:tail", "tensorrt:minmax:tail",
                                                        "tensorrt:minmax:attention", "tensorrt:percentile:attention",
-                                                       "tensorrt:entropy:attention", "tensorrt:minmax:attention+stem"])
+                                                       "tensorrt:minmax:attention+stem"])
     p.add_argument("--calibration-count", type=int, default=128)
     p.add_argument("--json", help="also write the rows here")
     a = p.parse_args()

@@ -29,7 +29,7 @@ from keras_mmga.engine.config import DATASETS
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 18
 DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE = 128, 0.99
 INT8_TARGETS, DEFAULT_INT8_TARGET = ("onnxruntime", "tensorrt"), "onnxruntime"
-CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD = ("minmax", "percentile", "entropy"), "minmax"
+CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD = ("minmax", "percentile"), "minmax"
 KEEP_FLOAT, DEFAULT_KEEP_FLOAT = ("tail", "attention", "attention+stem"), "attention"
 
 
