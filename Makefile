@@ -20,7 +20,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
+# Style first (ruff: format and lint, configured in pyproject.toml), then the whole suite.
 test: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q --durations=25
 
 # The suite without the tests marked slow (see pyproject.toml): for the edit-test loop.

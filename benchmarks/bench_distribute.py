@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def measure(args):
     import tensorflow as tf
 
-    from keras_mmga import distribute
+    from keras_mmga.backends import distribute
     from keras_mmga.engine.trainer import mixed_precision_policy
 
     gpus = tf.config.list_physical_devices("GPU")

@@ -1,42 +1,41 @@
-"""Gallery search at scale: FAISS approximate indexes vs exact search on 1,000,000 x 2048 features.
+"""Gallery search at scale: exact NumPy, exact FAISS Flat and FAISS approximate indexes, side by side in one run.
 
 The features imitate re-ID embeddings: identities (2-10 views each, several
 cameras) whose centres lie in a 256-d subspace grouped into appearance
 clusters (people dressed alike), views spread around their centre plus
 isotropic noise, and single-view distractors; all L2-normalised. Queries are
 held-out views of gallery identities. The features are generated chunk by
-chunk into a float16 file on disk (4 GB at 1M x 2048) and read back in chunks,
-so the process stays far below the memory a float32 copy would take (8 GB).
+chunk into a float16 file on disk and read back in chunks.
 
-Exact reference: inner products of all queries with each float32 chunk (one
-BLAS matrix product per chunk) and a running top-k merge. Its queries/s counts
-only that compute, not the disk reads. Each FAISS index is built with
-`GalleryIndex(..., backend="faiss")` (first chunk, which trains it, then
-`add` chunk by chunk) and searched with all queries in one call (queries/s)
-and one query at a time (latency). recall@10 = |ANN top 10 ∩ exact top 10| / 10.
+One after the other (each freed before the next is built):
+- `NumpyBackend` (what `GalleryIndex(backend="numpy")` searches with): the
+  reference top-k every other row's recall is measured against; the old
+  per-query loop (`np.sum((G - q) ** 2)`, before issue 29) on a few queries;
+- FAISS `IndexFlatIP` (exact);
+- each approximate FAISS index, built through `GalleryIndex(..., backend="faiss")`
+  (first chunk trains it, then `add` chunk by chunk).
+Per row: queries/s (all queries in one call), recall@10 against the NumPy
+exact top 10, build time, index size, and peak RSS during the search (the
+kernel's high-water mark, reset just before it). BLAS: numpy's OpenBLAS,
+whose kernel and threads are printed.
 
 Usage:
-    nice -n 10 python benchmarks/bench_gallery.py [--n 1000000] [--dim 2048] [--queries 1000] \
-        [--index HNSW32,SQ8:efSearch=64,128 IVF1024,SQ8:nprobe=16,32] [--workdir /tmp/bench_gallery]
+    heavy python benchmarks/bench_gallery.py [--n 200000] [--dim 2048] [--queries 500] \
+        [--index IVF256,SQ8:nprobe=8,16] [--workdir /tmp/bench_gallery]
 """
 
 import argparse
 import os
-import resource
 import shutil
 import time
 
 import numpy as np
 
 from keras_mmga.deploy import GalleryIndex
+from keras_mmga.deploy.search_engines import NumpyBackend
 
 CHUNK = 50_000
 LATENT = 256
-
-
-def _rss_gb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def _unit(x):
@@ -98,22 +97,123 @@ def read_chunk(path, dim, start, stop):
         return np.fromfile(f, np.float16, (stop - start) * dim).reshape(-1, dim).astype(np.float32)
 
 
-def exact_topk(path, n, dim, queries, k):
-    """Exact top-k rows by inner product, and the compute seconds (reads excluded)."""
-    best_s = np.full((len(queries), k), -np.inf, np.float32)
-    best_i = np.zeros((len(queries), k), np.int64)
-    compute = 0.0
-    for start in range(0, n, CHUNK):
-        chunk = read_chunk(path, dim, start, min(start + CHUNK, n))
+def _reset_peak():
+    """Resets the kernel's peak-RSS mark (VmHWM) so the next `_peak_gb` covers only what follows."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_gb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 2**20
+
+
+def _openblas():
+    import ctypes
+    import glob
+
+    for lib in glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")):
+        blas = ctypes.CDLL(lib)
+        for suffix in ("scipy_openblas_{}64_", "openblas_{}"):
+            if hasattr(blas, suffix.format("get_corename")):
+                return blas, suffix
+    return None, None
+
+
+def set_threads(n):
+    """numpy's OpenBLAS and FAISS's OpenMP both on `n` threads (a fair match on shared cores)."""
+    import ctypes
+
+    import faiss
+
+    faiss.omp_set_num_threads(n)
+    blas, suffix = _openblas()
+    if blas is not None:
+        getattr(blas, suffix.format("set_num_threads"))(ctypes.c_int(n))
+
+
+def faiss_blas_info():
+    """The kernel of the OpenBLAS bundled with the faiss-cpu wheel (an older one: 'Prescott' = no AVX), or '?'."""
+    import ctypes
+    import glob
+
+    import faiss
+
+    for lib in glob.glob(os.path.join(os.path.dirname(faiss.__file__), os.pardir, "faiss_cpu.libs", "*openblas*")):
+        core = ctypes.CDLL(lib).openblas_get_corename
+        core.restype = ctypes.c_char_p
+        return f"{os.path.basename(lib)} {core().decode()}"
+    return "?"
+
+
+def blas_info():
+    """numpy's OpenBLAS kernel and thread count (e.g. "SkylakeX, 2 threads"), or '?'."""
+    import ctypes
+    import glob
+
+    for lib in glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*")):
+        blas = ctypes.CDLL(lib)
+        for suffix in ("scipy_openblas_{}64_", "openblas_{}"):
+            try:
+                core = getattr(blas, suffix.format("get_corename"))
+                core.restype = ctypes.c_char_p
+                return f"{core().decode()}, {getattr(blas, suffix.format('get_num_threads'))()} threads"
+            except AttributeError:
+                continue
+    return "?"
+
+
+def timed_search(search, queries, k):
+    """(top-k rows, queries/s, peak RSS GB during the search)."""
+    search(queries[:10], k)  # warm-up
+    _reset_peak()
+    t = time.perf_counter()
+    _, rows = search(queries, k)
+    seconds = time.perf_counter() - t
+    return rows, len(queries) / seconds, _peak_gb()
+
+
+def recall(found, exact, k):
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact)]))
+
+
+def bench_numpy(path, gen, queries, k, old_queries):
+    """The package's exact search; also the old per-query loop on `old_queries` queries."""
+    t = time.perf_counter()
+    backend = NumpyBackend(gen.dim)
+    backend.reserve(gen.n)
+    for start in range(0, gen.n, CHUNK):
+        backend.add(read_chunk(path, gen.dim, start, min(start + CHUNK, gen.n)))
+    build = time.perf_counter() - t
+    rows, qps, peak = timed_search(backend.search, queries, k)
+    size = backend.features.nbytes / 2**30
+    out = [dict(index="exact NumPy (GalleryIndex default)", knob="-", build=build, size=size, qps=qps, recall=1.0,
+                peak=peak)]
+    if old_queries:
+        g = backend.features
         t = time.perf_counter()
-        s = queries @ chunk.T
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        all_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
-        all_i = np.concatenate([best_i, part + start], axis=1)
-        order = np.argsort(-all_s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(all_s, order, 1), np.take_along_axis(all_i, order, 1)
-        compute += time.perf_counter() - t
-    return best_i, compute
+        for q in queries[:old_queries]:  # the search before issue 29: an N x D temporary per query
+            d = np.sqrt(np.maximum(np.sum((g - q) ** 2, axis=1), 0.0))
+            np.argpartition(d, k - 1)[:k]
+        out.append(dict(index=f"old NumPy loop ({old_queries} queries)", knob="-", build=build, size=size,
+                        qps=old_queries / (time.perf_counter() - t), recall=float("nan"), peak=float("nan")))
+    del backend
+    return rows, out
+
+
+def bench_flat(path, gen, queries, exact, k):
+    import faiss
+
+    t = time.perf_counter()
+    index = faiss.IndexFlatIP(gen.dim)
+    for start in range(0, gen.n, CHUNK):
+        index.add(read_chunk(path, gen.dim, start, min(start + CHUNK, gen.n)))
+    build = time.perf_counter() - t
+    rows, qps, peak = timed_search(index.search, queries, k)
+    size = index.ntotal * gen.dim * 4 / 2**30
+    del index
+    return dict(index="exact FAISS IndexFlatIP", knob="-", build=build, size=size, qps=qps,
+                recall=recall(rows, exact, k), peak=peak)
 
 
 def parse_index(spec):
@@ -125,9 +225,10 @@ def parse_index(spec):
     return factory, name, [int(v) for v in values.split(",")]
 
 
-def bench_index(spec, path, gen, queries, exact, k, single):
+def bench_index(spec, path, gen, queries, exact, k):
+    import faiss
+
     factory, knob, values = parse_index(spec)
-    rss0 = _rss_gb()
     t = time.perf_counter()
     first = min(CHUNK, gen.n)  # what an IVF / SQ / PCA index trains on
     build_knobs = {knob: values[0]} if knob else {}
@@ -138,68 +239,64 @@ def bench_index(spec, path, gen, queries, exact, k, single):
         index.add(read_chunk(path, gen.dim, start, stop), [""] * (stop - start), gen.pids[start:stop],
                   np.zeros(stop - start))
     build = time.perf_counter() - t
-    memory = _rss_gb() - rss0
+    size = faiss.serialize_index(index._search.index).nbytes / 2**30
     rows = []
     for value in values:
         if knob:
             index.set_search_knobs(**{knob: value})
-        index.search(queries[:10], k)  # warm-up
-        t = time.perf_counter()
-        _, found = index.search(queries, k)
-        batch = time.perf_counter() - t
-        latencies = []
-        for q in queries[:single]:
-            t = time.perf_counter()
-            index.search(q, k)
-            latencies.append(time.perf_counter() - t)
-        recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact)])
-        rows.append(dict(index=factory, knob=f"{knob}={value}" if knob else "-", build=build, memory=memory,
-                         qps=len(queries) / batch, latency_ms=1000 * float(np.median(latencies)), recall=recall))
+        found, qps, peak = timed_search(index.search, queries, k)
+        rows.append(dict(index=factory, knob=f"{knob}={value}" if knob else "-", build=build, size=size, qps=qps,
+                         recall=recall(found, exact, k), peak=peak))
     del index
     return rows
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--n", type=int, default=200_000)
     p.add_argument("--dim", type=int, default=2048)
-    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--queries", type=int, default=500)
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--single", type=int, default=100, help="queries timed one at a time (latency)")
-    p.add_argument("--index", nargs="+", default=["HNSW32,SQ8:efSearch=32,64,128", "IVF1024,SQ8:nprobe=8,16,32"],
-                   help="FACTORY[:KNOB=V1,V2,...]")
+    p.add_argument("--old", type=int, default=5, help="queries timed with the old per-query loop (0: skip)")
+    p.add_argument("--index", nargs="*", default=["IVF256,SQ8:nprobe=8,16"], help="FACTORY[:KNOB=V1,V2,...]")
+    p.add_argument("--threads", type=int, help="threads for numpy's OpenBLAS and FAISS (default: theirs)")
     p.add_argument("--workdir", default="/tmp/bench_gallery")
     p.add_argument("--keep", action="store_true", help="keep the feature file")
     a = p.parse_args()
     import faiss
 
+    if a.threads:
+        set_threads(a.threads)
     os.makedirs(a.workdir, exist_ok=True)
     path = os.path.join(a.workdir, f"features_{a.n}x{a.dim}.f16")
     gen = Generator(a.n, a.dim)
     print(f"{a.n} features x {a.dim}: {len(gen.views)} identities ({gen.views.mean():.1f} views on average), "
           f"{gen.n_distractors} distractors; {a.queries} queries; faiss {faiss.__version__}, "
-          f"{faiss.omp_get_max_threads()} threads", flush=True)
-    print(f"generated and written in {write_features(gen, path):.0f} s ({os.path.getsize(path) / 2**30:.1f} GB float16)",
-          flush=True)
+          f"{faiss.omp_get_max_threads()} threads; numpy {np.__version__}, OpenBLAS {blas_info()}; faiss's BLAS {faiss_blas_info()}; "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; load {os.getloadavg()}", flush=True)
+    if not os.path.exists(path):
+        print(f"generated and written in {write_features(gen, path):.0f} s "
+              f"({os.path.getsize(path) / 2**30:.1f} GB float16)", flush=True)
     queries, query_ids = gen.queries(a.queries)
-    exact, compute = exact_topk(path, a.n, a.dim, queries, a.k)
-    exact_qps = a.queries / compute
-    same = np.mean(gen.pids[exact[:, 0]] == query_ids)
-    print(f"exact (float32 BLAS, chunked): {exact_qps:.1f} queries/s; its top-1 is the query's identity for "
-          f"{same:.1%} of queries", flush=True)
-    rows = []
-    for spec in a.index:
-        rows += bench_index(spec, path, gen, queries, exact, a.k, a.single)
-        print(rows[-1], flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"\npeak RSS {peak:.1f} GB\n")
-    print(f"| index | knob | build s | index memory GB | queries/s (batch of {a.queries}) | x exact | "
-          f"latency ms (1 query) | recall@{a.k} |")
-    print("|---|---|---|---|---|---|---|---|")
-    print(f"| exact (float32 matmul) | - | - | - | {exact_qps:.1f} | 1.0 | - | 1.000 |")
+    exact, rows = bench_numpy(path, gen, queries, a.k, a.old)
+    print(f"exact top-1 is the query's identity for {np.mean(gen.pids[exact[:, 0]] == query_ids):.1%} of queries",
+          flush=True)
     for r in rows:
-        print(f"| {r['index']} | {r['knob']} | {r['build']:.0f} | {r['memory']:.2f} | {r['qps']:.0f} | "
-              f"{r['qps'] / exact_qps:.1f} | {r['latency_ms']:.2f} | {r['recall']:.3f} |")
+        print(r, flush=True)
+    rows.append(bench_flat(path, gen, queries, exact, a.k))
+    print(rows[-1], flush=True)
+    for spec in a.index:
+        rows += bench_index(spec, path, gen, queries, exact, a.k)
+        print(rows[-1], flush=True)
+    flat = next(r["qps"] for r in rows if r["index"].startswith("exact FAISS"))
+    gallery_gb = a.n * a.dim * 4 / 2**30
+    print(f"\nload {os.getloadavg()}; gallery float32 {gallery_gb:.2f} GB\n")
+    print(f"| index | knob | build s | index GB | queries/s ({a.queries} in one call) | × FAISS Flat | "
+          f"recall@{a.k} | peak RSS in search GB (÷ gallery float32) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['index']} | {r['knob']} | {r['build']:.0f} | {r['size']:.2f} | {r['qps']:.1f} | "
+              f"{r['qps'] / flat:.2f} | {r['recall']:.3f} | {r['peak']:.2f} ({r['peak'] / gallery_gb:.2f}) |")
     if not a.keep:
         shutil.rmtree(a.workdir, ignore_errors=True)
 

@@ -2,7 +2,7 @@
 exports, and ONNX Runtime of a plain ResNet50-last-stride-1 feature extractor, at batch 1 and 32
 (random weights).
 
-The int8 export is the float32 one quantised by `keras_mmga.export_int8.quantize`
+The int8 export is the float32 one quantised by `keras_mmga.export.int8.quantize`
 (QDQ, per-channel weights), calibrated on synthetic people; its mean cosine to
 the float32 features is printed with it.
 
@@ -38,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_mmga import MMGA  # noqa: E402
 from keras_mmga.export import convert, export_onnx  # noqa: E402
-from keras_mmga.export_int8 import compare, quantize  # noqa: E402
+from keras_mmga.export.int8 import compare, quantize  # noqa: E402
 
 SHAPE = (384, 128, 3)
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)

@@ -2,18 +2,18 @@
 
 `import keras_mmga` does not load Keras (nor TensorFlow): `keras_mmga.deploy`
 runs on ONNX Runtime, OpenCV and NumPy alone, and `keras-mmga --help` answers
-at once. The top-level names load on first use (PEP 562). So that
-`keras.models.load_model("model.keras")` finds the package's classes after a
-plain `import keras_mmga` (the usual Keras rule), the models module is
-imported, and its classes registered, as soon as Keras itself is imported.
+at once. The top-level names load on first use (PEP 562), and the package's
+classes are registered as soon as Keras itself is imported, so that
+`keras.models.load_model("model.keras")` works after `import keras_mmga`:
+the import rule, written once in `keras_mmga.lazy`'s docstring.
 """
 
 import importlib
-
-from keras_mmga.lazy import lazy_exports
 import importlib.abc
 import importlib.util
 import sys
+
+from keras_mmga.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,7 +25,7 @@ _LAZY = {
     "layers": "keras_mmga.layers",
     "losses": "keras_mmga.losses",
     "optimizers": "keras_mmga.optimizers",
-    # Subpackages, so that `import keras_mmga; keras_mmga.engine.load_model(...)` works as written.
+    # Subpackages, so that `import keras_mmga; keras_mmga.models.load_model(...)` works as written.
     "data": "keras_mmga.data",
     "deploy": "keras_mmga.deploy",
     "engine": "keras_mmga.engine",

@@ -1,7 +1,20 @@
-"""Lazy package exports (PEP 562): names import their module on first use.
+"""Lazy package exports (PEP 562): names import their module on first use. The package's import rule.
 
-The package `__init__` files use it so that importing a package loads none of
-its heavy modules (TensorFlow, Keras, OpenCV) until a name that needs them is used.
+The rule, written once here:
+
+1. `import keras_mmga` and a package's `__init__` import no Keras, TensorFlow
+   or OpenCV: the package `__init__` files list their public names with
+   `lazy_exports`, each name importing its module on first use. So
+   `keras-mmga --help` answers without TensorFlow, and `keras_mmga.deploy`
+   runs on ONNX Runtime alone.
+2. So that `keras.models.load_model("model.keras")` finds the package's
+   classes after a plain `import keras_mmga` (the usual Keras rule), the
+   package registers them (imports `keras_mmga.models`) as soon as Keras is
+   imported (`keras_mmga/__init__.py`).
+3. Because of 2, `keras_mmga.models` may run while a subpackage that imported
+   Keras is itself half-imported: modules of `keras_mmga.models` import
+   `keras_mmga.layers` / `keras_mmga.optimizers` as modules
+   (`from keras_mmga import optimizers`), never their names.
 """
 
 import importlib

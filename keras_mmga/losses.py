@@ -6,8 +6,9 @@
 * `softmax_loss`: identity cross-entropy (eq. 6–7);
 * `total_loss`: eq. 9.
 
-The `*_terms` functions return the per-sample pieces that `MMGA.train_step`
-combines across replicas; the plain functions are their single-device means.
+The `*_terms` functions return the per-sample pieces that
+`keras_mmga.models.step_losses` combines across replicas (for the steps of
+`keras_mmga.backends`); the plain functions are their single-device means.
 """
 
 from keras import ops

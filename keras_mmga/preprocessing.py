@@ -81,3 +81,56 @@ def as_list(images):
     if isinstance(images, (list, tuple)):
         return list(images)
     raise TypeError(f"Expected image paths or arrays, got {type(images).__name__}.")
+
+
+# The field's input convention (torchvision, timm, torchreid, fast-reid, BoxMOT): RGB / 255, then (x - mean) / std.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def field_images(rgb):
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → the field's input `(N, 3, H, W)`: /255, ImageNet mean / std.
+
+    What BoxMOT's `prepare_crop_batch` does after resizing (in float32); the
+    input of the `"field"` and `"boxmot"` export profiles (`keras_mmga.export.profiles`).
+
+    Example:
+    ```python
+    field_images(np.stack([preprocess("a.jpg", (256, 128))])).shape  # (1, 3, 256, 128)
+    ```
+    """
+    return graph_input(rgb, "NCHW", normalised=True)
+
+
+def preprocess_batch(images, image_size, color="rgb"):
+    """One image or many (paths, arrays of any size) → float32 RGB `(N, H, W, 3)` in [0, 255] (`preprocess` each).
+
+    Example:
+    ```python
+    preprocess_batch(["a.jpg", "b.png"], (256, 128)).shape  # (2, 256, 128, 3)
+    ```
+    """
+    return np.stack([preprocess(x, image_size, color) for x in as_list(images)])
+
+
+def graph_input(rgb, layout="NHWC", normalised=False):
+    """Raw RGB `(N, H, W, 3)` in [0, 255] → what an export takes, as its model card's `"input"` says.
+
+    Args:
+        rgb: float32 RGB batch in [0, 255] (`preprocess_batch`).
+        layout: the graph's `"NHWC"` or `"NCHW"`.
+        normalised: the field's values (card `"mean"` / `"std"` set: the
+            `"field"` and `"boxmot"` profiles): RGB / 255, ImageNet mean / std;
+            else the raw [0, 255] pixels.
+
+    Example:
+    ```python
+    graph_input(preprocess_batch("a.jpg", (256, 128)), "NCHW", normalised=True).shape  # (1, 3, 256, 128)
+    ```
+    """
+    x = np.asarray(rgb, np.float32)
+    if normalised:
+        x = (x / np.float32(255.0) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    if layout not in ("NHWC", "NCHW"):
+        raise ValueError(f"layout must be 'NHWC' or 'NCHW', got {layout!r}.")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2) if layout == "NCHW" else x)

@@ -45,6 +45,7 @@ def test_help_of_every_own_command_answers_without_importing_tensorflow():
         got = report["commands"][command]
         assert got["code"] == 0 and got["help"].startswith(f"usage: keras-mmga {command}"), command
         assert "(default:" in got["help"], command
+        assert "(default: None)" not in got["help"] and "(default: False)" not in got["help"], command
     train_help = " ".join(report["commands"]["train"]["help"].split())  # unwrapped
     # The paper recipe's defaults are shown, the epoch definition among them.
     for flag, default in (("--epochs", "900"), ("--epoch", "identities"), ("--lr", "0.1"),
@@ -102,7 +103,7 @@ def test_train_flags_reach_the_config():
 
 
 def test_config_variant_names_are_the_models():
-    from keras_mmga.engine.config import VARIANT_NAMES
+    from keras_mmga.settings import VARIANT_NAMES
     from keras_mmga.engine.ablation import VARIANT_ORDER
     from keras_mmga.models import VARIANTS
 
@@ -143,9 +144,10 @@ def test_ablation_passes_missing_masks_to_every_run(tmp_path, monkeypatch):
 def test_renamed_flags_are_refused_naming_the_new_one(command, old, capsys):
     from keras_mmga.cli import RENAMED
 
-    assert main([command, f"{old}=x"]) == 2
-    err = _one_line_error(capsys)
-    assert err == f"error: {old} is now {RENAMED[command, old]} (keras-mmga {command} --help lists the flags)\n"
+    expected = f"error: {old} is now {RENAMED[command, old]} (keras-mmga {command} --help lists the flags)\n"
+    for spelling in ([f"{old}=x"], [old, "x"]):
+        assert main([command, *spelling]) == 2
+        assert _one_line_error(capsys) == expected, spelling
 
 
 def test_old_spellings_of_model_output_and_verbosity_are_refused(tmp_path, capsys):
@@ -252,9 +254,13 @@ def test_startup_noise_filter_keeps_everything_else():
              b"I0000 00:00:1796475063.298208    4795 port.cc:153] oneDNN custom operations are on.\n",
              b"E0000 00:00:1796475077.324181    4881 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n",
              b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
-             b"appropriate compiler flags.\n"]
+             b"appropriate compiler flags.\n",
+             b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+             # Two mask workers writing it at once.
+             b"INFO: INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+             b"Created TensorFlow Lite XNNPACK delegate for CPU.\n"]
     kept = [b"error: Mask root 'x' does not exist.\n", b"masks: 10/20 images\r", b"Epoch 1/3\n",
-            b"I0000 is not a log line\n"]
+            b"I0000 is not a log line\n", b"\n", b"INFO about the run\n"]
     assert all(is_noise(line) for line in noise) and not any(is_noise(line) for line in kept)
 
 
@@ -268,10 +274,10 @@ def test_command_line_run_prints_no_tensorflow_startup_lines(tmp_path):
     assert done.stderr.startswith("error: ") and "not a valid Keras archive" in done.stderr
 
 
-def test_readme_import_path_of_the_engine_works():
+def test_readme_import_path_of_load_model_works():
     import keras_mmga
 
-    assert keras_mmga.engine.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
+    assert keras_mmga.models.load_model is __import__("keras_mmga.models.loading", fromlist=["x"]).load_model
 
 
 def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):
@@ -286,3 +292,65 @@ def test_demo_quiet_prints_only_the_table(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--output", str(tmp_path / "d"), "--quiet"]) == 0
     out = capsys.readouterr()
     assert out.out == "| Model | rank-1 |\n" and out.err == ""
+
+
+def test_a_warning_is_one_line_once(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import trainer
+
+    def fake_train(config):
+        config.validate()  # the API checks the settings again: the warning is not repeated
+        return None, None
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    argv = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
+            "--masks", str(tmp_path), "--backbone-weights", "none"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err == (f"warning: variant 'baseline' trains without masks: mask_root (--masks) {str(tmp_path)!r} is "
+                   "not read (wmga, dmga and mmga use it).\n")
+
+
+@pytest.mark.parametrize("weights, message", [("missing.pth", "Backbone weights not found"),
+                                              ("imagenet", "takes torchvision / timm weights")])
+def test_v15_backbone_weights_that_cannot_load_are_one_line_before_any_data(tmp_path, capsys, monkeypatch, weights,
+                                                                            message):
+    from keras_mmga.engine import trainer
+
+    monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the weights"))
+    code = main(["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
+                 "--backbone", "resnet50_v1.5", "--backbone-weights", str(tmp_path / weights)
+                 if weights != "imagenet" else weights])
+    assert code == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_demo_output_folders_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    from keras_mmga.engine import demo
+
+    monkeypatch.setattr(demo, "prepare_synthetic_dataset", lambda *a, **k: pytest.fail("work before the check"))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["demo", "--output", str(taken)]) == 2
+    assert f"out_dir (--output) {str(taken)!r} is an existing file, not a folder" in _one_line_error(capsys)
+    assert main(["demo", "--output", str(tmp_path / "d"), "--export-dir", str(taken / "onnx")]) == 2
+    assert "export_dir (--export-dir)" in _one_line_error(capsys)
+    # The API checks the same, before the data are written.
+    with pytest.raises(NotADirectoryError, match="notes.txt' is a file, not a folder"):
+        demo.run_demo(demo.DemoConfig(out_dir=str(taken / "demo"), export_dir=str(tmp_path / "e")))
+    assert taken.read_text() == "mine"
+
+
+def test_user_errors_are_one_line_and_verbose_shows_the_traceback(monkeypatch, capsys):
+    from keras_mmga.cli import synthetic
+
+    def needs(args):
+        raise ImportError("backend='faiss' needs the faiss package: pip install faiss-cpu")
+
+    monkeypatch.setattr(synthetic, "run", needs)
+    assert main(["synthetic", "--output", "x"]) == 2
+    assert _one_line_error(capsys) == "error: backend='faiss' needs the faiss package: pip install faiss-cpu\n"
+    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+        main(["synthetic", "--output", "x", "--verbose"])
+    # A usage error stays one line with --verbose (no traceback of argparse).
+    assert main(["synthetic", "--output", "x", "--verbose", "--seed", "one"]) == 2
+    assert "argument --seed: invalid int value: 'one'" in _one_line_error(capsys)

@@ -265,7 +265,7 @@ def test_bad_part_names_are_errors_naming_them():
         masks.check_parts("head")
     with pytest.raises(ValueError, match="at least one part group"):
         masks.check_parts(())
-    with pytest.raises(ValueError, match="must be identifiers.*'left arm'"):
+    with pytest.raises(ValueError, match="must be lower-case identifiers.*'left arm'"):
         masks.check_parts(("left arm",), label_groups={"left arm": [14]})
     # A label_groups key that is not a part, labels out of range, a label in two parts, empty parts.
     with pytest.raises(ValueError, match=r"keys must be 'head', 'torso' and 'legs' \(the parts\), got \['feet'\]"):

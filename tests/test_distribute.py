@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mmga import distribute
+from keras_mmga.backends import distribute
 from workers import runner
 
 CASES = {

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from keras_mmga.data import Market1501, synthetic
-from keras_mmga.engine import RankValidation, TrainConfig, split_metrics, load_model
+from keras_mmga.engine import RankValidation, TrainConfig
+from keras_mmga.evaluation import split_metrics
+from keras_mmga.models import load_model
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.run_folder import check_resume
 from keras_mmga.engine.train_data import steps_per_epoch

@@ -8,7 +8,7 @@ import pytest
 
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
 from keras_mmga.engine.config import RECIPES, SECTIONS, DemoConfig, TrainConfig
-from keras_mmga.paper_recipe import COMPILE_DEFAULTS
+from keras_mmga.settings import COMPILE_DEFAULTS
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 # make_train_dataset arguments the engine sets per run, not from the configuration.
@@ -50,7 +50,8 @@ def test_kwargs_for_gives_the_section_s_current_values():
     config = TrainConfig("d", "o", learning_rate=0.3, num_identities=6, variant="mmga", parts=("head", "legs"))
     assert config.kwargs_for("compile")["learning_rate"] == 0.3
     assert config.kwargs_for("data")["num_identities"] == 6 and config.kwargs_for("data")["parts"] == ("head", "legs")
-    assert config.kwargs_for("model") == {"variant": "mmga", "parts": ("head", "legs"), "backbone_weights": "imagenet",
+    assert config.kwargs_for("model") == {"variant": "mmga", "parts": ("head", "legs"), "backbone": "resnet50",
+                                          "backbone_weights": "imagenet",
                                           "sync_batchnorm": False}
     with pytest.raises(ValueError, match="Unknown section 'optimizer'"):
         config.kwargs_for("optimizer")
@@ -93,13 +94,15 @@ def test_cli_has_a_flag_per_field_and_reads_each_back():
                    "--mask-format", "binary", "--dress-group", "none", "--missing-masks", "ignore",
                    "--no-replacement", "--erasing-probability", "0.1", "--cache-images", "--eval-every", "2",
                    "--eval-batch-size", "8", "--save-optimizer", "--strategy", "mirrored", "--sync-batchnorm", "--per-replica-triplet",
-                   "--mixed-precision", "--seed", "4", "--deterministic", "--progress", "2"]
+                   "--mixed-precision", "--seed", "4", "--deterministic", "--progress", "2",
+                   "--backbone", "resnet50_v1.5"]
     got = TrainConfig(**_parse(argv))
     expected = TrainConfig(
         "d", "o", mask_root="m", dataset="dukemtmcreid", variant="dmga", image_size=(128, 64), num_identities=6,
         num_instances=3, epochs=5, epoch="images", steps_per_epoch=9, learning_rate=0.2, backbone_lr_scale=0.25,
         momentum=0.8, weight_decay=1e-4, lr_decay_epochs=3, lr_decay_rate=0.1, triplet_margin=0.5,
-        triplet_weight=1.5, attention_weight=0.2, part_attention_weight=0.7, backbone_weights=None,
+        triplet_weight=1.5, attention_weight=0.2, part_attention_weight=0.7, backbone="resnet50_v1.5",
+        backbone_weights=None,
         mask_format="binary", dress_group="none", missing_masks="ignore", replacement=False,
         erasing_probability=0.1, cache_images=True, eval_every=2, eval_batch_size=8, save_optimizer=True,
         strategy="mirrored",

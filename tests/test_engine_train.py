@@ -90,11 +90,6 @@ def _optimizer_variables(keras_file):
     return len(found)
 
 
-def test_save_optimizer_keeps_it_in_the_keras_files(dataset, tmp_path):
-    train(config(dataset, tmp_path, epochs=1, steps_per_epoch=1, variant="baseline", save_optimizer=True))
-    assert _optimizer_variables(tmp_path / "latest.keras") > 0
-
-
 def train_command(dataset, out, **kw):
     """scripts/train.py with the settings of `config(dataset, out, **kw)`."""
     c = config(dataset, out, **kw)
@@ -191,6 +186,15 @@ def test_nan_stops_with_message_and_keeps_last_good_epoch(dataset, tmp_path):
 
     kept = keras.models.load_model(tmp_path / "latest.keras")
     assert all(np.isfinite(keras.ops.convert_to_numpy(w)).all() for w in kept.weights)
+
+    # Ctrl-C in the resumed run's first step: the message names the epoch the resume state holds.
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"keeps epoch 1 of 3; run the same command again to resume"):
+        train(cfg, extra_callbacks=[CtrlC()])
+    assert ResumableBackup.completed_epochs(tmp_path / "backup") == 1
 
 
 def test_preflight_errors_before_the_model_is_built(dataset, tmp_path):
@@ -346,13 +350,17 @@ def test_mixed_precision_policy_is_given_to_the_model(dataset, tmp_path):
 def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
     # conftest.py splits the CPU into logical devices; the engine builds the
     # PK stream for 2 replicas, the model under the strategy's scope, and
-    # evaluates and saves the mirrored model.
+    # evaluates and saves the mirrored model. The same run checks that
+    # save_optimizer=True keeps the optimizer's state in both .keras files
+    # (test_train_writes_run_folder_and_evaluates: not by default).
     model, history = train(config(dataset, tmp_path, variant="baseline", strategy="mirrored",
                                   devices=("/cpu:0", "/cpu:1"), sync_batchnorm=True, epochs=1,
-                                  steps_per_epoch=1, eval_every=1))
+                                  steps_per_epoch=1, eval_every=1, save_optimizer=True))
     assert model.distribute_strategy.num_replicas_in_sync == 2
     assert np.isfinite(history.history["loss"]).all() and 0 <= history.history["val_mAP"][0] <= 1
     assert (tmp_path / "latest.keras").exists()
+    for name in ("latest.keras", "best.keras"):
+        assert _optimizer_variables(tmp_path / name) > 0, name
     with pytest.raises(ValueError, match="divisible by the number of replicas"):
         train(config(dataset, tmp_path / "odd", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
                      num_identities=3))

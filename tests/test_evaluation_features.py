@@ -5,6 +5,8 @@ import tensorflow as tf
 
 from keras_mmga.evaluation.features import extract_features
 
+from factories import random_images
+
 
 def _model():
     keras.utils.set_random_seed(0)
@@ -16,7 +18,7 @@ def _model():
 
 
 def _images(n=7, seed=0):
-    return np.random.RandomState(seed).uniform(0, 255, (n, 16, 8, 3)).astype("float32")
+    return random_images(n, (16, 8, 3), seed)
 
 
 def test_flip_average_equals_manual_mean_and_plain_pass():

@@ -19,7 +19,8 @@ import pytest
 import tensorflow as tf
 from onnx import TensorProto, helper, numpy_helper
 
-from keras_mmga import MMGA, VARIANTS, tensorrt_ops
+from keras_mmga import MMGA, VARIANTS
+from keras_mmga.export import tensorrt_ops
 from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.deploy import CARD_FORMAT, OnnxFeatureExtractor
 from keras_mmga.export import (
@@ -35,6 +36,8 @@ from keras_mmga.export import (
     unused_nodes,
 )
 
+from factories import random_images
+
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SHAPE = (64, 32, 3)
 NUM_CLASSES = 37  # no inference layer has a 37-wide axis: only the classifiers would
@@ -46,7 +49,7 @@ CLASSIFIERS = {"baseline": 1, "baseline_att": 1, "wmga": 1, "dmga": 2, "mmga": 2
 
 
 def _images(n, seed=0):
-    return np.random.RandomState(seed).uniform(0, 255, (n,) + SHAPE).astype("float32")
+    return random_images(n, SHAPE, seed)
 
 
 def _keras(model, x):
@@ -144,7 +147,8 @@ def test_model_card(exports, tmp_path):
     assert card["variant"] == "mmga" and card["opset"] == 17
     assert card["format"] == CARD_FORMAT and OnnxFeatureExtractor(info["onnx_path"]).card == card  # deploy accepts it
     assert card["input"] == {"name": "images", "layout": "NHWC", "shape": ["N", 64, 32, 3], "dtype": "float32",
-                             "values": card["input"]["values"]}
+                             "values": card["input"]["values"], "range": [0.0, 255.0], "mean": None, "std": None}
+    assert card["profile"] == "default" and card["runtime"] == "onnx"
     assert card["output"]["shape"] == ["N", 2048] and card["output"]["l2_normalised"]
     assert "103.939" in card["preprocessing"]
     assert card["parity"]["max_abs_diff_vs_keras_float32"] == info["max_abs_diff"] <= 1e-4

@@ -6,7 +6,6 @@ evaluation API on the Keras model's flip-averaged features.
 """
 
 import json
-import os
 
 import cv2
 import keras
@@ -19,7 +18,7 @@ from onnx import TensorProto
 from keras_mmga import MMGA
 from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.data import synthetic
-from keras_mmga.export_int8 import DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE, export_int8
+from keras_mmga.export.int8 import DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE, export_int8
 
 SIZE = (64, 32)
 

@@ -5,6 +5,8 @@ import tensorflow as tf
 
 from keras_mmga import MMGA, VARIANTS
 
+from factories import pk_targets, random_images
+
 SMALL = (128, 64, 3)
 FEATURE_DIM = {"baseline": 1024, "baseline_att": 1024, "wmga": 1024, "dmga": 2048, "mmga": 2048}
 MAPS = {
@@ -17,15 +19,11 @@ MAPS = {
 
 
 def _images(n, shape=SMALL, seed=0):
-    return np.random.RandomState(seed).uniform(0, 255, (n,) + shape).astype("float32")
+    return random_images(n, shape, seed)
 
 
 def _targets(n, num_ids, size=(8, 4), seed=1):
-    rng = np.random.RandomState(seed)
-    return {
-        "labels": np.repeat(np.arange(num_ids), n // num_ids).astype("int32"),
-        "masks": (rng.rand(n, *size, 3) > 0.5).astype("float32"),
-    }
+    return pk_targets(n, num_ids, size, seed=seed)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

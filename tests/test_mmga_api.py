@@ -7,19 +7,17 @@ import tensorflow as tf
 
 from keras_mmga import MMGA
 
+from factories import pk_targets, random_images
+
 SIZE = (64, 32, 3)
 
 
 def _images(n, shape=SIZE, seed=0):
-    return np.random.RandomState(seed).uniform(0, 255, (n,) + shape).astype("float32")
+    return random_images(n, shape, seed)
 
 
 def _targets(n, num_ids, size=(4, 2), seed=1):
-    rng = np.random.RandomState(seed)
-    return {
-        "labels": np.repeat(np.arange(num_ids), n // num_ids).astype("int32"),
-        "masks": (rng.rand(n, *size, 3) > 0.5).astype("float32"),
-    }
+    return pk_targets(n, num_ids, size, seed=seed)
 
 
 class _LearningRates(keras.callbacks.Callback):

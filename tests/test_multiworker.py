@@ -1,6 +1,6 @@
 """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 train like one process.
 
-Keras 3.15's `fit` needs keras_mmga.distribute's workarounds under this
+Keras 3.15's `fit` needs keras_mmga.backends.distribute's workarounds under this
 strategy (keras-team/keras#20585); this test is what shows they work.
 """
 

@@ -64,8 +64,7 @@ def test_a_subpackage_imported_first_still_registers_the_classes(module):
 # function) only from its own layer or below. deploy stands apart: it may use
 # the shared base only, so that it installs and runs without TensorFlow.
 LAYERS = [
-    {"lazy", "progress", "image_io", "run_lock", "paper_recipe", "preprocessing", "model_card", "memory", "tensorrt_ops",
-     "search_backends", "distribute", "tensorflow_backend", "jax_backend", "torch_backend"},
+    {"lazy", "progress", "image_io", "run_lock", "settings", "preprocessing", "model_card", "memory", "backends"},
     {"data", "masks"},
     {"layers", "losses", "optimizers"},
     {"models"},
@@ -73,8 +72,8 @@ LAYERS = [
     {"engine"},
     {"export"},
     {"deploy"},
-    # What runs every stage: the command, its module entry point, the demo and an import shim.
-    {"cli", "__main__", "engine.demo", "export_int8", "<package>"},
+    # What runs every stage: the command, its module entry point and the demo.
+    {"cli", "__main__", "engine.demo", "<package>"},
 ]
 
 

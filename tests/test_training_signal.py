@@ -59,10 +59,15 @@ def test_triplet_without_positives_or_negatives(p, k, which, tmp_path):
         make_train_dataset(samples, **_kwargs(tmp_path, num_identities=p, num_instances=k))
 
 
-def test_zero_loss_weights_warn_at_compile():
+@pytest.fixture(scope="module")
+def model():
+    """One small mmga model for the compile and call tests (a ResNet50 build is the slow part)."""
     from keras_mmga.models import MMGA
 
-    model = MMGA(3, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None)
+    return MMGA(3, variant="mmga", input_shape=(64, 32, 3), backbone_weights=None)
+
+
+def test_zero_loss_weights_warn_at_compile(model):
     for setting, message in [("triplet_weight", "no triplet loss"), ("attention_weight", "no mask supervision"),
                              ("part_attention_weight", "part maps get no mask supervision")]:
         with pytest.warns(UserWarning, match=message):
@@ -108,10 +113,7 @@ def test_test_split_samples_and_sparse_pids_are_refused(tmp_path):
         make_train_dataset(sparse, **_kwargs(tmp_path / "t"))
 
 
-def test_model_call_at_the_wrong_size_names_the_expected_size():
-    from keras_mmga.models import MMGA
-
-    model = MMGA(3, variant="baseline", input_shape=(64, 32, 3), backbone_weights=None)
+def test_model_call_at_the_wrong_size_names_the_expected_size(model):
     with pytest.raises(ValueError, match="x has images of 128×64 but the model takes 64×32") as info:
         model(np.zeros((1, 128, 64, 3), "float32"))
     assert "Exception encountered" not in str(info.value)

@@ -25,6 +25,9 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
+
+from keras_mmga.cli.shared import HelpFormatter
 
 # subcommand -> (module, one-line help). Order is the pipeline's.
 COMMANDS = {
@@ -53,8 +56,9 @@ RENAMED = {
                                "--eval-batch-size",
 }
 
-# What a user's input can raise (OSError: paths, permissions, a download that cannot happen).
-USER_ERRORS = (ValueError, OSError)
+# What a user's input can raise (OSError: paths, permissions, a download that cannot happen;
+# ImportError: an optional package the chosen setting needs, e.g. faiss for `search --backend faiss`).
+USER_ERRORS = (ValueError, OSError, ImportError)
 
 
 class UsageError(Exception):
@@ -91,7 +95,7 @@ def build_parser(command=None):
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (module_name, help_text) in COMMANDS.items():
         sp = sub.add_parser(
-            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+            name, help=help_text, description=help_text, formatter_class=HelpFormatter
         )
         if name == command:
             module = importlib.import_module(module_name)
@@ -120,9 +124,16 @@ def _one_line(err):
     return " ".join(text.split())
 
 
+_SHOWN = set()
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    # A warning is for the user, not a source line: "warning: ..." on one line (--verbose: Python's format).
-    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
+    # A warning is for the user, not a source line: "warning: ..." on one line, each text once
+    # (settings are checked by the command and again by the API it calls). --verbose: Python's format.
+    text = " ".join(str(message).split())
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(f"warning: {text}", file=sys.stderr if file is None else file)
 
 
 def main(argv=None, filter_stderr=None):
@@ -139,10 +150,9 @@ def main(argv=None, filter_stderr=None):
     command = next((a for a in argv if not a.startswith("-")), None)
     verbose = "--verbose" in argv or "-v" in argv
     _quiet_backends(verbose)
-    import warnings
-
     shown = warnings.showwarning
     if not verbose:
+        _SHOWN.clear()
         warnings.showwarning = _one_line_warning
     stderr_filter = None
     if (from_command_line if filter_stderr is None else filter_stderr) and not verbose:
@@ -150,33 +160,25 @@ def main(argv=None, filter_stderr=None):
 
         stderr_filter = StartupNoiseFilter.install()
     try:
-        try:
-            if command in COMMANDS:
-                check_renamed(command, argv)
-            parser = build_parser(command if command in COMMANDS else None)
-            args = parser.parse_args(argv)
-        except UsageError as err:
-            print(f"error: {_one_line(err)}", file=sys.stderr)
-            return 2
+        if command in COMMANDS:
+            check_renamed(command, argv)
+        parser = build_parser(command if command in COMMANDS else None)
+        args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
             return 2
-        try:
-            return int(args._run(args) or 0)
-        except KeyboardInterrupt as err:
-            # What the command kept is its own business (a resumable run folder, a masks report).
-            done = str(err) or "work done so far is kept; run the same command again to continue"
-            print(f"error: interrupted ({done})", file=sys.stderr)
-            return 130
-        except UsageError as err:
-            print(f"error: {_one_line(err)}", file=sys.stderr)
-            return 2
-        except USER_ERRORS as err:
-            if verbose:
-                raise  # --verbose: the traceback too
-            # Bad paths, files, settings or data: the message names them.
-            print(f"error: {_one_line(err)}", file=sys.stderr)
-            return 2
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt as err:
+        # What the command kept is its own business (a resumable run folder, a masks report).
+        done = str(err) or "work done so far is kept; run the same command again to continue"
+        print(f"error: interrupted ({done})", file=sys.stderr)
+        return 130
+    except (UsageError, *USER_ERRORS) as err:
+        if verbose and not isinstance(err, UsageError):
+            raise  # --verbose: the traceback too
+        # Bad flags, paths, files, settings or data: the message names them.
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
     finally:
         warnings.showwarning = shown
         if stderr_filter is not None:

@@ -16,12 +16,12 @@ recipe: re-running it with other settings (--epochs, --epoch, --lr, --height,
 goes to OUTPUT/ablation.md (and --table).
 """
 
-import argparse
 import os
-import sys
 
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
-from keras_mmga.engine.config import DATASETS, VARIANT_NAMES, defaults, TrainConfig
+from keras_mmga.cli.shared import check_positive
+from keras_mmga.engine.config import TrainConfig, defaults
+from keras_mmga.settings import DATASETS, VARIANT_NAMES
 
 # Set per run (dataset, variant) or by this command's own flags (verbosity).
 _PER_RUN = ("dataset_root", "output_dir", "mask_root", "dataset", "variant", "verbose")
@@ -30,7 +30,6 @@ _PER_RUN = ("dataset_root", "output_dir", "mask_root", "dataset", "variant", "ve
 def add_arguments(p):
     """The ablation's own flags, then every shared `TrainConfig` field as in `keras-mmga train`."""
     p.description = __doc__
-    p.formatter_class = _Formatter
     g = p.add_argument_group("ablation")
     g.add_argument("--output", required=True, help="ablation folder")
     g.add_argument("--data", action="append", default=[], help="dataset root (repeatable)")
@@ -50,22 +49,16 @@ def add_arguments(p):
     return add_config_flags(p, exclude=_PER_RUN)
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
-
-def _error(message):
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
 
 def run(a):
+    from keras_mmga.cli import UsageError
+
     if len(a.masks) != len(a.data) or len(a.name) not in (0, len(a.data)) or len(a.dataset) not in (0, len(a.data)):
-        return _error("give one --masks (and optionally one --name / --dataset) per --data")
-    if a.synthetic and a.synthetic_ids < 1:
-        return _error(f"--synthetic-ids must be ≥ 1, got {a.synthetic_ids}")
+        raise UsageError("give one --masks (and optionally one --name / --dataset) per --data")
+    if a.synthetic:
+        check_positive(a, "synthetic_ids")
     if not a.synthetic and not a.data:
-        return _error("give --data/--masks or --synthetic")
+        raise UsageError("give --data/--masks or --synthetic")
     from keras_mmga.engine.ablation import AblationDataset, run_ablation
     from keras_mmga.engine.demo import prepare_synthetic_dataset
     from keras_mmga.run_lock import RunLock, check_output_file, check_output_folder

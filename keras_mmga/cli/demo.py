@@ -4,17 +4,16 @@ Runs on a CPU in about 5 minutes with no downloads; writes demo_output/ and
 exported/demo_<variant>.onnx.
 """
 
-import argparse
-import sys
 
-from keras_mmga.engine.config import VARIANT_NAMES, DemoConfig, defaults
+from keras_mmga.cli.shared import check_positive
+from keras_mmga.engine.config import DemoConfig, defaults
+from keras_mmga.settings import VARIANT_NAMES
 
 D = defaults(DemoConfig)
 
 
 def add_arguments(p):
     p.description = __doc__
-    p.formatter_class = _Formatter
     p.add_argument("--output", default=D["out_dir"], help="folder for the data, run folder, pictures, results.json")
     p.add_argument("--export-dir", default=D["export_dir"], help="where the ONNX model goes")
     p.add_argument("--variant", default=D["variant"], choices=VARIANT_NAMES, help="model variant")
@@ -30,26 +29,17 @@ def add_arguments(p):
     return p
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
 
 def run(a):
-    for flag, value in (("--epochs", a.epochs), ("--steps-per-epoch", a.steps_per_epoch), ("--ids", a.ids),
-                        ("--lr-decay-epochs", a.lr_decay_epochs)):
-        if value < 1:
-            print(f"error: {flag} must be ≥ 1, got {value}", file=sys.stderr)
-            return 2
+    check_positive(a, "epochs", "steps_per_epoch", "ids", "lr_decay_epochs")
     config = DemoConfig(
         out_dir=a.output, export_dir=a.export_dir, variant=a.variant, epochs=a.epochs, steps_per_epoch=a.steps_per_epoch,
         learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs, image_size=(a.height, a.width),
         num_train_ids=a.ids, num_test_ids=a.ids, seed=a.seed,
     )
+    # run_demo checks --output and --export-dir before any work.
     from keras_mmga.engine.demo import run_demo
-    from keras_mmga.run_lock import check_output_folder
 
-    check_output_folder(a.output, "--output")
-    check_output_folder(a.export_dir, "--export-dir")
     if not a.quiet:
         run_demo(config, export=not a.no_export)
         return 0

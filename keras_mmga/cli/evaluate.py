@@ -5,17 +5,14 @@
 With --quiet only one JSON line of the metrics is printed.
 """
 
-import argparse
 import json
-import sys
 
-from keras_mmga.cli.shared import add_model, model_from
-from keras_mmga.engine.config import DATASETS
+from keras_mmga.cli.shared import add_model, check_positive, model_from
+from keras_mmga.settings import DATASETS
 
 
 def add_arguments(p):
     p.description = __doc__
-    p.formatter_class = _Formatter
     add_model(p, "a .keras file written by `keras-mmga train`")
     p.add_argument("--data", required=True, help="dataset root (query/, bounding_box_test/)")
     p.add_argument("--dataset", default="market1501", choices=DATASETS, help="file-name layout of --data")
@@ -28,15 +25,10 @@ def add_arguments(p):
     return p
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
 
 def run(a):
     model = model_from(a, "evaluate")
-    for name in ("batch_size", "num_pictures"):
-        if getattr(a, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(a, name)}")
+    check_positive(a, "batch_size", "num_pictures")
     from keras_mmga.run_lock import check_output_file, check_output_folder
 
     # Outputs before the features are computed.

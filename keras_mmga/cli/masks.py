@@ -4,7 +4,7 @@ Example:
     keras-mmga masks Market-1501 --output Market-1501-masks --preview 16
 """
 
-import os
+from keras_mmga.cli.shared import check_positive
 
 
 def add_arguments(parser):
@@ -29,8 +29,8 @@ def run(args):
     from keras_mmga.masks.pose_model import PoseModelError
     from keras_mmga.masks.writer import write_masks
 
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers is not None:
+        check_positive(args, "workers")
     if args.preview < 0:
         raise ValueError(f"--preview must be >= 0, got {args.preview}")
     try:

@@ -83,25 +83,20 @@ def run(a):
     if a.backend == "faiss":
         search.update(faiss_index=a.faiss_index, nprobe=a.nprobe, efSearch=a.ef_search,
                       efConstruction=a.ef_construction)
-    try:
-        if a.backend == "numpy" and (a.faiss_index != "Flat" or a.nprobe or a.ef_search or a.ef_construction):
-            raise ValueError("--faiss-index, --nprobe, --ef-search and --ef-construction need --backend faiss.")
-        if a.index is not None:
-            folder = os.path.dirname(os.path.abspath(a.index))
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(f"--index {a.index!r}: folder {folder!r} does not exist (create it first).")
-        queries = _query_paths(a.query)
-        if not os.path.isdir(a.gallery):  # before the model loads (and warns about its card)
-            raise FileNotFoundError(f"Gallery folder not found: {a.gallery!r}.")
-        extractor = OnnxFeatureExtractor(a.model, batch_size=a.batch_size)
-        rebuilding = None if a.quiet else (lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr))
-        index = GalleryIndex.load_or_build(extractor, a.gallery, a.index, on_rebuild=rebuilding,
-                                           verbose=not a.quiet, **search)
-        distances, rows = index.search(extractor(queries), a.topk)
-    except ImportError as err:
-        # Bad paths, files or options: the message names them.
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if a.backend == "numpy" and (a.faiss_index != "Flat" or a.nprobe or a.ef_search or a.ef_construction):
+        raise ValueError("--faiss-index, --nprobe, --ef-search and --ef-construction need --backend faiss.")
+    if a.index is not None:
+        folder = os.path.dirname(os.path.abspath(a.index))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--index {a.index!r}: folder {folder!r} does not exist (create it first).")
+    queries = _query_paths(a.query)
+    if not os.path.isdir(a.gallery):  # before the model loads (and warns about its card)
+        raise FileNotFoundError(f"Gallery folder not found: {a.gallery!r}.")
+    extractor = OnnxFeatureExtractor(a.model, batch_size=a.batch_size)
+    rebuilding = None if a.quiet else (lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr))
+    index = GalleryIndex.load_or_build(extractor, a.gallery, a.index, on_rebuild=rebuilding,
+                                       verbose=not a.quiet, **search)
+    distances, rows = index.search(extractor(queries), a.topk)
     for q, query in enumerate(queries):
         if q:
             print()

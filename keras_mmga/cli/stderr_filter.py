@@ -20,11 +20,15 @@ import threading
 NOISE = re.compile(
     rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] .*"
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    rb"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.)\r?\n?$"
+    rb"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\."
+    # TensorFlow Lite's interpreter (the pose model, once per worker process; workers may interleave it).
+    rb"|(?:INFO: )+(?:Created TensorFlow Lite XNNPACK delegate for CPU\.)?"
+    rb"|(?:INFO: )*Created TensorFlow Lite XNNPACK delegate for CPU\.)\r?\n?$"
 )
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\n|\r)")
 # A line start that may still become one of those (held back until its end is seen).
-_MAYBE = re.compile(rb"^(?:[IWEF]\d{0,4}(?: .*)?|W(?:A(?:R(?:N(?:I(?:N(?:G.*)?)?)?)?)?)?|T(?:o.*)?)$", re.DOTALL)
+_MAYBE = re.compile(rb"^(?:[IWEF]\d{0,4}(?: .*)?|W(?:A(?:R(?:N(?:I(?:N(?:G.*)?)?)?)?)?)?|T(?:o.*)?|I(?:N(?:F(?:O.*)?)?)?"
+                    rb"|C(?:r.*)?)$", re.DOTALL)
 
 
 def is_noise(line):

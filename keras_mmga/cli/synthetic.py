@@ -8,15 +8,13 @@ settings). A DIR already holding a dataset of other settings is an error
 (the old files would mix with the new); --overwrite replaces it.
 """
 
-import argparse
-import sys
+
+from keras_mmga.cli.shared import add_required, required_from
 
 
 def add_arguments(p):
     p.description = __doc__
-    p.formatter_class = _Formatter
-    p.add_argument("--output", metavar="DIR", help="output folder (images/ and masks/ are created in it) (required)")
-    p.add_argument("_positional_root", nargs="?", help=argparse.SUPPRESS)
+    add_required(p, "--output", "DIR", "output folder (images/ and masks/ are created in it)")
     p.add_argument("--train-ids", type=int, default=100, help="training identities")
     p.add_argument("--test-ids", type=int, default=100, help="test (query/gallery) identities")
     p.add_argument("--seed", type=int, default=0, help="decides every image")
@@ -27,18 +25,9 @@ def add_arguments(p):
     return p
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
 
 def run(args):
-    from keras_mmga.cli import UsageError
-
-    if args._positional_root is not None:
-        raise UsageError(f"the folder is given with --output: keras-mmga synthetic --output {args._positional_root}"
-                         if args.output is None else f"unexpected argument {args._positional_root!r}")
-    if args.output is None:
-        raise UsageError("--output DIR is required (see keras-mmga synthetic --help)")
+    required_from(args, "--output", "DIR", "synthetic", "folder")
     from keras_mmga.data import synthetic
     from keras_mmga.run_lock import check_output_folder
 

@@ -23,12 +23,8 @@ from keras_mmga.engine.config import TrainConfig
 def add_arguments(p):
     """The training flags on parser `p`: one per `TrainConfig` field (argparse only)."""
     p.description = __doc__
-    p.formatter_class = _Formatter
     return add_config_flags(p)
 
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The description as written, and every default in the help."""
 
 
 def config_from_args(a):

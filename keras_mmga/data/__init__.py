@@ -20,7 +20,7 @@ _LAZY = {
     "check_images": "keras_mmga.data.images",
     "make_eval_dataset": "keras_mmga.data.pipeline",
     "make_train_dataset": "keras_mmga.data.pipeline",
-    "EPOCH_DEFINITIONS": "keras_mmga.data.pk_sampler",
+    "EPOCH_DEFINITIONS": "keras_mmga.settings",
     "PKSampler": "keras_mmga.data.pk_sampler",
     "augment": "keras_mmga.data.augment",
     "images": "keras_mmga.data.images",

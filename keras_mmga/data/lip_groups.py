@@ -38,10 +38,11 @@ union of the parts' groups (other labels are background). A LIP label
 belongs to one part at most.
 """
 
-import re
 from types import MappingProxyType
 
 import numpy as np
+
+from keras_mmga.settings import DEFAULT_PARTS, DRESS_GROUPS, MASK_FORMATS, MASK_MODES, check_part_name
 
 # LIP's 20 labels (JPPNet, the parser the paper uses), grouped as in SPEC.md.
 LIP_LABELS = (
@@ -69,14 +70,6 @@ PART_GROUPS = MappingProxyType({
 })
 # The groups dress and jumpsuit join: those containing the torso ("upper") or the legs ("bottom").
 _DRESS_PARTS = {"upper": ("torso", "upper"), "bottom": ("legs", "bottom"), "none": ()}
-DEFAULT_PARTS = ("upper", "bottom")
-# Part names become attention-map keys ("module2_<part>"), layer names and
-# comma-separated CLI values: plain identifiers, and never channel 0's name.
-_PART_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-
-MASK_MODES = ("parts", "halves", "whole")
-MASK_FORMATS = ("lip", "binary")
-DRESS_GROUPS = ("upper", "bottom", "none")
 
 
 def _names(names):
@@ -106,10 +99,7 @@ def check_parts(parts=None, label_groups=None):
     if not parts:
         raise ValueError(f"parts must name at least one part group (known: {', '.join(PART_GROUPS)}), got ().")
     for name in parts:
-        if not isinstance(name, str) or not _PART_NAME.match(name):
-            raise ValueError(f"Part names must be identifiers (letters, digits, '_'), got {name!r} in parts={parts!r}.")
-        if name == "whole":
-            raise ValueError("'whole' is mask channel 0 (the whole body), not a part: leave it out of parts.")
+        check_part_name(name, f"parts={parts!r}")
     duplicates = sorted({name for name in parts if parts.count(name) > 1})
     if duplicates:
         raise ValueError(f"parts names {_names(duplicates)} more than once, got {parts!r}: each part is one channel.")

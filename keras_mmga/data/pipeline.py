@@ -16,7 +16,8 @@ from keras_mmga.data import augment, masks as mask_lib
 # Re-exported (defined here before the split). `decode_resize` is looked up
 # in this module's namespace by the training map and by `load_images`.
 from keras_mmga.data.images import CHECK_MODES, check_image_size, check_images, decode_resize  # noqa: F401
-from keras_mmga.data.pk_sampler import PKSampler, check_epoch
+from keras_mmga.data.pk_sampler import PKSampler
+from keras_mmga.settings import check_epoch
 from keras_mmga.progress import Progress
 
 

@@ -5,16 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
-# What one epoch is: every training identity once (K images each), or every
-# training image about once. See `PKSampler`.
-EPOCH_DEFINITIONS = ("identities", "images")
-
-
-def check_epoch(epoch):
-    """`epoch` if it is one of `EPOCH_DEFINITIONS`, else a `ValueError` naming them."""
-    if epoch not in EPOCH_DEFINITIONS:
-        raise ValueError(f"epoch must be one of {EPOCH_DEFINITIONS} (what one epoch is), got {epoch!r}.")
-    return epoch
+from keras_mmga.settings import check_epoch
 
 
 class PKSampler:

@@ -5,9 +5,10 @@ are neither needed nor imported): `pip install --no-deps keras-mmga` plus
 `requirements-deploy.txt` is a complete deploy install. FAISS (`faiss-cpu`)
 is optional, for `GalleryIndex(..., backend="faiss")`.
 
-One step per module: `preprocessing` (images to the graph's input),
-`extractor` (`OnnxFeatureExtractor`), `gallery` (`GalleryIndex`); the model
-card is read by `keras_mmga.model_card`. The names load on first use (PEP 562).
+One step per module: `extractor` (`OnnxFeatureExtractor`; images reach the
+graph's input through `keras_mmga.preprocessing`), `gallery` (`GalleryIndex`),
+`search_engines` (NumPy / FAISS search), `index_files`; the model card is
+read by `keras_mmga.model_card`. The names load on first use (PEP 562).
 
 Example:
 ```python

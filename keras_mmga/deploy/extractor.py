@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from keras_mmga.preprocessing import as_list, graph_layout, preprocess
+from keras_mmga.preprocessing import as_list, graph_input, graph_layout, preprocess_batch
 from keras_mmga.model_card import card_path_for, read_model_card
 
 
@@ -69,8 +69,10 @@ class OnnxFeatureExtractor:
         except Exception as err:  # ONNX Runtime's own classes (InvalidProtobuf, Fail, ...), all plain Exception
             raise ValueError(f"ONNX Runtime cannot load {path!r}: {err}") from err
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] != ["features"]:
+        # "output0": the BoxMOT profile's name (keras_mmga.export.profiles).
+        if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] not in (["features"], ["output0"]):
             raise ValueError(f"{path!r} is not a keras-mmga export (expected input 'images' and output 'features').")
+        self.output_name = outputs[0].name
         if inputs[0].type != "tensor(float)":
             raise ValueError(f"{path!r}: input 'images' must be float32, got {inputs[0].type}.")
         shape = inputs[0].shape
@@ -81,6 +83,8 @@ class OnnxFeatureExtractor:
                              f"got {outputs[0].shape}.")
         card_path = card_path_for(path)
         self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
+        # The field / BoxMOT profiles take ImageNet-normalised RGB / 255: their card's input has a mean and std.
+        self.normalised = (self.card or {}).get("input", {}).get("mean") is not None
         if self.card is None:
             # Without the card nothing says this graph wants what `preprocess` gives (RGB pixels in
             # [0, 255], normalised inside the graph) or returns L2-normalised features: say so once.
@@ -125,12 +129,11 @@ class OnnxFeatureExtractor:
                 f"{os.path.basename(self.path)} takes {self.layout} input of shape {expected} (fixed H, W), "
                 f"got {batch.shape}; pass images through the extractor's call to resize them."
             )
-        return self.session.run(["features"], {"images": np.ascontiguousarray(batch)})[0]
+        return self.session.run([self.output_name], {"images": np.ascontiguousarray(batch)})[0]
 
     def preprocess(self, images, color="rgb"):
         """Images (paths or arrays) → the float32 batch `run` takes."""
-        batch = np.stack([preprocess(x, self.image_size, color) for x in as_list(images)])
-        return batch.transpose(0, 3, 1, 2) if self.layout == "NCHW" else batch
+        return graph_input(preprocess_batch(images, self.image_size, color), self.layout, self.normalised)
 
     def __call__(self, images, color="rgb"):
         """`(N, D)` L2-normalised features.

@@ -17,7 +17,7 @@ import numpy as np
 from keras_mmga.deploy.index_files import INDEX_FORMAT, INDEX_SUFFIX, index_files, read_index_arrays, read_index_meta
 from keras_mmga.image_io import IMAGE_SUFFIXES, list_images, parse_reid_name, sha256
 from keras_mmga.progress import Progress
-from keras_mmga.search_backends import FaissBackend, NumpyBackend, make_backend
+from keras_mmga.deploy.search_engines import FaissBackend, NumpyBackend, append_rows, make_backend
 
 
 def _check_unit_length(features, what="features"):
@@ -68,7 +68,7 @@ class GalleryIndex:
         features = np.asarray(features, np.float32)
         if features.ndim != 2:
             raise ValueError(f"features must be (N, D), got shape {features.shape}.")
-        self.paths, self.pids, self.camids = [], np.empty(0, np.int64), np.empty(0, np.int64)
+        self.paths, self._pids, self._camids = [], np.empty(0, np.int64), np.empty(0, np.int64)
         self.meta = dict(meta or {})
         self.extractor = None
         if _search is not None:  # `load`: a FAISS index that already holds the features
@@ -81,6 +81,16 @@ class GalleryIndex:
 
     def __len__(self):
         return len(self.paths)
+
+    @property
+    def pids(self):
+        """`(N,)` int64 identities (a view of a buffer that grows by doubling, like the features)."""
+        return self._pids[: len(self.paths)]
+
+    @property
+    def camids(self):
+        """`(N,)` int64 cameras."""
+        return self._camids[: len(self.paths)]
 
     @property
     def backend(self):
@@ -118,8 +128,9 @@ class GalleryIndex:
         if not n == len(paths) == len(pids) == len(camids):
             raise ValueError(f"features, paths, pids and camids must have the same length "
                              f"(got {n}, {len(paths)}, {len(pids)}, {len(camids)}).")
+        self._pids = append_rows(self._pids, len(self.paths), pids)
+        self._camids = append_rows(self._camids, len(self.paths), camids)
         self.paths += paths
-        self.pids, self.camids = np.concatenate([self.pids, pids]), np.concatenate([self.camids, camids])
 
     def add(self, features, paths, pids=None, camids=None):
         """Adds gallery entries (one per feature row) without rebuilding what is there.

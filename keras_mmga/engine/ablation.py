@@ -8,7 +8,8 @@ import time
 import keras
 
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.engine.config import VARIANT_NAMES, TrainConfig
+from keras_mmga.engine.config import TrainConfig
+from keras_mmga.settings import VARIANT_NAMES
 from keras_mmga.engine.trainer import train
 from keras_mmga.evaluation.model_metrics import METRICS, dataset_metrics
 from keras_mmga.models import VARIANTS

@@ -14,18 +14,20 @@ import os
 import textwrap
 import warnings
 
-from keras_mmga.data.pk_sampler import EPOCH_DEFINITIONS
-from keras_mmga.engine.config_checks import check_parts, choice, is_int, number
-from keras_mmga.paper_recipe import COMPILE_DEFAULTS
-
-STRATEGIES = ("one", "mirrored", "multiworker")
-DRESS_GROUPS = ("upper", "bottom", "none")
-DATASETS = ("market1501", "dukemtmcreid")
-# `keras_mmga.data.masks.MASK_FORMATS`, without the OpenCV import behind it.
-MASK_FORMATS = ("lip", "binary")
-# The variants of `keras_mmga.models.VARIANTS` in the paper's table order
-# (listed here so that a parser can offer them without importing the model).
-VARIANT_NAMES = ("baseline", "baseline_att", "wmga", "dmga", "mmga")
+from keras_mmga.settings import (
+    BACKBONES,
+    COMPILE_DEFAULTS,
+    DATASETS,
+    DRESS_GROUPS,
+    EPOCH_DEFINITIONS,
+    MASK_FORMATS,
+    STRATEGIES,
+    VARIANT_NAMES,
+    check_config_parts,
+    choice,
+    is_int,
+    number,
+)
 
 
 # Which API each TrainConfig field is a keyword argument of (its "section"):
@@ -134,8 +136,13 @@ class TrainConfig:
                                       to=("compile",), group="model and losses")
     part_attention_weight: float = setting(_C["part_attention_weight"], "lambda0, weight of each part map (eq. 5).",
                                            to=("compile",), group="model and losses")
-    backbone_weights: str = setting("imagenet", "`imagenet`, None (random init; `none` on the command line) or "
-                                                "a path to the ResNet50 notop .h5.", to=("model",),
+    backbone: str = setting("resnet50", "`resnet50` (Keras's ResNet50, v1) or `resnet50_v1.5` (torchvision's / "
+                                        "timm's layout; loads their ImageNet weights: the paper's start).",
+                            to=("model",), group="model and losses", choices=BACKBONES)
+    backbone_weights: str = setting("imagenet", "`imagenet` (resnet50), None (random init; `none` on the command "
+                                                "line) or a path: Keras's ResNet50 notop .h5 (resnet50); a "
+                                                "torchvision .pth, a .safetensors file or a timm folder "
+                                                "(resnet50_v1.5).", to=("model",),
                                     group="model and losses")
     mask_format: str = setting("lip", "mask files: `lip` (label maps) or `binary` (whole-body masks).",
                                to=("data",), group="data", choices=MASK_FORMATS)
@@ -198,13 +205,14 @@ class TrainConfig:
         if self.variant not in VARIANTS:
             raise ValueError(f"Unknown variant {self.variant!r}; expected one of {sorted(VARIANTS)}.")
         if self.parts is not None:
-            check_parts(self.parts, self.variant)
+            check_config_parts(self.parts, self.variant)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {self.strategy!r}; expected one of {STRATEGIES}.")
         choice(self, "dataset", DATASETS)
         choice(self, "epoch", EPOCH_DEFINITIONS)
         choice(self, "dress_group", DRESS_GROUPS)
         choice(self, "mask_format", MASK_FORMATS)
+        choice(self, "backbone", BACKBONES)
         choice(self, "missing_masks", ("error", "ignore"))
         choice(self, "verbose", (0, 1, 2))
         try:

@@ -19,6 +19,7 @@ from keras_mmga.engine.config import DemoConfig  # noqa: F401  (re-exported)
 from keras_mmga.evaluation.model_metrics import METRICS, format_results, split_metrics
 from keras_mmga.visualize import write_pictures
 from keras_mmga.engine.trainer import build_model, train
+from keras_mmga.run_lock import check_output_folder
 
 
 def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, seed=0):
@@ -72,6 +73,9 @@ def run_demo(config=None, export=True):
     ```
     """
     config = config or DemoConfig()
+    # Both folders before minutes of training: a file in the way is one error now, not at the export.
+    check_output_folder(config.out_dir, "out_dir (--output)")
+    check_output_folder(config.export_dir, "export_dir (--export-dir)")
     start = time.perf_counter()
     timings = {}
 

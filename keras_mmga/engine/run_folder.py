@@ -5,13 +5,12 @@
 restart whose settings would change the model's variables or the data stream.
 """
 
-import csv
 import dataclasses
 import json
 import os
 
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.models.variants import DEFAULT_PARTS
+from keras_mmga.settings import DEFAULT_PARTS
 
 # Settings that a resumed run must share with the run it resumes: they fix the
 # model's variables or the data stream. Everything else (learning rate,
@@ -89,11 +88,3 @@ def remove_files(*paths):
         if os.path.exists(path):
             os.remove(path)
 
-
-def last_logged_epoch(csv_path):
-    """Number of the last epoch in the CSV log (0 if none); the log counts epochs from 1."""
-    if not os.path.isfile(csv_path):
-        return 0
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    return int(rows[-1]["epoch"]) if rows else 0

@@ -2,7 +2,7 @@
 
 from keras_mmga.data import PKSampler, make_train_dataset
 from keras_mmga.models import VARIANTS
-from keras_mmga.models.variants import DEFAULT_PARTS
+from keras_mmga.settings import DEFAULT_PARTS
 
 def steps_per_epoch(config, samples, num_replicas):
     """Optimizer steps in one epoch: `config.steps_per_epoch`, or one epoch of the PK sampler.

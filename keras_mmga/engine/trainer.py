@@ -31,7 +31,7 @@ import os
 
 import keras
 
-from keras_mmga import distribute
+from keras_mmga.backends import distribute
 from keras_mmga.data import load_dataset
 from keras_mmga.engine.callbacks import (
     EpochCSVLogger,
@@ -43,10 +43,10 @@ from keras_mmga.engine.callbacks import (
 )
 from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
 from keras_mmga.run_lock import RunLock
-from keras_mmga.engine.run_folder import backup_dir, check_resume, last_logged_epoch, remove_files
+from keras_mmga.engine.run_folder import backup_dir, check_resume, remove_files
 from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
 from keras_mmga.models import MMGA
-from keras_mmga.models.backbone import fetch_imagenet_weights
+from keras_mmga.models.backbone import check_torch_weights_argument, fetch_imagenet_weights
 
 
 def describe_budget(config, steps, batch_size):
@@ -69,7 +69,7 @@ class TrainingDiverged(RuntimeError):
 def mixed_precision_policy():
     """`"mixed_float16"` with a GPU (loss scaling applies), `"mixed_bfloat16"` on CPU."""
     if keras.backend.backend() == "jax":
-        from keras_mmga import jax_backend
+        from keras_mmga.backends import jax as jax_backend
 
         return "mixed_float16" if jax_backend.has_gpu() else "mixed_bfloat16"
     import tensorflow as tf
@@ -111,13 +111,13 @@ def _placement(config):
     TensorFlow: a `tf.distribute` strategy; each replica runs the step on its
     slice of the batch, so the PK stream is blocked per replica (whole
     identities each) and the losses reduce across replicas
-    (`keras_mmga.distribute`). JAX: a Keras distribution (`DataParallel`,
-    `keras_mmga.jax_backend`); the step computes on the global batch sharded
+    (`keras_mmga.backends.distribute`). JAX: a Keras distribution (`DataParallel`,
+    `keras_mmga.backends.jax`); the step computes on the global batch sharded
     over the devices, so the stream is the one-device stream.
     """
     devices = list(config.devices) if config.devices else None
     if keras.backend.backend() == "jax":
-        from keras_mmga import jax_backend
+        from keras_mmga.backends import jax as jax_backend
 
         distribution, num_devices, process = jax_backend.training_distribution(config.strategy, devices)
         scope = distribution.scope if distribution is not None else contextlib.nullcontext
@@ -183,9 +183,11 @@ def train(config, extra_callbacks=()):
     import tensorflow as tf
 
     config.validate()
-    if config.backbone_weights == "imagenet":
+    if config.backbone_weights == "imagenet" and config.backbone == "resnet50":
         # Before any data is read: offline, this fails at once with the ways to get the file.
         fetch_imagenet_weights()
+    elif config.backbone_weights is not None and config.backbone == "resnet50_v1.5":
+        check_torch_weights_argument(config.backbone_weights)
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -300,15 +302,16 @@ def _train(config, extra_callbacks, placement, out, backup):
                 verbose=config.verbose if is_chief else 0,
             )
     except KeyboardInterrupt:
-        # The epoch under way is lost; the finished ones are in the run folder.
-        last = last_logged_epoch(os.path.join(out, "log.csv"))
+        # The epoch under way is lost; the finished ones are in the resume state (every worker has its
+        # own backup/; only the chief writes log.csv), which is what the same command resumes from.
+        last = ResumableBackup.completed_epochs(backup)
         raise KeyboardInterrupt(
             f"{out!r} keeps epoch {last} of {config.epochs}; run the same command again to resume from there"
             if last else f"no epoch finished in {out!r}; the same command starts it again") from None
     except RuntimeError as err:
         if nan_guard.failure is None:
             raise
-        last = last_logged_epoch(os.path.join(out, "log.csv"))
+        last = ResumableBackup.completed_epochs(backup)
         kept = (
             f"'latest.keras' and the resume state in {out!r} keep epoch {last}"
             if last

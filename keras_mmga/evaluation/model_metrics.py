@@ -125,7 +125,3 @@ def dataset_metrics(model_or_path, dataset_root, dataset="market1501", batch_siz
             )
     return result
 
-
-# Their names before 0.3 (`keras_mmga.engine.evaluate_model` / `evaluate_split`), kept importable.
-evaluate_model = dataset_metrics
-evaluate_split = split_metrics

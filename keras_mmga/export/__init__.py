@@ -17,8 +17,9 @@ One step per module: `inference` (the float32 copy and the traced call),
 `conversion` (tf2onnx), `graph` (dead nodes, dynamic dimensions, the
 normalisation tail), `float16`, `verify` (parity with Keras), `card` (the
 model card's contents; `keras_mmga.model_card` reads and writes it),
-`onnx_export` (`export_onnx`, the steps in order) and `int8` (static
-quantisation). The names load on first use (PEP 562), so importing the
+`onnx_export` (`export_onnx`, the steps in order), `int8` (static
+quantisation), `profiles` (input conventions: default, field, BoxMOT),
+`tflite_export` (LiteRT) and `triton` (a Triton model repository). The names load on first use (PEP 562), so importing the
 package loads neither TensorFlow nor Keras.
 
 Example:
@@ -55,6 +56,12 @@ _LAZY = {
     "ParityError": "keras_mmga.export.verify",
     "parity": "keras_mmga.export.verify",
     "parity_images": "keras_mmga.export.verify",
+    "PROFILES": "keras_mmga.export.profiles",
+    "field_images": "keras_mmga.export.profiles",
+    "export_tflite": "keras_mmga.export.tflite_export",
+    "TFLiteAccuracyError": "keras_mmga.export.tflite_export",
+    "export_triton_repository": "keras_mmga.export.triton",
+    "triton_config": "keras_mmga.export.triton",
     "CARD_FORMAT": "keras_mmga.model_card",
     "card_path_for": "keras_mmga.model_card",
 }

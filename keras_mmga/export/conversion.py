@@ -64,7 +64,8 @@ def convert(function, opset=DEFAULT_OPSET):
     return _name_io(proto)
 
 
-def _rename_tensor(graph, old, new):
+def rename_tensor(graph, old, new):
+    """Renames tensor `old` to `new` everywhere in `graph` (nodes, inputs, outputs, value_info)."""
     for node in graph.node:
         node.input[:] = [new if i == old else i for i in node.input]
         node.output[:] = [new if o == old else o for o in node.output]
@@ -79,7 +80,7 @@ def _name_io(proto):
     # bare names.
     graph = proto.graph
     if len(graph.input) == 1 and graph.input[0].name != INPUT_NAME:
-        _rename_tensor(graph, graph.input[0].name, INPUT_NAME)
+        rename_tensor(graph, graph.input[0].name, INPUT_NAME)
     if len(graph.output) == 1 and graph.output[0].name != OUTPUT_NAME:
-        _rename_tensor(graph, graph.output[0].name, OUTPUT_NAME)
+        rename_tensor(graph, graph.output[0].name, OUTPUT_NAME)
     return proto

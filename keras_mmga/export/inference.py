@@ -58,13 +58,21 @@ def float32_inference_copy(model):
     return clone
 
 
-def inference_function(model, nchw=False):
+def inference_function(model, nchw=False, profile="default"):
     """The traced function that is exported: `images` → `{"features": ...}`.
 
     Args:
         model: a float32 model with `image_size`, called with `training=False`.
         nchw: take `(N, 3, H, W)` input (transposed in the graph; TensorRT and
             the ONNX optimiser fold the transpose into the first convolution).
+        profile: `"default"` (RGB in [0, 255]) or `"field"` / `"boxmot"`
+            (NCHW, RGB / 255 normalised by the ImageNet mean / std; see
+            `keras_mmga.export.profiles`). For a field input the graph applies
+            one affine map per channel composed with the model's own
+            preprocessing, and the model's preprocessing is switched off while
+            tracing; a preprocessing mode `profiles` does not know is handled by
+            mapping back to [0, 255] and letting the model preprocess. The
+            field profiles take NCHW (`profiles.layout`).
 
     Returns:
         A `tf.function` with one `TensorSpec` named `images`, batch dynamic.
@@ -77,16 +85,53 @@ def inference_function(model, nchw=False):
     """
     import tensorflow as tf
 
+    from keras_mmga.export import profiles
+
+    field = profiles.is_field(profile)
+    nchw = profiles.layout(profile, nchw) == "NCHW"
     h, w = model.image_size
     shape = (None, 3, h, w) if nchw else (None, h, w, 3)
+    backbone = getattr(model, "backbone", None)
+    affine = profiles.network_affine(getattr(model, "preprocessing", "unknown")) if field else None
+    if affine is not None and not hasattr(backbone, "preprocessing"):
+        affine = None  # the preprocessing cannot be switched off: map back to [0, 255] instead
+    if field and affine is None:
+        mean = 255.0 * np.asarray(profiles.IMAGENET_MEAN)
+        affine = ((0, 1, 2), 255.0 * np.asarray(profiles.IMAGENET_STD), mean)
+        bypass = False
+    else:
+        bypass = field
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
     def features(images):
         if nchw:
             images = tf.transpose(images, (0, 2, 3, 1))
-        return {OUTPUT_NAME: tf.cast(model(images, training=False), tf.float32)}
+        if field:
+            images = _apply_affine(tf, images, affine)
+        if not bypass:
+            return {OUTPUT_NAME: tf.cast(model(images, training=False), tf.float32)}
+        # Tracing runs this body once: the model's own preprocessing is already
+        # folded into the affine map above, so it is off for the trace only.
+        saved = backbone.preprocessing
+        backbone.preprocessing = None
+        try:
+            return {OUTPUT_NAME: tf.cast(model(images, training=False), tf.float32)}
+        finally:
+            backbone.preprocessing = saved
 
     return features
+
+
+def _apply_affine(tf, images, affine):
+    from keras_mmga.export import profiles
+
+    order, scale, offset = affine
+    if profiles.is_identity(affine):
+        return images  # the model's preprocessing is the field's normalisation
+    if tuple(order) != (0, 1, 2):
+        # A gather, as the model's own RGB -> BGR: TensorRT takes it with a dynamic batch.
+        images = tf.gather(images, list(order), axis=-1)
+    return images * tf.constant(np.float32(scale)) + tf.constant(np.float32(offset))
 
 
 def training_function(model):

@@ -30,9 +30,10 @@ import tempfile
 
 import numpy as np
 
+from keras_mmga.export.verify import cosine_similarity
 from keras_mmga.image_io import IMAGE_SUFFIXES, is_image_file, read_image
 from keras_mmga.model_card import card_path_for, write_model_card
-from keras_mmga.preprocessing import graph_layout, preprocess
+from keras_mmga.preprocessing import graph_layout, preprocess_batch
 
 # Goal of the int8 export (issue 14) and the default failure threshold:
 # mean cosine(int8 feature, float32 feature) over the calibration images.
@@ -75,7 +76,7 @@ def calibration_paths(folder, count=DEFAULT_CALIBRATION_COUNT):
 def load_images(paths, image_size):
     """Images as the model is fed in training: float32 RGB `(N, H, W, 3)` in [0, 255], bilinear to `image_size`."""
 
-    return np.stack([preprocess(read_image(p), image_size, color="bgr") for p in paths])
+    return preprocess_batch(list(paths), image_size)
 
 
 def _float_tail_nodes(proto):
@@ -212,12 +213,6 @@ def _session(path):
 def _features(session, images):
     return np.concatenate([session.run(["features"], {"images": images[i : i + 32]})[0]
                            for i in range(0, len(images), 32)])
-
-
-def cosine_similarity(a, b):
-    """Row-wise cosine similarity of two `(N, D)` feature sets, in float64."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
 
 
 def compare(float_path, int8_path, images):

@@ -13,18 +13,18 @@ import numpy as np
 
 from keras_mmga.run_lock import check_output_file
 from keras_mmga.export.card import build_card
-from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert
+from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert, rename_tensor
 from keras_mmga.export.float16 import to_float16
 from keras_mmga.export.graph import unused_nodes
+from keras_mmga.export.profiles import TENSOR_NAMES, check_profile, layout, write_sidecars
 from keras_mmga.export.inference import INPUT_NAME, OUTPUT_NAME, float32_inference_copy, inference_function
-from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, ParityError, parity
-from keras_mmga.export.verify import parity_images as make_parity_images
+from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, check_parity, parity, parity_set
 from keras_mmga.model_card import card_path_for, write_model_card
 from keras_mmga.models.loading import load_model
 
 
 def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp16=False, parity_images=None,
-                check=True, write_card=True, log=None):
+                check=True, write_card=True, log=None, profile="default"):
     """Exports the inference graph to ONNX, checks it, and writes a model card.
 
     Args:
@@ -48,6 +48,11 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
         write_card: write the model card `NAME.json` beside `NAME.onnx`.
         log: optional callable told each step that takes seconds (loading,
             converting, checking), one line each.
+        profile: the input convention (`keras_mmga.export.profiles`):
+            `"default"` (RGB in [0, 255]), `"field"` (NCHW, RGB / 255 normalised
+            by the ImageNet mean / std, as torchreid, fast-reid and BoxMOT feed)
+            or `"boxmot"` (`"field"`, output named `output0`, and BoxMOT's
+            sidecar `NAME.onnx.metadata.json`). The field profiles imply NCHW.
 
     Returns:
         Dict with `onnx_path`, `card_path`, `max_abs_diff`, `input_shape`,
@@ -79,15 +84,20 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
         if not hasattr(source_model, attribute):
             raise TypeError(f"Cannot export a {type(source_model).__name__}: it has no `{attribute}`.")
     source_policy = source_model.dtype_policy.name
+    check_profile(profile)
+    nchw = layout(profile, nchw) == "NCHW"
     model = float32_inference_copy(source_model)
     h, w = model.image_size
 
     log(f"converting to ONNX (opset {opset}; tens of seconds) ...")
-    proto = convert(inference_function(model, nchw), opset)
+    proto = convert(inference_function(model, nchw, profile), opset)
     graph = proto.graph
     if [i.name for i in graph.input] != [INPUT_NAME] or [o.name for o in graph.output] != [OUTPUT_NAME]:
         raise RuntimeError(f"Expected one input 'images' and one output 'features', got "
                            f"{[i.name for i in graph.input]} and {[o.name for o in graph.output]}.")
+    output_name = TENSOR_NAMES[profile][1]
+    if output_name != OUTPUT_NAME:
+        rename_tensor(graph, OUTPUT_NAME, output_name)
     if fp16:
         proto = to_float16(proto)
     os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
@@ -101,16 +111,9 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             dead = unused_nodes(proto)
             if dead:
                 raise RuntimeError(f"The export has nodes that do not feed `features`: {[n.name for n in dead][:5]}.")
-            groups = make_parity_images((h, w), parity_images)
-            images = np.concatenate(list(groups.values()))
-            counts = {k: len(v) for k, v in groups.items()}
-            diff = parity(model, output_path, images, nchw)
-            tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
-            if not diff <= tolerance:  # NaN fails too
-                raise ParityError(
-                    f"ONNX Runtime differs from Keras by {diff:.3e} (> {tolerance:g}) on {len(images)} images; "
-                    f"{output_path!r} was removed."
-                )
+            images, counts = parity_set((h, w), parity_images)
+            diff = parity(model, output_path, images, nchw, profile=profile)
+            check_parity(diff, fp16, len(images), output_path)
             if source_policy != "float32":
                 # How far the deployed float32 graph is from the model as trained.
                 src = keras.ops.convert_to_numpy(source_model(images, training=False))
@@ -126,14 +129,16 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
         "runtime": "onnxruntime CPUExecutionProvider",
         "max_abs_diff_keras_float32_vs_source_policy": diff_source,
     }
-    card = build_card(model, proto, nchw, opset, fp16, parity_figures, source, source_policy)
+    card = build_card(model, proto, nchw, opset, fp16, parity_figures, source, source_policy, profile=profile)
     card_path = None
     if write_card:
         card_path = card_path_for(output_path)
         write_model_card(card_path, card)
+    metadata_path = write_sidecars(output_path, profile, (h, w))
     return {
         "onnx_path": output_path,
         "card_path": card_path,
+        "boxmot_metadata_path": metadata_path,
         "max_abs_diff": diff,
         "input_shape": (None, 3, h, w) if nchw else (None, h, w, 3),
         "feature_dim": model.feature_dim,

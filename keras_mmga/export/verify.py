@@ -1,4 +1,4 @@
-"""Parity: ONNX Runtime against Keras on random, synthetic-person and the caller's images.
+"""Parity: an export (ONNX Runtime, LiteRT) against Keras on random, synthetic-person and the caller's images.
 
 Example:
 ```python
@@ -13,7 +13,6 @@ import os
 import keras
 import numpy as np
 
-from keras_mmga.export.inference import INPUT_NAME, OUTPUT_NAME
 
 # ONNX Runtime vs Keras, float32 graph, on unit-length features. Measured
 # ~1e-7 here (see the model card); the bound leaves room for other CPUs' kernels.
@@ -38,7 +37,7 @@ def parity_images(image_size, provided=None):
     arrays of any size, resized as `keras_mmga.deploy` does.
     """
     from keras_mmga.data import synthetic
-    from keras_mmga.preprocessing import preprocess
+    from keras_mmga.preprocessing import preprocess, preprocess_batch
 
     h, w = image_size
     rng = np.random.RandomState(0)
@@ -49,13 +48,52 @@ def parity_images(image_size, provided=None):
         people.append(preprocess(bgr, (h, w), color="bgr"))
     groups["synthetic_person"] = np.stack(people)
     if provided is not None:
-        if isinstance(provided, (str, os.PathLike)) or (isinstance(provided, np.ndarray) and provided.ndim == 3):
-            provided = [provided]
-        groups["provided"] = np.stack([preprocess(x, (h, w), color="rgb") for x in provided])
+        groups["provided"] = preprocess_batch(provided, (h, w))
     return groups
 
 
-def parity(model, onnx_path, images, nchw=False):
+def parity_set(image_size, provided=None):
+    """`(images, counts)`: the `parity_images` groups as one batch, and how many images each group gave."""
+    groups = parity_images(image_size, provided)
+    return np.concatenate(list(groups.values())), {k: len(v) for k, v in groups.items()}
+
+
+def features_vs_keras(model, run, images, profile="default", nchw=False, runtime="ONNX Runtime"):
+    """`(got, expected)`: features of raw RGB `images` through `run` (fed the export's input) and through Keras.
+
+    Args:
+        model: the Keras model (called with `training=False`).
+        run: callable, the export's input batch → features (ONNX Runtime, LiteRT).
+        images: float32 RGB `(N, H, W, 3)` in [0, 255].
+        profile, nchw: the export's input (`profiles.graph_input`).
+        runtime: its name, for the error.
+    """
+    from keras_mmga.export.profiles import graph_input
+
+    images = np.asarray(images, np.float32)
+    got = np.asarray(run(graph_input(images, profile, nchw)), np.float32)
+    expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
+    if got.shape != expected.shape:
+        raise ParityError(f"{runtime} gave features of shape {got.shape}, Keras {expected.shape}.")
+    return got, expected
+
+
+def check_parity(diff, fp16, num_images, path, runtime="ONNX Runtime"):
+    """Raises `ParityError` when `diff` exceeds the tolerance (`FP16_TOLERANCE` for `fp16`); returns the tolerance."""
+    tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+    if not diff <= tolerance:  # NaN fails too
+        raise ParityError(f"{runtime} differs from Keras by {diff:.3e} (> {tolerance:g}) on {num_images} images; "
+                          f"{path!r} was removed.")
+    return tolerance
+
+
+def cosine_similarity(a, b):
+    """Row-wise cosine similarity of two `(N, D)` feature sets, in float64."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-300)
+
+
+def parity(model, onnx_path, images, nchw=False, profile="default"):
     """Max |ONNX Runtime − Keras| over the features of `images`.
 
     Args:
@@ -63,6 +101,9 @@ def parity(model, onnx_path, images, nchw=False):
         onnx_path: the exported file.
         images: float32 RGB `(N, H, W, 3)` in [0, 255].
         nchw: the export takes `(N, 3, H, W)`.
+        profile: the export's input profile; for `"field"` / `"boxmot"` the
+            ONNX graph gets the same images as BoxMOT would feed them
+            (`profiles.field_images`), Keras the raw pixels.
 
     Example:
     ```python
@@ -71,11 +112,7 @@ def parity(model, onnx_path, images, nchw=False):
     """
     import onnxruntime as ort
 
-    images = np.asarray(images, np.float32)
     session = ort.InferenceSession(os.fspath(onnx_path), providers=["CPUExecutionProvider"])
-    feed = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)) if nchw else images)
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
-    expected = np.asarray(keras.ops.convert_to_numpy(model(images, training=False)), np.float32)
-    if got.shape != expected.shape:
-        raise ParityError(f"ONNX Runtime gave features of shape {got.shape}, Keras {expected.shape}.")
+    name = session.get_inputs()[0].name
+    got, expected = features_vs_keras(model, lambda x: session.run(None, {name: x})[0], images, profile, nchw)
     return float(np.max(np.abs(got - expected)))

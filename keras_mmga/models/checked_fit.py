@@ -8,9 +8,8 @@ drives the learning-rate decay first in the callbacks.
 
 import keras
 
-from keras_mmga.models import batch_inputs, recipe
-# The module, not its names: registering the package's classes when Keras loads
-# imports this while keras_mmga.optimizers may itself be half-imported.
+from keras_mmga.models import batch_inputs, compile_setup
+# The module, not its names (the import rule: keras_mmga.lazy).
 from keras_mmga import optimizers
 
 
@@ -93,7 +92,7 @@ class CheckedFitModel(keras.Model):
 
     def _prepare_schedule(self, x, batch_size, steps_per_epoch):
         """Checks that the learning-rate decay can count epochs of this `fit`."""
-        optimizer = recipe.inner_optimizer(getattr(self, "optimizer", None))
+        optimizer = compile_setup.inner_optimizer(getattr(self, "optimizer", None))
         schedule = getattr(optimizer, "_learning_rate", None)
         if not isinstance(schedule, optimizers.EpochStepDecay):
             return

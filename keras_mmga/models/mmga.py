@@ -1,25 +1,22 @@
-"""The MMGA re-identification task: the feature network, its classifiers, the paper's recipe and training step."""
-
-import importlib
+"""The MMGA re-identification task: the feature network, its classifiers, the paper's training settings and step."""
 
 import keras
 from keras import ops
 
-from keras_mmga.models import batch_inputs, legacy_checkpoint, recipe
+from keras_mmga.models import batch_inputs, compile_setup
 from keras_mmga.models.checked_fit import CheckedFitModel
 from keras_mmga.models.mmga_backbone import MMGABackbone
 from keras_mmga.models.step_losses import step_losses
-from keras_mmga.models.variants import VARIANTS, check_variant, local_dim_of, resolve_parts
-# The module, not its names: registering the package's classes when Keras loads
-# imports this while keras_mmga.optimizers may itself be half-imported.
+from keras_mmga.settings import VARIANTS, check_variant, resolve_parts
+# The module, not its names (the import rule: keras_mmga.lazy).
 from keras_mmga import optimizers
 
 __all__ = ["MMGA", "VARIANTS"]
 
 # MMGABackbone settings that MMGA takes as its own arguments (`attention` and
 # `parts` follow from the variant).
-_BACKBONE_SETTINGS = ("input_shape", "backbone_weights", "preprocessing", "whole_dim", "local_dim",
-                      "spatial_reduction", "channel_reduction", "sync_batchnorm")
+_BACKBONE_SETTINGS = ("input_shape", "backbone", "backbone_weights", "backbone_weights_info", "preprocessing",
+                      "whole_dim", "local_dim", "spatial_reduction", "channel_reduction", "sync_batchnorm")
 
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
@@ -31,7 +28,7 @@ class MMGA(CheckedFitModel):
     branch and one branch per body part). The task adds the identity
     classifiers (whole, and local over the concatenated part features), the
     paper's losses (softmax, batch-hard triplet and the mask-guided attention
-    RMSE of eq. 5, combined as eq. 9), its compile recipe and a custom
+    RMSE of eq. 5, combined as eq. 9), its compile settings and a custom
     training step. Masks are needed only for training (they supervise the
     spatial maps); inference takes the image alone.
 
@@ -56,11 +53,21 @@ class MMGA(CheckedFitModel):
         num_classes: int, number of training identities.
         variant: one of the names above.
         input_shape: `(H, W, 3)`, H and W divisible by 16 (paper: 384×128).
-        backbone_weights: `"imagenet"`, `None` or path of Keras's
-            `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`.
-        preprocessing: `"caffe"` (matches Keras's ImageNet ResNet50 weights),
-            `"torch"` (ImageNet mean/std in RGB) or `None`. Applied inside the
-            graph: the model takes RGB float32 pixels in [0, 255].
+        backbone: `"resnet50"` (default; Keras's ResNet50, Caffe-converted
+            v1) or `"resnet50_v1.5"` (torchvision's / timm's layout, which
+            loads their ImageNet weights: the paper's start). Both with the
+            last stride 1 and the attention placed alike.
+        backbone_weights: `None`; for `"resnet50"` `"imagenet"` or the path
+            of Keras's `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`;
+            for `"resnet50_v1.5"` a torchvision `.pth`, a `.safetensors` file,
+            a timm / Hugging Face folder or `"hf://timm/resnet50.tv_in1k"`.
+        preprocessing: `"auto"` (default: what the backbone's weights expect,
+            `"caffe"` for `"resnet50"`, `"torch"` for `"resnet50_v1.5"`),
+            `"caffe"`, `"torch"` (RGB / 255, ImageNet mean / std) or `None`.
+            Applied inside the graph: the model takes RGB float32 pixels in
+            [0, 255].
+        backbone_weights_info: source and sha256 of the loaded backbone
+            weights (filled in by the model; kept for the model card).
         parts: mmga's part branches, names of LIP part groups
             (`keras_mmga.data.masks.PART_GROUPS`: `"head"`, `"torso"`,
             `"upper"`, `"legs"`, `"feet"`, `"bottom"`, or custom groups given to
@@ -70,8 +77,6 @@ class MMGA(CheckedFitModel):
         whole_dim: int, dimension of the whole-body feature (paper: 1024).
         local_dim: int, split equally over the parts (paper: 1024 = 2 × 512;
             256 × 4 for four parts), so the feature stays 2048-d.
-        part_dim: int, the older way to say `local_dim = part_dim × parts`
-            (configs saved before `local_dim` carry it).
         spatial_reduction: int, `s` of the spatial attention (8).
         channel_reduction: int, `r` of the channel attention (8).
         sync_batchnorm: bool, synchronised BatchNormalization across replicas
@@ -81,7 +86,7 @@ class MMGA(CheckedFitModel):
     Example:
     ```python
     model = MMGA(num_classes=751, backbone_weights=None, input_shape=(128, 64, 3))
-    model.compile()  # the paper's recipe
+    model.compile()  # the paper's settings
     # dataset yields (images, {"labels": (N,), "masks": (N, 8, 4, 3)})
     model.fit(dataset, epochs=1, steps_per_epoch=10)
     features = model(images)  # (N, 2048), L2-normalised
@@ -97,14 +102,15 @@ class MMGA(CheckedFitModel):
         variant="mmga",
         input_shape=(384, 128, 3),
         backbone_weights="imagenet",
-        preprocessing="caffe",
+        preprocessing="auto",
         whole_dim=1024,
-        part_dim=None,
         spatial_reduction=8,
         channel_reduction=8,
         sync_batchnorm=False,
         parts=None,
         local_dim=None,
+        backbone="resnet50",
+        backbone_weights_info=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,10 +124,12 @@ class MMGA(CheckedFitModel):
         self.has_parts = bool(self.parts)
         self.mask_supervised = spec["supervised"]
         self.mask_mode = spec["mask_mode"]
-        self.local_dim = local_dim_of(local_dim, part_dim, len(self.parts))
+        self.local_dim = 1024 if local_dim is None else int(local_dim)
         self.backbone = MMGABackbone(
             input_shape=input_shape,
+            backbone=backbone,
             backbone_weights=backbone_weights,
+            backbone_weights_info=backbone_weights_info,
             preprocessing=preprocessing,
             attention=self.has_attention,
             parts=self.parts,
@@ -144,14 +152,14 @@ class MMGA(CheckedFitModel):
         self._trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self._trackers["accuracy"] = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.build(self.input_shape)
-        self._loss_config = dict(recipe.COMPILE_DEFAULTS)
+        self._loss_config = dict(compile_setup.COMPILE_DEFAULTS)
 
     # --------------------------------------------------------- the backbone's
     input_shape = property(lambda self: self.backbone.input_shape, doc="`(None, H, W, 3)`, the batched input.")
     image_size = property(lambda self: self.backbone.image_size, doc="`(H, W)` of the expected images.")
-    # Its name before 0.3 (`(H, W, 3)`), kept readable.
-    image_shape = property(lambda self: self.backbone.image_shape)
     backbone_weights = property(lambda self: self.backbone.backbone_weights)
+    backbone_weights_info = property(lambda self: self.backbone.backbone_weights_info)
+    backbone_name = property(lambda self: self.backbone.backbone, doc="`resnet50` or `resnet50_v1.5`.")
     preprocessing = property(lambda self: self.backbone.preprocessing)
     whole_dim = property(lambda self: self.backbone.whole_dim)
     part_dims = property(lambda self: self.backbone.part_dims, doc="Dimension of each part feature.")
@@ -181,7 +189,7 @@ class MMGA(CheckedFitModel):
 
     @property
     def loss_config(self):
-        """The compile recipe in use (a copy): `keras_mmga.models.recipe.COMPILE_DEFAULTS` keys."""
+        """The compile settings in use (a copy): `keras_mmga.settings.COMPILE_DEFAULTS` keys."""
         return dict(self._loss_config)
 
     # ------------------------------------------------------------------ graph
@@ -248,15 +256,9 @@ class MMGA(CheckedFitModel):
         # The saved weights replace the backbone's: never download them again.
         return cls(**dict(config, backbone_weights=None))
 
-    def load_own_variables(self, store):
-        # Files saved before the backbone / task split keep the backbone's
-        # weights at the top level: read them where this model keeps them.
-        legacy_checkpoint.redirect_backbone_paths(store)
-        super().load_own_variables(store)
-
     # --------------------------------------------------------------- training
     def compile(self, optimizer="sgd", **kwargs):
-        """Configures training with the paper's recipe as defaults.
+        """Configures training with the paper's settings (§4.2) as defaults.
 
         Args:
             optimizer: `"sgd"` builds `ParamGroupSGD` with the paper's settings
@@ -288,12 +290,12 @@ class MMGA(CheckedFitModel):
                 `steps_per_execution`, ...). `loss` and `metrics` are not
                 accepted: the losses are the paper's.
         """
-        recipe.check_recipe_used(optimizer, kwargs)
-        recipe.check_loss_settings(kwargs, self.variant, self.mask_supervised, self.has_parts)
-        config, kwargs = recipe.split_compile_kwargs(kwargs)
+        compile_setup.check_optimizer_settings_used(optimizer, kwargs)
+        compile_setup.check_loss_settings(kwargs, self.variant, self.mask_supervised, self.has_parts)
+        config, kwargs = compile_setup.split_compile_kwargs(kwargs)
         if isinstance(optimizer, str) and optimizer == "sgd":
-            optimizer = recipe.default_optimizer(config)
-        inner = recipe.inner_optimizer(optimizer)
+            optimizer = compile_setup.default_optimizer(config)
+        inner = compile_setup.inner_optimizer(optimizer)
         if isinstance(inner, optimizers.ParamGroupSGD):
             inner.set_lr_scale(self.backbone_variables(), config["backbone_lr_scale"])
             # MMGA.fit counts the epochs it runs (EpochCounter): the decay
@@ -314,8 +316,8 @@ class MMGA(CheckedFitModel):
         # The restored optimizer carries its learning rate, momentum and
         # schedule: compile() refuses them next to an instance. They stay in
         # the loss config, so that saving again records them.
-        settings = {k: config.pop(k) for k in recipe.OPTIMIZER_SETTINGS if k in config}
-        if isinstance(recipe.inner_optimizer(optimizer), optimizers.ParamGroupSGD) and "backbone_lr_scale" in settings:
+        settings = {k: config.pop(k) for k in compile_setup.OPTIMIZER_SETTINGS if k in config}
+        if isinstance(compile_setup.inner_optimizer(optimizer), optimizers.ParamGroupSGD) and "backbone_lr_scale" in settings:
             config["backbone_lr_scale"] = settings.pop("backbone_lr_scale")
         self.compile(optimizer=optimizer, **config)
         self._loss_config.update(settings)
@@ -368,7 +370,13 @@ class MMGA(CheckedFitModel):
 def _backend_steps():
     """The module with the current backend's `train_step` / `test_step` (imported only for that backend)."""
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax", "torch"):
+    if backend == "tensorflow":
+        from keras_mmga.backends import tensorflow as steps
+    elif backend == "jax":
+        from keras_mmga.backends import jax as steps
+    elif backend == "torch":
+        from keras_mmga.backends import torch as steps
+    else:
         raise NotImplementedError(f"MMGA trains on the TensorFlow, JAX or PyTorch backend; Keras runs on {backend!r} "
                                   "(set KERAS_BACKEND).")
-    return importlib.import_module(f"keras_mmga.{backend}_backend")
+    return steps

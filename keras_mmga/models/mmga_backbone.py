@@ -3,10 +3,10 @@
 import keras
 from keras import ops
 
-# The module, not its names: see keras_mmga.models.recipe (half-imported while Keras loads).
+# The module, not its names (the import rule: keras_mmga.lazy).
 from keras_mmga import layers
-from keras_mmga.models.backbone import build_resnet50_stages
-from keras_mmga.models.variants import DEFAULT_PARTS, split_dim
+from keras_mmga.models.backbone import build_resnet50_stages, check_backbone, weights_info
+from keras_mmga.settings import BACKBONE_PREPROCESSING, DEFAULT_PARTS, split_dim
 
 # Mean pixel of the ImageNet weights Keras ships for ResNet50 ("caffe" mode:
 # BGR order, mean subtraction, no scaling).
@@ -46,11 +46,21 @@ class MMGABackbone(keras.Model):
 
     Args:
         input_shape: `(H, W, 3)`, H and W divisible by 16 (paper: 384×128).
-        backbone_weights: `"imagenet"`, `None` or the path of Keras's
-            `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`.
-        preprocessing: `"caffe"` (Keras's ImageNet ResNet50 weights),
-            `"torch"` (ImageNet mean/std in RGB) or `None`; in the graph, on RGB
-            float pixels in [0, 255].
+        backbone: `"resnet50"` (Keras's ResNet50, the Caffe-converted v1) or
+            `"resnet50_v1.5"` (torchvision's / timm's layout: the paper's start).
+        backbone_weights: `None` (random initialisation); for `"resnet50"`:
+            `"imagenet"` or the path of Keras's
+            `resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5`; for
+            `"resnet50_v1.5"`: a torchvision `.pth`, a `.safetensors` file, a
+            timm / Hugging Face folder or `"hf://timm/resnet50.tv_in1k"`.
+        preprocessing: `"auto"` (the one the backbone's published weights
+            were trained with: `"caffe"` for `"resnet50"`, `"torch"` for
+            `"resnet50_v1.5"`), `"caffe"` (BGR minus the ImageNet mean),
+            `"torch"` (RGB / 255, ImageNet mean / std) or `None`; in the
+            graph, on RGB float pixels in [0, 255].
+        backbone_weights_info: where the backbone's initial weights came from
+            (`{"source", "sha256"}`); filled in when weights are loaded and
+            kept in the config for the export's model card.
         attention: bool, the two attention modules (False: the plain ResNet50
             baseline, whole branch only).
         parts: tuple of part-branch names in module 2 (`()`: whole branch
@@ -79,7 +89,7 @@ class MMGABackbone(keras.Model):
         self,
         input_shape=(384, 128, 3),
         backbone_weights="imagenet",
-        preprocessing="caffe",
+        preprocessing="auto",
         attention=True,
         parts=DEFAULT_PARTS,
         whole_dim=1024,
@@ -87,11 +97,16 @@ class MMGABackbone(keras.Model):
         spatial_reduction=8,
         channel_reduction=8,
         sync_batchnorm=False,
+        backbone="resnet50",
+        backbone_weights_info=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.backbone = check_backbone(backbone)
+        if preprocessing == "auto":
+            preprocessing = BACKBONE_PREPROCESSING[self.backbone]
         if preprocessing not in PREPROCESSING:
-            raise ValueError(f"preprocessing must be 'caffe', 'torch' or None, got {preprocessing!r}.")
+            raise ValueError(f"preprocessing must be 'auto', 'caffe', 'torch' or None, got {preprocessing!r}.")
         self._image_shape = check_input_shape(input_shape)
         self.backbone_weights = backbone_weights
         self.preprocessing = preprocessing
@@ -108,7 +123,10 @@ class MMGABackbone(keras.Model):
 
         # Synchronised BatchNorm is tf.distribute's: Keras refuses it on JAX.
         sync_bn = self.sync_batchnorm and keras.backend.backend() == "tensorflow"
-        stages = build_resnet50_stages(self._image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy)
+        stages = build_resnet50_stages(self._image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy,
+                                       backbone=self.backbone)
+        self.backbone_weights_info = (
+            weights_info(backbone_weights) if backbone_weights is not None else backbone_weights_info)
         self.stem, self.stage3, self.stage4 = stages["stem"], stages["stage3"], stages["stage4"]
         unit = dict(
             spatial_reduction=self.spatial_reduction,
@@ -133,6 +151,11 @@ class MMGABackbone(keras.Model):
     def input_shape(self):
         """`(None, H, W, 3)`: the batched input, as Keras models report it (the constructor takes `(H, W, 3)`)."""
         return (None,) + self._image_shape
+
+    @property
+    def backbone_name(self):
+        """`"resnet50"` or `"resnet50_v1.5"` (the `backbone` argument)."""
+        return self.backbone
 
     @property
     def image_size(self):
@@ -235,7 +258,9 @@ class MMGABackbone(keras.Model):
         config = super().get_config()
         config.update(
             input_shape=self._image_shape,
+            backbone=self.backbone,
             backbone_weights=self.backbone_weights,
+            backbone_weights_info=self.backbone_weights_info,
             preprocessing=self.preprocessing,
             attention=self.attention,
             parts=list(self.parts),

@@ -1,13 +1,14 @@
 """The loss of one training step (eq. 9), assembled so that replicas add up to the global batch.
 
-`MMGA.train_step` / `test_step` (TensorFlow) and `keras_mmga.jax_backend`'s
-steps differentiate and log what `step_losses` returns; the terms are the
+The train / test steps of `keras_mmga.backends` (`tensorflow`, `jax`,
+`torch`; `MMGA.train_step` hands over to the one Keras runs on) differentiate and log what `step_losses` returns; the terms are the
 functions of `keras_mmga.losses`.
 """
 
 from keras import ops
 
-from keras_mmga import distribute, losses
+from keras_mmga import losses
+from keras_mmga.backends import distribute
 
 
 def ratio(numerator, denominator):
@@ -34,7 +35,7 @@ def step_losses(outputs, labels, masks, mask_weights, sample_weight, config, dty
             optional `local_logits`, `attention_maps`).
         labels: int (N,). masks: (N, h, w, 1 + K) or None.
         mask_weights, sample_weight: (N,) or None.
-        config: the compile recipe (`keras_mmga.models.recipe.COMPILE_DEFAULTS` keys).
+        config: the compile settings (`keras_mmga.settings.COMPILE_DEFAULTS` keys).
         dtype: dtype of the losses (float32, or float64).
         supervised: bool, whether the attention maps are mask-supervised.
         parts: the part names, in mask-channel order (channel 0 is the whole).

@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 import seeded  # noqa: E402
 
-from keras_mmga import MMGA, jax_backend  # noqa: E402
+from keras_mmga import MMGA
+from keras_mmga.backends import jax as jax_backend  # noqa: E402
 
 if MODE == "identity":
     jax_backend.enable_float64()  # before any model exists
@@ -100,7 +101,7 @@ def variants(out, folder, specs):
     for index, spec in enumerate(specs):
         variant, _, policy = spec.partition(":")
         keras.utils.set_random_seed(0)
-        model = MMGA(4, variant=variant, input_shape=shape, backbone_weights=None, whole_dim=64, part_dim=32,
+        model = MMGA(4, variant=variant, input_shape=shape, backbone_weights=None, whole_dim=64, local_dim=64,
                      dtype=policy or None)
         if policy == "mixed_float16":
             # Keras would wrap the optimizer with a loss scale of 2**15, which

@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 import seeded  # noqa: E402
 
-from keras_mmga import MMGA, distribute  # noqa: E402
+from keras_mmga import MMGA
+from keras_mmga.backends import distribute  # noqa: E402
 
 SHAPE = seeded.SHAPE
 GLOBAL_BATCH = seeded.GLOBAL_BATCH

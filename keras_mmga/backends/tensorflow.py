@@ -3,9 +3,9 @@
 The gradient is taken with `tf.GradientTape` through the loss as the
 optimizer scales it (mixed_float16); the network, batch checks, losses and
 logged values are the model's own, shared with the JAX and PyTorch steps
-(`keras_mmga.jax_backend`, `keras_mmga.torch_backend`). Under a
+(`keras_mmga.backends.jax`, `keras_mmga.backends.torch`). Under a
 `tf.distribute` strategy each replica runs this on its slice of the batch and
-`keras_mmga.distribute` reduces the losses.
+`keras_mmga.backends.distribute` reduces the losses.
 
 Nothing here is imported unless the backend is TensorFlow.
 """

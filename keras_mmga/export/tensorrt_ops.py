@@ -11,7 +11,7 @@ with TensorRT ≥ 8.5.
 Example:
 ```python
 import onnx
-from keras_mmga import tensorrt_ops
+from keras_mmga.export import tensorrt_ops
 tensorrt_ops.check(onnx.load("exported/mmga.onnx"))
 ```
 """

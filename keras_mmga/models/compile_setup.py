@@ -1,21 +1,14 @@
-"""The paper's training recipe: compile defaults, the default optimizer, and checks of what `compile` gets."""
+"""What `MMGA.compile` sets up: the default optimizer, the split of its keywords, and checks of what it gets."""
 
 import warnings
 
 import keras
 
-# The module, not its names: registering the package's classes when Keras loads
-# imports this while keras_mmga.optimizers may itself be half-imported.
+# The module, not its names (the import rule: keras_mmga.lazy).
 from keras_mmga import optimizers
 
-# The recipe's defaults (paper §4.2): `MMGA.compile` takes exactly these keywords.
-from keras_mmga.paper_recipe import COMPILE_DEFAULTS  # noqa: F401  (re-exported)
-
-# compile() settings that only build the default optimizer ("sgd").
-OPTIMIZER_SETTINGS = (
-    "learning_rate", "backbone_lr_scale", "momentum", "weight_decay", "lr_decay_epochs", "lr_decay_rate",
-    "steps_per_epoch",
-)
+# The paper's defaults (§4.2): `MMGA.compile` takes exactly these keywords.
+from keras_mmga.settings import COMPILE_DEFAULTS, OPTIMIZER_SETTINGS
 
 
 def inner_optimizer(optimizer):
@@ -24,7 +17,7 @@ def inner_optimizer(optimizer):
 
 
 def default_optimizer(config):
-    """`ParamGroupSGD` with the recipe's momentum, L2 decay and epoch-step learning-rate decay."""
+    """`ParamGroupSGD` with the paper's momentum, L2 decay and epoch-step learning-rate decay."""
     schedule = optimizers.EpochStepDecay(
         config["learning_rate"],
         decay_epochs=config["lr_decay_epochs"],
@@ -36,7 +29,7 @@ def default_optimizer(config):
     )
 
 
-def check_recipe_used(optimizer, kwargs):
+def check_optimizer_settings_used(optimizer, kwargs):
     """Raises if `kwargs` set optimizer settings that `optimizer` would silently ignore.
 
     With `"sgd"` every setting builds the optimizer; a `ParamGroupSGD`
@@ -66,7 +59,7 @@ def check_loss_settings(kwargs, variant, mask_supervised, has_parts):
         raise ValueError(f"compile(): learning_rate must be > 0, got {kwargs['learning_rate']}.")
     if "lr_decay_rate" in kwargs and not float(kwargs["lr_decay_rate"]) > 0:
         raise ValueError(f"compile(): lr_decay_rate must be > 0, got {kwargs['lr_decay_rate']}.")
-    # The recipe's own values pass (the engine and saved configs carry them
+    # The paper's own values pass (the engine and saved configs carry them
     # for every variant); only a value the user changed would be ignored.
     changed = {k for k in ("attention_weight", "part_attention_weight")
                if k in kwargs and float(kwargs[k]) != COMPILE_DEFAULTS[k]}
@@ -102,7 +95,7 @@ def _warn_vanishing_terms(kwargs, variant, mask_supervised, has_parts):
 
 
 def split_compile_kwargs(kwargs):
-    """`(recipe config, other keras compile kwargs)`; refuses loss= / metrics=."""
+    """`(compile settings, other keras compile kwargs)`; refuses loss= / metrics=."""
     refused = sorted(set(kwargs) & {"loss", "metrics", "loss_weights"})
     if refused:
         raise ValueError(f"MMGA computes its own losses; do not pass {refused} to compile().")

@@ -13,7 +13,7 @@ Data parallelism is Keras's distribution API (`keras.distribution`): with
 devices, and XLA inserts the reductions. Batch-hard mining, the attention RMSE
 and the BatchNormalization statistics are therefore those of the global batch
 without any cross-replica code (that code, for `tf.distribute`, is in
-`keras_mmga.distribute`).
+`keras_mmga.backends.distribute`).
 
 Nothing here is imported unless the backend is JAX.
 """
