@@ -237,7 +237,12 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
                           (base + ["--calibration", str(calibration), "--min-cosine", "1.5"], "--min-cosine"),
                           (base + ["--calibration", str(calibration), "--data", str(tmp_path / "absent")],
                            "Dataset folder not found"),
-                          (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8")]:
+                          (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8"),
+                          (base[:-1] + ["--keep-float", "tail"], "--keep-float only apply with --int8 --format onnx"),
+                          (base + ["--calibration", str(calibration), "--format", "tflite", "--int8-target",
+                                   "tensorrt"], "--int8-target only apply with --int8 --format onnx"),
+                          (base + ["--calibration", str(calibration), "--calibration-method", "entropy"],
+                           "invalid choice")]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
