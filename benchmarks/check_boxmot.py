@@ -22,7 +22,6 @@ venv with `pip install boxmot==25.0.0 onnxruntime ai-edge-litert`:
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -78,7 +78,7 @@ class RunLock:
                         continue
                 pid, host = int(holder.get("pid", -1)), holder.get("host")
                 if holder.get("pid") == os.getpid() and host == me["host"]:
-                    raise ValueError(f"{self.folder!r} is already locked by this process ({self.what}).")
+                    raise ValueError(f"{self.folder!r} is already locked by this process ({self.what}).") from None
                 if host == me["host"] and not _alive(pid):
                     self._remove_stale()  # its owner is gone: take it over
                     continue
@@ -87,7 +87,7 @@ class RunLock:
                     f"{self.folder!r} is in use by another keras-mmga {holder.get('what', 'run')} (pid {pid}{where}); "
                     f"wait for it to finish, or give another output folder (lock file {self.path!r}, delete it "
                     f"if that process is gone)."
-                )
+                ) from None
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
             self._held = True

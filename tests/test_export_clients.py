@@ -238,25 +238,47 @@ def test_tflite_boxmot_profile_takes_normalised_nchw(caffe_model, boxmot_tflite_
 
 
 @pytest.mark.slow
-def test_tflite_float16_and_int8(caffe_model, float32_tflite, tmp_path):
-    x = _images(4, seed=7)
+def test_tflite_float16(caffe_model, float32_tflite, tmp_path):
     fp16 = export_tflite(caffe_model, tmp_path / "h.tflite", precision="float16")
     assert fp16["max_abs_diff"] <= 1e-2 and fp16["card"]["tflite"]["bytes"] < 0.6 * os.path.getsize(
         float32_tflite["tflite_path"])
     assert fp16["card"]["precision"] == "float16 weights (float32 compute on CPU)"
-    calibration = list(np.random.RandomState(8).randint(0, 256, (16, 96, 48, 3)).astype(np.uint8))
-    int8 = export_tflite(caffe_model, tmp_path / "q.tflite", precision="int8", calibration=calibration,
-                         min_cosine=0.9)
-    it = interpreter(int8["tflite_path"])
-    got, expected = run_tflite(it, x), _keras(caffe_model, x)
+
+
+@pytest.mark.slow
+def test_tflite_int8_keeps_attention_float_and_passes_xnnpacks_rule(tmp_path):
+    # A "dead" channel-attention squeeze (ReLU output ~0, as trained units can be): int8 throughout,
+    # its requantisation scale is far above XNNPACK's 256 and LiteRT's default delegate refuses the graph.
+    from keras_mmga.layers.channel_attention import ChannelAttention
+    from keras_mmga.export.tflite_export import XNNPackError, _tensor_table
+
+    keras.utils.set_random_seed(0)
+    model = MMGA(7, variant="wmga", input_shape=SHAPE, backbone_weights=None)
+    unit = next(layer for layer in model._flatten_layers() if isinstance(layer, ChannelAttention))
+    kernel, bias = unit.squeeze.get_weights()
+    unit.squeeze.set_weights([kernel, np.full_like(bias, -1e3)])
+    calibration = list(np.random.RandomState(8).randint(0, 256, (16,) + SHAPE).astype(np.uint8))
+    with pytest.raises(XNNPackError, match=r"requantisation scale outside XNNPACK's .*FULLY_CONNECTED .*squeeze"):
+        export_tflite(model, tmp_path / "all.tflite", precision="int8", calibration=calibration, keep_float=False)
+    assert not os.path.exists(tmp_path / "all.tflite")
+
+    int8 = export_tflite(model, tmp_path / "q.tflite", precision="int8", calibration=calibration, min_cosine=0.9)
+    it = interpreter(int8["tflite_path"])  # with XNNPACK: it prepares
+    x = _images(4, seed=7)
+    got, expected = run_tflite(it, x), _keras(model, x)
     cosine = np.sum(got * expected, 1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
-    assert cosine.min() > 0.9 and int8["cosine"]["mean"] >= 0.9
-    kinds = {d["dtype"] for d in it.get_tensor_details()}
-    assert np.int8 in kinds  # quantised, with float32 I/O
+    assert cosine.min() > 0.95 and int8["cosine"]["mean"] >= 0.95
+    ops, tensors = _tensor_table(open(int8["tflite_path"], "rb").read())
+    dtype = lambda op: tensors[op["inputs"][0]]["dtype"]
+    backbone = [op for op in ops if op["op_name"] == "CONV_2D" and "/module" not in tensors[op["outputs"][0]]["name"]]
+    attention = [op for op in ops if "/module" in tensors[op["outputs"][0]]["name"] and op["op_name"] != "DEQUANTIZE"]
+    assert backbone and all(dtype(op) == np.int8 for op in backbone)  # the ResNet is quantised
+    assert attention and all(dtype(op) == np.float32 for op in attention)  # the attention units are not
     assert it.get_input_details()[0]["dtype"] == it.get_output_details()[0]["dtype"] == np.float32
     assert int8["card"]["precision"].startswith("int8 weights and activations")
+    assert int8["card"]["tflite"]["float32_kept"] == "attention units and embedding heads"
     with pytest.raises(ValueError, match="needs calibration"):
-        export_tflite(caffe_model, tmp_path / "q2.tflite", precision="int8")
+        export_tflite(model, tmp_path / "q2.tflite", precision="int8")
 
 
 # ------------------------------------------------------------ Triton

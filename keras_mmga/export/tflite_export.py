@@ -15,8 +15,14 @@ Precisions:
   parity ≤ `FP16_TOLERANCE`.
 - `"int8"`: the converter's own full-integer quantisation (int8 weights and
   activations, float32 input and output), calibrated on the caller's images;
-  the check is the mean cosine of int8 and float32 features of those images
-  (≥ `min_cosine`), as the ONNX int8 export.
+  the attention units and the embedding heads stay float32, as in the ONNX int8
+  export. On trained weights a unit's squeeze can output a range hundreds of times
+  narrower than its input × weight range, and XNNPACK (LiteRT's default CPU
+  delegate, BoxMOT's too) refuses a requantisation scale ≥ 256: the interpreter
+  fails to prepare, or with `ai_edge_litert` aborts the process. Every int8 graph
+  is checked against that rule before it is loaded (`xnnpack_violations`);
+  the accuracy check is the mean cosine of int8 and float32 features of the
+  calibration images (≥ `min_cosine`).
 
 Example:
 ```python
@@ -27,6 +33,7 @@ info["max_abs_diff"] <= 1e-4
 """
 
 import os
+import warnings
 
 import numpy as np
 
@@ -46,6 +53,53 @@ _PRECISION_TEXT = {"float32": "float32", "float16": "float16 weights (float32 co
 
 class TFLiteAccuracyError(RuntimeError):
     """The int8 `.tflite` features are further from float32 than `min_cosine` allows."""
+
+
+class XNNPackError(ValueError):
+    """An int8 `.tflite` has an op whose requantisation scale XNNPACK refuses."""
+
+
+# XNNPACK's rule for quantised convolutions and fully connected layers:
+# input_scale * weight_scale / output_scale in [2**-32, 256).
+_XNNPACK_REQUANT = (2.0**-32, 256.0)
+
+
+def _tensor_table(content):
+    # Ops and tensors of a flatbuffer, read without any delegate (XNNPACK may refuse the graph).
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        import tensorflow as tf
+        from tensorflow.lite.python.interpreter import OpResolverType
+
+        Interpreter = tf.lite.Interpreter
+    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return it._get_ops_details(), {t["index"]: t for t in it.get_tensor_details()}
+
+
+def xnnpack_violations(content):
+    """`[(op name, output tensor, scale ratio)]` of the quantised CONV_2D / FULLY_CONNECTED ops XNNPACK refuses."""
+    ops, tensors = _tensor_table(content)
+    scales = lambda i: tensors[i]["quantization_parameters"]["scales"]
+    found = []
+    for op in ops:
+        if op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED", "DEPTHWISE_CONV_2D"):
+            continue
+        x, w = op["inputs"][:2]
+        out = op["outputs"][0]
+        if not (len(scales(x)) and len(scales(w)) and len(scales(out))):
+            continue
+        ratio = scales(x)[0] * scales(w) / scales(out)[0]
+        if ratio.max() >= _XNNPACK_REQUANT[1] or ratio.min() < _XNNPACK_REQUANT[0]:
+            found.append((op["op_name"], tensors[out]["name"], float(ratio.max())))
+    return found
+
+
+def _float_nodes(content):
+    # The attention units (`module*`) and embedding heads (`*_head`) of the float graph, by output tensor.
+    ops, tensors = _tensor_table(content)
+    names = [tensors[op["outputs"][0]]["name"] for op in ops]
+    return [n for n in names if "/module" in n or "_head" in n]
 
 
 def interpreter(path, num_threads=None):
@@ -79,7 +133,7 @@ def graph_input(images, profile):
 
 
 def export_tflite(model_or_path, output_path, precision="float32", profile="default", calibration=None,
-                  min_cosine=0.99, parity_images=None, check=True, write_card=True):
+                  min_cosine=0.99, parity_images=None, check=True, write_card=True, keep_float=True):
     """Exports the inference graph to a `.tflite` file, checks it through the LiteRT interpreter, writes a card.
 
     Args:
@@ -96,6 +150,7 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
         check: run the check (raise `ParityError` / `TFLiteAccuracyError` and
             remove the file when it fails).
         write_card: write the model card.
+        keep_float: for `"int8"`: keep the attention units and embedding heads float32 (see above).
 
     Returns:
         Dict with `tflite_path`, `card_path`, `max_abs_diff` (float32 / float16),
@@ -145,7 +200,25 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
         converter.representative_dataset = lambda: ([feed[i : i + 1]] for i in range(len(feed)))
         # int8 kernels wherever LiteRT has one; float32 input and output stay.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    flatbuffer = converter.convert()
+    if precision == "int8" and keep_float:
+        # Selective quantisation: TensorFlow's documented way is the quantisation debugger's deny list.
+        kept = _float_nodes(tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert())
+        with warnings.catch_warnings():  # the debugger reads through tf.lite.Interpreter (deprecated)
+            warnings.simplefilter("ignore", UserWarning)
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=converter.representative_dataset,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=kept))
+            flatbuffer = debugger.get_nondebug_quantized_model()
+    else:
+        flatbuffer = converter.convert()
+    if precision == "int8":
+        bad = xnnpack_violations(flatbuffer)
+        if bad:
+            op, name, ratio = bad[0]
+            raise XNNPackError(
+                f"int8 .tflite not written: {len(bad)} op(s) have a requantisation scale outside XNNPACK's "
+                f"[2**-32, 256), e.g. {op} {name!r} ({ratio:.1f}); LiteRT's default CPU delegate would refuse it"
+                + ("" if keep_float else "; keep_float=True keeps the attention units float32") + ".")
     os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
     with open(output_path, "wb") as f:
         f.write(flatbuffer)
@@ -180,6 +253,8 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
     card = build_card(model, None, False, None, precision == "float16", figures, source, source_policy,
                       profile=profile, runtime="tflite", precision=_PRECISION_TEXT[precision])
     card["tflite"] = {"precision": precision, "bytes": len(flatbuffer), "converter": f"tensorflow {tf.__version__}"}
+    if precision == "int8":
+        card["tflite"]["float32_kept"] = "attention units and embedding heads" if keep_float else "none"
     card_path = None
     if write_card:
         card_path = card_path_for(output_path)

@@ -1,7 +1,6 @@
 """The mask-guided attention unit: spatial × channel attention."""
 
 import keras
-from keras import ops
 
 from keras_mmga.layers.channel_attention import ChannelAttention
 from keras_mmga.layers.spatial_attention import SpatialAttention
