@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from keras_mmga.export.int8 import calibration_paths, compare, load_images, quantize, rank_accuracy, _session
+from keras_mmga.export.int8 import _session, calibration_paths, compare, load_images, quantize, rank_accuracy
 
 
 def _speed(paths, images, repeats=5):
