@@ -91,16 +91,82 @@ def test_graph_is_quantised_with_per_channel_weights_and_a_float_norm(int8):
     assert len(per_channel) >= len(int8_weights)
     kept = info["card"]["int8"]["kept_float32"]
     producer = {o: n for n in graph.node for o in n.output}
-    tail = [n for n in graph.node if n.name in kept]
-    assert {n.op_type for n in tail} >= {"Sqrt"} and len(tail) == len(kept)
+    assert all(n in {m.name for m in graph.node} for n in kept)
+    # The tail: the walk back from `features` over the normalisation's ops (the attention units and
+    # heads kept float by default come before it).
+    tail, front = [], [producer["features"]]
+    while front:
+        node = front.pop()
+        if node.op_type in ("Mul", "ReduceSum", "ReduceSumSquare", "Max", "Sqrt", "Div", "Reciprocal") and (
+                node not in tail):
+            tail.append(node)
+            front += [producer[i] for i in node.input if i in producer]
+    assert {n.op_type for n in tail} >= {"Sqrt", "Div"} and all(n.name in kept for n in tail)
     consumers = {}
     for n in graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n.op_type)
     for node in tail:  # the normalisation computes in float32: none of its results is quantised again
         assert all("QuantizeLinear" not in consumers.get(o, []) for o in node.output), node.name
-        assert node.op_type in ("Mul", "ReduceSum", "ReduceSumSquare", "Max", "Sqrt", "Div", "Reciprocal"), node.op_type
     assert graph.output[0].name == "features" and producer["features"].name in kept
+
+
+def _check_tensorrt_qdq(graph):
+    """Every Q/DQ against TensorRT's rules for explicit quantisation (TensorRT developer guide,
+    "Working with Quantized Types"; onnx-tensorrt's operator matrix): int8 with zero point 0
+    (symmetric), scale > 0, one scalar scale for activations, weights per output channel (axis 0
+    of a Conv kernel OIHW, axis 1 of a MatMul (K, N) matrix), no int32 bias Q/DQ."""
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    consumers = {}
+    for n in graph.node:
+        for k, i in enumerate(n.input):
+            consumers.setdefault(i, []).append((n, k))
+    checked = {"QuantizeLinear": 0, "DequantizeLinear": 0, "weights": 0}
+    for n in graph.node:
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        checked[n.op_type] += 1
+        assert len(n.input) == 3, f"{n.name}: no zero point (an implicit uint8 zero point)"
+        scale, zero = inits[n.input[1]], inits[n.input[2]]
+        assert zero.dtype == np.int8 and not zero.any(), f"{n.name}: zero point {zero.dtype} {zero.ravel()[:4]}"
+        assert np.all(scale > 0) and np.all(np.isfinite(scale)) and scale.dtype == np.float32, n.name
+        axis = {a.name: a.i for a in n.attribute}.get("axis", 1)
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            weight = inits[n.input[0]]
+            assert weight.dtype == np.int8, f"{n.name}: {weight.dtype} weights (an int32 bias?)"
+            users = consumers[n.output[0]]
+            assert len(users) >= 1
+            for user, k in users:
+                assert k == 1 and user.op_type in ("Conv", "MatMul", "Gemm"), (n.name, user.op_type)
+                want = 0 if user.op_type == "Conv" else 1
+                if scale.size > 1:
+                    assert axis == want and scale.shape == (weight.shape[want],), (n.name, axis, scale.shape)
+            checked["weights"] += 1
+        else:
+            assert scale.size == 1 and zero.size == 1, f"{n.name}: activation scale is not scalar"
+    return checked
+
+
+def test_tensorrt_target_follows_tensorrt_qdq_rules(int8, tmp_path):
+    from keras_mmga.export.int8 import load_images, quantize
+
+    model, info, out, calibration, _ = int8
+    paths = sorted(str(p) for p in calibration.rglob("*.png"))
+    images = load_images(paths, SIZE)
+    kept = quantize(out / "m.onnx", tmp_path / "trt.onnx", images, target="tensorrt")
+    checked = _check_tensorrt_qdq(onnx.load(tmp_path / "trt.onnx").graph)
+    assert checked["QuantizeLinear"] > 50 and checked["weights"] >= 53, checked
+    assert any("/module" in k for k in kept)  # the attention units stay float by default
+    session = ort.InferenceSession(str(tmp_path / "trt.onnx"), providers=["CPUExecutionProvider"])
+    assert _cosine(session.run(["features"], {"images": images})[0], _keras(model, images)).min() >= 0.99
+
+
+def test_default_onnxruntime_target_breaks_the_tensorrt_rules(int8):
+    # The check has teeth: ONNX Runtime's uint8 activations (zero points != 0) fail it.
+    _, info, _, _, _ = int8
+    assert info["card"]["int8"]["target"] == "onnxruntime"
+    with pytest.raises(AssertionError, match="zero point"):
+        _check_tensorrt_qdq(onnx.load(info["onnx_path"]).graph)
 
 
 def test_card_records_the_cosine_and_rank_figures(int8):
@@ -142,6 +208,10 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
     _, info, out, calibration, _ = int8
     assert (export_cli.DEFAULT_CALIBRATION_COUNT, export_cli.DEFAULT_MIN_COSINE) == (
         DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE)
+    from keras_mmga.export import int8 as int8_lib
+    for name in ("INT8_TARGETS", "DEFAULT_INT8_TARGET", "CALIBRATION_METHODS", "DEFAULT_CALIBRATION_METHOD",
+                 "KEEP_FLOAT", "DEFAULT_KEEP_FLOAT"):
+        assert getattr(export_cli, name) == getattr(int8_lib, name), name
     assert (export_cli.DEFAULT_OPSET, export_cli.MIN_OPSET, export_cli.MAX_OPSET) == (
         export_lib.DEFAULT_OPSET, export_lib.MIN_OPSET, export_lib.MAX_OPSET)
     keras_file, target = str(out / "m.keras"), tmp_path / "cli_int8.onnx"
@@ -156,6 +226,7 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
     assert "quantising to int8, calibrated on 4 images ..." in err
     err = err.splitlines()[-1]
     assert err.startswith("export failed: int8 features are too far from float32: mean cosine 0.9")
+    assert "(--min-cosine / min_cosine)" in err and "Lower --min-cosine to at most 0.9" in err
     assert "below the threshold 1" in err and not target.exists()
     monkeypatch.setattr(export_lib, "convert", lambda fn, opset: pytest.fail("converted despite bad input"))
     (tmp_path / "empty").mkdir()
@@ -166,7 +237,12 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
                           (base + ["--calibration", str(calibration), "--min-cosine", "1.5"], "--min-cosine"),
                           (base + ["--calibration", str(calibration), "--data", str(tmp_path / "absent")],
                            "Dataset folder not found"),
-                          (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8")]:
+                          (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8"),
+                          (base[:-1] + ["--keep-float", "tail"], "--keep-float only apply with --int8 --format onnx"),
+                          (base + ["--calibration", str(calibration), "--format", "tflite", "--int8-target",
+                                   "tensorrt"], "--int8-target only apply with --int8 --format onnx"),
+                          (base + ["--calibration", str(calibration), "--calibration-method", "entropy"],
+                           "invalid choice")]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err

@@ -40,6 +40,9 @@ from keras_mmga.settings import DATASETS
 # Defaults restated here so `--help` imports nothing heavy; tests check they match the package's.
 DEFAULT_OPSET, MIN_OPSET, MAX_OPSET = 17, 13, 18
 DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE = 128, 0.99
+INT8_TARGETS, DEFAULT_INT8_TARGET = ("onnxruntime", "tensorrt"), "onnxruntime"
+CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD = ("minmax", "percentile"), "minmax"
+KEEP_FLOAT, DEFAULT_KEEP_FLOAT = ("tail", "attention", "attention+stem"), "attention"
 PROFILES = ("default", "field", "boxmot")
 DEFAULT_TRITON_MAX_BATCH, DEFAULT_TRITON_QUEUE_DELAY_US = 64, 500
 
@@ -72,6 +75,14 @@ def add_arguments(p):
                    help="calibration images, evenly spaced in name order")
     g.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
                    help="fail when the mean cosine(int8, float32) on the calibration images is below this")
+    g.add_argument("--int8-target", default=DEFAULT_INT8_TARGET, choices=INT8_TARGETS,
+                   help="onnxruntime: uint8 activations with zero points (ONNX Runtime's fast CPU kernels); "
+                        "tensorrt: symmetric int8 activations and weights, zero points 0 (what TensorRT builds)")
+    g.add_argument("--calibration-method", default=DEFAULT_CALIBRATION_METHOD, choices=CALIBRATION_METHODS,
+                   help="how activation ranges are calibrated")
+    g.add_argument("--keep-float", default=DEFAULT_KEEP_FLOAT, choices=KEEP_FLOAT,
+                   help="nodes left in float32: the L2 norm only (tail), also the attention units and heads, "
+                        "also the first convolution")
     g.add_argument("--data", help="dataset root (Market-1501 layout): rank-1 / mAP of float32 and int8 in the card")
     g.add_argument("--dataset", default="market1501", choices=DATASETS, help="file-name layout of --data")
 
@@ -123,7 +134,14 @@ def _check_flags(a):
             raise ValueError(f"--min-cosine must be in (0, 1], got {a.min_cosine}.")
         if a.calibration_count < 1:
             raise ValueError(f"--calibration-count must be positive, got {a.calibration_count}.")
-    else:
+    # The ONNX quantiser's choices (LiteRT quantises its own way): a value other than the default elsewhere
+    # would be silently ignored.
+    onnx_int8 = [f for f, v, d in (("--int8-target", a.int8_target, DEFAULT_INT8_TARGET),
+                                   ("--calibration-method", a.calibration_method, DEFAULT_CALIBRATION_METHOD),
+                                   ("--keep-float", a.keep_float, DEFAULT_KEEP_FLOAT)) if v != d]
+    if onnx_int8 and not (a.int8 and a.format == "onnx"):
+        raise ValueError(f"{', '.join(onnx_int8)} only apply with --int8 --format onnx.")
+    if not a.int8:
         given = [f for f, v in (("--calibration", a.calibration), ("--data", a.data)) if v]
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --int8.")
@@ -160,7 +178,8 @@ def _run_int8(a, output):
     try:
         result = export_int8(a.model, output, paths, calibration_count=a.calibration_count,
                              min_cosine=a.min_cosine, dataset=a.data, dataset_name=a.dataset,
-                             nchw=a.nchw, opset=a.opset, log=_log(a))
+                             nchw=a.nchw, opset=a.opset, log=_log(a), target=a.int8_target,
+                             method=a.calibration_method, keep_float=a.keep_float)
     except AccuracyError as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1

@@ -90,6 +90,8 @@ def run(a):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"--index {a.index!r}: folder {folder!r} does not exist (create it first).")
     queries = _query_paths(a.query)
+    if not os.path.isdir(a.gallery):  # before the model loads (and warns about its card)
+        raise FileNotFoundError(f"Gallery folder not found: {a.gallery!r}.")
     extractor = OnnxFeatureExtractor(a.model, batch_size=a.batch_size)
     rebuilding = None if a.quiet else (lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr))
     index = GalleryIndex.load_or_build(extractor, a.gallery, a.index, on_rebuild=rebuilding,

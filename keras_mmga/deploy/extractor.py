@@ -8,6 +8,7 @@ OnnxFeatureExtractor("exported/mmga_market.onnx")(["a.jpg", "b.jpg"]).shape
 """
 
 import os
+import warnings
 
 import numpy as np
 
@@ -77,11 +78,20 @@ class OnnxFeatureExtractor:
         shape = inputs[0].shape
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
             raise ValueError(f"{path!r}: expected input (N, H, W, 3) or (N, 3, H, W) with fixed H, W; got {shape}.")
+        if len(outputs[0].shape) != 2:
+            raise ValueError(f"{path!r} is not a keras-mmga export: output 'features' must be (N, D), "
+                             f"got {outputs[0].shape}.")
         card_path = card_path_for(path)
         self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
         # The field / BoxMOT profiles take ImageNet-normalised RGB / 255: their card's input has a mean and std.
         self.normalised = (self.card or {}).get("input", {}).get("mean") is not None
         if self.card is None:
+            # Without the card nothing says this graph wants what `preprocess` gives (RGB pixels in
+            # [0, 255], normalised inside the graph) or returns L2-normalised features: say so once.
+            warnings.warn(
+                f"{path!r} has no model card ({os.path.basename(card_path)}): cannot check that it is a "
+                "keras-mmga export (RGB pixels in [0, 255] in, features out); its input layout is guessed "
+                "from the shape and images are fed as keras-mmga exports take them.", stacklevel=2)
             self.layout = graph_layout(shape)
         else:
             self.layout = self.card["input"]["layout"]

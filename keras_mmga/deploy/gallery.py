@@ -326,6 +326,26 @@ class GalleryIndex:
             _check_unit_length(queries, "queries")
         return self._search.search(queries, topk)
 
+    def _check_extractor(self, extractor):
+        # Another model's features are not comparable with this index's: a wrong answer, not an error,
+        # unless refused here. The file is hashed once per extractor (hundreds of MB).
+        built = self.meta.get("model_sha256")
+        path = getattr(extractor, "path", None)
+        if built is None or path is None:
+            return
+        digest = getattr(extractor, "_sha256", None)
+        if digest is None:
+            digest = sha256(path)
+            try:
+                extractor._sha256 = digest
+            except AttributeError:
+                pass
+        if digest != built:
+            raise ValueError(
+                f"The extractor's model {path!r} (sha256 {digest[:12]}...) is not the model that built this "
+                f"index ({self.meta.get('model', 'unknown file')!s}, sha256 {built[:12]}...): their features are "
+                "not comparable. Query with the index's model, or rebuild the index with this one.")
+
     def query(self, query, topk=10, extractor=None, color="rgb"):
         """The `topk` nearest gallery entries, nearest first.
 
@@ -350,6 +370,7 @@ class GalleryIndex:
                 raise ValueError("An image query needs an extractor (query(image, extractor=...)).")
             if isinstance(query, np.ndarray) and query.ndim == 4:
                 raise ValueError("query takes one image; loop over a batch.")
+            self._check_extractor(extractor)
             feature = extractor(query, color=color)[0]
         distances, rows = self.search(feature, topk)
         return [{"path": self.paths[i], "pid": int(self.pids[i]), "camid": int(self.camids[i]),

@@ -87,7 +87,45 @@ def _float_tail_nodes(proto):
     return [proto.graph.node[i].name for i in sorted(normalisation_tail(proto.graph))]
 
 
-def quantize(float_path, output_path, images, per_channel=True):
+INT8_TARGETS = ("onnxruntime", "tensorrt")
+# No "entropy": quantize_static (ONNX Runtime 1.32) builds its entropy calibrator with 128 histogram
+# bins and 128 quantised bins and passes no option to change them, so the KL search has one candidate,
+# the full range: exactly MinMax (measured: identical cosines to 4 digits on three checkpoints).
+CALIBRATION_METHODS = ("minmax", "percentile")
+KEEP_FLOAT = ("tail", "attention", "attention+stem")
+# onnxruntime by default: on x86 CPUs without VNNI ONNX Runtime runs uint8 x int8 (U8S8) products
+# about 2.4x faster than float32 and symmetric int8 x int8 (S8S8) about as fast as float32
+# (benchmarks/bench_int8.py; ONNX Runtime's quantisation guide says the same). TensorRT wants S8S8.
+DEFAULT_INT8_TARGET = "onnxruntime"
+DEFAULT_CALIBRATION_METHOD = "minmax"
+DEFAULT_KEEP_FLOAT = "attention"
+
+
+def _attention_nodes(proto):
+    # The attention units (`module*` in the graph's names: their 1x1 convs, the squeeze/excite
+    # MatMuls, the sigmoids and the products that apply the maps) and the embedding heads
+    # (`*_head`: dense + BN). tf2onnx renames some convs (`Conv__N`): those count when a node of
+    # the unit consumes their output.
+    names = [n.name for n in proto.graph.node]
+    inside = {n.name for n in proto.graph.node if "/module" in n.name or "_head" in n.name}
+    consumers = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.name)
+    for n in proto.graph.node:
+        if n.op_type == "Conv" and n.name not in inside and any(
+                c in inside for o in n.output for c in consumers.get(o, [])):
+            inside.add(n.name)
+    return [m for m in names if m in inside]
+
+
+def _stem_conv(proto):
+    # The first convolution (the only one fed by the image input, through the padding).
+    return [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
+
+
+def quantize(float_path, output_path, images, per_channel=True, target=DEFAULT_INT8_TARGET,
+             method=DEFAULT_CALIBRATION_METHOD, keep_float=DEFAULT_KEEP_FLOAT):
     """Writes the statically quantised (QDQ) version of the float32 export `float_path`.
 
     Args:
@@ -96,10 +134,23 @@ def quantize(float_path, output_path, images, per_channel=True):
         images: calibration batch, float32 `(N, H, W, 3)` (or `(N, 3, H, W)`
             for an NCHW export), laid out as the graph takes it.
         per_channel: one weight scale per output channel.
+        target: `"tensorrt"`: symmetric int8 activations and weights (every zero point 0), the only
+            Q/DQ TensorRT builds, and ONNX Runtime runs it too; `"onnxruntime"`: uint8 activations
+            with zero points (ONNX Runtime's default), which TensorRT refuses.
+        method: activation ranges from `"minmax"` or `"percentile"` (99.999th) calibration.
+        keep_float: which nodes stay float32: `"tail"` (the L2 normalisation only), `"attention"`
+            (also the attention units and the embedding heads: small, and where int8 errors
+            hurt the features most), `"attention+stem"` (also the first convolution).
 
     Returns:
-        Names of the nodes kept in float32 (the L2 normalisation).
+        Names of the nodes kept in float32.
     """
+    if target not in INT8_TARGETS:
+        raise ValueError(f"target must be one of {INT8_TARGETS}, got {target!r}.")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"method must be one of {CALIBRATION_METHODS}, got {method!r}.")
+    if keep_float not in KEEP_FLOAT:
+        raise ValueError(f"keep_float must be one of {KEEP_FLOAT}, got {keep_float!r}.")
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -128,15 +179,29 @@ def quantize(float_path, output_path, images, per_channel=True):
         # Shape inference and ONNX Runtime's graph optimisations first, as its quantisation guide asks.
         prepared = os.path.join(tmp, "prepared.onnx")
         quant_pre_process(os.fspath(float_path), prepared, skip_symbolic_shape=True)
-        keep_float = _float_tail_nodes(onnx.load(prepared))
+        proto = onnx.load(prepared)
+        kept = _float_tail_nodes(proto)
+        if keep_float != "tail":
+            kept += [n for n in _attention_nodes(proto) if n not in kept]
+        if keep_float == "attention+stem":
+            kept += [n for n in _stem_conv(proto) if n not in kept]
+        symmetric = target == "tensorrt"
+        # TensorRT: symmetric int8 everywhere, and float32 biases (it takes no int32 bias Q/DQ).
+        extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric}
+        if method == "minmax":
+            extra["CalibStridedMinMax"] = 1
+        else:
+            # Histogram methods hold every batch's histograms; fine at the default 128 images.
+            extra["CalibPercentile"] = 99.999
         quantize_static(
             prepared, os.fspath(output_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
-            calibrate_method=CalibrationMethod.MinMax, extra_options={"CalibStridedMinMax": 1},
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=kept, extra_options=extra,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method],
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return keep_float
+    return kept
 
 
 def _session(path):
@@ -198,7 +263,8 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
 
 def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAULT_CALIBRATION_COUNT,
                 min_cosine=DEFAULT_MIN_COSINE, per_channel=True, dataset=None,
-                dataset_name="market1501", nchw=False, opset=None, float_path=None, log=None):
+                dataset_name="market1501", nchw=False, opset=None, float_path=None, log=None,
+                target=DEFAULT_INT8_TARGET, method=DEFAULT_CALIBRATION_METHOD, keep_float=DEFAULT_KEEP_FLOAT):
     """Exports a model to int8 ONNX, calibrated on `calibration`, and checks it against float32.
 
     Args:
@@ -209,6 +275,8 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
         min_cosine: the export fails (`AccuracyError`, file removed) when the mean cosine similarity of
             int8 and float32 features on the calibration images is below this.
         per_channel: one weight scale per output channel (see `quantize`).
+        target, method, keep_float: see `quantize` (defaults: TensorRT-loadable symmetric int8,
+            MinMax ranges, attention units and heads in float32).
         dataset: optional Market-1501-layout folder: rank-1 / mAP of both models go in the card.
         dataset_name: its file-name layout, `"market1501"` or `"dukemtmcreid"`.
         nchw, opset: as `export_onnx`.
@@ -253,15 +321,16 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
             images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
         os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
         log(f"quantising to int8, calibrated on {len(paths)} images ...")
-        kept_float = quantize(fp32_path, output_path, images, per_channel)
+        kept_float = quantize(fp32_path, output_path, images, per_channel, target, method, keep_float)
         try:
             cosine = compare(fp32_path, output_path, images)
             if not cosine["mean"] >= float(min_cosine):  # NaN fails too
                 raise AccuracyError(
                     f"int8 features are too far from float32: mean cosine {cosine['mean']:.4f} "
                     f"(min {cosine['min']:.4f}) on {cosine['images']} calibration images, below the threshold "
-                    f"{float(min_cosine):g}; {output_path!r} was removed (more, or more typical, calibration "
-                    "images may help)."
+                    f"{float(min_cosine):g} (--min-cosine / min_cosine); {output_path!r} was removed. Lower "
+                    f"--min-cosine to at most {cosine['mean']:.4f} to keep this model, or calibrate on more "
+                    "typical images."
                 )
             ranks = rank_accuracy({"float32": fp32_path, "int8": output_path}, dataset, dataset_name) if (
                 dataset is not None) else None
@@ -274,13 +343,16 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
     import onnx
 
     card = dict(fp32["card"])
-    card["precision"] = ("int8 (QDQ: per-channel int8 weights, uint8 activations; float32 input, output and "
-                         "L2 normalisation)" if per_channel else "int8 (QDQ, per-tensor weights)")
+    acts = "symmetric int8 activations (zero point 0)" if target == "tensorrt" else "uint8 activations"
+    card["precision"] = (f"int8 (QDQ: {'per-channel' if per_channel else 'per-tensor'} int8 weights, {acts}; "
+                         f"float32 input, output and kept nodes ({keep_float}))")
     card["num_nodes"] = len(onnx.load(output_path).graph.node)
     card["int8"] = {
         "quantisation": "onnxruntime.quantization.quantize_static, QDQ, "
                         + ("per-channel" if per_channel else "per-tensor") + " weights",
-        "calibration": {"images": len(paths), "method": "MinMax",
+        "target": target,
+        "keep_float": keep_float,
+        "calibration": {"images": len(paths), "method": method,
                         "source": os.path.abspath(calibration) if isinstance(calibration, (str, os.PathLike))
                         else "list of paths",
                         "preprocessing": "decoded, bilinear resize to H x W, float32 RGB [0, 255] (as training)"},

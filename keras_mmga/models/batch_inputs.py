@@ -33,7 +33,9 @@ def check_call(model, x, y, sample_weight, where):
     if shape is None:
         return  # generators, PyDataset: checked while the step is traced
     input_checks.check_image_shape(shape, model.input_shape[1:], f"{where}: x")
-    input_checks.check_image_values(to_numpy(x), f"{where}: x")
+    images = to_numpy(x)
+    input_checks.check_image_values(images, f"{where}: x")
+    input_checks.warn_unit_range(model, images, f"{where}: x")
     n = shape[0]
     if y is not None:
         check_target_structure(model, y, where)

@@ -20,6 +20,7 @@ assertion from the graph as one-line `ValueError`.
 """
 
 import re
+import warnings
 
 import numpy as np
 
@@ -130,6 +131,49 @@ def check_image_values(images, argument="x"):
             f"{argument} must hold RGB pixels in [0, 255] (the model preprocesses them itself); "
             f"got values in [{low:.4g}, {high:.4g}]."
         )
+
+
+def looks_unit_range(images):
+    """True when float `images` are clearly in [0, 1] (a torchreid habit), not [0, 255] pixels.
+
+    "Clearly": all values in [0, 1] and at least one strictly between 0 and 1, so
+    a black or binary image is not taken for one.
+    """
+    images = np.asarray(images)
+    if images.size == 0 or not np.issubdtype(images.dtype, np.floating):
+        return False
+    low, high = float(np.min(images)), float(np.max(images))
+    return low >= 0 and high <= 1 and bool(np.any((images > 0) & (images < 1)))
+
+
+def warn_unit_range(owner, images, argument="x"):
+    """Warns once per `owner` (the model) when `images` look like [0, 1] floats.
+
+    Only eager data reaches here (NumPy arrays, eager tensors), so the traced
+    train and predict steps carry no extra op.
+    """
+    if getattr(owner, "_warned_unit_range", False) or not looks_unit_range(images):
+        return
+    try:
+        owner._warned_unit_range = True
+    except AttributeError:
+        pass
+    warnings.warn(
+        f"{argument} holds values in [0, 1], but the model takes RGB pixels in [0, 255] (it normalises "
+        "them itself): multiply by 255, or the features are those of a nearly black image. "
+        "(Warned once per model.)", UserWarning, stacklevel=4)
+
+
+def concrete_values(x):
+    """`x` as a NumPy array when it is concrete (NumPy, eager / JAX / torch tensor), else None (symbolic)."""
+    if isinstance(x, np.ndarray):
+        return x
+    kind = type(x)
+    if kind.__name__ == "EagerTensor" or (kind.__name__ == "ArrayImpl" and kind.__module__.startswith("jax")):
+        return np.asarray(x)
+    if kind.__module__.startswith("torch") and kind.__name__ == "Tensor" and x.device.type == "cpu":
+        return x.detach().numpy()  # not GPU tensors: reading them would sync the device every call
+    return None
 
 
 def check_sample_weight_values(sample_weight, n, argument="sample_weight"):

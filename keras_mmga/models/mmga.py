@@ -217,6 +217,11 @@ class MMGA(CheckedFitModel):
         from keras_mmga.models import input_checks
 
         input_checks.check_image_shape(input_checks.static_shape(inputs), self.input_shape[1:], "x")
+        if not kwargs.get("training") and not getattr(self, "_warned_unit_range", False):
+            # Concrete inputs only (model(x) on an array): symbolic ones, in a traced step, are not read.
+            values = input_checks.concrete_values(inputs)
+            if values is not None:
+                input_checks.warn_unit_range(self, values, "model(x): x")
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, training=False):
