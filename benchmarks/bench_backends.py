@@ -26,18 +26,19 @@ def _one_run(args):
     """Runs inside the child process: the backend is already chosen by KERAS_BACKEND."""
     import keras
     import numpy as np
-
-    from keras_mmga import MMGA
     from step_timer import StepTimer
 
+    from keras_mmga import MMGA
+
     keras.utils.set_random_seed(0)
-    model = MMGA(args.batch // 4, variant=args.variant, input_shape=(args.height, args.width, 3),
-                 backbone_weights=None)
+    model = MMGA(args.batch // 4, variant=args.variant, input_shape=(args.height, args.width, 3), backbone_weights=None)
     model.compile(steps_per_epoch=args.steps + _WARMUP_STEPS)
     rng = np.random.RandomState(0)
     x = rng.uniform(0, 255, (args.batch, args.height, args.width, 3)).astype("float32")
-    y = {"labels": np.repeat(np.arange(args.batch // 4), 4).astype("int32"),
-         "masks": (rng.rand(args.batch, args.height // 16, args.width // 16, 3) > 0.5).astype("float32")}
+    y = {
+        "labels": np.repeat(np.arange(args.batch // 4), 4).astype("int32"),
+        "masks": (rng.rand(args.batch, args.height // 16, args.width // 16, 3) > 0.5).astype("float32"),
+    }
     n = args.steps + _WARMUP_STEPS
     # The same batch n times, one fit call (a second call could recompile inside the timed window).
     xs, ys = np.concatenate([x] * n), {k: np.concatenate([v] * n) for k, v in y.items()}
@@ -64,8 +65,21 @@ def main():
 
     backends = ("tensorflow", "jax")
     times = {b: [] for b in backends}
-    argv = [sys.executable, os.path.abspath(__file__), "--child", "--variant", args.variant, "--batch",
-            str(args.batch), "--height", str(args.height), "--width", str(args.width), "--steps", str(args.steps)]
+    argv = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--variant",
+        args.variant,
+        "--batch",
+        str(args.batch),
+        "--height",
+        str(args.height),
+        "--width",
+        str(args.width),
+        "--steps",
+        str(args.steps),
+    ]
     for _, backend in track([(r, b) for r in range(args.rounds) for b in backends], unit="runs", label="backends"):
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -73,7 +87,10 @@ def main():
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
         times[backend].append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
-    print(f"{args.variant}, batch {args.batch}, {args.height}x{args.width}, {args.steps} timed steps x {args.rounds} rounds")
+    print(
+        f"{args.variant}, batch {args.batch}, {args.height}x{args.width}, "
+        f"{args.steps} timed steps x {args.rounds} rounds"
+    )
     for backend in backends:
         print(f"  {backend:<10} s/step per round: {', '.join(f'{t:.2f}' for t in times[backend])}")
     ratios = [j / t for j, t in zip(times["jax"], times["tensorflow"])]

@@ -42,8 +42,16 @@ def measure(args):
     policy = mixed_precision_policy() if args.mixed_precision else None
     from bench_model import step_time  # same measurement, beside this script
 
-    seconds = step_time(args.variant, args.batch, args.height, args.width, args.steps, strategy=strategy,
-                        dtype=policy, cross_replica_triplet=not args.per_replica_triplet)
+    seconds = step_time(
+        args.variant,
+        args.batch,
+        args.height,
+        args.width,
+        args.steps,
+        strategy=strategy,
+        dtype=policy,
+        cross_replica_triplet=not args.per_replica_triplet,
+    )
     return {
         "device": "GPU" if gpus else "CPU",
         "replicas": strategy.num_replicas_in_sync,

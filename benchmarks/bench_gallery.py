@@ -187,16 +187,28 @@ def bench_numpy(path, gen, queries, k, old_queries):
     build = time.perf_counter() - t
     rows, qps, peak = timed_search(backend.search, queries, k)
     size = backend.features.nbytes / 2**30
-    out = [dict(index="exact NumPy (GalleryIndex default)", knob="-", build=build, size=size, qps=qps, recall=1.0,
-                peak=peak)]
+    out = [
+        dict(
+            index="exact NumPy (GalleryIndex default)", knob="-", build=build, size=size, qps=qps, recall=1.0, peak=peak
+        )
+    ]
     if old_queries:
         g = backend.features
         t = time.perf_counter()
         for q in queries[:old_queries]:  # the search before issue 29: an N x D temporary per query
             d = np.sqrt(np.maximum(np.sum((g - q) ** 2, axis=1), 0.0))
             np.argpartition(d, k - 1)[:k]
-        out.append(dict(index=f"old NumPy loop ({old_queries} queries)", knob="-", build=build, size=size,
-                        qps=old_queries / (time.perf_counter() - t), recall=float("nan"), peak=float("nan")))
+        out.append(
+            dict(
+                index=f"old NumPy loop ({old_queries} queries)",
+                knob="-",
+                build=build,
+                size=size,
+                qps=old_queries / (time.perf_counter() - t),
+                recall=float("nan"),
+                peak=float("nan"),
+            )
+        )
     del backend
     return rows, out
 
@@ -212,8 +224,15 @@ def bench_flat(path, gen, queries, exact, k):
     rows, qps, peak = timed_search(index.search, queries, k)
     size = index.ntotal * gen.dim * 4 / 2**30
     del index
-    return dict(index="exact FAISS IndexFlatIP", knob="-", build=build, size=size, qps=qps,
-                recall=recall(rows, exact, k), peak=peak)
+    return dict(
+        index="exact FAISS IndexFlatIP",
+        knob="-",
+        build=build,
+        size=size,
+        qps=qps,
+        recall=recall(rows, exact, k),
+        peak=peak,
+    )
 
 
 def parse_index(spec):
@@ -232,12 +251,20 @@ def bench_index(spec, path, gen, queries, exact, k):
     t = time.perf_counter()
     first = min(CHUNK, gen.n)  # what an IVF / SQ / PCA index trains on
     build_knobs = {knob: values[0]} if knob else {}
-    index = GalleryIndex(read_chunk(path, gen.dim, 0, first), [""] * first, gen.pids[:first], np.zeros(first),
-                         backend="faiss", faiss_index=factory, **build_knobs)
+    index = GalleryIndex(
+        read_chunk(path, gen.dim, 0, first),
+        [""] * first,
+        gen.pids[:first],
+        np.zeros(first),
+        backend="faiss",
+        faiss_index=factory,
+        **build_knobs,
+    )
     for start in range(first, gen.n, CHUNK):
         stop = min(start + CHUNK, gen.n)
-        index.add(read_chunk(path, gen.dim, start, stop), [""] * (stop - start), gen.pids[start:stop],
-                  np.zeros(stop - start))
+        index.add(
+            read_chunk(path, gen.dim, start, stop), [""] * (stop - start), gen.pids[start:stop], np.zeros(stop - start)
+        )
     build = time.perf_counter() - t
     size = faiss.serialize_index(index._search.index).nbytes / 2**30
     rows = []
@@ -245,8 +272,17 @@ def bench_index(spec, path, gen, queries, exact, k):
         if knob:
             index.set_search_knobs(**{knob: value})
         found, qps, peak = timed_search(index.search, queries, k)
-        rows.append(dict(index=factory, knob=f"{knob}={value}" if knob else "-", build=build, size=size, qps=qps,
-                         recall=recall(found, exact, k), peak=peak))
+        rows.append(
+            dict(
+                index=factory,
+                knob=f"{knob}={value}" if knob else "-",
+                build=build,
+                size=size,
+                qps=qps,
+                recall=recall(found, exact, k),
+                peak=peak,
+            )
+        )
     del index
     return rows
 
@@ -270,17 +306,26 @@ def main():
     os.makedirs(a.workdir, exist_ok=True)
     path = os.path.join(a.workdir, f"features_{a.n}x{a.dim}.f16")
     gen = Generator(a.n, a.dim)
-    print(f"{a.n} features x {a.dim}: {len(gen.views)} identities ({gen.views.mean():.1f} views on average), "
-          f"{gen.n_distractors} distractors; {a.queries} queries; faiss {faiss.__version__}, "
-          f"{faiss.omp_get_max_threads()} threads; numpy {np.__version__}, OpenBLAS {blas_info()}; faiss's BLAS {faiss_blas_info()}; "
-          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; load {os.getloadavg()}", flush=True)
+    print(
+        f"{a.n} features x {a.dim}: {len(gen.views)} identities ({gen.views.mean():.1f} views on average), "
+        f"{gen.n_distractors} distractors; {a.queries} queries; faiss {faiss.__version__}, "
+        f"{faiss.omp_get_max_threads()} threads; numpy {np.__version__}, OpenBLAS {blas_info()}; "
+        f"faiss's BLAS {faiss_blas_info()}; "
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; load {os.getloadavg()}",
+        flush=True,
+    )
     if not os.path.exists(path):
-        print(f"generated and written in {write_features(gen, path):.0f} s "
-              f"({os.path.getsize(path) / 2**30:.1f} GB float16)", flush=True)
+        print(
+            f"generated and written in {write_features(gen, path):.0f} s "
+            f"({os.path.getsize(path) / 2**30:.1f} GB float16)",
+            flush=True,
+        )
     queries, query_ids = gen.queries(a.queries)
     exact, rows = bench_numpy(path, gen, queries, a.k, a.old)
-    print(f"exact top-1 is the query's identity for {np.mean(gen.pids[exact[:, 0]] == query_ids):.1%} of queries",
-          flush=True)
+    print(
+        f"exact top-1 is the query's identity for {np.mean(gen.pids[exact[:, 0]] == query_ids):.1%} of queries",
+        flush=True,
+    )
     for r in rows:
         print(r, flush=True)
     rows.append(bench_flat(path, gen, queries, exact, a.k))
@@ -291,12 +336,16 @@ def main():
     flat = next(r["qps"] for r in rows if r["index"].startswith("exact FAISS"))
     gallery_gb = a.n * a.dim * 4 / 2**30
     print(f"\nload {os.getloadavg()}; gallery float32 {gallery_gb:.2f} GB\n")
-    print(f"| index | knob | build s | index GB | queries/s ({a.queries} in one call) | × FAISS Flat | "
-          f"recall@{a.k} | peak RSS in search GB (÷ gallery float32) |")
+    print(
+        f"| index | knob | build s | index GB | queries/s ({a.queries} in one call) | × FAISS Flat | "
+        f"recall@{a.k} | peak RSS in search GB (÷ gallery float32) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['index']} | {r['knob']} | {r['build']:.0f} | {r['size']:.2f} | {r['qps']:.1f} | "
-              f"{r['qps'] / flat:.2f} | {r['recall']:.3f} | {r['peak']:.2f} ({r['peak'] / gallery_gb:.2f}) |")
+        print(
+            f"| {r['index']} | {r['knob']} | {r['build']:.0f} | {r['size']:.2f} | {r['qps']:.1f} | "
+            f"{r['qps'] / flat:.2f} | {r['recall']:.3f} | {r['peak']:.2f} ({r['peak'] / gallery_gb:.2f}) |"
+        )
     if not a.keep:
         shutil.rmtree(a.workdir, ignore_errors=True)
 

@@ -80,8 +80,16 @@ def synthetic_people(n):
     from keras_mmga.deploy import preprocess
 
     rng = np.random.RandomState(0)
-    return np.stack([preprocess(synthetic.draw_person(rng, synthetic.make_identity(rng), synthetic.make_camera(rng))[0],
-                                SHAPE[:2], color="bgr") for _ in range(n)])
+    return np.stack(
+        [
+            preprocess(
+                synthetic.draw_person(rng, synthetic.make_identity(rng), synthetic.make_camera(rng))[0],
+                SHAPE[:2],
+                color="bgr",
+            )
+            for _ in range(n)
+        ]
+    )
 
 
 def session(path, threads):
@@ -105,16 +113,20 @@ def main():
     model = MMGA(751, variant=args.variant, input_shape=SHAPE, backbone_weights=None)
     t = time.perf_counter()
     info = export_onnx(model, os.path.join(tmp, "mmga.onnx"))
-    print(f"export {args.variant}: {time.perf_counter() - t:.0f} s, {info['num_nodes']} nodes, "
-          f"max |ORT - Keras| = {info['max_abs_diff']:.1e}")
+    print(
+        f"export {args.variant}: {time.perf_counter() - t:.0f} s, {info['num_nodes']} nodes, "
+        f"max |ORT - Keras| = {info['max_abs_diff']:.1e}"
+    )
     plain_path = export_plain(os.path.join(tmp, "plain.onnx"))
     int8_path = os.path.join(tmp, "mmga_int8.onnx")
     calibration = synthetic_people(32)
     t = time.perf_counter()
     quantize(info["onnx_path"], int8_path, calibration)
     cosine = compare(info["onnx_path"], int8_path, calibration)
-    print(f"int8 quantisation: {time.perf_counter() - t:.0f} s; cosine to float32 on {cosine['images']} "
-          f"calibration images: mean {cosine['mean']:.4f}, min {cosine['min']:.4f}")
+    print(
+        f"int8 quantisation: {time.perf_counter() - t:.0f} s; cosine to float32 on {cosine['images']} "
+        f"calibration images: mean {cosine['mean']:.4f}, min {cosine['min']:.4f}"
+    )
     mmga_ort, plain_ort = session(info["onnx_path"], args.threads), session(plain_path, args.threads)
     int8_ort = session(int8_path, args.threads)
     compiled = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
@@ -145,22 +157,32 @@ def main():
             rates[name, batch] = batch / float(np.min(times[name]))
             medians[name, batch] = batch / float(np.median(times[name]))
             per_cpu[name, batch] = batch / float(np.median(cpu[name]))
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, ORT {ort.__version__}, "
-          f"TF {tf.__version__}, Keras {keras.__version__}, threads {args.threads or 'default'}; "
-          f"images/s: best (median) of {args.rounds} rounds; images per CPU-second: median\n")
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, ORT {ort.__version__}, "
+        f"TF {tf.__version__}, Keras {keras.__version__}, threads {args.threads or 'default'}; "
+        f"images/s: best (median) of {args.rounds} rounds; images per CPU-second: median\n"
+    )
     print("| engine | batch 1 images/s | batch 32 images/s | batch 1 images/CPU-s | batch 32 images/CPU-s |")
     print("|---|---|---|---|---|")
     for name in engines:
-        print(f"| {name} | {rates[name, 1]:.1f} ({medians[name, 1]:.1f}) | {rates[name, 32]:.1f} "
-              f"({medians[name, 32]:.1f}) | {per_cpu[name, 1]:.1f} | {per_cpu[name, 32]:.1f} |")
+        print(
+            f"| {name} | {rates[name, 1]:.1f} ({medians[name, 1]:.1f}) | {rates[name, 32]:.1f} "
+            f"({medians[name, 32]:.1f}) | {per_cpu[name, 1]:.1f} | {per_cpu[name, 32]:.1f} |"
+        )
     predict_name, _, ort_name, int8_name, plain_name = list(engines)
     for batch in (1, 32):
         for label, r in (("images/s", rates), ("images/CPU-s", per_cpu)):
-            print(f"\nbatch {batch}, {label}: export / plain ResNet50 = {r[ort_name, batch] / r[plain_name, batch]:.2f} "
-                  f"(target >= 0.9), export / Keras predict = {r[ort_name, batch] / r[predict_name, batch]:.2f} "
-                  f"(target >= 1.3)", end="")
-        print(f"\nbatch {batch}, images/s: int8 export / fp32 export = {rates[int8_name, batch] / rates[ort_name, batch]:.2f}"
-              + (" (target >= 2)" if batch == 32 else ""), end="")
+            print(
+                f"\nbatch {batch}, {label}: export / plain ResNet50 = {r[ort_name, batch] / r[plain_name, batch]:.2f} "
+                f"(target >= 0.9), export / Keras predict = {r[ort_name, batch] / r[predict_name, batch]:.2f} "
+                f"(target >= 1.3)",
+                end="",
+            )
+        print(
+            f"\nbatch {batch}, images/s: int8 export / fp32 export = "
+            f"{rates[int8_name, batch] / rates[ort_name, batch]:.2f}" + (" (target >= 2)" if batch == 32 else ""),
+            end="",
+        )
     print()
 
 

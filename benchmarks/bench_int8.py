@@ -39,9 +39,17 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="synthetic set root (bounding_box_train, query, bounding_box_test)")
     p.add_argument("--models", nargs="+", required=True)
-    p.add_argument("--settings", nargs="+", default=["onnxruntime:minmax:tail", "tensorrt:minmax:tail",
-                                                       "tensorrt:minmax:attention", "tensorrt:percentile:attention",
-                                                       "tensorrt:minmax:attention+stem"])
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        default=[
+            "onnxruntime:minmax:tail",
+            "tensorrt:minmax:tail",
+            "tensorrt:minmax:attention",
+            "tensorrt:percentile:attention",
+            "tensorrt:minmax:attention+stem",
+        ],
+    )
     p.add_argument("--calibration-count", type=int, default=128)
     p.add_argument("--json", help="also write the rows here")
     a = p.parse_args()
@@ -65,14 +73,28 @@ def main():
             cos = compare(fp32, out, images)
             rank = rank_accuracy({"int8": out}, a.data)["int8"]
             speed = _speed({"float32": fp32, "int8": out}, images)
-            row = {"model": os.path.basename(model), "size": size, "setting": setting, "cos_mean": cos["mean"],
-                   "cos_min": cos["min"], "rank1": rank["rank1"], "mAP": rank["mAP"], "fp32_rank1": base["rank1"],
-                   "fp32_mAP": base["mAP"], "speedup": speed["int8"] / speed["float32"],
-                   "fp32_ips": speed["float32"], "int8_ips": speed["int8"], "quantise_s": seconds}
+            row = {
+                "model": os.path.basename(model),
+                "size": size,
+                "setting": setting,
+                "cos_mean": cos["mean"],
+                "cos_min": cos["min"],
+                "rank1": rank["rank1"],
+                "mAP": rank["mAP"],
+                "fp32_rank1": base["rank1"],
+                "fp32_mAP": base["mAP"],
+                "speedup": speed["int8"] / speed["float32"],
+                "fp32_ips": speed["float32"],
+                "int8_ips": speed["int8"],
+                "quantise_s": seconds,
+            }
             rows.append(row)
-            print(f"  {setting:32s} cos {cos['mean']:.4f} / min {cos['min']:.4f}  rank-1 {rank['rank1']:.1f} "
-                  f"mAP {rank['mAP']:.1f}  {speed['int8']:.1f} vs {speed['float32']:.1f} img/s "
-                  f"(x{row['speedup']:.2f})", flush=True)
+            print(
+                f"  {setting:32s} cos {cos['mean']:.4f} / min {cos['min']:.4f}  rank-1 {rank['rank1']:.1f} "
+                f"mAP {rank['mAP']:.1f}  {speed['int8']:.1f} vs {speed['float32']:.1f} img/s "
+                f"(x{row['speedup']:.2f})",
+                flush=True,
+            )
             os.remove(out)
     if a.json:
         with open(a.json, "w") as f:

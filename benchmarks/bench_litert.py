@@ -47,10 +47,18 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
 
-    files = {"ONNX Runtime float32": "mmga_boxmot.onnx", "LiteRT float32": "mmga_boxmot.tflite",
-             "LiteRT float16": "mmga_boxmot_fp16.tflite", "LiteRT int8": "mmga_boxmot_int8.tflite"}
+    files = {
+        "ONNX Runtime float32": "mmga_boxmot.onnx",
+        "LiteRT float32": "mmga_boxmot.tflite",
+        "LiteRT float16": "mmga_boxmot_fp16.tflite",
+        "LiteRT int8": "mmga_boxmot_int8.tflite",
+    }
     # float16 only where prepare_boxmot_check.py wrote it (older check folders have none).
-    files = {k: os.path.join(a.dir, v) for k, v in files.items() if "float16" not in k or os.path.isfile(os.path.join(a.dir, v))}
+    files = {
+        k: os.path.join(a.dir, v)
+        for k, v in files.items()
+        if "float16" not in k or os.path.isfile(os.path.join(a.dir, v))
+    }
     files.update(dict(e.split("=", 1) for e in a.extra))
     runners = {k: _runner(v, a.threads) for k, v in files.items()}
     print(f"uptime before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")

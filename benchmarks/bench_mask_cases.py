@@ -87,8 +87,10 @@ def main():
     body_parser = BodyPartParser(args.pose_model, num_threads=2)
     data = np.load(path)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.count} crops per case (seed {args.seed})")
-    print("| case | median IoU whole / upper / bottom | 10th pct whole | out-of-frame part labelled | "
-          "reported absent | no person | median missed person pixels |")
+    print(
+        "| case | median IoU whole / upper / bottom | 10th pct whole | out-of-frame part labelled | "
+        "reported absent | no person | median missed person pixels |"
+    )
     print("|---|---|---|---|---|---|---|")
     start, n = time.perf_counter(), 0
     for name in ("waist", "knees", "shoulders", "dark"):
@@ -114,8 +116,11 @@ def main():
         share = lambda k: f"{100 * k / args.count:.0f} %"  # noqa: E731
         oof = share(labelled) if name in OUT_OF_FRAME else "-"
         rep = share(absent) if name in OUT_OF_FRAME else "-"
-        print(f"| {name} | {med} | {np.percentile(ious[:, 0], 10):.3f} | {oof} | {rep} | {none} | "
-              f"{np.median(missed):.3f} |", flush=True)
+        print(
+            f"| {name} | {med} | {np.percentile(ious[:, 0], 10):.3f} | {oof} | {rep} | {none} | "
+            f"{np.median(missed):.3f} |",
+            flush=True,
+        )
     print(f"parse rate {n / (time.perf_counter() - start):.1f} images/s (1 process, 2 threads)")
 
 

@@ -47,11 +47,11 @@ def naive_masks(model, image):
     side = max(h, w)
     oy, ox = (side - h) // 2, (side - w) // 2
     padded = np.zeros((side, side, 3), np.uint8)
-    padded[oy:oy + h, ox:ox + w] = image
+    padded[oy : oy + h, ox : ox + w] = image
     x = cv2.resize(padded[..., ::-1], (256, 256), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
     out = model.run(x)
     scale = 256 / side
-    seg = cv2.resize(out["segmentation"], (side, side))[oy:oy + h, ox:ox + w]
+    seg = cv2.resize(out["segmentation"], (side, side))[oy : oy + h, ox : ox + w]
     whole = seg > 0
     hip = out["landmarks"][[23, 24], 1].mean() / scale - oy
     rows = np.arange(h)[:, None]
@@ -81,8 +81,10 @@ def scores(paths, images, gt_root, predicted):
 def describe(name, table, junk):
     med, p10, mean = np.median(table, 0), np.percentile(table, 10, 0), table.mean(0)
     fmt = lambda v: " / ".join(f"{x:.3f}" for x in v)  # noqa: E731
-    print(f"{name:6s} median {fmt(med)} | 10th pct {fmt(p10)} | mean {fmt(mean)} "
-          f"| junk crops given a mask: {sum(junk)}/{len(junk)}")
+    print(
+        f"{name:6s} median {fmt(med)} | 10th pct {fmt(p10)} | mean {fmt(mean)} "
+        f"| junk crops given a mask: {sum(junk)}/{len(junk)}"
+    )
 
 
 def main():
@@ -97,12 +99,16 @@ def main():
     images = os.path.join(args.root, "images")
     gt_root = os.path.join(args.root, "masks")
     if not os.path.isdir(images):
-        write_dataset(args.root, num_train_ids=args.train_ids, num_test_ids=20, seed=args.seed,
-                      num_distractors=0, num_junk=10)
+        write_dataset(
+            args.root, num_train_ids=args.train_ids, num_test_ids=20, seed=args.seed, num_distractors=0, num_junk=10
+        )
     paths = sorted(glob.glob(os.path.join(images, "*", "*.jpg")))
     model_path = resolve_pose_model(args.pose_model)
-    print(f"{len(paths)} images {cv2.imread(paths[0]).shape[:2]}, cpus {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"{len(paths)} images {cv2.imread(paths[0]).shape[:2]}, cpus {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
 
     naive, naive_rate = naive_run(model_path, paths)
     out = os.path.join(args.root, "generated")
@@ -113,8 +119,14 @@ def main():
     third = paths[: len(paths) // 3]
     out1 = os.path.join(args.root, "generated_compare")
     shutil.rmtree(out1, ignore_errors=True)
-    one = write_masks(images, out1, pose_model=model_path, workers=args.compare_workers, verbose=False,
-                      images_list=[os.path.relpath(p, images) for p in third])
+    one = write_masks(
+        images,
+        out1,
+        pose_model=model_path,
+        workers=args.compare_workers,
+        verbose=False,
+        images_list=[os.path.relpath(p, images) for p in third],
+    )
     _, naive_rate_after = naive_run(model_path, third)
 
     cores = usable_cores()
@@ -123,22 +135,23 @@ def main():
     for p in paths:
         f = os.path.join(out, mask_relpath(os.path.relpath(p, images)))
         ours.append(group_label_map(cv2.imread(f, cv2.IMREAD_UNCHANGED)) > 0 if os.path.exists(f) else None)
-    print("IoU vs ground truth, whole / upper / bottom (persons: "
-          f"{sum(1 for p in paths if '/-1_' not in p)}):")
+    print(f"IoU vs ground truth, whole / upper / bottom (persons: {sum(1 for p in paths if '/-1_' not in p)}):")
     describe("naive", *scores(paths, images, gt_root, naive))
     table, junk = scores(paths, images, gt_root, ours)
     describe("ours", table, junk)
     print(f"ours: no person found in {summary['no_person']} images, low confidence {summary['low_confidence']}")
-    print(f"speed at {cv2.imread(paths[0]).shape[0]}x{cv2.imread(paths[0]).shape[1]}: naive per-image loop "
-          f"(1 process, 2 threads) {naive_rate:.1f} images/s before, {naive_rate_after:.1f} after; "
-          f"write_masks ({workers} workers x {cores // workers} threads, start-up and PNG writing included, "
-          f"load average {load:.2f}) "
-          f"{ours_rate:.1f} images/s = {ours_rate / naive_rate:.2f}x the naive loop before, "
-          f"{ours_rate / naive_rate_after:.2f}x after; after its {summary['startup_seconds']:.1f} s start-up "
-          f"{summary['steady_images_per_second']:.1f} images/s; write_masks ({args.compare_workers} workers x "
-          f"{max(1, cores // args.compare_workers)} threads, "
-          f"on a third of the images) {one['images_per_second']:.1f} images/s, after its "
-          f"{one['startup_seconds']:.1f} s start-up {one['steady_images_per_second']:.1f}")
+    print(
+        f"speed at {cv2.imread(paths[0]).shape[0]}x{cv2.imread(paths[0]).shape[1]}: naive per-image loop "
+        f"(1 process, 2 threads) {naive_rate:.1f} images/s before, {naive_rate_after:.1f} after; "
+        f"write_masks ({workers} workers x {cores // workers} threads, start-up and PNG writing included, "
+        f"load average {load:.2f}) "
+        f"{ours_rate:.1f} images/s = {ours_rate / naive_rate:.2f}x the naive loop before, "
+        f"{ours_rate / naive_rate_after:.2f}x after; after its {summary['startup_seconds']:.1f} s start-up "
+        f"{summary['steady_images_per_second']:.1f} images/s; write_masks ({args.compare_workers} workers x "
+        f"{max(1, cores // args.compare_workers)} threads, "
+        f"on a third of the images) {one['images_per_second']:.1f} images/s, after its "
+        f"{one['startup_seconds']:.1f} s start-up {one['steady_images_per_second']:.1f}"
+    )
     print(f"Market-1501 (36,036 images) at this rate: {36036 / ours_rate / 60:.1f} min")
     return 0
 

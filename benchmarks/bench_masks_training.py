@@ -20,8 +20,8 @@ import json
 import os
 import sys
 
-from keras_mmga.engine import AblationDataset, run_ablation
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
+from keras_mmga.engine import AblationDataset, run_ablation
 from keras_mmga.engine.demo import prepare_synthetic_dataset
 from keras_mmga.masks.writer import write_masks
 
@@ -33,14 +33,19 @@ NAMES = {"generated": "Synthetic, generated masks", "ground_truth": "Synthetic, 
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--output", default="runs/masks_training")
     # Every TrainConfig flag of `keras-mmga train`, starting from the synthetic_ablation recipe.
     add_config_flags(p, exclude=SET_HERE, default_recipe="synthetic_ablation")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set (the same set for every seed)")
     p.add_argument("--pose-model", default=None)
-    p.add_argument("--runs", default=",".join(f"{m}:{v}" for m, v in RUNS),
-                   help="comma-separated MASKS:VARIANT runs, in order (default: all three)")
+    p.add_argument(
+        "--runs",
+        default=",".join(f"{m}:{v}" for m, v in RUNS),
+        help="comma-separated MASKS:VARIANT runs, in order (default: all three)",
+    )
     a = p.parse_args()
     runs = [tuple(r.split(":")) for r in a.runs.split(",")]
     unknown = [r for r in runs if r not in RUNS]
@@ -51,21 +56,26 @@ def main():
     generated = os.path.join(a.output, "generated_masks")
     # Training reads only bounding_box_train's masks; resumable like any mask run.
     if any(m == "generated" for m, _ in runs):
-        write_masks(os.path.join(images, "bounding_box_train"), os.path.join(generated, "bounding_box_train"),
-                    pose_model=a.pose_model)
+        write_masks(
+            os.path.join(images, "bounding_box_train"),
+            os.path.join(generated, "bounding_box_train"),
+            pose_model=a.pose_model,
+        )
     datasets = {
-        "generated": AblationDataset(NAMES["generated"], images, generated,
-                                     provenance={"synthetic": spec, "masks": "keras_mmga.masks"}),
+        "generated": AblationDataset(
+            NAMES["generated"], images, generated, provenance={"synthetic": spec, "masks": "keras_mmga.masks"}
+        ),
         "ground_truth": AblationDataset(NAMES["ground_truth"], images, gt_masks, provenance={"synthetic": spec}),
     }
     recipe = config_kwargs(a, exclude=SET_HERE, given_only=True)
     lines = ["| masks | variant | rank-1 | mAP |", "|---|---|---|---|"]
     for key, variant in runs:
-        results, _ = run_ablation([datasets[key]], os.path.join(a.output, key), variants=[variant], verbose=2,
-                                  **recipe)
+        results, _ = run_ablation([datasets[key]], os.path.join(a.output, key), variants=[variant], verbose=2, **recipe)
         metrics = results[NAMES[key]][variant]
-        lines.append(f"| {key.replace('_', ' ') if variant == 'mmga' else 'none'} | {variant} | "
-                     f"{metrics['rank1']:.1%} | {metrics['mAP']:.1%} |")
+        lines.append(
+            f"| {key.replace('_', ' ') if variant == 'mmga' else 'none'} | {variant} | "
+            f"{metrics['rank1']:.1%} | {metrics['mAP']:.1%} |"
+        )
         table = "\n".join(lines)
         with open(os.path.join(a.output, "masks_training.md"), "w") as f:
             f.write(table + "\n\n" + json.dumps({"arguments": sys.argv[1:], "settings": recipe}, default=str) + "\n")

@@ -16,9 +16,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from step_timer import StepTimer  # noqa: E402
 
 from keras_mmga import MMGA, VARIANTS  # noqa: E402
-from step_timer import StepTimer  # noqa: E402
 
 
 def parameter_counts(num_classes=751):
@@ -41,8 +41,14 @@ def step_time(variant, batch, height, width, steps, strategy=None, dtype=None, c
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = MMGA(batch // 4, variant=variant, input_shape=(height, width, 3), backbone_weights=None,
-                     sync_batchnorm=strategy.num_replicas_in_sync > 1, dtype=dtype)
+        model = MMGA(
+            batch // 4,
+            variant=variant,
+            input_shape=(height, width, 3),
+            backbone_weights=None,
+            sync_batchnorm=strategy.num_replicas_in_sync > 1,
+            dtype=dtype,
+        )
         model.compile(steps_per_epoch=steps, cross_replica_triplet=cross_replica_triplet)
     rng = np.random.RandomState(0)
     x = rng.uniform(0, 255, (batch, height, width, 3)).astype("float32")

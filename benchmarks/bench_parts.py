@@ -30,8 +30,8 @@ import sys
 
 import numpy as np
 
-from keras_mmga.engine import AblationDataset, run_ablation
 from keras_mmga.cli.config_flags import add_config_flags, config_kwargs
+from keras_mmga.engine import AblationDataset, run_ablation
 from keras_mmga.engine.demo import prepare_synthetic_dataset
 
 # Set by this script per run; the other TrainConfig fields are flags.
@@ -50,7 +50,11 @@ NAME = "Synthetic, ground-truth masks"
 def summary_table(results):
     """Markdown: one row per configuration, each seed's rank-1 / mAP and the mean ± half-range."""
     seeds = sorted({s for runs in results.values() for s in runs})
-    head = "| model | parts | " + " | ".join(f"seed {s} rank-1 / mAP" for s in seeds) + " | rank-1 mean ± half-range | mAP mean ± half-range |"
+    head = (
+        "| model | parts | "
+        + " | ".join(f"seed {s} rank-1 / mAP" for s in seeds)
+        + " | rank-1 mean ± half-range | mAP mean ± half-range |"
+    )
     lines = [head, "|" + "---|" * (4 + len(seeds))]
     for name, runs in results.items():
         variant, parts = CONFIGS[name]
@@ -58,14 +62,19 @@ def summary_table(results):
         stats = []
         for metric in ("rank1", "mAP"):
             values = np.array([r[metric] for r in runs.values()])
-            stats.append(f"{values.mean():.1%} ± {(values.max() - values.min()) / 2:.1%} (n={len(values)})"
-                         if len(values) else "—")
+            stats.append(
+                f"{values.mean():.1%} ± {(values.max() - values.min()) / 2:.1%} (n={len(values)})"
+                if len(values)
+                else "—"
+            )
         lines.append(f"| {variant} | {', '.join(parts) if parts else '—'} | " + " | ".join(cells + stats) + " |")
     return "\n".join(lines)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--output", default="runs/parts")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--configs", default=",".join(CONFIGS))
@@ -85,12 +94,21 @@ def main():
         for name in names:
             variant, parts = CONFIGS[name]
             extra = {"parts": parts} if parts and parts != ("upper", "bottom") else {}
-            out, _ = run_ablation([dataset], os.path.join(a.output, f"seed{seed}", name), variants=[variant],
-                                  verbose=2, seed=seed, **recipe, **extra)
+            out, _ = run_ablation(
+                [dataset],
+                os.path.join(a.output, f"seed{seed}", name),
+                variants=[variant],
+                verbose=2,
+                seed=seed,
+                **recipe,
+                **extra,
+            )
             results[name][seed] = out[NAME][variant]
             table = summary_table(results)
             with open(os.path.join(a.output, "parts.md"), "w") as f:
-                f.write(table + "\n\n" + json.dumps({"arguments": sys.argv[1:], "settings": recipe}, default=str) + "\n")
+                f.write(
+                    table + "\n\n" + json.dumps({"arguments": sys.argv[1:], "settings": recipe}, default=str) + "\n"
+                )
             print(table, flush=True)
     return 0
 

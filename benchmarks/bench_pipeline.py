@@ -34,9 +34,14 @@ def main():
         synthetic.write_dataset(args.root)
     market = Market1501(images, verbose=False)
     start = time.perf_counter()
-    data = make_train_dataset(market.train, (args.height, args.width), mask_root=None if args.no_masks else masks,
-                              mask_mode=None if args.no_masks else "parts", image_root=images,
-                              cache_images=args.cache)
+    data = make_train_dataset(
+        market.train,
+        (args.height, args.width),
+        mask_root=None if args.no_masks else masks,
+        mask_mode=None if args.no_masks else "parts",
+        image_root=images,
+        cache_images=args.cache,
+    )
     setup = time.perf_counter() - start
     stream = iter(data.dataset)
     for _ in range(2):
@@ -47,10 +52,14 @@ def main():
         next(stream)
     elapsed = time.perf_counter() - start
     print(f"cpus: {os.cpu_count()}, load average before timing: {load_before:.2f}")
-    print(f"setup (file check, mask targets{', image cache' if args.cache else ''} for {len(market.train)} images): "
-          f"{setup:.2f} s")
-    print(f"{args.batches * data.batch_size / elapsed:.0f} images/s at {args.height}x{args.width}, "
-          f"batch {data.batch_size}, masks {'off' if args.no_masks else 'on'}, cache {'on' if args.cache else 'off'}")
+    print(
+        f"setup (file check, mask targets{', image cache' if args.cache else ''} for {len(market.train)} images): "
+        f"{setup:.2f} s"
+    )
+    print(
+        f"{args.batches * data.batch_size / elapsed:.0f} images/s at {args.height}x{args.width}, "
+        f"batch {data.batch_size}, masks {'off' if args.no_masks else 'on'}, cache {'on' if args.cache else 'off'}"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ def market_like(noise, rng):
     centres = rng.normal(size=(NUM_IDS + 1, DIM)).astype("float32")  # row 0: the distractors' "identity"
     # Gallery: every test identity has images (~17 on average, 6 cameras), plus 2,793 distractors.
     num_distractors = 2793
-    g_pids = np.concatenate([np.arange(1, NUM_IDS + 1), rng.randint(1, NUM_IDS + 1, NUM_G - NUM_IDS - num_distractors),
-                             np.zeros(num_distractors, int)])
+    g_pids = np.concatenate(
+        [
+            np.arange(1, NUM_IDS + 1),
+            rng.randint(1, NUM_IDS + 1, NUM_G - NUM_IDS - num_distractors),
+            np.zeros(num_distractors, int),
+        ]
+    )
     g_cams = rng.randint(0, NUM_CAMS, NUM_G)
     q_pids, q_cams = rng.randint(1, NUM_IDS + 1, NUM_Q), rng.randint(0, NUM_CAMS, NUM_Q)
     g_noise = np.where(g_pids[:, None] == 0, 10.0, noise)  # distractors: far from every identity
@@ -82,8 +87,10 @@ def main():
     parser.add_argument("--naive-queries", type=int, default=200)
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    print("| noise | precision | distances wall / CPU (s) | rank_metrics wall / CPU (s) | total wall (s) "
-          "| rank-1 | mAP | mINP |")
+    print(
+        "| noise | precision | distances wall / CPU (s) | rank_metrics wall / CPU (s) | total wall (s) "
+        "| rank-1 | mAP | mINP |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for noise in args.noise:
         qf, gf, q_pids, g_pids, q_cams, g_cams = market_like(noise, np.random.RandomState(0))
@@ -96,8 +103,10 @@ def main():
                 if best is None or d_wall + r_wall < best[0] + best[2]:
                     best = (d_wall, d_cpu, r_wall, r_cpu)
             d_wall, d_cpu, r_wall, r_cpu = best
-            print(f"| {noise} | {precision} | {d_wall:.2f} / {d_cpu:.2f} | {r_wall:.2f} / {r_cpu:.2f} | "
-                  f"{d_wall + r_wall:.2f} | {result['cmc'][0]:.4f} | {result['mAP']:.4f} | {result['mINP']:.4f} |")
+            print(
+                f"| {noise} | {precision} | {d_wall:.2f} / {d_cpu:.2f} | {r_wall:.2f} / {r_cpu:.2f} | "
+                f"{d_wall + r_wall:.2f} | {result['cmc'][0]:.4f} | {result['mAP']:.4f} | {result['mINP']:.4f} |"
+            )
             if precision == "float32":
                 reference = distmat, result
         if reference is None or not args.naive_queries:
@@ -109,9 +118,11 @@ def main():
         fast = rank_metrics(*sub)
         same = np.allclose(fast["cmc"], cmc) and np.isclose(fast["mAP"], mAP) and np.isclose(fast["mINP"], mINP)
         _, f_wall, _ = timed(rank_metrics, *sub)
-        print(f"\nnoise {noise}: naive torchreid-style loop {n_wall:.2f} s for {n} queries "
-              f"-> {n_wall * NUM_Q / n:.1f} s extrapolated to {NUM_Q} (rank_metrics on the same {n}: "
-              f"{f_wall:.3f} s); same metrics: {same}")
+        print(
+            f"\nnoise {noise}: naive torchreid-style loop {n_wall:.2f} s for {n} queries "
+            f"-> {n_wall * NUM_Q / n:.1f} s extrapolated to {NUM_Q} (rank_metrics on the same {n}: "
+            f"{f_wall:.3f} s); same metrics: {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def gemm_peak(n, repeats):
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     ta, tb = tf.constant(a), tf.constant(b)
-    flops = 2.0 * n ** 3
+    flops = 2.0 * n**3
     return {
         "TensorFlow (oneDNN)": flops / best_seconds(lambda: tf.matmul(ta, tb).numpy(), repeats) / 1e9,
         "NumPy (BLAS)": flops / best_seconds(lambda: a @ b, repeats) / 1e9,
@@ -90,23 +90,30 @@ def main():
         print(f"  {engine:22s} {gflops:7.1f} GFLOP/s")
 
     products, total = inference_gflops(args.variant, args.height, args.width)
-    print(f"\n{args.variant} inference at {args.height}x{args.width}: {products:.2f} GFLOP/image in "
-          f"convolutions and matrix products ({total:.2f} with all ops; TensorFlow profiler)")
+    print(
+        f"\n{args.variant} inference at {args.height}x{args.width}: {products:.2f} GFLOP/image in "
+        f"convolutions and matrix products ({total:.2f} with all ops; TensorFlow profiler)"
+    )
     print(f"  float32 bound at {peak:.0f} GFLOP/s: {peak / products:.1f} images/s")
     for name, ips in (("Keras predict", args.keras_ips), ("ONNX Runtime export", args.export_ips)):
         if ips:
-            print(f"  {name:20s} {ips:5.1f} images/s = {ips * products:5.0f} GFLOP/s "
-                  f"({ips * products / peak:.0%} of the peak)")
+            print(
+                f"  {name:20s} {ips:5.1f} images/s = {ips * products:5.0f} GFLOP/s "
+                f"({ips * products / peak:.0%} of the peak)"
+            )
     if args.keras_ips:
         need = args.speedup * args.keras_ips
-        print(f"  {args.speedup}x Keras predict = {need:.1f} images/s needs {need * products:.0f} GFLOP/s "
-              f"({need * products / peak:.0%} of the peak)")
+        print(
+            f"  {args.speedup}x Keras predict = {need:.1f} images/s needs {need * products:.0f} GFLOP/s "
+            f"({need * products / peak:.0%} of the peak)"
+        )
 
     eval_gflop = 2.0 * MARKET_QUERIES * MARKET_GALLERY * FEATURE_DIM / 1e9
-    print(f"\nMarket-scale distances ({MARKET_QUERIES} x {MARKET_GALLERY} x {FEATURE_DIM}): "
-          f"{eval_gflop:.1f} GFLOP")
-    print(f"  float32 bound at {peak:.0f} GFLOP/s: {eval_gflop / peak:.2f} s for the product alone "
-          f"(target {args.eval_seconds:.2f} s for distances + metrics)")
+    print(f"\nMarket-scale distances ({MARKET_QUERIES} x {MARKET_GALLERY} x {FEATURE_DIM}): {eval_gflop:.1f} GFLOP")
+    print(
+        f"  float32 bound at {peak:.0f} GFLOP/s: {eval_gflop / peak:.2f} s for the product alone "
+        f"(target {args.eval_seconds:.2f} s for distances + metrics)"
+    )
 
 
 if __name__ == "__main__":

@@ -83,11 +83,15 @@ def track(seq, weights, tracker_class="BotSort", **tracker_kwargs):
     for q in range(visible.shape[1]):
         seen = [int(i) for i in ids[:, q] if i >= 0]
         switches = sum(1 for x, y in zip(seen, seen[1:]) if x != y)
-        report[f"person_{q}"] = {"detected_frames": int(visible[:, q].sum()), "tracked_frames": len(seen),
-                                 "ids": sorted(set(seen)), "id_switches": switches,
-                                 "kept_id": len(set(seen)) == 1,
-                                 # switches to an id another person had first (a swap), vs to a new id
-                                 "took_another_persons_id": sum(owner[i] != q for i in set(seen))}
+        report[f"person_{q}"] = {
+            "detected_frames": int(visible[:, q].sum()),
+            "tracked_frames": len(seen),
+            "ids": sorted(set(seen)),
+            "id_switches": switches,
+            "kept_id": len(set(seen)) == 1,
+            # switches to an id another person had first (a swap), vs to a new id
+            "took_another_persons_id": sum(owner[i] != q for i in set(seen)),
+        }
     return {"people": report, "reid": calls}
 
 
@@ -106,23 +110,35 @@ def main(argv=None):
     assert "tensorflow" not in sys.modules
     folder = Path(a.dir)
     ref = dict(np.load(folder / "reference.npz"))
-    results = {"boxmot": boxmot.__version__, "torch": torch.__version__, "boxes": int(len(ref["boxes"])),
-               "frames": [str(x) for x in ref["names"]], "features": {}}
-    backends = {"ONNXBackend mmga_boxmot.onnx": (ONNXBackend, "mmga_boxmot.onnx"),
-                "TFLiteBackend mmga_boxmot.tflite": (TFLiteBackend, "mmga_boxmot.tflite"),
-                "TFLiteBackend mmga_boxmot_int8.tflite": (TFLiteBackend, "mmga_boxmot_int8.tflite")}
+    results = {
+        "boxmot": boxmot.__version__,
+        "torch": torch.__version__,
+        "boxes": int(len(ref["boxes"])),
+        "frames": [str(x) for x in ref["names"]],
+        "features": {},
+    }
+    backends = {
+        "ONNXBackend mmga_boxmot.onnx": (ONNXBackend, "mmga_boxmot.onnx"),
+        "TFLiteBackend mmga_boxmot.tflite": (TFLiteBackend, "mmga_boxmot.tflite"),
+        "TFLiteBackend mmga_boxmot_int8.tflite": (TFLiteBackend, "mmga_boxmot_int8.tflite"),
+    }
     for label, (cls, name) in backends.items():
         backend = cls(folder / name, torch.device("cpu"), False)
         got = features(backend, ref)
         row = {"input_shape": list(backend.input_shape), "model_name": backend.model_name}
         for against in ("keras", "extractor"):
             c = cosine(got, ref[against])
-            row[f"cosine_vs_{against}"] = {"min": float(c.min()), "mean": float(c.mean()),
-                                           "per_box": [round(float(x), 6) for x in c]}
+            row[f"cosine_vs_{against}"] = {
+                "min": float(c.min()),
+                "mean": float(c.mean()),
+                "per_box": [round(float(x), 6) for x in c],
+            }
         results["features"][label] = row
-        print(f"{label}: input {row['input_shape']}, model_name {row['model_name']!r}; cosine vs Keras min "
-              f"{row['cosine_vs_keras']['min']:.7f} mean {row['cosine_vs_keras']['mean']:.7f}; vs the package's "
-              f"extractor min {row['cosine_vs_extractor']['min']:.7f}")
+        print(
+            f"{label}: input {row['input_shape']}, model_name {row['model_name']!r}; cosine vs Keras min "
+            f"{row['cosine_vs_keras']['min']:.7f} mean {row['cosine_vs_keras']['mean']:.7f}; vs the package's "
+            f"extractor min {row['cosine_vs_extractor']['min']:.7f}"
+        )
     c = cosine(ref["extractor"], ref["keras"])
     print(f"(package extractor vs Keras: min cosine {c.min():.7f})")
 
@@ -133,7 +149,8 @@ def main(argv=None):
             continue
         seq = dict(np.load(path))
         results["tracking"][scenario] = {
-            "frames": int(len(seq["frames"])), "people": int(seq["visible"].shape[1]),
+            "frames": int(len(seq["frames"])),
+            "people": int(seq["visible"].shape[1]),
             "hidden_detections": int((~seq["visible"]).sum()),
             "botsort_mmga_reid": track(seq, folder / "mmga_boxmot.onnx"),
             "botsort_no_reid": track(seq, folder / "mmga_boxmot.onnx", use_embeddings=False),
@@ -145,11 +162,15 @@ def main(argv=None):
             kept = sum(r["kept_id"] for r in report.values())
             switches = sum(r["id_switches"] for r in report.values())
             swaps = sum(r["took_another_persons_id"] > 0 for r in report.values())
-            print(f"[{scenario}] {label}: re-ID called {run['reid']['calls']} times on {run['reid']['crops']} boxes; "
-                  f"{kept}/{len(report)} people kept one id, {switches} id switches, {swaps} people took "
-                  f"another person's id; "
-                  + "; ".join(f"{k}: ids {r['ids']} over {r['tracked_frames']}/{r['detected_frames']} frames"
-                              for k, r in report.items()))
+            print(
+                f"[{scenario}] {label}: re-ID called {run['reid']['calls']} times on {run['reid']['crops']} boxes; "
+                f"{kept}/{len(report)} people kept one id, {switches} id switches, {swaps} people took "
+                f"another person's id; "
+                + "; ".join(
+                    f"{k}: ids {r['ids']} over {r['tracked_frames']}/{r['detected_frames']} frames"
+                    for k, r in report.items()
+                )
+            )
     with open(folder / "boxmot_results.json", "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {folder / 'boxmot_results.json'}")

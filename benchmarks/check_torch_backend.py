@@ -44,9 +44,17 @@ def main():
         start = time.time()
         history = m.fit(x, y, batch_size=8, epochs=3, verbose=0).history
         step = (time.time() - start) / 3
-        moved = max(float(np.abs(keras.ops.convert_to_numpy(v) - b).max()) for v, b in zip(m.trainable_variables, before))
-        print(variant, {k: [round(float(a), 3) for a in v] for k, v in history.items() if k != "lr"},
-              "moved", moved, "s/step (first includes tracing)", round(step, 2))
+        moved = max(
+            float(np.abs(keras.ops.convert_to_numpy(v) - b).max()) for v, b in zip(m.trainable_variables, before)
+        )
+        print(
+            variant,
+            {k: [round(float(a), 3) for a in v] for k, v in history.items() if k != "lr"},
+            "moved",
+            moved,
+            "s/step (first includes tracing)",
+            round(step, 2),
+        )
         logs = m.evaluate(x, y, batch_size=8, verbose=0, return_dict=True)
         print(variant, "evaluate", {k: round(float(v), 3) for k, v in logs.items()})
         predicted = m.predict(x, verbose=0)

@@ -43,8 +43,10 @@ def torch_side(out):
     os.makedirs(out, exist_ok=True)
     torch.save(model.state_dict(), os.path.join(out, "resnet50_tv.pth"))
     os.makedirs(os.path.join(out, "timm_folder"), exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              os.path.join(out, "timm_folder", "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        os.path.join(out, "timm_folder", "model.safetensors"),
+    )
     rng = np.random.default_rng(0)
     pixels = rng.uniform(0, 255, (BATCH,) + SIZE + (3,)).astype(np.float32)  # RGB [0, 255]
     mean = np.array([0.485, 0.456, 0.406], np.float32) * 255
@@ -55,8 +57,12 @@ def torch_side(out):
         y = model.layer2(model.layer1(y))
         l3 = model.layer3(y)
         l4 = model.layer4(l3)
-    np.savez(os.path.join(out, "torch_outputs.npz"), pixels=pixels, layer3=l3.numpy().transpose(0, 2, 3, 1),
-             layer4=l4.numpy().transpose(0, 2, 3, 1))
+    np.savez(
+        os.path.join(out, "torch_outputs.npz"),
+        pixels=pixels,
+        layer3=l3.numpy().transpose(0, 2, 3, 1),
+        layer4=l4.numpy().transpose(0, 2, 3, 1),
+    )
     print(f"torch {torch.__version__} torchvision {torchvision.__version__}: wrote {out}")
 
 
@@ -67,8 +73,9 @@ def keras_side(out):
     ref = np.load(os.path.join(out, "torch_outputs.npz"))
     worst = 0.0
     for weights in (os.path.join(out, "resnet50_tv.pth"), os.path.join(out, "timm_folder")):
-        net = MMGABackbone(input_shape=SIZE + (3,), backbone="resnet50_v1.5", backbone_weights=weights,
-                           attention=False, parts=())
+        net = MMGABackbone(
+            input_shape=SIZE + (3,), backbone="resnet50_v1.5", backbone_weights=weights, attention=False, parts=()
+        )
         x = net.preprocess(ref["pixels"])
         l3 = net.stage3(net.stem(x))
         l4 = np.asarray(net.stage4(l3))
@@ -77,8 +84,10 @@ def keras_side(out):
             want = ref[name]
             rel = np.max(np.abs(got - want)) / np.max(np.abs(want))
             worst = max(worst, rel)
-            print(f"{os.path.basename(weights):18s} {name}: shape {got.shape}, max |keras - torch| / max |torch| "
-                  f"= {rel:.2e}")
+            print(
+                f"{os.path.basename(weights):18s} {name}: shape {got.shape}, max |keras - torch| / max |torch| "
+                f"= {rel:.2e}"
+            )
         print(f"  preprocessing {net.preprocessing}, weights sha256 {net.backbone_weights_info['sha256'][:16]}...")
     print(f"worst relative difference {worst:.2e} ({'OK' if worst <= 1e-4 else 'FAIL'}, goal <= 1e-4)")
     return 0 if worst <= 1e-4 else 1

@@ -43,7 +43,7 @@ def boxmot_crop(frame, box):
     """The crop BoxMOT's `extract_crops` cuts: box rounded to int, clipped to the frame."""
     h, w = frame.shape[:2]
     x1, y1, x2, y2 = np.round(np.asarray(box, np.float32)).astype(int)
-    return frame[max(0, y1):min(h, y2), max(0, x1):min(w, x2)]
+    return frame[max(0, y1) : min(h, y2), max(0, x1) : min(w, x2)]
 
 
 def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0, scenario="cross"):
@@ -63,12 +63,17 @@ def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0, scenario="cross
     rng = np.random.RandomState(seed)
     H, W = size
     t = np.linspace(0, 1, H)[:, None, None]
-    background = ((np.array([170, 180, 190.0]) * (1 - t) + np.array([90, 100, 95.0]) * t) * np.ones((1, W, 1)))
+    background = (np.array([170, 180, 190.0]) * (1 - t) + np.array([90, 100, 95.0]) * t) * np.ones((1, W, 1))
     background = background.astype(np.uint8)
     for _ in range(12):  # clutter
         x, y = rng.randint(0, W), rng.randint(0, H)
-        cv2.rectangle(background, (x, y), (x + rng.randint(10, 60), y + rng.randint(10, 80)),
-                      tuple(int(c) for c in rng.randint(0, 255, 3)), -1)
+        cv2.rectangle(
+            background,
+            (x, y),
+            (x + rng.randint(10, 60), y + rng.randint(10, 80)),
+            tuple(int(c) for c in rng.randint(0, 255, 3)),
+            -1,
+        )
     camera = synthetic.make_camera(rng)
     camera.update(noise=0.0, blur=1, gain=1.0, tint=np.ones(3))
     people = []
@@ -78,10 +83,17 @@ def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0, scenario="cross
             if lab.any():
                 break
         ys, xs = np.nonzero(lab)
-        bgr, lab = bgr[ys.min():ys.max() + 1, xs.min():xs.max() + 1], lab[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        bgr, lab = (
+            bgr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1],
+            lab[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1],
+        )
         size_ = (int(bgr.shape[1] * scale), int(bgr.shape[0] * scale))
-        people.append((cv2.resize(bgr, size_, interpolation=cv2.INTER_NEAREST),
-                       cv2.resize(lab, size_, interpolation=cv2.INTER_NEAREST) > 0))
+        people.append(
+            (
+                cv2.resize(bgr, size_, interpolation=cv2.INTER_NEAREST),
+                cv2.resize(lab, size_, interpolation=cv2.INTER_NEAREST) > 0,
+            )
+        )
     # (start x, start y, end x, end y) of each person's top-left corner; draw order = depth (later = in front).
     paths = [(40, 150, 520, 150), (520, 160, 40, 160), (60, 20, 420, 200), (300, 40, 300, 40)]
     order = [3, 0, 2, 1]  # person 1 passes in front of person 0
@@ -99,15 +111,15 @@ def make_sequence(seed=0, frames=48, size=(480, 640), scale=2.0, scenario="cross
             x, y = int(round(x0 + t * (x1 - x0))), int(round(y0 + t * (y1 - y0)))
             bgr, mask = people[p]
             h, w = mask.shape
-            region = img[y:y + h, x:x + w]
-            m = mask[:region.shape[0], :region.shape[1]]
-            region[m] = bgr[:region.shape[0], :region.shape[1]][m]
-            cover[y:y + h, x:x + w][m] = p
+            region = img[y : y + h, x : x + w]
+            m = mask[: region.shape[0], : region.shape[1]]
+            region[m] = bgr[: region.shape[0], : region.shape[1]][m]
+            cover[y : y + h, x : x + w][m] = p
             boxes[f, p] = (x, y, x + w, y + h)
         for p in range(4):
             x1_, y1_, x2_, y2_ = boxes[f, p].astype(int)
             mask = people[p][1]
-            seen = np.sum(cover[y1_:y2_, x1_:x2_][mask[:y2_ - y1_, :x2_ - x1_]] == p)
+            seen = np.sum(cover[y1_:y2_, x1_:x2_][mask[: y2_ - y1_, : x2_ - x1_]] == p)
             visible[f, p] = seen > 0.5 * mask.sum()
             if scenario == "bounce" and p < 2 and abs(f - (frames - 1) / 2) < 4:
                 visible[f, p] = False  # no detection of either around the meeting
@@ -121,8 +133,14 @@ def main(argv=None):
     p.add_argument("--frames", nargs="+", required=True, help="bus.jpg / zidane.jpg (boxes in KNOWN_BOXES)")
     p.add_argument("--model", help=".keras to export (default: a seeded, untrained --variant at --size)")
     p.add_argument("--variant", default="baseline", help="variant of the untrained default model")
-    p.add_argument("--size", type=int, nargs=2, default=(128, 64), metavar=("H", "W"),
-                   help="input size of the untrained default model")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(128, 64),
+        metavar=("H", "W"),
+        help="input size of the untrained default model",
+    )
     p.add_argument("--save-model", help="also save the (default) model to this .keras path")
     a = p.parse_args(argv)
 
@@ -164,23 +182,40 @@ def main(argv=None):
     print(f"mmga_boxmot_fp16.tflite: max |LiteRT - Keras| {info['max_abs_diff']:.2e}")
     seq, seq_boxes, seq_visible = make_sequence()
     # int8: calibrated on the real crops and the sequence's people (the user's images).
-    calibration += [cv2.cvtColor(boxmot_crop(seq[f], seq_boxes[f, q]), cv2.COLOR_BGR2RGB)
-                    for f in range(0, len(seq), 6) for q in range(4)]
-    info = export_tflite(model, out("mmga_boxmot_int8.tflite"), profile="boxmot", precision="int8",
-                         calibration=calibration, min_cosine=0.9)
+    calibration += [
+        cv2.cvtColor(boxmot_crop(seq[f], seq_boxes[f, q]), cv2.COLOR_BGR2RGB)
+        for f in range(0, len(seq), 6)
+        for q in range(4)
+    ]
+    info = export_tflite(
+        model,
+        out("mmga_boxmot_int8.tflite"),
+        profile="boxmot",
+        precision="int8",
+        calibration=calibration,
+        min_cosine=0.9,
+    )
     print(f"mmga_boxmot_int8.tflite: cosine vs Keras {info['cosine']}")
     batch = preprocess_batch(crops, (h, w), color="bgr")
     keras_features = np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)), np.float32)
     extractor_features = OnnxFeatureExtractor(out("mmga_default.onnx"))(crops, color="bgr")
-    np.savez_compressed(out("reference.npz"), **{f"frame_{i}": f for i, f in enumerate(frames)}, boxes=np.float32(all_boxes),
-                        frame_of=np.int32(frame_of), keras=keras_features, extractor=extractor_features,
-                        names=np.array([os.path.basename(x) for x in a.frames]))
+    np.savez_compressed(
+        out("reference.npz"),
+        **{f"frame_{i}": f for i, f in enumerate(frames)},
+        boxes=np.float32(all_boxes),
+        frame_of=np.int32(frame_of),
+        keras=keras_features,
+        extractor=extractor_features,
+        names=np.array([os.path.basename(x) for x in a.frames]),
+    )
     np.savez_compressed(out("sequence.npz"), frames=seq, boxes=seq_boxes, visible=seq_visible)
     bounce = make_sequence(scenario="bounce")
     np.savez_compressed(out("sequence_bounce.npz"), frames=bounce[0], boxes=bounce[1], visible=bounce[2])
     cv2.imwrite(out("sequence_frame24.png"), seq[len(seq) // 2])
-    print(f"wrote {a.out}: {len(crops)} person boxes in {len(frames)} frames, a {len(seq)}-frame sequence "
-          f"({int((~seq_visible).sum())} hidden detections)")
+    print(
+        f"wrote {a.out}: {len(crops)} person boxes in {len(frames)} frames, a {len(seq)}-frame sequence "
+        f"({int((~seq_visible).sum())} hidden detections)"
+    )
 
 
 if __name__ == "__main__":

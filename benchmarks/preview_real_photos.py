@@ -47,8 +47,9 @@ def _caption(text, width, scale=0.4, line_height=16):
             lines[-1] = f"{lines[-1]} {word}".strip()
     caption = np.full((line_height * len(lines) + 6, width, 3), 255, np.uint8)
     for i, line in enumerate(lines):
-        cv2.putText(caption, line, (2, 13 + line_height * i), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            caption, line, (2, 13 + line_height * i), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
+        )
     return caption
 
 
@@ -85,18 +86,20 @@ def main(argv=None):
         result = body_parser.parse(crop)
         absent = tuple(getattr(result, "absent", ()))
         body = (result.label_map > 0).mean()
-        print(f"{label}: person={result.person} confidence={result.confidence:.3f} body={body:.2f} "
-              f"absent={[PART_NAMES.get(a, a) for a in absent]} "
-              f"labels={sorted(int(v) for v in np.unique(result.label_map) if v)}")
+        print(
+            f"{label}: person={result.person} confidence={result.confidence:.3f} body={body:.2f} "
+            f"absent={[PART_NAMES.get(a, a) for a in absent]} "
+            f"labels={sorted(int(v) for v in np.unique(result.label_map) if v)}"
+        )
         cells.append(cell(crop, result.label_map, absent, result.person))
     rows = []
     for i in range(0, len(cells), args.columns):
-        group = cells[i:i + args.columns]
+        group = cells[i : i + args.columns]
         width = sum(c.shape[1] for c in group) + 12 * (len(group) - 1)
         row = np.full((max(c.shape[0] for c in group), width, 3), 255, np.uint8)
         x = 0
         for c in group:
-            row[:c.shape[0], x:x + c.shape[1]] = c
+            row[: c.shape[0], x : x + c.shape[1]] = c
             x += c.shape[1] + 12
         rows.append(row)
     width = max(r.shape[1] for r in rows)

@@ -30,7 +30,7 @@ def write_model_card(card_path, card):
     """Writes `card` (a dict with `"format": CARD_FORMAT`) as indented JSON at `card_path`."""
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
-        raise ValueError(f"card must be a dict with \"format\": {CARD_FORMAT!r}, got {found!r}.")
+        raise ValueError(f'card must be a dict with "format": {CARD_FORMAT!r}, got {found!r}.')
     with open(card_path, "w") as f:
         json.dump(card, f, indent=2)
 
@@ -58,16 +58,22 @@ def read_model_card(card_path):
     card = read_json(card_path, "a keras-mmga model card")
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
-        hint = " (it looks like a gallery index saved under the model's name)" if isinstance(card, dict) and (
-            "paths" in card) else ""
+        hint = (
+            " (it looks like a gallery index saved under the model's name)"
+            if isinstance(card, dict) and ("paths" in card)
+            else ""
+        )
         raise ValueError(
-            f"{card_path!r} is not a keras-mmga model card (expected \"format\": {CARD_FORMAT!r}, got {found!r})"
+            f'{card_path!r} is not a keras-mmga model card (expected "format": {CARD_FORMAT!r}, got {found!r})'
             f"{hint}; re-export the model, or remove the file to use the graph's input shape."
         )
     spec = card.get("input")
-    if not isinstance(spec, dict) or spec.get("layout") not in ("NHWC", "NCHW") or not (
-        isinstance(spec.get("shape"), list) and len(spec["shape"]) == 4
+    if (
+        not isinstance(spec, dict)
+        or spec.get("layout") not in ("NHWC", "NCHW")
+        or not (isinstance(spec.get("shape"), list) and len(spec["shape"]) == 4)
     ):
-        raise ValueError(f"{card_path!r}: expected \"input\" with \"layout\" 'NHWC' or 'NCHW' and a 4-D "
-                         f"\"shape\"; got {spec!r}.")
+        raise ValueError(
+            f'{card_path!r}: expected "input" with "layout" \'NHWC\' or \'NCHW\' and a 4-D "shape"; got {spec!r}.'
+        )
     return card

@@ -20,7 +20,8 @@ def preprocess(image, image_size, color="rgb"):
     `tf.image.resize(..., "bilinear")`: identical when shrinking, < 2e-3 grey
     levels apart when enlarging. JPEG files are decoded with libjpeg's accurate
     integer IDCT, identical to `tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")`;
-    TensorFlow's default (fast) IDCT differs by up to ~18 grey levels; the training pipeline (`keras_mmga.data.images.decode`) uses the accurate one too.
+    TensorFlow's default (fast) IDCT differs by up to ~18 grey levels; the
+    training pipeline (`keras_mmga.data.images.decode`) uses the accurate one too.
     See `tests/test_deploy.py`.
 
     Args:

@@ -81,7 +81,12 @@ BACKBONE_PREPROCESSING = {"resnet50": "caffe", "resnet50_v1.5": "torch"}
 
 # compile() settings that only build the default optimizer ("sgd").
 OPTIMIZER_SETTINGS = (
-    "learning_rate", "backbone_lr_scale", "momentum", "weight_decay", "lr_decay_epochs", "lr_decay_rate",
+    "learning_rate",
+    "backbone_lr_scale",
+    "momentum",
+    "weight_decay",
+    "lr_decay_epochs",
+    "lr_decay_rate",
     "steps_per_epoch",
 )
 
@@ -97,9 +102,7 @@ def check_variant(variant):
 def check_part_name(name, where="parts"):
     """`name` if it is a part name (`PART_NAME`, not "whole"), else a `ValueError` naming `where`."""
     if not isinstance(name, str) or not PART_NAME.match(name):
-        raise ValueError(
-            f"Part names must be lower-case identifiers (letters, digits, '_'), got {name!r} in {where}."
-        )
+        raise ValueError(f"Part names must be lower-case identifiers (letters, digits, '_'), got {name!r} in {where}.")
     if name == "whole":
         raise ValueError(f"'whole' is mask channel 0 (the whole body), not a part: leave it out of {where}.")
     return name
@@ -161,16 +164,24 @@ def check_epoch(epoch):
 # naming the setting, what it needs and what came.
 def check_config_parts(parts, variant):
     """A non-empty sequence of distinct names, for variant mmga; the names themselves are the data side's."""
-    if isinstance(parts, str) or not isinstance(parts, (tuple, list)) or not parts \
-            or not all(isinstance(p, str) and p for p in parts):
-        raise ValueError(f"parts must be a non-empty tuple of part-group names (e.g. ('head', 'torso', 'legs', "
-                         f"'feet')) or None, got {parts!r}.")
+    if (
+        isinstance(parts, str)
+        or not isinstance(parts, (tuple, list))
+        or not parts
+        or not all(isinstance(p, str) and p for p in parts)
+    ):
+        raise ValueError(
+            f"parts must be a non-empty tuple of part-group names (e.g. ('head', 'torso', 'legs', "
+            f"'feet')) or None, got {parts!r}."
+        )
     repeated = sorted({p for p in parts if list(parts).count(p) > 1})
     if repeated:
         raise ValueError(f"parts names each part group once; {repeated} appear more than once in {tuple(parts)!r}.")
     if variant != "mmga":
-        raise ValueError(f"parts is a setting of variant 'mmga' (its part branches); variant {variant!r} has "
-                         f"{'the fixed halves upper/bottom' if variant == 'dmga' else 'no parts'}: leave parts None.")
+        raise ValueError(
+            f"parts is a setting of variant 'mmga' (its part branches); variant {variant!r} has "
+            f"{'the fixed halves upper/bottom' if variant == 'dmga' else 'no parts'}: leave parts None."
+        )
 
 
 def is_int(value):

@@ -147,8 +147,9 @@ def ranking_grid(query, gallery, matches, size=(128, 64), border=4, channel_orde
     return np.hstack(tiles)
 
 
-def save_ranking_grids(out_dir, distmat, query_samples, gallery_samples, topk=10, max_queries=20,
-                       size=(128, 64), border=4):
+def save_ranking_grids(
+    out_dir, distmat, query_samples, gallery_samples, topk=10, max_queries=20, size=(128, 64), border=4
+):
     """Writes a top-k ranking grid (PNG) for each of the first `max_queries` queries.
 
     Gallery entries with the query's identity **and** camera are skipped,
@@ -173,8 +174,10 @@ def save_ranking_grids(out_dir, distmat, query_samples, gallery_samples, topk=10
     """
     distmat = np.asarray(distmat)
     if distmat.shape != (len(query_samples), len(gallery_samples)):
-        raise ValueError(f"distmat {distmat.shape} does not match {len(query_samples)} queries and "
-                         f"{len(gallery_samples)} gallery samples.")
+        raise ValueError(
+            f"distmat {distmat.shape} does not match {len(query_samples)} queries and "
+            f"{len(gallery_samples)} gallery samples."
+        )
     os.makedirs(out_dir, exist_ok=True)
     g_paths = [s[0] for s in gallery_samples]
     g_pids = np.array([s[1] for s in gallery_samples])
@@ -230,15 +233,15 @@ def write_pictures(model, data, distmat, out_dir, max_queries=12):
         The written paths.
     """
     out_dir = os.fspath(out_dir)
-    written = save_ranking_grids(os.path.join(out_dir, "rankings"), distmat, data.query, data.gallery,
-                                           max_queries=max_queries)
+    written = save_ranking_grids(
+        os.path.join(out_dir, "rankings"), distmat, data.query, data.gallery, max_queries=max_queries
+    )
     # Baseline variants have no attention module: nothing to overlay.
     if not getattr(model, "has_attention", False):
         return written
     height, width = model.image_size
     for path, _, _ in data.query[:max_queries]:
-        shown = cv2.resize(read_image(path, channel_order="rgb"), (width, height),
-                           interpolation=cv2.INTER_LINEAR)
+        shown = cv2.resize(read_image(path, channel_order="rgb"), (width, height), interpolation=cv2.INTER_LINEAR)
         maps = {k: np.asarray(v)[0] for k, v in model.attention_maps(shown.astype(np.float32)[None]).items()}
         target = os.path.join(out_dir, "attention", os.path.splitext(os.path.basename(path))[0] + ".png")
         save_attention_overlay(target, shown, maps, channel_order="rgb")

@@ -3,7 +3,8 @@
 Example:
     python scripts/export_onnx.py --model runs/market_mmga/best.keras --output exported/mmga_market.onnx \
         --images Market-1501/query/0001_c1s1_001051_00.jpg
-    python scripts/export_onnx.py --model runs/market_mmga/best.keras --int8 --calibration Market-1501/bounding_box_train
+    python scripts/export_onnx.py --model runs/market_mmga/best.keras --int8 \
+        --calibration Market-1501/bounding_box_train
 """
 
 import sys

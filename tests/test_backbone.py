@@ -22,7 +22,9 @@ def test_stage_shapes_have_last_stride_one(shape, sizes):
 def test_topology_matches_keras_resnet50():
     stages = build_resnet50_stages((64, 32, 3), weights=None)
     reference = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(64, 32, 3))
-    ours = {layer.name: [w.shape for w in layer.weights] for m in stages.values() for layer in m.layers if layer.weights}
+    ours = {
+        layer.name: [w.shape for w in layer.weights] for m in stages.values() for layer in m.layers if layer.weights
+    }
     theirs = {layer.name: [w.shape for w in layer.weights] for layer in reference.layers if layer.weights}
     assert ours == theirs
     # Same parameters, and stage 4 keeps its resolution instead of halving it.

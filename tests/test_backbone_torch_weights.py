@@ -30,7 +30,8 @@ def _state_dict(seed=0):
 
     def conv(name, cout, cin, k):
         state[name + ".weight"] = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(
-            np.float32)
+            np.float32
+        )
 
     def bn(name, c):
         state[name + ".weight"] = rng.uniform(0.5, 1.5, c).astype(np.float32)
@@ -150,7 +151,7 @@ def _conv(x, w, stride=1, pad=0):
     out = np.zeros((h, wd, cout))
     for i in range(k):
         for j in range(k):
-            patch = x[i: i + stride * (h - 1) + 1: stride, j: j + stride * (wd - 1) + 1: stride, :]
+            patch = x[i : i + stride * (h - 1) + 1 : stride, j : j + stride * (wd - 1) + 1 : stride, :]
             out += patch @ w[:, :, i, j].T.astype(np.float64)
     return out
 
@@ -175,7 +176,7 @@ def _stem(x, state):
     y = np.maximum(_bn(_conv(x, state["conv1.weight"], 2, 3), state, "bn1"), 0)
     y = np.pad(y, ((1, 1), (1, 1), (0, 0)), constant_values=-np.inf)  # PyTorch's max pool pads with -inf
     h, w = (y.shape[0] - 3) // 2 + 1, (y.shape[1] - 3) // 2 + 1
-    return np.max([y[i: i + 2 * h - 1: 2, j: j + 2 * w - 1: 2] for i in range(3) for j in range(3)], axis=0)
+    return np.max([y[i : i + 2 * h - 1 : 2, j : j + 2 * w - 1 : 2] for i in range(3) for j in range(3)], axis=0)
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +195,12 @@ def weights_dir(state, tmp_path_factory):
 def test_safetensors_and_torch_zip_readers_return_the_state_dict(tmp_path, monkeypatch):
     # The readers know nothing of ResNet50: a few tensors of each stored dtype and rank suffice.
     rng = np.random.default_rng(2)
-    state = {"layer1.0.conv1.weight": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
-             "bn1.running_var": rng.uniform(0.5, 1.5, 8).astype(np.float32),
-             "bn1.num_batches_tracked": np.array(7, np.int64),
-             "fc.weight": rng.standard_normal((10, 16)).astype(np.float32)}
+    state = {
+        "layer1.0.conv1.weight": rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+        "bn1.running_var": rng.uniform(0.5, 1.5, 8).astype(np.float32),
+        "bn1.num_batches_tracked": np.array(7, np.int64),
+        "fc.weight": rng.standard_normal((10, 16)).astype(np.float32),
+    }
     _write_safetensors(tmp_path / "model.safetensors", state)
     _write_torch_zip(tmp_path / "resnet50.pth", state, monkeypatch)
     _write_torch_zip(tmp_path / "resnet50_legacy.pth", state, monkeypatch, legacy=True)
@@ -221,8 +224,7 @@ def test_resnet50_v15_computes_pytorchs_stem_and_bottlenecks(state, weights_dir)
 
     expected_pool = _stem(x[0].astype(np.float64), state)
     np.testing.assert_allclose(pool, expected_pool, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(block1, _bottleneck(pool.astype(np.float64), state, "layer1.0", 1), rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(block1, _bottleneck(pool.astype(np.float64), state, "layer1.0", 1), rtol=1e-4, atol=1e-4)
     # The strided block: v1.5 puts the stride on the 3x3 conv (v1 would put it on conv1).
     expected = _bottleneck(block3.astype(np.float64), state, "layer2.0", 2)
     assert strided.shape == expected.shape == (8, 4, 512)
@@ -277,14 +279,19 @@ def test_bad_weights_are_one_clear_error(tmp_path):
 
 def test_keras_hub_preset_folder_loads_into_v15_with_the_same_function(tmp_path):
     """keras-hub's own ResNetBackbone (last stride 1), saved as a preset, computes what our v1.5 computes."""
-    import keras_hub  # the test extra installs it
     import keras
+    import keras_hub  # the test extra installs it
 
     keras.utils.set_random_seed(3)
     hub = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 128, 256, 512],
-        stackwise_num_blocks=[3, 4, 6, 3], stackwise_num_strides=[1, 2, 2, 1], block_type="bottleneck_block",
-        image_shape=(64, 32, 3))
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=[3, 4, 6, 3],
+        stackwise_num_strides=[1, 2, 2, 1],
+        block_type="bottleneck_block",
+        image_shape=(64, 32, 3),
+    )
     # Non-trivial BN statistics so that their mapping is tested too.
     rng = np.random.default_rng(4)
     for layer in hub.layers:
@@ -298,5 +305,4 @@ def test_keras_hub_preset_folder_loads_into_v15_with_the_same_function(tmp_path)
     ours = np.asarray(stages["stage4"](stages["stage3"](stages["stem"](x))))
     np.testing.assert_allclose(ours, np.asarray(hub(x)), rtol=1e-4, atol=1e-4)
     with pytest.raises(ConnectionError, match="keras-hub preset"):
-        build_resnet50_stages((64, 32, 3), weights=f"keras_hub:{tmp_path / 'no_such_preset'}",
-                              backbone="resnet50_v1.5")
+        build_resnet50_stages((64, 32, 3), weights=f"keras_hub:{tmp_path / 'no_such_preset'}", backbone="resnet50_v1.5")

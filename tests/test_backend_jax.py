@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import onnxruntime as ort
 import pytest
+from workers import runner
 
 from keras_mmga import MMGA
 from keras_mmga.export import export_onnx
-from workers import runner
 
 pytestmark = pytest.mark.slow  # every test reads the JAX runs (subprocesses): not in `make test-fast`
 
@@ -63,8 +63,14 @@ def identity_runs(tmp_path_factory):
     tf_weights, tf_info = runner.result(tf_out)
     n = len(tf_weights)
     split = lambda prefix: [jax[f"{prefix}_{i}"] for i in range(n)]  # noqa: E731
-    return {"init": split("init"), "one": split("one"), "two": split("two"), "tf": tf_weights,
-            "jax_info": jax_info, "tf_info": tf_info}
+    return {
+        "init": split("init"),
+        "one": split("one"),
+        "two": split("two"),
+        "tf": tf_weights,
+        "jax_info": jax_info,
+        "tf_info": tf_info,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +79,10 @@ def variant_runs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("jax_variants")
     outs = {k: str(tmp / f"{k}.json") for k in VARIANT_RUNS}
-    procs = [runner.spawn([JAX_STEPS, "variants", outs[k], tmp, *specs], outs[k] + ".log")
-             for k, specs in VARIANT_RUNS.items()]
+    procs = [
+        runner.spawn([JAX_STEPS, "variants", outs[k], tmp, *specs], outs[k] + ".log")
+        for k, specs in VARIANT_RUNS.items()
+    ]
     _wait(procs, outs.values())
     report = {"folder": tmp, "variants": {}}
     for out in outs.values():
@@ -124,7 +132,9 @@ def test_every_variant_fits_evaluates_predicts_saves_and_loads_on_jax(variant_ru
     assert run["moved"] > 0
     logs = run["evaluate"]
     assert set(logs) == LOGGED[variant]
-    expected = logs["whole_softmax"] + logs.get("local_softmax", 0) + 2.0 * logs["triplet"] + 0.1 * logs.get("attention", 0)
+    expected = (
+        logs["whole_softmax"] + logs.get("local_softmax", 0) + 2.0 * logs["triplet"] + 0.1 * logs.get("attention", 0)
+    )
     assert logs["loss"] == pytest.approx(expected, rel=1e-5)  # eq. 9 of the logged parts
     assert run["feature_shape"] == [8, FEATURE_DIM[variant]]
     np.testing.assert_allclose(run["feature_norms"], 1.0, atol=1e-3)

@@ -36,8 +36,9 @@ print(json.dumps({"commands": out, "heavy": heavy}))
 
 def test_help_of_every_own_command_answers_without_importing_tensorflow():
     assert set(OWN) <= set(COMMANDS)
-    done = subprocess.run([sys.executable, "-c", _HELP_PROBE, *OWN], capture_output=True, text=True, env=ENV,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _HELP_PROBE, *OWN], capture_output=True, text=True, env=ENV, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     assert report["heavy"] == []  # no TensorFlow / Keras (nor OpenCV) behind --help
@@ -48,15 +49,26 @@ def test_help_of_every_own_command_answers_without_importing_tensorflow():
         assert "(default: None)" not in got["help"] and "(default: False)" not in got["help"], command
     train_help = " ".join(report["commands"]["train"]["help"].split())  # unwrapped
     # The paper recipe's defaults are shown, the epoch definition among them.
-    for flag, default in (("--epochs", "900"), ("--epoch", "identities"), ("--lr", "0.1"),
-                          ("--num-identities", "24"), ("--num-instances", "4"), ("--lr-decay-epochs", "90")):
+    for flag, default in (
+        ("--epochs", "900"),
+        ("--epoch", "identities"),
+        ("--lr", "0.1"),
+        ("--num-identities", "24"),
+        ("--num-instances", "4"),
+        ("--lr-decay-epochs", "90"),
+    ):
         assert flag in train_help and f"(default: {default})" in train_help, flag
 
 
 def test_scripts_are_wrappers_of_the_commands():
     for script, command in (("train.py", "train"), ("make_synthetic.py", "synthetic"), ("evaluate.py", "evaluate")):
-        done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "--help"], capture_output=True,
-                              text=True, env=ENV, timeout=120)
+        done = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", script), "--help"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=120,
+        )
         assert done.returncode == 0 and done.stdout.startswith(f"usage: keras-mmga {command}"), script
 
 
@@ -103,9 +115,9 @@ def test_train_flags_reach_the_config():
 
 
 def test_config_variant_names_are_the_models():
-    from keras_mmga.settings import VARIANT_NAMES
     from keras_mmga.engine.ablation import VARIANT_ORDER
     from keras_mmga.models import VARIANTS
+    from keras_mmga.settings import VARIANT_NAMES
 
     assert set(VARIANT_NAMES) == set(VARIANTS) and VARIANT_ORDER is VARIANT_NAMES
 
@@ -113,11 +125,13 @@ def test_config_variant_names_are_the_models():
 def test_data_and_engine_packages_import_without_tensorflow():
     # Lazy package namespaces: the readers, the sampler, the synthetic writer and the run
     # configurations need no TensorFlow (the deploy path reads datasets with `data.market`).
-    code = ("import sys, keras_mmga.data, keras_mmga.engine, keras_mmga.data.market, keras_mmga.data.pk_sampler, "
-            "keras_mmga.engine.config\n"
-            "from keras_mmga.data import Market1501, PKSampler, synthetic\n"
-            "from keras_mmga.engine import TrainConfig, DemoConfig\n"
-            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    code = (
+        "import sys, keras_mmga.data, keras_mmga.engine, keras_mmga.data.market, keras_mmga.data.pk_sampler, "
+        "keras_mmga.engine.config\n"
+        "from keras_mmga.data import Market1501, PKSampler, synthetic\n"
+        "from keras_mmga.engine import TrainConfig, DemoConfig\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr[-2000:]
 
@@ -132,13 +146,27 @@ def test_ablation_passes_missing_masks_to_every_run(tmp_path, monkeypatch):
         return None, "table"
 
     monkeypatch.setattr(ablation, "run_ablation", fake_run_ablation)
-    code = main(["ablation", "--output", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
-                 "--masks", str(tmp_path / "generated"), "--name", "Mine", "--missing-masks", "ignore"])
+    code = main(
+        [
+            "ablation",
+            "--output",
+            str(tmp_path / "out"),
+            "--data",
+            str(tmp_path / "data"),
+            "--masks",
+            str(tmp_path / "generated"),
+            "--name",
+            "Mine",
+            "--missing-masks",
+            "ignore",
+        ]
+    )
     assert code == 0
     assert seen["missing_masks"] == "ignore" and seen["datasets"] == [("Mine", str(tmp_path / "generated"))]
 
 
 # --- one vocabulary, one-line errors, outputs checked first (issue 27) ---------------------------------------
+
 
 @pytest.mark.parametrize("command,old", sorted(__import__("keras_mmga.cli", fromlist=["RENAMED"]).RENAMED))
 def test_renamed_flags_are_refused_naming_the_new_one(command, old, capsys):
@@ -185,8 +213,10 @@ def test_offline_imagenet_is_one_line_before_any_data_is_read(tmp_path, capsys, 
     from keras_mmga.engine import trainer
 
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/x: None -- [Errno -3] "
-                        "Temporary failure in name resolution")
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/x: None -- [Errno -3] "
+            "Temporary failure in name resolution"
+        )
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the weights"))
@@ -250,17 +280,25 @@ def test_no_replacement_help_says_what_the_flag_does():
 def test_startup_noise_filter_keeps_everything_else():
     from keras_mmga.cli.stderr_filter import is_noise
 
-    noise = [b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
-             b"I0000 00:00:1796475063.298208    4795 port.cc:153] oneDNN custom operations are on.\n",
-             b"E0000 00:00:1796475077.324181    4881 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n",
-             b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
-             b"appropriate compiler flags.\n",
-             b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
-             # Two mask workers writing it at once.
-             b"INFO: INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
-             b"Created TensorFlow Lite XNNPACK delegate for CPU.\n"]
-    kept = [b"error: Mask root 'x' does not exist.\n", b"masks: 10/20 images\r", b"Epoch 1/3\n",
-            b"I0000 is not a log line\n", b"\n", b"INFO about the run\n"]
+    noise = [
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        b"I0000 00:00:1796475063.298208    4795 port.cc:153] oneDNN custom operations are on.\n",
+        b"E0000 00:00:1796475077.324181    4881 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n",
+        b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
+        b"appropriate compiler flags.\n",
+        b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+        # Two mask workers writing it at once.
+        b"INFO: INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+        b"Created TensorFlow Lite XNNPACK delegate for CPU.\n",
+    ]
+    kept = [
+        b"error: Mask root 'x' does not exist.\n",
+        b"masks: 10/20 images\r",
+        b"Epoch 1/3\n",
+        b"I0000 is not a log line\n",
+        b"\n",
+        b"INFO about the run\n",
+    ]
     assert all(is_noise(line) for line in noise) and not any(is_noise(line) for line in kept)
 
 
@@ -268,8 +306,14 @@ def test_command_line_run_prints_no_tensorflow_startup_lines(tmp_path):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"truncated")
     env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    done = subprocess.run([sys.executable, "-m", "keras_mmga", "evaluate", "--model", str(bad), "--data",
-                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "keras_mmga", "evaluate", "--model", str(bad), "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: ") and "not a valid Keras archive" in done.stderr
 
@@ -302,24 +346,52 @@ def test_a_warning_is_one_line_once(tmp_path, monkeypatch, capsys):
         return None, None
 
     monkeypatch.setattr(trainer, "train", fake_train)
-    argv = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
-            "--masks", str(tmp_path), "--backbone-weights", "none"]
+    argv = [
+        "train",
+        "--data",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "run"),
+        "--variant",
+        "baseline",
+        "--masks",
+        str(tmp_path),
+        "--backbone-weights",
+        "none",
+    ]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert err == (f"warning: variant 'baseline' trains without masks: mask_root (--masks) {str(tmp_path)!r} is "
-                   "not read (wmga, dmga and mmga use it).\n")
+    assert err == (
+        f"warning: variant 'baseline' trains without masks: mask_root (--masks) {str(tmp_path)!r} is "
+        "not read (wmga, dmga and mmga use it).\n"
+    )
 
 
-@pytest.mark.parametrize("weights, message", [("missing.pth", "Backbone weights not found"),
-                                              ("imagenet", "takes torchvision / timm weights")])
-def test_v15_backbone_weights_that_cannot_load_are_one_line_before_any_data(tmp_path, capsys, monkeypatch, weights,
-                                                                            message):
+@pytest.mark.parametrize(
+    "weights, message",
+    [("missing.pth", "Backbone weights not found"), ("imagenet", "takes torchvision / timm weights")],
+)
+def test_v15_backbone_weights_that_cannot_load_are_one_line_before_any_data(
+    tmp_path, capsys, monkeypatch, weights, message
+):
     from keras_mmga.engine import trainer
 
     monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the weights"))
-    code = main(["train", "--data", str(tmp_path), "--output", str(tmp_path / "run"), "--variant", "baseline",
-                 "--backbone", "resnet50_v1.5", "--backbone-weights", str(tmp_path / weights)
-                 if weights != "imagenet" else weights])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "run"),
+            "--variant",
+            "baseline",
+            "--backbone",
+            "resnet50_v1.5",
+            "--backbone-weights",
+            str(tmp_path / weights) if weights != "imagenet" else weights,
+        ]
+    )
     assert code == 2
     assert message in _one_line_error(capsys)
 

@@ -7,10 +7,20 @@ import pytest
 from keras_mmga.data import DukeMTMCreID, Market1501, ReIDDataset, load_dataset
 
 MARKET = {
-    "bounding_box_train": ["0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0007_c3s3_077419_03.jpg",
-                           "0007_c6s3_077469_01.jpg", "0010_c1s1_000001_00.jpg"],
-    "bounding_box_test": ["0000_c1s1_000151_01.jpg", "-1_c1s1_000401_03.jpg", "0003_c2s1_000476_04.jpg",
-                          "0003_c1s1_000551_02.jpg", "0005_c5s2_010001_01.jpg"],
+    "bounding_box_train": [
+        "0002_c1s1_000451_03.jpg",
+        "0002_c2s1_000301_01.jpg",
+        "0007_c3s3_077419_03.jpg",
+        "0007_c6s3_077469_01.jpg",
+        "0010_c1s1_000001_00.jpg",
+    ],
+    "bounding_box_test": [
+        "0000_c1s1_000151_01.jpg",
+        "-1_c1s1_000401_03.jpg",
+        "0003_c2s1_000476_04.jpg",
+        "0003_c1s1_000551_02.jpg",
+        "0005_c5s2_010001_01.jpg",
+    ],
     "query": ["0003_c1s1_000576_01.jpg", "0005_c4s2_009951_01.jpg"],
 }
 DUKE = {
@@ -33,8 +43,11 @@ def test_market_parsing_junk_distractors_and_relabelling(tmp_path):
     ds = Market1501(_write_tree(tmp_path, MARKET), verbose=False)
     # Train pids 2, 7, 10 -> 0, 1, 2 in sorted order; cameras 0-based.
     assert sorted((os.path.basename(p), pid, cam) for p, pid, cam in ds.train) == [
-        ("0002_c1s1_000451_03.jpg", 0, 0), ("0002_c2s1_000301_01.jpg", 0, 1),
-        ("0007_c3s3_077419_03.jpg", 1, 2), ("0007_c6s3_077469_01.jpg", 1, 5), ("0010_c1s1_000001_00.jpg", 2, 0),
+        ("0002_c1s1_000451_03.jpg", 0, 0),
+        ("0002_c2s1_000301_01.jpg", 0, 1),
+        ("0007_c3s3_077419_03.jpg", 1, 2),
+        ("0007_c6s3_077469_01.jpg", 1, 5),
+        ("0010_c1s1_000001_00.jpg", 2, 0),
     ]
     assert ds.num_train_pids == 3 and ds.num_train_cams == 4
     gallery_pids = sorted(pid for _, pid, _ in ds.gallery)

@@ -6,13 +6,15 @@ from keras_mmga.data import masks
 
 
 def test_lip_grouping_against_hand_made_map():
-    label_map = np.array([
-        [0, 2, 13, 0],    # hair, face -> upper
-        [14, 5, 5, 15],   # arms, upper clothes -> upper
-        [0, 6, 10, 0],    # dress, jumpsuit -> upper by default
-        [16, 9, 12, 17],  # legs, pants, skirt -> bottom
-        [18, 8, 0, 19],   # shoes, socks -> bottom
-    ])
+    label_map = np.array(
+        [
+            [0, 2, 13, 0],  # hair, face -> upper
+            [14, 5, 5, 15],  # arms, upper clothes -> upper
+            [0, 6, 10, 0],  # dress, jumpsuit -> upper by default
+            [16, 9, 12, 17],  # legs, pants, skirt -> bottom
+            [18, 8, 0, 19],  # shoes, socks -> bottom
+        ]
+    )
     got = masks.group_label_map(label_map)
     upper = np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     bottom = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 0, 1]])
@@ -26,7 +28,7 @@ def test_lip_grouping_against_hand_made_map():
 def test_area_reduction_gives_soft_fractions():
     full = np.zeros((32, 16, 3), np.float32)
     full[:8, :4, 0] = 1  # exactly one 8x4 cell of a (4, 4) grid
-    full[:4, :, 1] = 1   # half of the first row of cells
+    full[:4, :, 1] = 1  # half of the first row of cells
     reduced = masks.reduce_to(full, (4, 4))
     assert reduced.shape == (4, 4, 3)
     assert reduced[0, 0, 0] == pytest.approx(1.0) and reduced[..., 0].sum() == pytest.approx(1.0)
@@ -107,8 +109,9 @@ def test_colour_mask_is_an_error_naming_the_file(tmp_path):
     colour[..., 2] = 128
     cv2.imwrite(str(tmp_path / "mask" / "c.png"), colour)
     with pytest.raises(ValueError, match=r"c\.png.*colour"):
-        masks.load_targets([str(tmp_path / "img" / "c.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1),
-                           missing="ignore")
+        masks.load_targets(
+            [str(tmp_path / "img" / "c.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore"
+        )
 
 
 def test_zero_one_whole_body_mask_read_as_lip_is_an_error_naming_the_file(tmp_path):
@@ -121,8 +124,9 @@ def test_zero_one_whole_body_mask_read_as_lip_is_an_error_naming_the_file(tmp_pa
     (tmp_path / "mask").mkdir()
     cv2.imwrite(str(tmp_path / "mask" / "a.png"), body)
     with pytest.raises(ValueError, match=r"a\.png.*mask_format='binary'"):
-        masks.load_targets([str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1),
-                           missing="ignore")
+        masks.load_targets(
+            [str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1), missing="ignore"
+        )
     # The same file is a valid binary mask; as LIP its whole mask is right, so halves / whole accept it.
     np.testing.assert_array_equal(masks.binary_masks(body, "whole", "binary")[..., 0], body)
     halves = masks.binary_masks(body, "halves", "binary")
@@ -146,12 +150,14 @@ def test_jpeg_saved_as_png_is_named_as_such_even_when_ignoring_missing_masks(tmp
     (tmp_path / "mask" / "a.png").write_bytes(data.tobytes())
     for missing in ("error", "ignore"):
         with pytest.raises(ValueError, match=r"a\.png' is a JPEG file, not a PNG.*lossy") as err:
-            masks.load_targets([str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1),
-                               missing=missing)
+            masks.load_targets(
+                [str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1), missing=missing
+            )
         assert "mask_format='binary'" not in str(err.value)  # the old, wrong hint
     cv2.imwrite(str(tmp_path / "mask" / "a.png"), label)  # a real PNG of the same labels is read
-    targets, weights = masks.load_targets([str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask",
-                                          (2, 1))
+    targets, weights = masks.load_targets(
+        [str(tmp_path / "img" / "a.jpg")], tmp_path / "img", tmp_path / "mask", (2, 1)
+    )
     assert weights[0] == 1 and targets[0, :, :, 1].max() > 0
 
 
@@ -173,18 +179,22 @@ def test_ignoring_missing_masks_never_drops_every_mask(tmp_path):
 
 
 # Hand-made LIP parsing, one body region a row (dress and jumpsuit on row 4).
-BODY = np.array([
-    [0, 1, 2, 0],      # hat, hair            -> head
-    [0, 13, 13, 4],    # face, sunglasses     -> head
-    [14, 5, 5, 15],    # arms, upper clothes  -> torso
-    [3, 7, 11, 0],     # glove, coat, scarf   -> torso
-    [0, 6, 10, 0],     # dress, jumpsuit      -> dress_group
-    [16, 9, 12, 17],   # legs, pants, skirt   -> legs
-    [0, 8, 8, 0],      # socks                -> feet
-    [18, 0, 0, 19],    # shoes                -> feet
-], np.uint8)
-WHOLE = np.array([[0, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0],
-                  [0, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 0], [1, 0, 0, 1]])
+BODY = np.array(
+    [
+        [0, 1, 2, 0],  # hat, hair            -> head
+        [0, 13, 13, 4],  # face, sunglasses     -> head
+        [14, 5, 5, 15],  # arms, upper clothes  -> torso
+        [3, 7, 11, 0],  # glove, coat, scarf   -> torso
+        [0, 6, 10, 0],  # dress, jumpsuit      -> dress_group
+        [16, 9, 12, 17],  # legs, pants, skirt   -> legs
+        [0, 8, 8, 0],  # socks                -> feet
+        [18, 0, 0, 19],  # shoes                -> feet
+    ],
+    np.uint8,
+)
+WHOLE = np.array(
+    [[0, 1, 1, 0], [0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 0], [0, 1, 1, 0], [1, 1, 1, 1], [0, 1, 1, 0], [1, 0, 0, 1]]
+)
 
 
 def _rows(*rows):
@@ -204,8 +214,8 @@ def test_four_named_parts_of_a_hand_made_map():
     np.testing.assert_array_equal(full, got)
     reduced = masks.reduce_to(full, (2, 2))
     assert reduced.shape == (2, 2, 5)
-    np.testing.assert_allclose(reduced[..., 1], [[2 / 8, 3 / 8], [0, 0]])   # head: rows 0-1 of each cell's 0-3
-    np.testing.assert_allclose(reduced[..., 4], [[0, 0], [2 / 8, 2 / 8]])   # feet: rows 6-7
+    np.testing.assert_allclose(reduced[..., 1], [[2 / 8, 3 / 8], [0, 0]])  # head: rows 0-1 of each cell's 0-3
+    np.testing.assert_allclose(reduced[..., 4], [[0, 0], [2 / 8, 2 / 8]])  # feet: rows 6-7
 
 
 def test_upper_bottom_parts_are_todays_grouping():
@@ -239,8 +249,9 @@ def test_dress_follows_the_torso_or_the_legs(dress_group, in_torso, in_legs):
 
 def test_custom_label_groups_with_any_part_name():
     # A custom part, a named one overridden, a named one as it is.
-    got = masks.group_label_map(BODY, parts=("head", "arms", "legs"),
-                                label_groups={"arms": [14, 15, 3], "head": [2, 13]})
+    got = masks.group_label_map(
+        BODY, parts=("head", "arms", "legs"), label_groups={"arms": [14, 15, 3], "head": [2, 13]}
+    )
     arms = np.zeros((8, 4), int)
     arms[2, [0, 3]] = arms[3, 0] = 1
     head = np.zeros((8, 4), int)
@@ -254,8 +265,11 @@ def test_custom_label_groups_with_any_part_name():
 
 
 def test_bad_part_names_are_errors_naming_them():
-    with pytest.raises(ValueError, match=r"Unknown part group 'torsoo' in parts.*head, torso, upper, legs, feet, "
-                                         r"bottom.*label_groups"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown part group 'torsoo' in parts.*head, torso, upper, legs, feet, "
+        r"bottom.*label_groups",
+    ):
         masks.check_grouping(parts=("head", "torsoo"))
     with pytest.raises(ValueError, match=r"'legs' more than once"):
         masks.group_label_map(BODY, parts=("legs", "head", "legs"))
@@ -283,8 +297,11 @@ def test_bad_part_names_are_errors_naming_them():
 
 def test_zero_one_mask_read_as_lip_is_an_error_for_any_parts():
     body = (WHOLE > 0).astype(np.uint8)  # all "hat" read as LIP
-    with pytest.raises(ValueError, match=r"'b\.png' holds only the values 0 and 1.*all head body, and the "
-                                         r"torso and legs and feet targets would be empty.*mask_format='binary'"):
+    with pytest.raises(
+        ValueError,
+        match=r"'b\.png' holds only the values 0 and 1.*all head body, and the "
+        r"torso and legs and feet targets would be empty.*mask_format='binary'",
+    ):
         masks.binary_masks(body, parts=("head", "torso", "legs", "feet"), path="b.png")
     with pytest.raises(ValueError, match=r"in no part, and the legs target would be empty"):
         masks.binary_masks(body, parts=("legs",))

@@ -35,8 +35,18 @@ def _tiny_tree(root, n_ids=4, per_id=3, marked=False):
 
 
 def _kwargs(root, **extra):
-    return dict(image_size=(64, 32), num_identities=2, num_instances=2, mask_root=root / "mask",
-                image_root=root / "img", mask_mode="parts", seed=3) | extra
+    return (
+        dict(
+            image_size=(64, 32),
+            num_identities=2,
+            num_instances=2,
+            mask_root=root / "mask",
+            image_root=root / "img",
+            mask_mode="parts",
+            seed=3,
+        )
+        | extra
+    )
 
 
 def test_train_batches_shapes_labels_and_mask_targets(tmp_path):
@@ -96,8 +106,9 @@ def test_no_augmentation_and_cache_give_the_decoded_images(tmp_path):
     samples = _tiny_tree(tmp_path)
     plain = make_train_dataset(samples, **_kwargs(tmp_path, augment_images=False))
     cached = make_train_dataset(samples, **_kwargs(tmp_path, augment_images=False, cache_images=True))
-    for (x, y), (xc, yc) in zip([b for b, _ in zip(plain.dataset, range(3))],
-                                [b for b, _ in zip(cached.dataset, range(3))]):
+    for (x, y), (xc, yc) in zip(
+        [b for b, _ in zip(plain.dataset, range(3))], [b for b, _ in zip(cached.dataset, range(3))]
+    ):
         np.testing.assert_array_equal(y["labels"], yc["labels"])
         np.testing.assert_allclose(x, xc, atol=0.5)  # the cache rounds to uint8
         for image, label in zip(x.numpy(), y["labels"].numpy()):
@@ -237,8 +248,9 @@ def test_eval_dataset_is_ordered_and_unaugmented(tmp_path):
     batches = list(make_eval_dataset(samples, (64, 32), batch_size=5))
     assert [b.shape[0] for b in batches] == [5, 5, 2]
     images = np.concatenate([b.numpy() for b in batches])
-    np.testing.assert_allclose(images, np.repeat([0, 40, 80, 120], 3)[:, None, None, None] * np.ones((1, 64, 32, 3)),
-                               atol=2)
+    np.testing.assert_allclose(
+        images, np.repeat([0, 40, 80, 120], 3)[:, None, None, None] * np.ones((1, 64, 32, 3)), atol=2
+    )
 
 
 def test_epoch_definition_reaches_the_sampler(tmp_path):
@@ -276,8 +288,10 @@ def test_more_bad_arguments_are_named_where_they_enter(tmp_path):
     with pytest.raises(ValueError, match=r"samples\[0\] must be \(path, pid, camid\)"):
         make_train_dataset([samples[0][0]], **_kwargs(tmp_path))
     # An empty bottom group is fine where the bottom target is not a part (dmga's halves).
-    make_train_dataset(samples, **_kwargs(tmp_path, mask_mode="halves", check_files="none",
-                                          label_groups={"upper": [5, 9], "bottom": []}))
+    make_train_dataset(
+        samples,
+        **_kwargs(tmp_path, mask_mode="halves", check_files="none", label_groups={"upper": [5, 9], "bottom": []}),
+    )
     with pytest.raises(ValueError, match="batch_size must be ≥ 1"):
         make_eval_dataset(samples, (64, 32), batch_size=0)
     with pytest.raises(ValueError, match="divisible by 16"):
@@ -302,7 +316,7 @@ def _four_part_tree(root, n_ids=2, per_id=2):
     os.makedirs(root / "mask" / "train")
     label = np.zeros((64, 32), np.uint8)
     for row, lip in enumerate((13, 5, 9, 18)):
-        label[16 * row:16 * (row + 1), 8:24] = lip
+        label[16 * row : 16 * (row + 1), 8:24] = lip
     for pid in range(n_ids):
         for j in range(per_id):
             name = f"{pid:04d}_c{j + 1}s1_000{j}00_01"
@@ -326,8 +340,9 @@ def test_four_named_parts_give_five_mask_channels(tmp_path):
         expected[part] = 0.5
         np.testing.assert_allclose(got[..., 1 + part], np.broadcast_to(expected, (4, 4, 2)), atol=1e-6)
     # Custom groups and a part order of one's own: "arms" holds nothing here, "shoes" row 3 of cells.
-    custom = make_train_dataset(samples, **_kwargs(tmp_path, parts=("shoes", "head"), check_files="none",
-                                                   label_groups={"shoes": [18, 19]}))
+    custom = make_train_dataset(
+        samples, **_kwargs(tmp_path, parts=("shoes", "head"), check_files="none", label_groups={"shoes": [18, 19]})
+    )
     masks = next(iter(custom.dataset))[1]["masks"].numpy()
     assert masks.shape == (4, 4, 2, 3)
     np.testing.assert_allclose(masks[:, 3, :, 1], 0.5, atol=1e-6)
@@ -341,11 +356,13 @@ def test_default_parts_are_upper_and_bottom(tmp_path):
     named = next(iter(make_train_dataset(samples, **_kwargs(tmp_path, parts=["upper", "bottom"])).dataset))[1]
     np.testing.assert_array_equal(default["masks"], named["masks"])
     # No mask folder on purpose: all-zero targets of the parts' channel count.
-    no_masks = make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None, missing_masks="ignore",
-                                                     parts=("head", "feet")))
+    no_masks = make_train_dataset(
+        samples, **_kwargs(tmp_path, mask_root=None, missing_masks="ignore", parts=("head", "feet"))
+    )
     assert no_masks.dataset.element_spec[1]["masks"].shape == (4, 4, 2, 3)
-    with_legs = make_train_dataset(samples, **_kwargs(tmp_path, mask_root=None, missing_masks="ignore",
-                                                      parts=("head", "torso", "legs", "feet")))
+    with_legs = make_train_dataset(
+        samples, **_kwargs(tmp_path, mask_root=None, missing_masks="ignore", parts=("head", "torso", "legs", "feet"))
+    )
     assert with_legs.dataset.element_spec[1]["masks"].shape == (4, 4, 2, 5)
 
 

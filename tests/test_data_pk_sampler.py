@@ -18,8 +18,8 @@ def test_pk_batches_have_p_identities_of_k_images():
     for batch in _take(PKSampler(pids, num_identities=3, num_instances=2, seed=0), 20):
         assert len(batch) == 6
         blocks = pids[batch].reshape(3, 2)
-        assert np.all(blocks == blocks[:, :1])           # each block of K is one identity
-        assert len(set(blocks[:, 0].tolist())) == 3      # P different identities
+        assert np.all(blocks == blocks[:, :1])  # each block of K is one identity
+        assert len(set(blocks[:, 0].tolist())) == 3  # P different identities
 
 
 def test_replica_blocks_hold_whole_identities():
@@ -74,7 +74,7 @@ def test_batches_from_a_start_continue_the_stream_across_epochs():
     sampler = PKSampler(_pids(), 3, 2, seed=7, epoch="images")
     stream = _take(sampler, 12)
     for start in range(9):
-        for got, expected in zip(_take(sampler.batches(start), 3), stream[start:start + 3], strict=True):
+        for got, expected in zip(_take(sampler.batches(start), 3), stream[start : start + 3], strict=True):
             np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="start must be ≥ 0"):
         next(sampler.batches(-1))
@@ -101,7 +101,7 @@ def test_identity_epoch_shows_every_identity_k_times():
     sampler = PKSampler(pids, 4, 3, seed=11)
     stream = _take(sampler, 3 * sampler.steps_per_epoch)
     for e in range(3):
-        epoch = stream[e * 3:(e + 1) * 3]
+        epoch = stream[e * 3 : (e + 1) * 3]
         labels = pids[np.concatenate(epoch)]
         np.testing.assert_array_equal(np.bincount(labels, minlength=12), np.full(12, 3))
         for batch in epoch:
@@ -120,9 +120,9 @@ def test_identity_epoch_last_batch_is_completed_with_other_identities():
     epoch = sampler.epoch(np.random.RandomState(5))
     assert len(epoch) == 3 == sampler.steps_per_epoch
     ids = [pids[b].reshape(3, 2)[:, 0] for b in epoch]
-    assert all(len(set(i.tolist())) == 3 for i in ids)         # every batch: P different identities
+    assert all(len(set(i.tolist())) == 3 for i in ids)  # every batch: P different identities
     first = np.concatenate(ids[:2])
-    assert len(set(first.tolist())) == 6                        # the first two batches: no repeats
+    assert len(set(first.tolist())) == 6  # the first two batches: no repeats
     left_over = set(range(7)) - set(first.tolist())
     assert len(left_over) == 1 and left_over <= set(ids[2].tolist())
     assert set(ids[2].tolist()) - left_over <= set(first.tolist())

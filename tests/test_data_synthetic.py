@@ -9,9 +9,13 @@ from keras_mmga.data import Market1501, synthetic
 
 
 def test_writer_layout_counts_cameras_and_masks(tmp_path):
-    images_root, masks_root = synthetic.write_dataset(tmp_path, num_train_ids=6, num_test_ids=5, seed=1,
-                                                      num_distractors=3, num_junk=2)
-    names = {s: sorted(os.listdir(os.path.join(images_root, s))) for s in ("bounding_box_train", "bounding_box_test", "query")}
+    images_root, masks_root = synthetic.write_dataset(
+        tmp_path, num_train_ids=6, num_test_ids=5, seed=1, num_distractors=3, num_junk=2
+    )
+    names = {
+        s: sorted(os.listdir(os.path.join(images_root, s)))
+        for s in ("bounding_box_train", "bounding_box_test", "query")
+    }
     ds = Market1501(images_root, verbose=False)
     assert ds.num_train_pids == 6
     assert len({pid for _, pid, _ in ds.query}) == 5
@@ -44,7 +48,9 @@ def test_writer_is_deterministic(tmp_path):
     b = synthetic.write_dataset(tmp_path / "b", 2, 2, seed=4, num_distractors=1, num_junk=1)[0]
     files = sorted(os.listdir(os.path.join(a, "query")))
     assert files == sorted(os.listdir(os.path.join(b, "query")))
-    np.testing.assert_array_equal(cv2.imread(os.path.join(a, "query", files[0])), cv2.imread(os.path.join(b, "query", files[0])))
+    np.testing.assert_array_equal(
+        cv2.imread(os.path.join(a, "query", files[0])), cv2.imread(os.path.join(b, "query", files[0]))
+    )
 
 
 def test_script_writes_the_dataset(tmp_path, monkeypatch, capsys):
@@ -52,8 +58,23 @@ def test_script_writes_the_dataset(tmp_path, monkeypatch, capsys):
     import sys
 
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "make_synthetic.py")
-    monkeypatch.setattr(sys, "argv", ["make_synthetic.py", "--output", str(tmp_path), "--train-ids", "2", "--test-ids", "2",
-                                      "--distractors", "1", "--junk", "1"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "make_synthetic.py",
+            "--output",
+            str(tmp_path),
+            "--train-ids",
+            "2",
+            "--test-ids",
+            "2",
+            "--distractors",
+            "1",
+            "--junk",
+            "1",
+        ],
+    )
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(script, run_name="__main__")
     assert exit_.value.code == 0
@@ -72,8 +93,11 @@ def test_writing_into_a_dataset_of_other_settings_is_refused_or_replaced(tmp_pat
     images, _ = synthetic.write_dataset(tmp_path, 6, 2, seed=0, num_distractors=1, num_junk=1)
     assert len(_train_pids(images)) == 6
     first = sorted(os.listdir(os.path.join(images, "query")))
-    with pytest.raises(ValueError, match=r"other settings \(num_train_ids: 6 there, 3 now; seed: 0 there, 1 now\)"
-                                         r".*overwrite=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"other settings \(num_train_ids: 6 there, 3 now; seed: 0 there, 1 now\)"
+        r".*overwrite=True",
+    ):
         synthetic.write_dataset(tmp_path, 3, 2, seed=1, num_distractors=1, num_junk=1)
     assert len(_train_pids(images)) == 6  # nothing was written
     # The same settings again: the dataset there is the one asked for.
@@ -82,8 +106,9 @@ def test_writing_into_a_dataset_of_other_settings_is_refused_or_replaced(tmp_pat
     synthetic.write_dataset(tmp_path, 3, 2, seed=1, num_distractors=1, num_junk=1, overwrite=True)
     assert _train_pids(images) == ["0001", "0002", "0003"]
     assert sorted(os.listdir(os.path.join(images, "query"))) != first
-    assert len(os.listdir(os.path.join(tmp_path, "masks", "bounding_box_train"))) == \
-        len(os.listdir(os.path.join(images, "bounding_box_train")))
+    assert len(os.listdir(os.path.join(tmp_path, "masks", "bounding_box_train"))) == len(
+        os.listdir(os.path.join(images, "bounding_box_train"))
+    )
     assert (tmp_path / "notes.txt").read_text() == "kept"
     # Files without a marker (another tool, an interrupted write) are not written into either.
     other = tmp_path / "other"
@@ -94,8 +119,12 @@ def test_writing_into_a_dataset_of_other_settings_is_refused_or_replaced(tmp_pat
 
 
 def test_writer_arguments_are_checked():
-    for kwargs, message in ((dict(num_train_ids=0), "must be ≥ 1"), (dict(num_test_ids=2.5), "must be an int"),
-                            (dict(num_junk=-1), "must be ≥ 0"), (dict(images_per_camera=(3, 2)), "min ≤ max")):
+    for kwargs, message in (
+        (dict(num_train_ids=0), "must be ≥ 1"),
+        (dict(num_test_ids=2.5), "must be an int"),
+        (dict(num_junk=-1), "must be ≥ 0"),
+        (dict(images_per_camera=(3, 2)), "min ≤ max"),
+    ):
         with pytest.raises(ValueError, match=message):
             synthetic.write_dataset("unused", **kwargs)
 

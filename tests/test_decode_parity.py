@@ -26,14 +26,21 @@ def _picture(rng, h, w):
 def _files(tmp_path):
     rng = np.random.RandomState(7)
     files = []
-    for i, (quality, sampling) in enumerate([(50, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
-                                             (75, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
-                                             (95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
-                                             (90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444)]):
+    for i, (quality, sampling) in enumerate(
+        [
+            (50, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
+            (75, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
+            (95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420),
+            (90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444),
+        ]
+    ):
         path = str(tmp_path / f"q{quality}_{i}.jpg")
         # Odd sizes: the 4:2:0 chroma planes have a half-covered last row / column.
-        cv2.imwrite(path, _picture(rng, 117 + 6 * i, 45 + 4 * i),
-                    [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling])
+        cv2.imwrite(
+            path,
+            _picture(rng, 117 + 6 * i, 45 + 4 * i),
+            [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling],
+        )
         files.append(path)
     grey = str(tmp_path / "grey.jpg")
     cv2.imwrite(grey, cv2.cvtColor(_picture(rng, 90, 40), cv2.COLOR_BGR2GRAY), [cv2.IMWRITE_JPEG_QUALITY, 80])

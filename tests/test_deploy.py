@@ -28,8 +28,14 @@ from keras_mmga.export import export_onnx
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SIZE = (64, 32)
 # Market-1501 names (camid 0-based after parsing) and one that does not parse.
-NAMES = ["0001_c1s1_000100_01.png", "0001_c2s1_000200_01.png", "0002_c3s1_000300_01.png",
-         "0003_c1s2_000400_01.png", "0003_c6s1_000500_02.png", "holiday_photo.png"]
+NAMES = [
+    "0001_c1s1_000100_01.png",
+    "0001_c2s1_000200_01.png",
+    "0002_c3s1_000300_01.png",
+    "0003_c1s2_000400_01.png",
+    "0003_c6s1_000500_02.png",
+    "holiday_photo.png",
+]
 
 
 @pytest.fixture(scope="module")
@@ -111,8 +117,12 @@ def _mean_colour_model(path, layout):
     h, w = SIZE
     shape, axes = (["N", 3, h, w], [2, 3]) if layout == "NCHW" else (["N", h, w, 3], [1, 2])
     nodes = [helper.make_node("ReduceMean", ["images"], ["features"], axes=axes, keepdims=0)]
-    graph = helper.make_graph(nodes, "mean", [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])])
+    graph = helper.make_graph(
+        nodes,
+        "mean",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return str(path)
 
@@ -315,10 +325,12 @@ def test_foreign_or_broken_index_files_are_named(tmp_path):
     meta = json.loads(meta_path.read_text())
     with pytest.raises(FileNotFoundError, match=r"other\.index\.npz.*PREFIX\.index\.npz"):
         GalleryIndex.load(tmp_path / "other")
-    cases = [("{oops", r"g\.index\.json.* is not valid JSON"),
-             (json.dumps(_card()), r"g\.index\.json.* is not a keras-mmga gallery index"),  # a model card
-             (json.dumps({k: v for k, v in meta.items() if k != "paths"}), r"g\.index\.json.*\"paths\""),
-             (json.dumps(dict(meta, paths=meta["paths"][:2])), r"g\.index\.npz.*same length")]
+    cases = [
+        ("{oops", r"g\.index\.json.* is not valid JSON"),
+        (json.dumps(_card()), r"g\.index\.json.* is not a keras-mmga gallery index"),  # a model card
+        (json.dumps({k: v for k, v in meta.items() if k != "paths"}), r"g\.index\.json.*\"paths\""),
+        (json.dumps(dict(meta, paths=meta["paths"][:2])), r"g\.index\.npz.*same length"),
+    ]
     for text, message in cases:
         meta_path.write_text(text)
         with pytest.raises(ValueError, match=message):
@@ -360,10 +372,11 @@ def test_search_script_bad_input_exits_2_with_one_line(tmp_path, capsys):
     folder = _colour_gallery(tmp_path / "gallery")
     query = str(folder / "0001_c1s1_000100_01.png")
     base = ["--gallery", str(folder), "--model", onnx_path]
-    for argv, message in [([query] + base[:3] + [str(tmp_path / "missing.onnx")], "ONNX model not found"),
-                          ([query, "--gallery", str(tmp_path / "absent"), "--model", onnx_path],
-                           "Gallery folder not found"),
-                          ([str(tmp_path / "nope.jpg")] + base, "Image not found")]:
+    for argv, message in [
+        ([query] + base[:3] + [str(tmp_path / "missing.onnx")], "ONNX model not found"),
+        ([query, "--gallery", str(tmp_path / "absent"), "--model", onnx_path], "Gallery folder not found"),
+        ([str(tmp_path / "nope.jpg")] + base, "Image not found"),
+    ]:
         assert search.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
@@ -444,9 +457,22 @@ def deploy_python(tmp_path_factory):
     env_dir = tmp_path_factory.mktemp("deploy_venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = str(env_dir / "bin" / "python")
-    pip = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "-q",
-                          "--disable-pip-version-check", "-r", os.path.join(ROOT, "requirements-deploy.txt")],
-                         capture_output=True, text=True)
+    pip = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+            os.path.join(ROOT, "requirements-deploy.txt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert pip.returncode == 0, f"pip could not build the deploy environment:\n{pip.stdout}\n{pip.stderr}"
     return python
 
@@ -457,8 +483,13 @@ def test_deploy_runs_with_only_numpy_opencv_and_onnxruntime(exported, deploy_pyt
 
     model, onnx_path, gallery = exported
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.path.abspath(ROOT), "HOME": str(tmp_path)}
-    run = subprocess.run([deploy_python, "-c", _DEPLOY_CHECK, onnx_path, str(gallery), str(tmp_path / "g")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [deploy_python, "-c", _DEPLOY_CHECK, onnx_path, str(gallery), str(tmp_path / "g")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["loaded"] == []  # nothing of TensorFlow / Keras / onnx was imported

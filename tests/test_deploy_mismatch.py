@@ -15,8 +15,12 @@ def _reduce_model(path, op="ReduceMean", out_shape=("N", 3)):
     h, w = SIZE
     keep = 0 if len(out_shape) == 2 else 1
     nodes = [helper.make_node(op, ["images"], ["features"], axes=[1, 2], keepdims=keep)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", h, w, 3])],
-                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, list(out_shape))])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", h, w, 3])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, list(out_shape))],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return str(path)
 

@@ -14,9 +14,9 @@ would find no negatives, so only global mining can match.
 import numpy as np
 import pytest
 import tensorflow as tf
+from workers import runner
 
 from keras_mmga.backends import distribute
-from workers import runner
 
 CASES = {
     "one_device": [],

@@ -10,17 +10,23 @@ import pytest
 
 from keras_mmga.data import Market1501, synthetic
 from keras_mmga.engine import RankValidation, TrainConfig
-from keras_mmga.evaluation import split_metrics
-from keras_mmga.models import load_model
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.run_folder import check_resume
 from keras_mmga.engine.train_data import steps_per_epoch
+from keras_mmga.evaluation import split_metrics
+from keras_mmga.models import load_model
 
 
 @pytest.fixture(scope="module")
 def market(tmp_path_factory):
-    images, _ = synthetic.write_dataset(tmp_path_factory.mktemp("evaluator_synthetic"), num_train_ids=3,
-                                        num_test_ids=3, seed=2, num_distractors=1, num_junk=1)
+    images, _ = synthetic.write_dataset(
+        tmp_path_factory.mktemp("evaluator_synthetic"),
+        num_train_ids=3,
+        num_test_ids=3,
+        seed=2,
+        num_distractors=1,
+        num_junk=1,
+    )
     return Market1501(images)
 
 
@@ -48,8 +54,13 @@ def test_damaged_keras_files_are_named_with_what_is_wrong(tmp_path):
         archive.writestr("notes.txt", "hello")
     hdf5 = tmp_path / "weights.keras"
     hdf5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
-    cases = {truncated: "truncated download", garbage: "truncated download", empty: "an empty file",
-             foreign: "lacks config.json", hdf5: "HDF5 file"}
+    cases = {
+        truncated: "truncated download",
+        garbage: "truncated download",
+        empty: "an empty file",
+        foreign: "lacks config.json",
+        hdf5: "HDF5 file",
+    }
     for path, why in cases.items():
         with pytest.raises(ValueError) as err:
             load_model(path)
@@ -94,8 +105,13 @@ def test_rank_validation_logs_reach_early_stopping_and_checkpoint(market, tmp_pa
 def _backed_up_run(out, saved_config):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
-    model.fit(np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32"), epochs=2, verbose=0,
-              callbacks=[ResumableBackup(os.path.join(out, "backup"))])
+    model.fit(
+        np.zeros((4, 2), "float32"),
+        np.zeros((4, 1), "float32"),
+        epochs=2,
+        verbose=0,
+        callbacks=[ResumableBackup(os.path.join(out, "backup"))],
+    )
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(saved_config, f)
 

@@ -21,13 +21,16 @@ def test_parts_flag_is_parsed_to_a_tuple():
         train_cli.parse_args(REQUIRED + ["--parts", "head,,feet"])
 
 
-@pytest.mark.parametrize("parts, variant, message", [
-    (("head", "head"), "mmga", r"\['head'\] appear more than once"),
-    ((), "mmga", "non-empty tuple"),
-    ("head", "mmga", "non-empty tuple"),
-    (("head", "feet"), "dmga", "fixed halves"),
-    (("head", "feet"), "baseline", "no parts"),
-])
+@pytest.mark.parametrize(
+    "parts, variant, message",
+    [
+        (("head", "head"), "mmga", r"\['head'\] appear more than once"),
+        ((), "mmga", "non-empty tuple"),
+        ("head", "mmga", "non-empty tuple"),
+        (("head", "feet"), "dmga", "fixed halves"),
+        (("head", "feet"), "baseline", "no parts"),
+    ],
+)
 def test_bad_parts_are_refused(tmp_path, parts, variant, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig("d", "o", mask_root=str(tmp_path), variant=variant, parts=parts).validate()
@@ -89,6 +92,17 @@ def test_ablation_passes_parts_for_its_mmga_row(tmp_path, monkeypatch):
         return None, "table"
 
     monkeypatch.setattr(ablation, "run_ablation", fake_run_ablation)
-    code = main(["ablation", "--output", str(tmp_path / "out"), "--data", str(tmp_path / "data"),
-                 "--masks", str(tmp_path / "masks"), "--parts", "head,torso,bottom"])
+    code = main(
+        [
+            "ablation",
+            "--output",
+            str(tmp_path / "out"),
+            "--data",
+            str(tmp_path / "data"),
+            "--masks",
+            str(tmp_path / "masks"),
+            "--parts",
+            "head,torso,bottom",
+        ]
+    )
     assert code == 0 and seen["parts"] == ("head", "torso", "bottom")

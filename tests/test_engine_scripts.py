@@ -22,18 +22,46 @@ def dataset(tmp_path_factory):
 
 
 def script(name, *args, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)],
-                          capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
 
 
 def test_help_lists_every_recipe_flag():
     out = script("train.py", "--help")
     assert out.returncode == 0, out.stderr[-2000:]
-    for flag in ("-P", "-K", "--epochs", "--lr", "--backbone-lr-scale", "--weight-decay", "--momentum",
-                 "--lr-decay-epochs", "--lr-decay-rate", "--margin", "--triplet-weight", "--attention-weight",
-                 "--part-attention-weight", "--height", "--width", "--variant", "--backbone-weights", "--seed",
-                 "--strategy", "--sync-batchnorm", "--mixed-precision", "--eval-every", "--dress-group",
-                 "--cache-images", "--missing-masks", "--epoch"):
+    for flag in (
+        "-P",
+        "-K",
+        "--epochs",
+        "--lr",
+        "--backbone-lr-scale",
+        "--weight-decay",
+        "--momentum",
+        "--lr-decay-epochs",
+        "--lr-decay-rate",
+        "--margin",
+        "--triplet-weight",
+        "--attention-weight",
+        "--part-attention-weight",
+        "--height",
+        "--width",
+        "--variant",
+        "--backbone-weights",
+        "--seed",
+        "--strategy",
+        "--sync-batchnorm",
+        "--mixed-precision",
+        "--eval-every",
+        "--dress-group",
+        "--cache-images",
+        "--missing-masks",
+        "--epoch",
+    ):
         assert flag in out.stdout, flag
     for name in ("ablation.py", "demo.py"):  # evaluate.py runs in the next test
         out = script(name, "--help")
@@ -47,14 +75,54 @@ def test_help_lists_every_recipe_flag():
 def test_train_then_evaluate_from_the_command_line(dataset, tmp_path):
     images, masks = dataset
     run = tmp_path / "run"
-    out = script("train.py", "--data", images, "--masks", masks, "--output", run, "--height", 64, "--width", 32,
-                 "-P", 4, "-K", 2, "--epochs", 1, "--steps-per-epoch", 2, "--backbone-weights", "none",
-                 "--eval-every", 0, "--lr", 0.01, "--variant", "dmga", "--progress", 0)
+    out = script(
+        "train.py",
+        "--data",
+        images,
+        "--masks",
+        masks,
+        "--output",
+        run,
+        "--height",
+        64,
+        "--width",
+        32,
+        "-P",
+        4,
+        "-K",
+        2,
+        "--epochs",
+        1,
+        "--steps-per-epoch",
+        2,
+        "--backbone-weights",
+        "none",
+        "--eval-every",
+        0,
+        "--lr",
+        0.01,
+        "--variant",
+        "dmga",
+        "--progress",
+        0,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (run / "latest.keras").exists()
 
-    out = script("evaluate.py", "--model", run / "latest.keras", "--data", images, "--json", tmp_path / "m.json",
-                 "--pictures", tmp_path / "pics", "--num-pictures", 2, "--rerank")
+    out = script(
+        "evaluate.py",
+        "--model",
+        run / "latest.keras",
+        "--data",
+        images,
+        "--json",
+        tmp_path / "m.json",
+        "--pictures",
+        tmp_path / "pics",
+        "--num-pictures",
+        2,
+        "--rerank",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "| rank-1 | rank-5 | rank-10 | mAP | mINP |" in out.stdout and "re-ranking" in out.stdout
     metrics = json.load(open(tmp_path / "m.json"))
@@ -78,19 +146,21 @@ def test_train_then_evaluate_from_the_command_line(dataset, tmp_path):
 @pytest.mark.slow
 def test_bad_input_exits_with_a_message_not_a_traceback(dataset, tmp_path):
     images, masks = dataset
-    out = script("train.py", "--data", images, "--masks", masks, "--output", tmp_path, "-P", 40,
-                 "--backbone-weights", "none")
+    out = script(
+        "train.py", "--data", images, "--masks", masks, "--output", tmp_path, "-P", 40, "--backbone-weights", "none"
+    )
     assert out.returncode == 2 and "fewer than P=40" in out.stderr and "Traceback" not in out.stderr
     out = script("evaluate.py", "--model", tmp_path / "missing.keras", "--data", images)
     assert out.returncode == 2 and "Model file not found" in out.stderr
 
 
 def test_ablation_table_layout():
-    results = {"Market-1501": {"baseline": {"rank1": 0.927, "mAP": 0.835}, "mmga": {"rank1": 0.95, "mAP": 0.872}},
-               "DukeMTMC-reID": {"mmga": {"rank1": 0.895, "mAP": 0.781}}}
+    results = {
+        "Market-1501": {"baseline": {"rank1": 0.927, "mAP": 0.835}, "mmga": {"rank1": 0.95, "mAP": 0.872}},
+        "DukeMTMC-reID": {"mmga": {"rank1": 0.895, "mAP": 0.781}},
+    }
     table = format_ablation_table(results, ["baseline", "mmga"]).splitlines()
-    assert table[0] == ("| Model | Market-1501 Rank-1 | Market-1501 mAP | DukeMTMC-reID Rank-1 | "
-                        "DukeMTMC-reID mAP |")
+    assert table[0] == ("| Model | Market-1501 Rank-1 | Market-1501 mAP | DukeMTMC-reID Rank-1 | DukeMTMC-reID mAP |")
     assert table[2] == "| Baseline | 92.7 | 83.5 | – | – |"
     assert table[3] == "| MMGA | 95.0 | 87.2 | 89.5 | 78.1 |"
 
@@ -99,8 +169,16 @@ def test_ablation_table_layout():
 def test_ablation_runs_each_variant_once_and_resumes(dataset, tmp_path):
     images, masks = dataset
     ds = [AblationDataset("Synthetic", images, masks)]
-    kw = dict(image_size=(64, 32), num_identities=4, num_instances=2, epochs=1, steps_per_epoch=1,
-              learning_rate=0.01, backbone_weights=None, verbose=0)
+    kw = dict(
+        image_size=(64, 32),
+        num_identities=4,
+        num_instances=2,
+        epochs=1,
+        steps_per_epoch=1,
+        learning_rate=0.01,
+        backbone_weights=None,
+        verbose=0,
+    )
     results, table = run_ablation(ds, tmp_path, variants=["baseline"], **kw)
     assert set(results["Synthetic"]) == {"baseline"}
     assert "| Baseline |" in table and (tmp_path / "ablation.md").read_text().strip() == table
@@ -114,9 +192,16 @@ def test_ablation_runs_each_variant_once_and_resumes(dataset, tmp_path):
 
 @pytest.mark.slow
 def test_demo_end_to_end_tiny(tmp_path):
-    config = DemoConfig(out_dir=os.fspath(tmp_path / "demo"), export_dir=os.fspath(tmp_path / "exported"),
-                        num_train_ids=5, num_test_ids=4, num_identities=4, num_instances=2, epochs=1,
-                        steps_per_epoch=2)
+    config = DemoConfig(
+        out_dir=os.fspath(tmp_path / "demo"),
+        export_dir=os.fspath(tmp_path / "exported"),
+        num_train_ids=5,
+        num_test_ids=4,
+        num_identities=4,
+        num_instances=2,
+        epochs=1,
+        steps_per_epoch=2,
+    )
     report = run_demo(config, export=True)
     assert set(report["results"]) == {"untrained", "trained mmga"}
     assert "| untrained |" in report["table"] and report["onnx"]["max_abs_diff"] < 1e-4
@@ -149,8 +234,10 @@ def test_synthetic_dataset_is_rewritten_when_its_settings_change(tmp_path):
     assert len(_train_pids(images)) == 3
     prepare_synthetic_dataset(tmp_path, 3, 2, seed=5)  # another seed: other images, no leftovers
     assert sorted(os.listdir(os.path.join(images, "bounding_box_train"))) != first
-    assert json.load(open(tmp_path / "synthetic.json")).items() >= {"num_train_ids": 3, "num_test_ids": 2,
-                                                                     "seed": 5}.items()
+    assert (
+        json.load(open(tmp_path / "synthetic.json")).items()
+        >= {"num_train_ids": 3, "num_test_ids": 2, "seed": 5}.items()
+    )
     assert (tmp_path / "notes.txt").read_text() == "kept"  # only the generator's own entries are replaced
     (tmp_path / "synthetic.json").unlink()  # no marker (older script, interrupted write): rewritten
     prepare_synthetic_dataset(tmp_path, 2, 2, seed=5)
@@ -168,11 +255,15 @@ def test_stored_metrics_are_reused_only_with_the_same_settings(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps(metrics | {"settings": _settings()}))
     assert reusable_metrics(tmp_path, _settings()) == metrics
     # Settings that cannot change the result (folders, verbosity) may differ.
-    moved = run_settings(TrainConfig("elsewhere", "run2", variant="baseline", epochs=1, verbose=0),
-                         {"synthetic": {"num_train_ids": 2}})
+    moved = run_settings(
+        TrainConfig("elsewhere", "run2", variant="baseline", epochs=1, verbose=0), {"synthetic": {"num_train_ids": 2}}
+    )
     assert reusable_metrics(tmp_path, moved) == metrics
-    with pytest.raises(ValueError, match=r"epochs: 1 there, 2 now.*learning_rate: 0\.1 there, 0\.01 now"
-                                         r".*another output folder"):
+    with pytest.raises(
+        ValueError,
+        match=r"epochs: 1 there, 2 now.*learning_rate: 0\.1 there, 0\.01 now"
+        r".*another output folder",
+    ):
         reusable_metrics(tmp_path, _settings(learning_rate=0.01) | {"epochs": 2})
     with pytest.raises(ValueError, match=r"image_size: \[384, 128\] there, \[128, 64\] now"):
         reusable_metrics(tmp_path, _settings(image_size=(128, 64)))
@@ -205,8 +296,16 @@ def test_an_unfinished_run_of_other_settings_is_not_resumed(tmp_path):
 def test_ablation_refuses_other_settings_before_training_anything(dataset, tmp_path):
     images, masks = dataset
     ds = [AblationDataset("Synthetic", images, masks)]
-    kw = dict(image_size=(64, 32), num_identities=4, num_instances=2, epochs=1, steps_per_epoch=1,
-              learning_rate=0.01, backbone_weights=None, verbose=0)
+    kw = dict(
+        image_size=(64, 32),
+        num_identities=4,
+        num_instances=2,
+        epochs=1,
+        steps_per_epoch=1,
+        learning_rate=0.01,
+        backbone_weights=None,
+        verbose=0,
+    )
     finished = tmp_path / "synthetic" / "baseline"
     finished.mkdir(parents=True)
     other = run_settings(TrainConfig(images, str(finished), variant="baseline", **(kw | {"epochs": 3})))
@@ -222,8 +321,24 @@ def test_ablation_script_rewrites_synthetic_data_and_names_changed_settings(tmp_
     finished = tmp_path / "synthetic" / "baseline"
     finished.mkdir(parents=True)
     (finished / "metrics.json").write_text(json.dumps({"rank1": 0.5, "mAP": 0.25, "settings": {}}))
-    out = script("ablation.py", "--output", tmp_path, "--synthetic", "--synthetic-ids", 3, "--variants",
-                 "baseline", "--backbone-weights", "none", "--height", 64, "--width", 32, "--progress", 0)
+    out = script(
+        "ablation.py",
+        "--output",
+        tmp_path,
+        "--synthetic",
+        "--synthetic-ids",
+        3,
+        "--variants",
+        "baseline",
+        "--backbone-weights",
+        "none",
+        "--height",
+        64,
+        "--width",
+        32,
+        "--progress",
+        0,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "other settings" in out.stderr and "'num_train_ids': 3" in out.stderr
     assert len(_train_pids(tmp_path / "data" / "images")) == 3  # the data follow --synthetic-ids

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 
 from keras_mmga.data import synthetic
-from keras_mmga.engine import TrainConfig, TrainingDiverged, build_model, train
-from keras_mmga.evaluation import dataset_metrics
+from keras_mmga.engine import TrainConfig, TrainingDiverged, build_model, train, train_data, trainer
 from keras_mmga.engine.callbacks import ResumableBackup
-from keras_mmga.engine import train_data, trainer
 from keras_mmga.engine.run_folder import backup_dir, check_resume
 from keras_mmga.engine.train_data import check_batches
+from keras_mmga.evaluation import dataset_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,9 +31,21 @@ def dataset(tmp_path_factory):
 
 def config(dataset, out, **kw):
     images, masks = dataset
-    base = dict(dataset_root=images, output_dir=os.fspath(out), mask_root=masks, image_size=(64, 32),
-                num_identities=4, num_instances=2, epochs=2, steps_per_epoch=2, learning_rate=0.01,
-                backbone_weights=None, eval_every=0, verbose=0, seed=3)
+    base = dict(
+        dataset_root=images,
+        output_dir=os.fspath(out),
+        mask_root=masks,
+        image_size=(64, 32),
+        num_identities=4,
+        num_instances=2,
+        epochs=2,
+        steps_per_epoch=2,
+        learning_rate=0.01,
+        backbone_weights=None,
+        eval_every=0,
+        verbose=0,
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -63,14 +74,18 @@ def test_train_writes_run_folder_and_evaluates(dataset, tmp_path):
     assert sorted(os.listdir(tmp_path / "backup")) == ["latest.weights.h5", "training_metadata.json"]
     for name in ("latest.keras", "best.keras"):
         assert _optimizer_variables(tmp_path / name) == 0, name
-    assert os.path.getsize(tmp_path / "latest.keras") < 0.6 * os.path.getsize(tmp_path / "backup" /
-                                                                              "latest.weights.h5")
+    assert os.path.getsize(tmp_path / "latest.keras") < 0.6 * os.path.getsize(tmp_path / "backup" / "latest.weights.h5")
     tuned = keras.models.load_model(tmp_path / "best.keras")
     assert not getattr(tuned, "compiled", False)  # fine-tuning compiles it with its own settings
     tuned.compile(learning_rate=0.001, steps_per_epoch=1)
 
-    result = dataset_metrics(tmp_path / "best.keras", dataset[0], pictures_dir=tmp_path / "pics",
-                            json_path=tmp_path / "metrics.json", verbose=False)
+    result = dataset_metrics(
+        tmp_path / "best.keras",
+        dataset[0],
+        pictures_dir=tmp_path / "pics",
+        json_path=tmp_path / "metrics.json",
+        verbose=False,
+    )
     assert result["mAP"] == pytest.approx(history.history["val_mAP"][-1], abs=1e-6)
     assert json.load(open(tmp_path / "metrics.json"))["rank1"] == pytest.approx(result["rank1"])
     assert os.listdir(tmp_path / "pics" / "rankings") and os.listdir(tmp_path / "pics" / "attention")
@@ -93,12 +108,42 @@ def _optimizer_variables(keras_file):
 def train_command(dataset, out, **kw):
     """scripts/train.py with the settings of `config(dataset, out, **kw)`."""
     c = config(dataset, out, **kw)
-    return [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--data", c.dataset_root, "--masks",
-            c.mask_root, "--output", c.output_dir, "--variant", c.variant, "--height", "64", "--width", "32",
-            "-P", str(c.num_identities), "-K", str(c.num_instances), "--epochs", str(c.epochs),
-            "--steps-per-epoch", str(c.steps_per_epoch), "--lr", str(c.learning_rate),
-            "--lr-decay-epochs", str(c.lr_decay_epochs), "--backbone-weights", "none", "--eval-every", "0",
-            "--seed", str(c.seed), "--progress", "0"]
+    return [
+        sys.executable,
+        os.path.join(ROOT, "scripts", "train.py"),
+        "--data",
+        c.dataset_root,
+        "--masks",
+        c.mask_root,
+        "--output",
+        c.output_dir,
+        "--variant",
+        c.variant,
+        "--height",
+        "64",
+        "--width",
+        "32",
+        "-P",
+        str(c.num_identities),
+        "-K",
+        str(c.num_instances),
+        "--epochs",
+        str(c.epochs),
+        "--steps-per-epoch",
+        str(c.steps_per_epoch),
+        "--lr",
+        str(c.learning_rate),
+        "--lr-decay-epochs",
+        str(c.lr_decay_epochs),
+        "--backbone-weights",
+        "none",
+        "--eval-every",
+        "0",
+        "--seed",
+        str(c.seed),
+        "--progress",
+        "0",
+    ]
 
 
 def _weights(path):
@@ -122,8 +167,9 @@ def test_sigkill_mid_epoch_then_restart_finishes_like_an_uninterrupted_run(datas
     # The uninterrupted run goes alongside the crashed one (one thread each).
     straight = tmp_path / "straight"
     reference_log = open(tmp_path / "reference.txt", "w")
-    reference = subprocess.Popen(train_command(dataset, straight, **kw), env=env, stdout=subprocess.DEVNULL,
-                                 stderr=reference_log)
+    reference = subprocess.Popen(
+        train_command(dataset, straight, **kw), env=env, stdout=subprocess.DEVNULL, stderr=reference_log
+    )
 
     try:
         run = tmp_path / "crashed"
@@ -176,8 +222,9 @@ def test_sigkill_mid_epoch_then_restart_finishes_like_an_uninterrupted_run(datas
 @pytest.mark.slow
 def test_nan_stops_with_message_and_keeps_last_good_epoch(dataset, tmp_path):
     # Epoch 1 trains at lr 0.01; the "decay" multiplies it by 1e30 from epoch 2 on.
-    cfg = config(dataset, tmp_path, epochs=3, steps_per_epoch=3, lr_decay_epochs=1, lr_decay_rate=1e30,
-                 variant="baseline")
+    cfg = config(
+        dataset, tmp_path, epochs=3, steps_per_epoch=3, lr_decay_epochs=1, lr_decay_rate=1e30, variant="baseline"
+    )
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*epoch 2.*keep epoch 1"):
         train(cfg)
     assert ResumableBackup.completed_epochs(tmp_path / "backup") == 1
@@ -353,24 +400,43 @@ def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
     # evaluates and saves the mirrored model. The same run checks that
     # save_optimizer=True keeps the optimizer's state in both .keras files
     # (test_train_writes_run_folder_and_evaluates: not by default).
-    model, history = train(config(dataset, tmp_path, variant="baseline", strategy="mirrored",
-                                  devices=("/cpu:0", "/cpu:1"), sync_batchnorm=True, epochs=1,
-                                  steps_per_epoch=1, eval_every=1, save_optimizer=True))
+    model, history = train(
+        config(
+            dataset,
+            tmp_path,
+            variant="baseline",
+            strategy="mirrored",
+            devices=("/cpu:0", "/cpu:1"),
+            sync_batchnorm=True,
+            epochs=1,
+            steps_per_epoch=1,
+            eval_every=1,
+            save_optimizer=True,
+        )
+    )
     assert model.distribute_strategy.num_replicas_in_sync == 2
     assert np.isfinite(history.history["loss"]).all() and 0 <= history.history["val_mAP"][0] <= 1
     assert (tmp_path / "latest.keras").exists()
     for name in ("latest.keras", "best.keras"):
         assert _optimizer_variables(tmp_path / name) > 0, name
     with pytest.raises(ValueError, match="divisible by the number of replicas"):
-        train(config(dataset, tmp_path / "odd", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
-                     num_identities=3))
+        train(config(dataset, tmp_path / "odd", strategy="mirrored", devices=("/cpu:0", "/cpu:1"), num_identities=3))
 
 
 def test_per_replica_triplet_with_one_identity_per_replica_is_refused(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "load_dataset", lambda *a, **k: pytest.fail("data read before the check"))
     with pytest.raises(ValueError, match="1 identity per replica: no anchor has a negative"):
-        train(config(dataset, tmp_path, variant="baseline", strategy="mirrored", devices=("/cpu:0", "/cpu:1"),
-                     num_identities=2, cross_replica_triplet=False))
+        train(
+            config(
+                dataset,
+                tmp_path,
+                variant="baseline",
+                strategy="mirrored",
+                devices=("/cpu:0", "/cpu:1"),
+                num_identities=2,
+                cross_replica_triplet=False,
+            )
+        )
     assert not (tmp_path / "config.json").exists()
 
 
@@ -386,6 +452,8 @@ def test_train_with_four_parts_end_to_end(dataset, tmp_path):
     loaded = keras.models.load_model(tmp_path / "latest.keras")
     assert loaded.parts == parts and loaded.feature_dim == 2048
     dataset_metrics(tmp_path / "latest.keras", dataset[0], pictures_dir=tmp_path / "pics", verbose=False)
-    panel = cv2.imread(os.path.join(tmp_path / "pics" / "attention", sorted(os.listdir(tmp_path / "pics" / "attention"))[0]))
+    panel = cv2.imread(
+        os.path.join(tmp_path / "pics" / "attention", sorted(os.listdir(tmp_path / "pics" / "attention"))[0])
+    )
     # image | overlay | module 1 | module 2 whole | 4 parts, each 32 wide at 64x32
     assert panel.shape[1] == 32 * (2 + 2 + 4)

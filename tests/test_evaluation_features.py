@@ -2,10 +2,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from factories import random_images
 
 from keras_mmga.evaluation.features import extract_features
-
-from factories import random_images
 
 
 def _model():
@@ -58,8 +57,11 @@ def test_symmetric_image_feature_equals_its_flip():
     )
     # And any image and its mirror image get the same flip-averaged feature.
     image = _images(1, seed=2)
-    np.testing.assert_allclose(extract_features(model, image, verbose=False),
-                               extract_features(model, image[:, :, ::-1].copy(), verbose=False), atol=1e-5)
+    np.testing.assert_allclose(
+        extract_features(model, image, verbose=False),
+        extract_features(model, image[:, :, ::-1].copy(), verbose=False),
+        atol=1e-5,
+    )
 
 
 def test_errors():

@@ -152,9 +152,11 @@ def test_rerank_starts_from_the_asked_metric_and_precision():
     euclid = reranked(qf, gf)
     np.testing.assert_allclose(euclid, re_ranking(qf, gf), atol=1e-6)  # the default path is unchanged
     cosine = reranked(qf, gf, metric="cosine")
-    expected = re_ranking(q_g_dist=compute_distance_matrix(qf, gf, "cosine"),
-                          q_q_dist=compute_distance_matrix(qf, qf, "cosine"),
-                          g_g_dist=compute_distance_matrix(gf, gf, "cosine"))
+    expected = re_ranking(
+        q_g_dist=compute_distance_matrix(qf, gf, "cosine"),
+        q_q_dist=compute_distance_matrix(qf, qf, "cosine"),
+        g_g_dist=compute_distance_matrix(gf, gf, "cosine"),
+    )
     np.testing.assert_allclose(cosine, expected, atol=1e-6)
     assert np.abs(cosine - euclid).max() > 1e-2  # the metric is not ignored
     # On L2-normalised features the two metrics re-rank the same (rows are rescaled by their maximum).

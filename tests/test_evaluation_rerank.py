@@ -59,8 +59,11 @@ def test_matches_dense_reference(k1, k2, lambda_value):
 def test_distance_matrix_input_equals_feature_input():
     qf, gf, *_ = _clusters(1)
     from_feats = re_ranking(qf, gf)
-    from_dists = re_ranking(q_g_dist=compute_distance_matrix(qf, gf), q_q_dist=compute_distance_matrix(qf, qf),
-                            g_g_dist=compute_distance_matrix(gf, gf))
+    from_dists = re_ranking(
+        q_g_dist=compute_distance_matrix(qf, gf),
+        q_q_dist=compute_distance_matrix(qf, qf),
+        g_g_dist=compute_distance_matrix(gf, gf),
+    )
     np.testing.assert_allclose(from_feats, from_dists, atol=1e-5)
 
 
@@ -68,7 +71,7 @@ def test_lambda_one_gives_the_original_distances():
     qf, gf, *_ = _clusters(0)
     feats = np.concatenate([qf, gf])
     full = compute_distance_matrix(feats, feats)
-    expected = full[: len(qf), len(qf):] / full[: len(qf)].max(axis=1, keepdims=True)
+    expected = full[: len(qf), len(qf) :] / full[: len(qf)].max(axis=1, keepdims=True)
     np.testing.assert_allclose(re_ranking(qf, gf, lambda_value=1.0), expected, atol=1e-6)
 
 

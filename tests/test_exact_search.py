@@ -28,22 +28,25 @@ def unit(x):
 def gallery_with_ties(n, dim, seed):
     rng = np.random.default_rng(seed)
     g = unit(rng.normal(size=(n, dim)))
-    g[5] = g[3]                        # a duplicate pair
-    g[20:50] = g[2]                    # 31 copies of one row: more than the 2k + 8 candidates kept
-    g[60] = -g[2]                      # the opposite vector (distance 2)
+    g[5] = g[3]  # a duplicate pair
+    g[20:50] = g[2]  # 31 copies of one row: more than the 2k + 8 candidates kept
+    g[60] = -g[2]  # the opposite vector (distance 2)
     return g
 
 
-@pytest.mark.parametrize("n, chunk_rows, query_batch, k", [
-    (97, 16, 4, 10),     # N not a multiple of the chunk; queries not a multiple of the batch
-    (97, 97, 64, 5),     # one chunk, one batch
-    (97, 1, 1, 3),       # one row per chunk, one query per batch
-    (64, 10, 3, 64),     # k = N
-    (64, 10, 3, 500),    # k > N: all rows
-    (300, 33, 7, 1),
-    (500, 400, 7, 3),    # first chunk wider than 16 (2k + 8): threshold from a sample of it
-    (1000, 600, 5, 10),
-])
+@pytest.mark.parametrize(
+    "n, chunk_rows, query_batch, k",
+    [
+        (97, 16, 4, 10),  # N not a multiple of the chunk; queries not a multiple of the batch
+        (97, 97, 64, 5),  # one chunk, one batch
+        (97, 1, 1, 3),  # one row per chunk, one query per batch
+        (64, 10, 3, 64),  # k = N
+        (64, 10, 3, 500),  # k > N: all rows
+        (300, 33, 7, 1),
+        (500, 400, 7, 3),  # first chunk wider than 16 (2k + 8): threshold from a sample of it
+        (1000, 600, 5, 10),
+    ],
+)
 def test_same_answer_as_float64_brute_force(n, chunk_rows, query_batch, k):
     g = gallery_with_ties(n, 24, seed=n + k)
     rng = np.random.default_rng(1)
@@ -55,24 +58,27 @@ def test_same_answer_as_float64_brute_force(n, chunk_rows, query_batch, k):
     assert rows.shape == (len(queries), min(k, n))
     np.testing.assert_array_equal(rows, want_r)
     np.testing.assert_allclose(distances, want_d, rtol=0, atol=1e-6)
-    assert (distances[:14, 0] == 0).all()                  # a self-match is exactly 0, not 2 - 2ab rounding
+    assert (distances[:14, 0] == 0).all()  # a self-match is exactly 0, not 2 - 2ab rounding
     if k >= 31:  # the 31 copies of row 2 come out in row order, all at distance 0
         np.testing.assert_array_equal(rows[12, :31], [2, *range(20, 50)])
 
 
 @pytest.mark.parametrize("scale_one_row", [False, True])  # unit rows (scores skip |g|^2) / rows of two norms
-@pytest.mark.parametrize("ties_first", [False, True])     # near-ties after k exact distances are known / before
+@pytest.mark.parametrize("ties_first", [False, True])  # near-ties after k exact distances are known / before
 def test_near_ties_below_float32_rounding(monkeypatch, scale_one_row, ties_first):
     rescored = []  # rows re-scored in float64: every row within the float32 rounding bound must be
     original = NumpyBackend._exact_sq_distances
-    monkeypatch.setattr(NumpyBackend, "_exact_sq_distances",
-                        lambda self, q, qi, rows: rescored.extend(rows.tolist()) or original(self, q, qi, rows))
+    monkeypatch.setattr(
+        NumpyBackend,
+        "_exact_sq_distances",
+        lambda self, q, qi, rows: rescored.extend(rows.tolist()) or original(self, q, qi, rows),
+    )
     # Rows differ from the query by less than float32 matrix-product rounding: the float64 re-score orders them.
     rng = np.random.default_rng(3)
     base = unit(rng.normal(size=(1, 512)))[0]
     g = np.repeat(base[None], 200, axis=0)
     idx = rng.choice(512, 200)
-    g[np.arange(200), idx] += rng.choice([-1, 1], 200) * rng.integers(1, 4, 200) * np.float32(2 ** -20)
+    g[np.arange(200), idx] += rng.choice([-1, 1], 200) * rng.integers(1, 4, 200) * np.float32(2**-20)
     g = np.concatenate([unit(rng.normal(size=(300, 512))), g])
     if scale_one_row:  # |g|^2 now differs between rows: only the rounding bound keeps the near-ties in
         g[0] *= 3
@@ -99,8 +105,8 @@ def test_search_memory_is_bounded_by_the_block_not_the_gallery():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     block = query_batch * chunk_rows * 4
-    assert peak < 8 * block, (peak, block)        # 8 * 128 KB = 1 MB ...
-    assert peak < g.nbytes / 8                    # ... against a 10 MB gallery (the old loop took N x D per query)
+    assert peak < 8 * block, (peak, block)  # 8 * 128 KB = 1 MB ...
+    assert peak < g.nbytes / 8  # ... against a 10 MB gallery (the old loop took N x D per query)
     np.testing.assert_array_equal(rows[:, 0], np.arange(100))
 
 
@@ -115,7 +121,7 @@ def test_many_small_adds_grow_by_doubling_and_match_one_build():
         grown.add(g[start : start + 3])
         if grown._buffer is not buffers[-1]:
             buffers.append(grown._buffer)
-    assert len(buffers) - 1 <= 10                     # log2(1000 / 3) + 1, not one copy per add (334)
+    assert len(buffers) - 1 <= 10  # log2(1000 / 3) + 1, not one copy per add (334)
     np.testing.assert_array_equal(grown.features, g)
     queries = g[::97]
     for a, b in zip(grown.search(queries, 7), one.search(queries, 7)):
@@ -127,8 +133,12 @@ def test_gallery_index_adds_save_and_load(tmp_path):
     g = unit(rng.normal(size=(60, 8)))
     index = GalleryIndex(g[:10], [f"{i}.jpg" for i in range(10)], np.arange(10), np.zeros(10))
     for start in range(10, 60, 5):
-        index.add(g[start : start + 5], [f"{i}.jpg" for i in range(start, start + 5)], np.arange(start, start + 5),
-                  np.zeros(5))
+        index.add(
+            g[start : start + 5],
+            [f"{i}.jpg" for i in range(start, start + 5)],
+            np.arange(start, start + 5),
+            np.zeros(5),
+        )
     np.testing.assert_array_equal(index.features, g)
     index.save(tmp_path / "g")
     loaded = GalleryIndex.load(tmp_path / "g")
@@ -174,7 +184,7 @@ def test_exact_ties_between_different_rows_come_in_row_order():
     # Integer features: float32 and float64 distances are exact, so the ties are true ties.
     g = np.zeros((40, 6), np.float32)
     g[np.arange(40), np.arange(40) % 6] = 1.0 + (np.arange(40) // 12)  # one-hot rows of length 1..4
-    g[39] = 0.0                                                        # the origin
+    g[39] = 0.0  # the origin
     queries = np.concatenate([g[[0, 6, 39]], np.full((1, 6), 0.5, np.float32)])
     for chunk_rows in (5, 40):
         backend = NumpyBackend(6, chunk_rows=chunk_rows, query_batch=3)
@@ -183,7 +193,7 @@ def test_exact_ties_between_different_rows_come_in_row_order():
         want_d, want_r = brute_force(g, queries, 12)
         np.testing.assert_array_equal(rows, want_r)
         np.testing.assert_array_equal(distances, want_d.astype(np.float32))
-    assert rows[0, :2].tolist() == [0, 6] and rows[2, 0] == 39        # duplicate of the query, then the origin
+    assert rows[0, :2].tolist() == [0, 6] and rows[2, 0] == 39  # duplicate of the query, then the origin
 
 
 def test_every_row_equal():
@@ -206,7 +216,7 @@ def test_gallery_index_ids_grow_by_doubling():
         index.add(g[start : start + 2], [f"{i}.jpg" for i in (start, start + 1)], [start, start + 1], [7, 8])
         if index._pids is not buffers[-1]:
             buffers.append(index._pids)
-    assert len(buffers) - 1 <= 9                       # log2(300 / 2) + 1, not one copy per add (150)
+    assert len(buffers) - 1 <= 9  # log2(300 / 2) + 1, not one copy per add (150)
     np.testing.assert_array_equal(index.pids, np.arange(300))
     np.testing.assert_array_equal(index.camids, np.tile([7, 8], 150))
     assert index.pids.dtype == np.int64 and len(index) == 300

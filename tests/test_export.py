@@ -17,11 +17,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import tensorflow as tf
+from factories import random_images
 from onnx import TensorProto, helper, numpy_helper
 
 from keras_mmga import MMGA, VARIANTS
-from keras_mmga.export import tensorrt_ops
-from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.deploy import CARD_FORMAT, OnnxFeatureExtractor
 from keras_mmga.export import (
     FP16_TOLERANCE,
@@ -31,12 +30,12 @@ from keras_mmga.export import (
     export_onnx,
     float32_inference_copy,
     inference_function,
+    tensorrt_ops,
     to_float16,
     training_function,
     unused_nodes,
 )
-
-from factories import random_images
+from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 SHAPE = (64, 32, 3)
@@ -97,7 +96,9 @@ def test_one_input_one_output_with_names_and_shapes(exports, variant):
     assert [d.dim_value for d in dims[1:]] == [64, 32, 3]
     out_dims = out.type.tensor_type.shape.dim
     assert not out_dims[0].HasField("dim_value") and out_dims[1].dim_value == FEATURE_DIM[variant]
-    assert [i.name for i in session.get_inputs()] == ["images"] and [o.name for o in session.get_outputs()] == ["features"]
+    assert [i.name for i in session.get_inputs()] == ["images"] and [o.name for o in session.get_outputs()] == [
+        "features"
+    ]
     assert info["input_shape"] == (None, 64, 32, 3) and info["feature_dim"] == FEATURE_DIM[variant]
 
 
@@ -146,8 +147,16 @@ def test_model_card(exports, tmp_path):
     assert card["source"]["sha256"] == hashlib.sha256(open(keras_file, "rb").read()).hexdigest()
     assert card["variant"] == "mmga" and card["opset"] == 17
     assert card["format"] == CARD_FORMAT and OnnxFeatureExtractor(info["onnx_path"]).card == card  # deploy accepts it
-    assert card["input"] == {"name": "images", "layout": "NHWC", "shape": ["N", 64, 32, 3], "dtype": "float32",
-                             "values": card["input"]["values"], "range": [0.0, 255.0], "mean": None, "std": None}
+    assert card["input"] == {
+        "name": "images",
+        "layout": "NHWC",
+        "shape": ["N", 64, 32, 3],
+        "dtype": "float32",
+        "values": card["input"]["values"],
+        "range": [0.0, 255.0],
+        "mean": None,
+        "std": None,
+    }
     assert card["profile"] == "default" and card["runtime"] == "onnx"
     assert card["output"]["shape"] == ["N", 2048] and card["output"]["l2_normalised"]
     assert "103.939" in card["preprocessing"]
@@ -163,9 +172,17 @@ def test_inference_graph_is_the_training_graph_minus_training_outputs(exports):
     model, _, inference, _ = exports["mmga"]
     training = convert(training_function(model))
     outputs = sorted(o.name for o in training.graph.output)
-    assert outputs == sorted(["features", "whole_logits", "local_logits", "attention_maps/module1_whole",
-                              "attention_maps/module2_whole", "attention_maps/module2_upper",
-                              "attention_maps/module2_bottom"])
+    assert outputs == sorted(
+        [
+            "features",
+            "whole_logits",
+            "local_logits",
+            "attention_maps/module1_whole",
+            "attention_maps/module2_whole",
+            "attention_maps/module2_upper",
+            "attention_maps/module2_bottom",
+        ]
+    )
     assert [o.name for o in inference.graph.output] == ["features"]
     assert len(inference.graph.node) < len(training.graph.node)
     # The classifiers are in the training graph and nowhere in the inference graph.
@@ -224,11 +241,18 @@ def _normalisation_graph(scale):
         helper.make_node("Sqrt", ["floored"], ["norm"]),
         helper.make_node("Div", ["x", "norm"], ["features"]),
     ]
-    inits = [numpy_helper.from_array(np.full((dim,), scale, np.float32), "scale"),
-             numpy_helper.from_array(np.array([1], np.int64), "axes"),
-             numpy_helper.from_array(np.array(1e-12, np.float32), "eps")]
-    graph = helper.make_graph(nodes, "norm", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", dim])],
-                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", dim])], inits)
+    inits = [
+        numpy_helper.from_array(np.full((dim,), scale, np.float32), "scale"),
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        numpy_helper.from_array(np.array(1e-12, np.float32), "eps"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "norm",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", dim])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", dim])],
+        inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -263,8 +287,14 @@ def test_mixed_precision_distributed_model_exports_in_float32(tmp_path):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     keras.utils.set_random_seed(2)
     with strategy.scope():
-        model = MMGA(NUM_CLASSES, variant="wmga", input_shape=SHAPE, backbone_weights=None, dtype="mixed_bfloat16",
-                     sync_batchnorm=True)
+        model = MMGA(
+            NUM_CLASSES,
+            variant="wmga",
+            input_shape=SHAPE,
+            backbone_weights=None,
+            dtype="mixed_bfloat16",
+            sync_batchnorm=True,
+        )
     model.save(tmp_path / "mixed.keras")
     with pytest.raises(RuntimeError, match="strategy.scope"):
         with strategy.scope():
@@ -279,8 +309,11 @@ def test_mixed_precision_distributed_model_exports_in_float32(tmp_path):
     info = export_onnx(tmp_path / "mixed.keras", tmp_path / "mixed.onnx")
     proto = onnx.load(info["onnx_path"])
     assert proto.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
-    assert {init.data_type for init in proto.graph.initializer} <= {TensorProto.FLOAT, TensorProto.INT64,
-                                                                      TensorProto.INT32}
+    assert {init.data_type for init in proto.graph.initializer} <= {
+        TensorProto.FLOAT,
+        TensorProto.INT64,
+        TensorProto.INT32,
+    }
     assert info["max_abs_diff"] <= 1e-4  # against the float32 copy
     x = _images(2, seed=6)
     assert np.max(np.abs(_session(info["onnx_path"]).run(["features"], {"images": x})[0] - _keras(copy, x))) <= 1e-4
@@ -330,8 +363,9 @@ def test_export_script(exports, tmp_path, monkeypatch, capsys):
     import cv2
 
     cv2.imwrite(str(image), np.random.RandomState(0).randint(0, 256, (128, 64, 3), np.uint8))
-    code = _script("export_onnx").main(["--model", keras_file, "--output", str(tmp_path / "out" / "m.onnx"),
-                                        "--images", str(image)])
+    code = _script("export_onnx").main(
+        ["--model", keras_file, "--output", str(tmp_path / "out" / "m.onnx"), "--images", str(image)]
+    )
     captured = capsys.readouterr()
     printed = captured.out
     assert code == 0 and "max |ONNX Runtime - Keras| = " in printed and "TensorRT parser: ready" in printed
@@ -351,16 +385,17 @@ def test_export_script_bad_input_exits_2_before_converting(tmp_path, monkeypatch
     script = _script("export_onnx")
     m = ["--model", keras_file]
     (tmp_path / "a_file.jpg").write_text("")
-    for argv, message in [(["--model", str(tmp_path / "missing.keras"), "--output", out], "Model file not found"),
-                          (m + ["--output", str(tmp_path / "m.pb")], "must end with .onnx"),
-                          (m + ["--output", out, "--opset", "30"], "opset must be between"),
-                          (m + ["--output", out, "--images", str(tmp_path / "absent")],
-                           "--images: no such file or folder"),
-                          (m + ["--output", out, "--images", str(tmp_path / "empty")], "has no images"),
-                          (m + ["--output", out, "--images", str(tmp_path / "text.jpg")], "Cannot decode"),
-                          # Outputs that cannot be written, refused before the conversion.
-                          (m + ["--output", str(tmp_path / "a_file.jpg" / "x.onnx")], "is a file, not a folder"),
-                          ([keras_file, "--output", out], "the model is given with --model")]:
+    for argv, message in [
+        (["--model", str(tmp_path / "missing.keras"), "--output", out], "Model file not found"),
+        (m + ["--output", str(tmp_path / "m.pb")], "must end with .onnx"),
+        (m + ["--output", out, "--opset", "30"], "opset must be between"),
+        (m + ["--output", out, "--images", str(tmp_path / "absent")], "--images: no such file or folder"),
+        (m + ["--output", out, "--images", str(tmp_path / "empty")], "has no images"),
+        (m + ["--output", out, "--images", str(tmp_path / "text.jpg")], "Cannot decode"),
+        # Outputs that cannot be written, refused before the conversion.
+        (m + ["--output", str(tmp_path / "a_file.jpg" / "x.onnx")], "is a file, not a folder"),
+        ([keras_file, "--output", out], "the model is given with --model"),
+    ]:
         assert script.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err

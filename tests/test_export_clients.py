@@ -21,8 +21,14 @@ import pytest
 from keras_mmga import MMGA
 from keras_mmga.cli import main as cli_main
 from keras_mmga.deploy import OnnxFeatureExtractor
-from keras_mmga.export import export_onnx, export_tflite, export_triton_repository, field_images, triton_config
-from keras_mmga.export import profiles
+from keras_mmga.export import (
+    export_onnx,
+    export_tflite,
+    export_triton_repository,
+    field_images,
+    profiles,
+    triton_config,
+)
 from keras_mmga.export.tflite_export import interpreter, run_tflite
 
 SHAPE = (64, 32, 3)
@@ -58,8 +64,14 @@ def source(caffe_model, tmp_path_factory):
 def triton_repository(source, tmp_path_factory):
     # The one boxmot ONNX export of this module: a Triton repository's model.onnx is `export_onnx`'s file
     # (card, sidecar), so the BoxMOT tests read it too.
-    return export_triton_repository(source, tmp_path_factory.mktemp("triton") / "repo", name="mmga_market",
-                                    profile="boxmot", max_batch_size=16, queue_delay_us=250)
+    return export_triton_repository(
+        source,
+        tmp_path_factory.mktemp("triton") / "repo",
+        name="mmga_market",
+        profile="boxmot",
+        max_batch_size=16,
+        queue_delay_us=250,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +105,8 @@ def _boxmot_feed(x):
 
 # ------------------------------------------------------------ input contract (no conversion)
 def test_field_input_is_boxmots_crop_preparation():
-    # One pixel worked by hand: BoxMOT divides by 255, subtracts (0.485, 0.456, 0.406), divides by (0.229, 0.224, 0.225).
+    # One pixel worked by hand: BoxMOT divides by 255, subtracts (0.485, 0.456, 0.406),
+    # divides by (0.229, 0.224, 0.225).
     rgb = np.zeros((1, 2, 1, 3), np.float32)
     rgb[0, 0, 0] = (255, 0, 127.5)
     x = field_images(rgb)
@@ -143,9 +156,11 @@ def test_network_affine_is_the_field_inverse_composed_with_the_model(mode):
     # Independent path, float64: field input -> RGB [0, 255] -> the model's preprocessing written out by hand.
     f = np.random.RandomState(1).normal(size=(5, 3))
     rgb = (f * np.array([0.229, 0.224, 0.225]) + np.array([0.485, 0.456, 0.406])) * 255.0
-    expected = {"caffe": rgb[:, ::-1] - np.array([103.939, 116.779, 123.68]),
-                "torch": (rgb - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375]),
-                None: rgb}[mode]
+    expected = {
+        "caffe": rgb[:, ::-1] - np.array([103.939, 116.779, 123.68]),
+        "torch": (rgb - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375]),
+        None: rgb,
+    }[mode]
     order, scale, offset = profiles.network_affine(mode)
     np.testing.assert_allclose(f[:, list(order)] * scale + offset, expected, rtol=1e-12, atol=1e-9)
     # torchvision-style preprocessing *is* the field's normalisation: nothing to convert.
@@ -241,7 +256,8 @@ def test_tflite_boxmot_profile_takes_normalised_nchw(caffe_model, boxmot_tflite_
 def test_tflite_float16(caffe_model, float32_tflite, tmp_path):
     fp16 = export_tflite(caffe_model, tmp_path / "h.tflite", precision="float16")
     assert fp16["max_abs_diff"] <= 1e-2 and fp16["card"]["tflite"]["bytes"] < 0.6 * os.path.getsize(
-        float32_tflite["tflite_path"])
+        float32_tflite["tflite_path"]
+    )
     assert fp16["card"]["precision"] == "float16 weights (float32 compute on CPU)"
 
 
@@ -249,8 +265,8 @@ def test_tflite_float16(caffe_model, float32_tflite, tmp_path):
 def test_tflite_int8_keeps_attention_float_and_passes_xnnpacks_rule(tmp_path):
     # A "dead" channel-attention squeeze (ReLU output ~0, as trained units can be): int8 throughout,
     # its requantisation scale is far above XNNPACK's 256 and LiteRT's default delegate refuses the graph.
-    from keras_mmga.layers.channel_attention import ChannelAttention
     from keras_mmga.export.tflite_export import XNNPackError, _tensor_table
+    from keras_mmga.layers.channel_attention import ChannelAttention
 
     keras.utils.set_random_seed(0)
     model = MMGA(7, variant="wmga", input_shape=SHAPE, backbone_weights=None)
@@ -319,13 +335,16 @@ def test_triton_config_refuses_bad_arguments():
 
 
 # ------------------------------------------------------------ CLI
-@pytest.mark.parametrize("argv, message", [
-    (["--format", "tflite", "--nchw"], "--nchw do not apply to --format tflite"),
-    (["--format", "tflite", "--output", "x.onnx"], "must end with .tflite"),
-    (["--format", "tflite", "--profile", "boxmot", "--nchw"], "--nchw do not apply"),
-    (["--triton-repository", "r", "--output", "x.onnx"], "excludes --int8 and --output"),
-    (["--int8", "--calibration", "c", "--profile", "boxmot"], "--int8 ONNX exports take the default profile"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--format", "tflite", "--nchw"], "--nchw do not apply to --format tflite"),
+        (["--format", "tflite", "--output", "x.onnx"], "must end with .tflite"),
+        (["--format", "tflite", "--profile", "boxmot", "--nchw"], "--nchw do not apply"),
+        (["--triton-repository", "r", "--output", "x.onnx"], "excludes --int8 and --output"),
+        (["--int8", "--calibration", "c", "--profile", "boxmot"], "--int8 ONNX exports take the default profile"),
+    ],
+)
 def test_cli_refuses_flag_mixes_before_converting(tmp_path, capsys, argv, message):
     model = tmp_path / "m.keras"
     model.write_bytes(b"not read: the flags fail first")
@@ -339,4 +358,3 @@ def test_cli_tflite_boxmot(boxmot_tflite_cli):
     assert os.path.isfile(folder / "mmga_market_boxmot.tflite")
     assert os.path.isfile(folder / "mmga_market_boxmot.tflite.metadata.json")
     assert "max |LiteRT - Keras| = " in printed and "BoxMOT's sidecar" in printed
-

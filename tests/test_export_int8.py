@@ -16,8 +16,8 @@ import pytest
 from onnx import TensorProto
 
 from keras_mmga import MMGA
-from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.data import synthetic
+from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.export.int8 import DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE, export_int8
 
 SIZE = (64, 32)
@@ -34,8 +34,12 @@ def _write_people(folder, n, seed):
 
 def _rgb(paths):
     """Independent of the package: OpenCV read, bilinear resize, BGR -> RGB float32."""
-    return np.stack([cv2.resize(cv2.imread(str(p)), SIZE[::-1], interpolation=cv2.INTER_LINEAR)[..., ::-1]
-                     .astype(np.float32) for p in paths])
+    return np.stack(
+        [
+            cv2.resize(cv2.imread(str(p)), SIZE[::-1], interpolation=cv2.INTER_LINEAR)[..., ::-1].astype(np.float32)
+            for p in paths
+        ]
+    )
 
 
 def _cosine(a, b):
@@ -54,8 +58,9 @@ def int8(tmp_path_factory):
     model = MMGA(5, variant="mmga", input_shape=SIZE + (3,), backbone_weights=None)
     model.save(out / "m.keras")
     calibration = _write_people(out / "calibration" / "sub", 12, seed=0).parent  # found recursively
-    images_root, _ = synthetic.write_dataset(out / "data", num_train_ids=1, num_test_ids=3, seed=1,
-                                             images_per_camera=(1, 2), num_distractors=2, num_junk=0)
+    images_root, _ = synthetic.write_dataset(
+        out / "data", num_train_ids=1, num_test_ids=3, seed=1, images_per_camera=(1, 2), num_distractors=2, num_junk=0
+    )
     info = export_int8(model, out / "m_int8.onnx", calibration, dataset=images_root, float_path=out / "m.onnx")
     return model, info, out, calibration, images_root
 
@@ -67,9 +72,15 @@ def test_one_input_one_output_batches_1_and_5_close_to_keras(int8):
     assert (inp.name, inp.type, inp.shape[1:]) == ("images", "tensor(float)", [64, 32, 3])
     assert (outp.name, outp.type, outp.shape[1:]) == ("features", "tensor(float)", [2048])
     people = np.random.RandomState(5)
-    x = np.stack([cv2.resize(synthetic.draw_person(people, synthetic.make_identity(people),
-                                                   synthetic.make_camera(people))[0], SIZE[::-1])[..., ::-1]
-                  for _ in range(5)]).astype(np.float32)  # people the calibration did not see
+    x = np.stack(
+        [
+            cv2.resize(
+                synthetic.draw_person(people, synthetic.make_identity(people), synthetic.make_camera(people))[0],
+                SIZE[::-1],
+            )[..., ::-1]
+            for _ in range(5)
+        ]
+    ).astype(np.float32)  # people the calibration did not see
     for batch in (x[:1], x):
         got = session.run(["features"], {"images": batch})[0]
         assert got.shape == (len(batch), 2048) and got.dtype == np.float32
@@ -85,9 +96,15 @@ def test_graph_is_quantised_with_per_channel_weights_and_a_float_norm(int8):
     inits = {i.name: i for i in graph.initializer}
     int8_weights = [i for i in graph.initializer if i.data_type == TensorProto.INT8 and len(i.dims) == 4]
     assert len(int8_weights) >= 53  # every ResNet50 convolution at least
-    per_channel = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-                   and inits[n.input[0]].data_type == TensorProto.INT8 and len(inits[n.input[1]].dims) == 1
-                   and inits[n.input[1]].dims[0] > 1]
+    per_channel = [
+        n
+        for n in graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and inits[n.input[0]].data_type == TensorProto.INT8
+        and len(inits[n.input[1]].dims) == 1
+        and inits[n.input[1]].dims[0] > 1
+    ]
     assert len(per_channel) >= len(int8_weights)
     kept = info["card"]["int8"]["kept_float32"]
     producer = {o: n for n in graph.node for o in n.output}
@@ -98,7 +115,8 @@ def test_graph_is_quantised_with_per_channel_weights_and_a_float_norm(int8):
     while front:
         node = front.pop()
         if node.op_type in ("Mul", "ReduceSum", "ReduceSumSquare", "Max", "Sqrt", "Div", "Reciprocal") and (
-                node not in tail):
+            node not in tail
+        ):
             tail.append(node)
             front += [producer[i] for i in node.input if i in producer]
     assert {n.op_type for n in tail} >= {"Sqrt", "Div"} and all(n.name in kept for n in tail)
@@ -193,8 +211,9 @@ def test_card_records_the_cosine_and_rank_figures(int8):
         return f / np.linalg.norm(f, axis=1, keepdims=True)
 
     q, g = data.query, data.gallery
-    result = feature_metrics(keras_features(q), keras_features(g), [s[1] for s in q], [s[1] for s in g],
-                      [s[2] for s in q], [s[2] for s in g])
+    result = feature_metrics(
+        keras_features(q), keras_features(g), [s[1] for s in q], [s[1] for s in g], [s[2] for s in q], [s[2] for s in g]
+    )
     ranks = card["int8"]["rank_accuracy"]
     assert ranks["float32"]["rank1"] == pytest.approx(100 * result["cmc"][0], abs=1e-6)
     assert ranks["float32"]["mAP"] == pytest.approx(100 * result["mAP"], abs=0.5)
@@ -207,13 +226,25 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
 
     _, info, out, calibration, _ = int8
     assert (export_cli.DEFAULT_CALIBRATION_COUNT, export_cli.DEFAULT_MIN_COSINE) == (
-        DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE)
+        DEFAULT_CALIBRATION_COUNT,
+        DEFAULT_MIN_COSINE,
+    )
     from keras_mmga.export import int8 as int8_lib
-    for name in ("INT8_TARGETS", "DEFAULT_INT8_TARGET", "CALIBRATION_METHODS", "DEFAULT_CALIBRATION_METHOD",
-                 "KEEP_FLOAT", "DEFAULT_KEEP_FLOAT"):
+
+    for name in (
+        "INT8_TARGETS",
+        "DEFAULT_INT8_TARGET",
+        "CALIBRATION_METHODS",
+        "DEFAULT_CALIBRATION_METHOD",
+        "KEEP_FLOAT",
+        "DEFAULT_KEEP_FLOAT",
+    ):
         assert getattr(export_cli, name) == getattr(int8_lib, name), name
     assert (export_cli.DEFAULT_OPSET, export_cli.MIN_OPSET, export_cli.MAX_OPSET) == (
-        export_lib.DEFAULT_OPSET, export_lib.MIN_OPSET, export_lib.MAX_OPSET)
+        export_lib.DEFAULT_OPSET,
+        export_lib.MIN_OPSET,
+        export_lib.MAX_OPSET,
+    )
     keras_file, target = str(out / "m.keras"), tmp_path / "cli_int8.onnx"
     base = ["export", "--model", keras_file, "--output", str(target), "--int8"]
     # The conversion is tested above; reuse its float32 graph to keep this fast.
@@ -230,19 +261,21 @@ def test_cli_int8_threshold_failure_and_bad_input(int8, tmp_path, monkeypatch, c
     assert "below the threshold 1" in err and not target.exists()
     monkeypatch.setattr(export_lib, "convert", lambda fn, opset: pytest.fail("converted despite bad input"))
     (tmp_path / "empty").mkdir()
-    for argv, message in [(base, "--int8 needs --calibration"),
-                          (base + ["--calibration", str(tmp_path / "absent")], "Calibration folder not found"),
-                          (base + ["--calibration", str(tmp_path / "empty")], "has no images"),
-                          (base + ["--calibration", str(calibration), "--fp16"], "exclude each other"),
-                          (base + ["--calibration", str(calibration), "--min-cosine", "1.5"], "--min-cosine"),
-                          (base + ["--calibration", str(calibration), "--data", str(tmp_path / "absent")],
-                           "Dataset folder not found"),
-                          (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8"),
-                          (base[:-1] + ["--keep-float", "tail"], "--keep-float only apply with --int8 --format onnx"),
-                          (base + ["--calibration", str(calibration), "--format", "tflite", "--int8-target",
-                                   "tensorrt"], "--int8-target only apply with --int8 --format onnx"),
-                          (base + ["--calibration", str(calibration), "--calibration-method", "entropy"],
-                           "invalid choice")]:
+    for argv, message in [
+        (base, "--int8 needs --calibration"),
+        (base + ["--calibration", str(tmp_path / "absent")], "Calibration folder not found"),
+        (base + ["--calibration", str(tmp_path / "empty")], "has no images"),
+        (base + ["--calibration", str(calibration), "--fp16"], "exclude each other"),
+        (base + ["--calibration", str(calibration), "--min-cosine", "1.5"], "--min-cosine"),
+        (base + ["--calibration", str(calibration), "--data", str(tmp_path / "absent")], "Dataset folder not found"),
+        (base[:-1] + ["--calibration", str(calibration)], "only apply with --int8"),
+        (base[:-1] + ["--keep-float", "tail"], "--keep-float only apply with --int8 --format onnx"),
+        (
+            base + ["--calibration", str(calibration), "--format", "tflite", "--int8-target", "tensorrt"],
+            "--int8-target only apply with --int8 --format onnx",
+        ),
+        (base + ["--calibration", str(calibration), "--calibration-method", "entropy"], "invalid choice"),
+    ]:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err

@@ -38,8 +38,9 @@ def _exact_topk(gallery, queries, k):
 
 def _index(features, **search):
     n = len(features)
-    return GalleryIndex(features, [f"{i:04d}_c1s1_000000_00.jpg" for i in range(n)], np.arange(n), np.zeros(n),
-                        **search)
+    return GalleryIndex(
+        features, [f"{i:04d}_c1s1_000000_00.jpg" for i in range(n)], np.arange(n), np.zeros(n), **search
+    )
 
 
 def test_exact_faiss_top_k_equals_numpy_and_brute_force():
@@ -105,8 +106,12 @@ def test_save_load_round_trip_and_add_after_load(tmp_path):
 def test_numpy_index_add_and_round_trip(tmp_path):
     gallery, queries = _clustered(seed=5)
     index = _index(gallery[:100])
-    index.add(gallery[100:], [f"x{i}.jpg" for i in range(100, len(gallery))], np.arange(100, len(gallery)),
-              np.zeros(len(gallery) - 100))
+    index.add(
+        gallery[100:],
+        [f"x{i}.jpg" for i in range(100, len(gallery))],
+        np.arange(100, len(gallery)),
+        np.zeros(len(gallery) - 100),
+    )
     index.save(tmp_path / "n")
     loaded = GalleryIndex.load(tmp_path / "n")
     assert loaded.backend == "numpy" and len(loaded) == len(gallery)
@@ -159,11 +164,16 @@ def test_clear_error_when_faiss_is_not_installed(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the search command with FAISS
 def _normalised_colour_model(path):
     """A hand-made export: feature = L2-normalised mean colour (RGB), 64x32 NHWC."""
-    nodes = [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2], keepdims=0),
-             helper.make_node("LpNormalization", ["mean"], ["features"], axis=1, p=2)]
-    graph = helper.make_graph(nodes, "colour", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                                                              ["N", 64, 32, 3])],
-                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])])
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2], keepdims=0),
+        helper.make_node("LpNormalization", ["mean"], ["features"], axis=1, p=2),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "colour",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 64, 32, 3])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return str(path)
 
@@ -179,8 +189,26 @@ def test_search_command_with_faiss(tmp_path, capsys):
         cv2.imwrite(str(gallery / f"{i + 1:04d}_c{i + 1}s1_000100_01.png"), np.full((128, 64, 3), bgr, np.uint8))
     query = tmp_path / "q.png"
     cv2.imwrite(str(query), np.full((128, 64, 3), (30, 190, 25), np.uint8))  # greenish: pid 2 first
-    argv = ["search", str(query), "--gallery", str(gallery), "--model", model, "--index", str(tmp_path / "g"),
-            "--topk", "2", "--backend", "faiss", "--faiss-index", "HNSW8", "--ef-search", "16", "--ef-construction", "20"]
+    argv = [
+        "search",
+        str(query),
+        "--gallery",
+        str(gallery),
+        "--model",
+        model,
+        "--index",
+        str(tmp_path / "g"),
+        "--topk",
+        "2",
+        "--backend",
+        "faiss",
+        "--faiss-index",
+        "HNSW8",
+        "--ef-search",
+        "16",
+        "--ef-construction",
+        "20",
+    ]
     # FAISS's camelCase spelling is refused with the command line's one.
     assert main([a.replace("--ef-search", "--efSearch") for a in argv]) == 2
     err = capsys.readouterr().err
@@ -191,8 +219,10 @@ def test_search_command_with_faiss(tmp_path, capsys):
     extractor = OnnxFeatureExtractor(model)
     loaded = GalleryIndex.load(tmp_path / "g")
     assert loaded.backend == "faiss" and loaded.search_config["efSearch"] == 16
-    assert loaded.stale_reason(extractor, gallery, backend="faiss", faiss_index="HNSW8", efSearch=16,
-                               efConstruction=20) is None
+    assert (
+        loaded.stale_reason(extractor, gallery, backend="faiss", faiss_index="HNSW8", efSearch=16, efConstruction=20)
+        is None
+    )
     assert main(argv) == 0 and "rebuilding" not in capsys.readouterr().err  # the saved index answers
     assert "search settings" in loaded.stale_reason(extractor, gallery, backend="numpy")
     assert main(argv[:-8]) == 0  # numpy asked for now: rebuilt, said so
@@ -203,7 +233,9 @@ def test_search_and_export_commands_import_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, keras_mmga.cli.search, keras_mmga.cli.export, keras_mmga.deploy; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'onnx', 'faiss')))")
+    code = (
+        "import sys, keras_mmga.cli.search, keras_mmga.cli.export, keras_mmga.deploy; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'onnx', 'faiss')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -46,9 +46,7 @@ def test_mask_guided_attention_is_product_of_branches():
     s_alone = unit.spatial(x, training=False)
     c_alone = unit.channel(x)
     assert tuple(a.shape) == (2, 4, 2, 32) and tuple(s.shape) == (2, 4, 2, 1)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(s_alone * c_alone), rtol=1e-6
-    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(s_alone * c_alone), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -94,9 +94,14 @@ def test_attention_rmse_hand_computed():
 def test_attention_loss_sums_eq5_with_part_weight():
     rng = np.random.RandomState(0)
     masks = rng.rand(3, 4, 2, 3).astype("float32")
-    maps = {k: rng.rand(3, 4, 2).astype("float32") for k in ("module1_whole", "module2_whole", "module2_upper", "module2_bottom")}
+    maps = {
+        k: rng.rand(3, 4, 2).astype("float32")
+        for k in ("module1_whole", "module2_whole", "module2_upper", "module2_bottom")
+    }
     r = lambda c, k: float(losses.attention_rmse(masks[..., c], maps[k]))  # noqa: E731
-    expected = r(0, "module1_whole") + r(0, "module2_whole") + 0.5 * r(1, "module2_upper") + 0.5 * r(2, "module2_bottom")
+    expected = (
+        r(0, "module1_whole") + r(0, "module2_whole") + 0.5 * r(1, "module2_upper") + 0.5 * r(2, "module2_bottom")
+    )
     np.testing.assert_allclose(float(losses.attention_loss(masks, maps)), expected, rtol=1e-5)
 
 
@@ -116,7 +121,10 @@ def test_softmax_and_total():
     expected = -np.mean(np.log([p[0, 0], p[1, 2]]))
     np.testing.assert_allclose(float(losses.softmax_loss(labels, logits)), expected, rtol=1e-5)
     assert float(losses.total_loss(1.0, 2.0, 0.5, 3.0)) == pytest.approx(1 + 2 + 2.0 * 0.5 + 0.1 * 3.0)
-    assert float(ops.convert_to_tensor(losses.total_loss(1.0, 0.0, 1.0, 1.0, triplet_weight=1.0, attention_weight=0.0))) == 2.0
+    assert (
+        float(ops.convert_to_tensor(losses.total_loss(1.0, 0.0, 1.0, 1.0, triplet_weight=1.0, attention_weight=0.0)))
+        == 2.0
+    )
 
 
 def test_flat_map_has_a_bounded_gradient():

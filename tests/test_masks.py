@@ -57,16 +57,19 @@ def generated(synthetic, model_path, tmp_path_factory):
 
 def _fake_pip(model_file, calls):
     """A stand-in for `pip download` that writes a wheel holding `model_file` (no network)."""
+
     def run(cmd, **kwargs):
         calls.append(cmd)
         dest = cmd[cmd.index("-d") + 1]
         with zipfile.ZipFile(os.path.join(dest, "mediapipe-0.10.21-cp312-cp312-manylinux_2_28_x86_64.whl"), "w") as z:
             z.write(model_file, pm.WHEEL_MEMBER)
         return subprocess.CompletedProcess(cmd, 0, "", "")
+
     return run
 
 
 # --- the model cache -------------------------------------------------------
+
 
 def test_cached_model_is_reused_without_fetching(model_cache, monkeypatch):
     calls = []
@@ -100,6 +103,7 @@ def test_corrupt_cached_model_is_detected_and_replaced(model_path, tmp_path, mon
 def test_unfetchable_model_is_one_error_listing_the_ways(tmp_path, monkeypatch):
     def no_network(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for mediapipe==0.10.21")
+
     monkeypatch.setattr(pm.subprocess, "run", no_network)
     with pytest.raises(pm.PoseModelError) as err:
         pm.resolve_pose_model(cache_dir=tmp_path)
@@ -130,6 +134,7 @@ def test_user_wheel_is_accepted(model_path, tmp_path):
 
 
 # --- the parser ------------------------------------------------------------
+
 
 def _iou(a, b):
     union = (a | b).sum()
@@ -184,7 +189,6 @@ def test_waistline_is_where_the_clothes_change(model_path):
     assert groups[30:60, 26:38, 1].all() and not groups[30:60, 26:38, 2].any()  # shirt: upper
     assert groups[62:110, 24:40, 2].all()  # trousers, shins: bottom
     assert (result.label_map[~body] == 0).all() and set(np.unique(result.label_map)) <= {0, *PART_LABELS}
-
 
 
 def _figure_landmarks():
@@ -253,7 +257,9 @@ def test_skeleton_fill_closes_a_dark_torso_that_the_segmentation_misses(model_pa
     far[8:124, 14:50] = False  # well away from every bone: the fill adds nothing there
     assert (filled.label_map[far] == 0).all()
 
+
 # --- the folder writer -----------------------------------------------------
+
 
 def test_layout_lip_ids_and_the_existing_reader(synthetic, generated):
     images, _ = synthetic
@@ -322,8 +328,20 @@ def test_cli_writes_masks_preview_and_summary(synthetic, model_path, tmp_path, c
     images, _ = synthetic
     subset = tmp_path / "images"
     shutil.copytree(os.path.join(images, "query"), subset / "query")
-    rc = main(["masks", str(subset), "--output", str(tmp_path / "m"), "--pose-model", model_path,
-               "--workers", "1", "--preview", "3"])
+    rc = main(
+        [
+            "masks",
+            str(subset),
+            "--output",
+            str(tmp_path / "m"),
+            "--pose-model",
+            model_path,
+            "--workers",
+            "1",
+            "--preview",
+            "3",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and "masks written:" in err and "unreadable images: 1" in err
     sheet = cv2.imread(str(tmp_path / "m" / "make_masks_preview.png"))
@@ -352,8 +370,22 @@ def test_script_with_forked_workers(synthetic, model_path, tmp_path):
     subset = tmp_path / "images"
     shutil.copytree(os.path.join(images, "query"), subset / "query")
     script = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "make_masks.py")
-    done = subprocess.run([sys.executable, script, str(subset), "--output", str(tmp_path / "m"), "--pose-model",
-                           model_path, "--workers", "2"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            script,
+            str(subset),
+            "--output",
+            str(tmp_path / "m"),
+            "--pose-model",
+            model_path,
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     pngs = sorted(p for p in os.listdir(tmp_path / "m" / "query") if p.endswith(".png"))
     images_with_person = len(os.listdir(subset / "query")) - 1  # broken.jpg
@@ -361,6 +393,7 @@ def test_script_with_forked_workers(synthetic, model_path, tmp_path):
 
 
 # --- the output folder: lock, Ctrl-C, folders that cannot work (no pose model needed) ----------------------
+
 
 def _fake_parser_run(monkeypatch, stop_after=None):
     """`write_masks` with a stand-in parser: every image gets a mask of confidence 0.3 (low)."""
@@ -445,10 +478,12 @@ def test_masks_folder_problems_are_one_line_before_the_model(tmp_path, monkeypat
     photo = tmp_path / "photo.jpg"
     cv2.imwrite(str(photo), np.zeros((8, 4, 3), np.uint8))
     images = _images(tmp_path / "images", 1)
-    for argv, message in [([str(tmp_path / "empty"), "--output", str(tmp_path / "m")], "No images (.jpg"),
-                          ([str(photo), "--output", str(tmp_path / "m")], "photo.jpg' is a file, not a folder"),
-                          ([str(tmp_path / "absent"), "--output", str(tmp_path / "m")], "Image folder not found"),
-                          ([images, "--output", str(photo)], "is an existing file: give a folder")]:
+    for argv, message in [
+        ([str(tmp_path / "empty"), "--output", str(tmp_path / "m")], "No images (.jpg"),
+        ([str(photo), "--output", str(tmp_path / "m")], "photo.jpg' is a file, not a folder"),
+        ([str(tmp_path / "absent"), "--output", str(tmp_path / "m")], "Image folder not found"),
+        ([images, "--output", str(photo)], "is an existing file: give a folder"),
+    ]:
         assert main(["masks"] + argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err

@@ -2,10 +2,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from factories import pk_targets, random_images
 
 from keras_mmga import MMGA, VARIANTS
-
-from factories import pk_targets, random_images
 
 SMALL = (128, 64, 3)
 FEATURE_DIM = {"baseline": 1024, "baseline_att": 1024, "wmga": 1024, "dmga": 2048, "mmga": 2048}
@@ -167,7 +166,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="needs 'masks'|need 'masks'"):
         model.fit(x, {"labels": np.zeros(8, "int32")}, batch_size=8, verbose=0)
     with pytest.raises(ValueError, match=r"\(N, 4, 2, 3\)"):
-        model.fit(x, {"labels": np.zeros(8, "int32"), "masks": np.zeros((8, 8, 4, 3), "float32")}, batch_size=8, verbose=0)
+        model.fit(
+            x, {"labels": np.zeros(8, "int32"), "masks": np.zeros((8, 8, 4, 3), "float32")}, batch_size=8, verbose=0
+        )
     with pytest.raises(ValueError, match="own losses"):
         model.compile(loss="mse")
 

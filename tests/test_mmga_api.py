@@ -4,10 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from factories import pk_targets, random_images
 
 from keras_mmga import MMGA
-
-from factories import pk_targets, random_images
 
 SIZE = (64, 32, 3)
 
@@ -86,13 +85,19 @@ def test_decay_resumes_with_backup_and_restore(baseline_data, tmp_path):
     backup = str(tmp_path / "backup")
     model = _baseline()
     with pytest.raises(RuntimeError, match="simulated crash"):
-        model.fit(ds, steps_per_epoch=2, epochs=4, verbose=0,
-                  callbacks=[keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False), _StopAt(2)])
+        model.fit(
+            ds,
+            steps_per_epoch=2,
+            epochs=4,
+            verbose=0,
+            callbacks=[keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False), _StopAt(2)],
+        )
     # A fresh process: new model, same command.
     restarted = _baseline()
     rates = _LearningRates()
-    restarted.fit(ds, steps_per_epoch=2, epochs=4, verbose=0,
-                  callbacks=[keras.callbacks.BackupAndRestore(backup), rates])
+    restarted.fit(
+        ds, steps_per_epoch=2, epochs=4, verbose=0, callbacks=[keras.callbacks.BackupAndRestore(backup), rates]
+    )
     assert rates.values == pytest.approx([0.025, 0.0125])  # epochs 3 and 4
     assert int(restarted.optimizer.completed_epochs) == 4 and int(restarted.optimizer.iterations) == 8
 
@@ -114,14 +119,17 @@ def test_checkpoint_without_epoch_counter_continues_the_step_schedule():
 
 def _reference_losses(model, outputs, labels, masks, w, margin=0.3):
     """The weighted losses of MMGA written out in float64 NumPy."""
+
     def ce(logits):
         logits = np.asarray(logits, "float64")
         logp = logits - logits.max(1, keepdims=True)
         logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
         return -logp[np.arange(len(labels)), labels]
 
-    out = {"whole_softmax": np.sum(w * ce(outputs["whole_logits"])) / w.sum(),
-           "local_softmax": np.sum(w * ce(outputs["local_logits"])) / w.sum()}
+    out = {
+        "whole_softmax": np.sum(w * ce(outputs["whole_logits"])) / w.sum(),
+        "local_softmax": np.sum(w * ce(outputs["local_logits"])) / w.sum(),
+    }
     f = np.asarray(outputs["features"], "float64")
     d = np.sqrt(np.maximum(((f[:, None] - f[None]) ** 2).sum(-1), 1e-12))
     hinge, valid = np.zeros(len(f)), np.zeros(len(f))
@@ -133,15 +141,19 @@ def _reference_losses(model, outputs, labels, masks, w, margin=0.3):
             hinge[i] = max(0.0, d[i, pos].max() - d[i, neg].min() + margin)
     out["triplet"] = np.sum(w * hinge) / np.sum(w * valid)
     att = 0.0
-    for name, channel, weight in (("module1_whole", 0, 1.0), ("module2_whole", 0, 1.0),
-                                  ("module2_upper", 1, 0.5), ("module2_bottom", 2, 0.5)):
+    for name, channel, weight in (
+        ("module1_whole", 0, 1.0),
+        ("module2_whole", 0, 1.0),
+        ("module2_upper", 1, 0.5),
+        ("module2_bottom", 2, 0.5),
+    ):
         s = np.asarray(outputs["attention_maps"][name], "float64")
         lo, hi = s.min((1, 2), keepdims=True), s.max((1, 2), keepdims=True)
         # Eq. 3; a flat map (range <= 1e-6: inference-mode maps of an untrained
         # model are) has no shape and normalises to 0.
         flat = (hi - lo) <= 1e-6
         normalised = np.where(flat, 0.0, (s - lo) / np.where(flat, 1.0, hi - lo))
-        err = (((masks[..., channel] - normalised) ** 2).sum((1, 2)))
+        err = ((masks[..., channel] - normalised) ** 2).sum((1, 2))
         att += weight * np.sqrt(np.sum(w * err) / w.sum())
     out["attention"] = att
     out["loss"] = out["whole_softmax"] + out["local_softmax"] + 2.0 * out["triplet"] + 0.1 * att
@@ -208,11 +220,13 @@ def test_image_size_is_checked_on_every_call(baseline_data):
         model.train_on_batch(other, labels)
     with pytest.raises(ValueError, match=message):
         model.predict_on_batch(other)
+
     # A generator is seen only by the step, which TensorFlow retraced with
     # relaxed (unknown) image dims: the in-graph check.
     def batches():
         while True:
             yield other, labels
+
     with pytest.raises(ValueError, match=r"x has images of another size than the model's input 64×32×3"):
         model.fit(batches(), steps_per_epoch=1, verbose=0)
     with pytest.raises(ValueError, match=r"must have 3 \(RGB\) channels, got 1 \(grayscale"):

@@ -5,10 +5,9 @@ import re
 import keras
 import numpy as np
 import pytest
+from factories import random_images
 
 from keras_mmga import MMGA, MMGABackbone, losses
-
-from factories import random_images
 
 SHAPE = (64, 32, 3)  # maps 4 x 2
 
@@ -54,12 +53,20 @@ def test_three_parts_split_1024_with_the_remainder_first():
 
 def test_default_parts_are_the_papers_variables():
     """`parts` left out builds exactly the variables of the paper's two parts, upper and bottom."""
+
     def names_and_shapes(m):
         return [(re.sub(r"^mmga(_backbone)?(_\d+)?/", "mmga/", v.path), tuple(v.shape)) for v in m.weights]
 
     model = MMGA(5, variant="mmga", input_shape=(32, 16, 3), backbone_weights=None, whole_dim=16, local_dim=16)
-    explicit = MMGA(5, variant="mmga", input_shape=(32, 16, 3), backbone_weights=None, whole_dim=16, local_dim=16,
-                    parts=("upper", "bottom"))
+    explicit = MMGA(
+        5,
+        variant="mmga",
+        input_shape=(32, 16, 3),
+        backbone_weights=None,
+        whole_dim=16,
+        local_dim=16,
+        parts=("upper", "bottom"),
+    )
     assert model.parts == ("upper", "bottom") and model.part_dims == [8, 8]
     assert names_and_shapes(model) == names_and_shapes(explicit)
 
@@ -127,8 +134,9 @@ def test_a_four_part_model_trains_with_every_term(models):
 
 
 def test_backbone_alone_gives_the_feature_and_maps():
-    backbone = MMGABackbone(input_shape=SHAPE, backbone_weights=None, parts=("head", "legs"), local_dim=64,
-                            whole_dim=32)
+    backbone = MMGABackbone(
+        input_shape=SHAPE, backbone_weights=None, parts=("head", "legs"), local_dim=64, whole_dim=32
+    )
     x = _images(2)
     assert backbone(x).shape == (2, 96)
     assert sorted(backbone.attention_maps(x)) == ["module1_whole", "module2_head", "module2_legs", "module2_whole"]
@@ -140,8 +148,7 @@ def test_backbone_alone_gives_the_feature_and_maps():
 def test_four_part_model_exports_with_parity_and_tensorrt_ops(models, tmp_path):
     import onnx
 
-    from keras_mmga.export import tensorrt_ops
-    from keras_mmga.export import export_onnx
+    from keras_mmga.export import export_onnx, tensorrt_ops
 
     info = export_onnx(models[4], tmp_path / "four.onnx")
     assert info["feature_dim"] == 2048 and info["max_abs_diff"] <= 1e-4

@@ -11,10 +11,9 @@ import socket
 
 import numpy as np
 import pytest
+from workers import runner
 
 from keras_mmga.data import synthetic
-
-from workers import runner
 
 pytestmark = pytest.mark.slow  # workers in subprocesses: not in `make test-fast`
 
@@ -36,8 +35,10 @@ def test_two_workers_match_single_process(tmp_path):
     procs = [
         runner.start(
             tmp_path / f"worker{i}.npz",
-            "--steps", STEPS,
-            "--tf-config", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+            "--steps",
+            STEPS,
+            "--tf-config",
+            json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
         )
         for i in range(2)
     ]
@@ -74,20 +75,56 @@ def test_engine_trains_the_synthetic_dataset_on_two_workers(tmp_path):
     # worker generates the same seeded PK stream and keeps its contiguous half
     # of each global batch (whole identities); only the chief writes the run
     # folder's checkpoints and logs, each other worker its own resume state.
-    images, masks = synthetic.write_dataset(tmp_path / "data", num_train_ids=5, num_test_ids=4, seed=0,
-                                            num_distractors=2, num_junk=1)
+    images, masks = synthetic.write_dataset(
+        tmp_path / "data", num_train_ids=5, num_test_ids=4, seed=0, num_distractors=2, num_junk=1
+    )
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "train.py")
 
     def command(out, strategy):
-        return [script, "--data", images, "--masks", masks, "--output", out, "--variant", "mmga", "--height", "64",
-                "--width", "32", "-P", "4", "-K", "2", "--epochs", "2", "--steps-per-epoch", "1", "--lr", "0.01",
-                "--backbone-weights", "none", "--eval-every", "0", "--seed", "5", "--sync-batchnorm",
-                "--strategy", strategy, "--progress", "0"]
+        return [
+            script,
+            "--data",
+            images,
+            "--masks",
+            masks,
+            "--output",
+            out,
+            "--variant",
+            "mmga",
+            "--height",
+            "64",
+            "--width",
+            "32",
+            "-P",
+            "4",
+            "-K",
+            "2",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "1",
+            "--lr",
+            "0.01",
+            "--backbone-weights",
+            "none",
+            "--eval-every",
+            "0",
+            "--seed",
+            "5",
+            "--sync-batchnorm",
+            "--strategy",
+            strategy,
+            "--progress",
+            "0",
+        ]
 
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = [
-        runner.spawn(command(tmp_path / "run", "multiworker"), tmp_path / f"worker{i}.log",
-                     tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}})
+        runner.spawn(
+            command(tmp_path / "run", "multiworker"),
+            tmp_path / f"worker{i}.log",
+            tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}},
+        )
         for i in range(2)
     ]
     runner.finish(procs, timeout=480)
@@ -101,7 +138,8 @@ def test_engine_trains_the_synthetic_dataset_on_two_workers(tmp_path):
     assert (run / "latest.keras").exists() and (run / "config.json").exists()
     # Worker 1 keeps a full resume state of its own.
     assert sorted(os.listdir(run / "backup" / "worker1")) == sorted(
-        n for n in os.listdir(run / "backup") if n != "worker1")
+        n for n in os.listdir(run / "backup") if n != "worker1"
+    )
     rows, reference = _read_log(run / "log.csv"), _read_log(tmp_path / "single" / "log.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     # Epoch 1 is one step: the losses of the initial weights on the first
@@ -112,8 +150,7 @@ def test_engine_trains_the_synthetic_dataset_on_two_workers(tmp_path):
     # rounds) them differently from one process's; the triplet term, a difference of 2048-d distances,
     # then moves by a few 1e-6 absolute (4.6e-6 on AVX-512 machines, where rtol 1e-5 alone was exceeded).
     for key in ("loss", "triplet", "attention", "whole_softmax", "local_softmax"):
-        np.testing.assert_allclose(float(rows[0][key]), float(reference[0][key]), rtol=1e-5, atol=1e-5,
-                                   err_msg=key)
+        np.testing.assert_allclose(float(rows[0][key]), float(reference[0][key]), rtol=1e-5, atol=1e-5, err_msg=key)
     # Both workers applied the same all-reduced updates.
     chief = _h5_arrays(run / "backup" / "latest.weights.h5")
     other = _h5_arrays(run / "backup" / "worker1" / "latest.weights.h5")

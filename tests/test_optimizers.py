@@ -29,7 +29,9 @@ def test_matches_pytorch_rule_with_group_scale_and_lr_change():
     for g in grads:
         opt.apply([tf.constant(g, tf.float32)] * 2, [a, b])
     lrs = [0.1, 0.1, 0.05, 0.05]
-    np.testing.assert_allclose(a.numpy(), _torch_sgd_reference(w0, grads, [0.5 * lr for lr in lrs], 0.9, 5e-4), rtol=1e-5)
+    np.testing.assert_allclose(
+        a.numpy(), _torch_sgd_reference(w0, grads, [0.5 * lr for lr in lrs], 0.9, 5e-4), rtol=1e-5
+    )
     np.testing.assert_allclose(b.numpy(), _torch_sgd_reference(w0, grads, lrs, 0.9, 5e-4), rtol=1e-5)
 
 

@@ -8,33 +8,43 @@ import pytest
 
 
 def _run(code):
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
-                                 "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 def test_package_import_loads_neither_keras_nor_tensorflow():
-    out = _run("import sys, keras_mmga, keras_mmga.progress, keras_mmga.cli\n"
-               "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))")
+    out = _run(
+        "import sys, keras_mmga, keras_mmga.progress, keras_mmga.cli\n"
+        "print(sorted(m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules))"
+    )
     assert out.strip() == "[]"
 
 
 @pytest.mark.slow
 def test_saved_model_loads_after_import_keras_mmga_in_either_order(tmp_path):
     path = tmp_path / "m.keras"
-    _run("import keras_mmga\n"
-         "m = keras_mmga.MMGA(num_classes=3, variant='baseline', input_shape=(32, 16, 3), backbone_weights=None)\n"
-         f"m.save({str(path)!r})")
+    _run(
+        "import keras_mmga\n"
+        "m = keras_mmga.MMGA(num_classes=3, variant='baseline', input_shape=(32, 16, 3), backbone_weights=None)\n"
+        f"m.save({str(path)!r})"
+    )
     for imports in ("import keras_mmga\nimport keras", "import keras\nimport keras_mmga"):
         out = _run(f"{imports}\nm = keras.models.load_model({str(path)!r})\nprint(type(m).__name__, m.num_classes)")
         assert out.split() == ["MMGA", "3"]
 
 
 def test_top_level_help_lists_the_pipeline_without_loading_keras():
-    out = _run("import sys\nfrom keras_mmga.cli import build_parser\n"
-               "build_parser().print_help()\nprint('keras' in sys.modules)")
+    out = _run(
+        "import sys\nfrom keras_mmga.cli import build_parser\n"
+        "build_parser().print_help()\nprint('keras' in sys.modules)"
+    )
     for command in ("synthetic", "masks", "train", "evaluate", "export", "search", "demo"):
         assert command in out
     assert out.strip().endswith("False")
@@ -45,16 +55,25 @@ def test_docstring_examples_are_plain_code_not_unrun_doctests():
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parent.parent / "keras_mmga"
-    offenders = [f"{p.relative_to(root)}:{i + 1}" for p in sorted(root.rglob("*.py"))
-                 for i, line in enumerate(p.read_text().splitlines()) if line.lstrip().startswith(">>>")]
+    offenders = [
+        f"{p.relative_to(root)}:{i + 1}"
+        for p in sorted(root.rglob("*.py"))
+        for i, line in enumerate(p.read_text().splitlines())
+        if line.lstrip().startswith(">>>")
+    ]
     assert offenders == []
 
 
 @pytest.mark.parametrize("module", ["keras_mmga.layers", "keras_mmga.optimizers"])
 def test_a_subpackage_imported_first_still_registers_the_classes(module):
-    """`import keras_mmga` then a subpackage that loads Keras: registering MMGA must not hit the half-imported subpackage."""
-    code = (f"import keras_mmga, importlib; importlib.import_module({module!r}); import keras; "
-            "assert keras.saving.get_registered_object('keras_mmga>MMGA') is not None")
+    """`import keras_mmga`, then a subpackage that loads Keras.
+
+    Registering MMGA must not hit the half-imported subpackage.
+    """
+    code = (
+        f"import keras_mmga, importlib; importlib.import_module({module!r}); import keras; "
+        "assert keras.saving.get_registered_object('keras_mmga>MMGA') is not None"
+    )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

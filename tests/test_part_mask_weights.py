@@ -23,6 +23,7 @@ PARSER_LABELS = [2, 5, 9, 13, 14, 15, 16, 17, 18, 19]
 
 def numpy_eq5(masks, maps, weights, parts, part_weight=0.5):
     """Eq. 3-5 in NumPy: weights (N, 1 + K), one column per mask channel."""
+
     def rmse(mask, s, w):
         low, high = s.min(axis=(1, 2), keepdims=True), s.max(axis=(1, 2), keepdims=True)
         err = np.sum((mask - (s - low) / (high - low)) ** 2, axis=(1, 2))
@@ -67,6 +68,7 @@ def test_per_image_weights_stay_valid_and_equal_repeated_columns():
 
 
 # --- sidecars → load_targets -------------------------------------------------
+
 
 def _write_set(root, absences):
     """Images (blank) and LIP masks: top half upper clothes, bottom half pants; sidecars as given."""
@@ -141,8 +143,17 @@ def test_missing_mask_zeroes_every_channel_and_bad_sidecar_is_one_error(tmp_path
 def test_pipeline_batches_carry_per_channel_weights(tmp_path):
     absences = [None, [9, 16, 17, 18, 19], None, [9, 16, 17, 18, 19]]
     images, masks, samples = _write_set(str(tmp_path), absences)
-    data = make_train_dataset(samples, (64, 32), num_identities=2, num_instances=2, mask_root=masks,
-                              image_root=images, mask_mode="parts", augment_images=False, check_files="none")
+    data = make_train_dataset(
+        samples,
+        (64, 32),
+        num_identities=2,
+        num_instances=2,
+        mask_root=masks,
+        image_root=images,
+        mask_mode="parts",
+        augment_images=False,
+        check_files="none",
+    )
     x, y = next(iter(data.dataset))
     assert tuple(y["mask_weights"].shape) == (4, 3)
     labels = y["labels"].numpy()

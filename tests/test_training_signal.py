@@ -1,4 +1,6 @@
-"""No run where a loss term silently vanishes or a target is wrong (issue 27): each case refused or warned where it enters.
+"""No run where a loss term silently vanishes or a target is wrong (issue 27).
+
+Each case is refused or warned where it enters.
 
 The cases, and where each is caught:
 
@@ -43,8 +45,18 @@ def _tree(root, folder="bounding_box_train", n_ids=3, per_id=2, mask=None):
 
 
 def _kwargs(root, **extra):
-    return dict(image_size=(64, 32), num_identities=2, num_instances=2, mask_root=root / "mask",
-                image_root=root / "img", mask_mode="parts", check_files="header") | extra
+    return (
+        dict(
+            image_size=(64, 32),
+            num_identities=2,
+            num_instances=2,
+            mask_root=root / "mask",
+            image_root=root / "img",
+            mask_mode="parts",
+            check_files="header",
+        )
+        | extra
+    )
 
 
 @pytest.mark.parametrize("p,k,which", [(4, 1, "no anchor has a positive"), (1, 4, "no anchor has a negative")])
@@ -52,8 +64,9 @@ def test_triplet_without_positives_or_negatives(p, k, which, tmp_path):
     with pytest.raises(ValueError, match=which):
         TrainConfig("d", "o", variant="baseline", num_identities=p, num_instances=k).validate()
     # On purpose, without the triplet term: accepted.
-    TrainConfig(str(tmp_path), str(tmp_path / "o"), variant="baseline", num_identities=p, num_instances=k,
-                triplet_weight=0.0).validate()
+    TrainConfig(
+        str(tmp_path), str(tmp_path / "o"), variant="baseline", num_identities=p, num_instances=k, triplet_weight=0.0
+    ).validate()
     samples = _tree(tmp_path, n_ids=4)
     with pytest.warns(UserWarning, match=which):
         make_train_dataset(samples, **_kwargs(tmp_path, num_identities=p, num_instances=k))
@@ -68,8 +81,11 @@ def model():
 
 
 def test_zero_loss_weights_warn_at_compile(model):
-    for setting, message in [("triplet_weight", "no triplet loss"), ("attention_weight", "no mask supervision"),
-                             ("part_attention_weight", "part maps get no mask supervision")]:
+    for setting, message in [
+        ("triplet_weight", "no triplet loss"),
+        ("attention_weight", "no mask supervision"),
+        ("part_attention_weight", "part maps get no mask supervision"),
+    ]:
         with pytest.warns(UserWarning, match=message):
             model.compile(**{setting: 0.0})
     with warnings.catch_warnings():
@@ -78,16 +94,23 @@ def test_zero_loss_weights_warn_at_compile(model):
 
 
 def test_masks_that_cannot_be_targets(tmp_path):
-    samples = _tree(tmp_path, mask=lambda pid, j, label: cv2.resize(label, (32, 32)) if (pid, j) == (1, 0) else
-                    (np.zeros_like(label) if (pid, j) == (2, 1) else label))
+    samples = _tree(
+        tmp_path,
+        mask=lambda pid, j, label: (
+            cv2.resize(label, (32, 32))
+            if (pid, j) == (1, 0)
+            else (np.zeros_like(label) if (pid, j) == (2, 1) else label)
+        ),
+    )
     with pytest.raises(ValueError, match=r"is 32x32 pixels \(WxH\) but its image .* is 32x64"):
         make_train_dataset(samples, **_kwargs(tmp_path))
     with pytest.warns(UserWarning, match="2 of 6 images have no usable mask"):
         data = make_train_dataset(samples, **_kwargs(tmp_path, missing_masks="ignore"))
     assert data.num_classes == 3
     # A mask scaled with its image (same shape, half the pixels) is the same target.
-    scaled = _tree(tmp_path / "s", mask=lambda pid, j, label: cv2.resize(label, (16, 32),
-                                                                          interpolation=cv2.INTER_NEAREST))
+    scaled = _tree(
+        tmp_path / "s", mask=lambda pid, j, label: cv2.resize(label, (16, 32), interpolation=cv2.INTER_NEAREST)
+    )
     make_train_dataset(scaled, **_kwargs(tmp_path / "s"))
     # One all-background mask: refused under "error".
     empty = _tree(tmp_path / "e", mask=lambda pid, j, label: np.zeros_like(label) if pid == 0 and j == 0 else label)

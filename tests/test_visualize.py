@@ -69,8 +69,9 @@ def test_ranking_grid_size_and_border_colours(tmp_path):
             assert _px(grid, y, x) == colour, (k, y, x)
         # Inside: the image itself (grey level 40 * k).
         assert _px(grid, tile_h // 2, x0 + tile_w // 2) == (40 * k,) * 3
-    bgr = visualize.ranking_grid(paths[0], paths[1:], [True, False, True], size=size, border=border,
-                                 channel_order="bgr")
+    bgr = visualize.ranking_grid(
+        paths[0], paths[1:], [True, False, True], size=size, border=border, channel_order="bgr"
+    )
     np.testing.assert_array_equal(bgr[..., ::-1], grid)
 
 
@@ -80,8 +81,7 @@ def test_save_ranking_grids_skips_same_camera_matches(tmp_path):
     # Gallery: same pid and camera as query 0 (removed for it), a false match, a true match.
     gallery = [(paths[1], 1, 0), (paths[2], 2, 1), (paths[3], 1, 1)]
     distmat = np.array([[0.0, 0.1, 0.2], [0.3, 0.2, 0.1]])
-    written = visualize.save_ranking_grids(tmp_path / "out", distmat, query, gallery, topk=2, size=(24, 12),
-                                           border=2)
+    written = visualize.save_ranking_grids(tmp_path / "out", distmat, query, gallery, topk=2, size=(24, 12), border=2)
     assert [p.split("/")[-1] for p in written] == ["ranking_000_0.png", "ranking_001_4.png"]
     tile_w = 12 + 4
     for path, colours in zip(written, [[visualize.RED, visualize.GREEN], [visualize.RED, visualize.GREEN]]):

@@ -66,8 +66,9 @@ _MIN_JOB_SECONDS = 20
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true",
-                        help="CPU smoke test: 64x32, P=2 x K=4, 1 warm-up + 2 timed steps, --device cpu")
+    parser.add_argument(
+        "--tiny", action="store_true", help="CPU smoke test: 64x32, P=2 x K=4, 1 warm-up + 2 timed steps, --device cpu"
+    )
     parser.add_argument("--device", choices=("gpu", "cpu"), default=None, help="default: gpu (cpu with --tiny)")
     parser.add_argument("--height", type=int, default=None, help="default 384 (64 with --tiny)")
     parser.add_argument("--width", type=int, default=None, help="default 128 (32 with --tiny)")
@@ -80,9 +81,12 @@ def parse_args(argv=None):
     parser.add_argument("--jobs", default=",".join(DEFAULT_JOBS), help=f"comma list of {', '.join(JOBS)}")
     parser.add_argument("--torch-compile", action="store_true", help="also run torch-compile-bf16")
     parser.add_argument("--torch-optimizer", choices=("adam", "sgd"), default="adam")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="seconds for all jobs; a job that would start with < 20 s left is skipped "
-                             "(default 450, 1800 with --tiny)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds for all jobs; a job that would start with < 20 s left is skipped (default 450, 1800 with --tiny)",
+    )
     parser.add_argument("--out", default=None, help="JSON file (default: benchmarks/gpu/bench_gpu[_tiny].json)")
     parser.add_argument("--job", choices=tuple(JOBS), help=argparse.SUPPRESS)  # child process
     parser.add_argument("--job-out", help=argparse.SUPPRESS)
@@ -164,8 +168,9 @@ class _NoTensorFlow(importlib.abc.MetaPathFinder):
 
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named {name!r} (the GPU benchmark runs without TensorFlow)",
-                                      name=name)
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (the GPU benchmark runs without TensorFlow)", name=name
+            )
         return None
 
 
@@ -184,18 +189,27 @@ def keras_job(args, precision, record):
     device = jax.devices()[0]
     if args.device == "gpu" and device.platform not in ("gpu", "cuda"):
         raise RuntimeError(f"JAX found no GPU (first device: {device}); is the CUDA plugin installed?")
-    record.update({
-        "env": {
-            "keras": keras.__version__, "jax": jax.__version__, "device": str(device),
-            "device_kind": getattr(device, "device_kind", ""),
-            "jax_default_matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", "?")),
+    record.update(
+        {
+            "env": {
+                "keras": keras.__version__,
+                "jax": jax.__version__,
+                "device": str(device),
+                "device_kind": getattr(device, "device_kind", ""),
+                "jax_default_matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", "?")),
+            }
         }
-    })
+    )
     log(f"Keras {keras.__version__} on JAX {jax.__version__}, {device}, {precision}")
 
     keras.utils.set_random_seed(0)
-    model = MMGA(args.num_classes, variant=args.variant, input_shape=(args.height, args.width, 3),
-                 backbone_weights=None, dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
+    model = MMGA(
+        args.num_classes,
+        variant=args.variant,
+        input_shape=(args.height, args.width, 3),
+        backbone_weights=None,
+        dtype="mixed_bfloat16" if precision == "bfloat16" else "float32",
+    )
     model.compile(steps_per_epoch=1000)
     if not model.built:
         model.build((None, args.height, args.width, 3))
@@ -228,8 +242,12 @@ def keras_job(args, precision, record):
     first_logs = model.train_on_batch(x, y, return_dict=True)
     compile_s = time.perf_counter() - start
     log(f"train: build + compile + first step {compile_s:.1f} s, loss {first_logs['loss']:.4f}")
-    groups = (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
-              model.metrics_variables)
+    groups = (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
     state = tuple([v.value for v in group] for group in groups)
     logs = {}
 
@@ -273,18 +291,27 @@ def torch_job(args, precision, compiled, record):
     amp = torch.bfloat16 if precision == "bfloat16" else None
     torch.manual_seed(0)
     model = ReidBaseline(args.num_classes).to(device, memory_format=torch.channels_last)
-    record.update({
-        "env": {
-            "torch": torch.__version__, "cuda": torch.version.cuda, "device": device_name,
-            "backbone": model.backbone_source, "optimizer": args.torch_optimizer,
-            "cudnn_benchmark": torch.backends.cudnn.benchmark,
-            "tf32": bool(torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32),
-            "torch_compile": compiled, "channels_last": True, "autocast": str(amp),
-        },
-        "parameters": sum(p.numel() for p in model.parameters()),
-    })
-    log(f"PyTorch {torch.__version__} on {device_name}, {precision}{' + torch.compile' if compiled else ''}, "
-        f"backbone: {model.backbone_source}")
+    record.update(
+        {
+            "env": {
+                "torch": torch.__version__,
+                "cuda": torch.version.cuda,
+                "device": device_name,
+                "backbone": model.backbone_source,
+                "optimizer": args.torch_optimizer,
+                "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                "tf32": bool(torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32),
+                "torch_compile": compiled,
+                "channels_last": True,
+                "autocast": str(amp),
+            },
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
+    log(
+        f"PyTorch {torch.__version__} on {device_name}, {precision}{' + torch.compile' if compiled else ''}, "
+        f"backbone: {model.backbone_source}"
+    )
     images, labels, _ = synthetic_batch(args)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device).contiguous(memory_format=torch.channels_last)
     target = torch.from_numpy(labels).long().to(device)
@@ -351,11 +378,34 @@ def _child_env(args):
 
 
 def _child_argv(args, job, job_out):
-    argv = [sys.executable, os.path.abspath(__file__), "--job", job, "--job-out", job_out,
-            "--device", args.device, "--height", str(args.height), "--width", str(args.width),
-            "--p", str(args.p), "--k", str(args.k), "--num-classes", str(args.num_classes),
-            "--variant", args.variant, "--warmup", str(args.warmup), "--steps", str(args.steps),
-            "--torch-optimizer", args.torch_optimizer]
+    argv = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--job",
+        job,
+        "--job-out",
+        job_out,
+        "--device",
+        args.device,
+        "--height",
+        str(args.height),
+        "--width",
+        str(args.width),
+        "--p",
+        str(args.p),
+        "--k",
+        str(args.k),
+        "--num-classes",
+        str(args.num_classes),
+        "--variant",
+        args.variant,
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.steps),
+        "--torch-optimizer",
+        args.torch_optimizer,
+    ]
     return argv + (["--tiny"] if args.tiny else [])
 
 
@@ -371,16 +421,19 @@ def ratios(jobs):
 
 def report(result):
     lines = [
-        f"{'job':<20} {'train img/s':>12} {'ms/step':>9} {'infer img/s':>12} {'ms/batch':>9} {'first call s (train / infer)':>30}",
+        f"{'job':<20} {'train img/s':>12} {'ms/step':>9} {'infer img/s':>12} {'ms/batch':>9} "
+        f"{'first call s (train / infer)':>30}",
     ]
     for name, job in result["jobs"].items():
         train, infer = job.get("train"), job.get("infer")
         cell = lambda t, key, scale: f"{t[key] * scale:.1f}" if t else "-"  # noqa: E731
         # Keras: the first train_on_batch (build + compile + step) precedes the timed function.
         compile_cell = f"{train.get('compile_and_first_step_s', train['first_call_s']):.1f}" if train else "-"
-        lines.append(f"{name:<20} {cell(train, 'images_per_s', 1):>12} {cell(train, 'median_s', 1e3):>9} "
-                     f"{cell(infer, 'images_per_s', 1):>12} {cell(infer, 'median_s', 1e3):>9} "
-                     f"{compile_cell:>16} / {cell(infer, 'first_call_s', 1):<6}")
+        lines.append(
+            f"{name:<20} {cell(train, 'images_per_s', 1):>12} {cell(train, 'median_s', 1e3):>9} "
+            f"{cell(infer, 'images_per_s', 1):>12} {cell(infer, 'median_s', 1e3):>9} "
+            f"{compile_cell:>16} / {cell(infer, 'first_call_s', 1):<6}"
+        )
         if "error" in job:
             lines.append(f"{'':<20} error: {job['error'].splitlines()[0][:100]}")
     lines.append("")
@@ -395,8 +448,23 @@ def main(argv=None):
     if args.job:
         return run_child(args)
     deadline = time.monotonic() + args.budget
-    settings = {k: getattr(args, k) for k in ("tiny", "device", "height", "width", "p", "k", "num_classes",
-                                              "variant", "warmup", "steps", "torch_optimizer", "budget")}
+    settings = {
+        k: getattr(args, k)
+        for k in (
+            "tiny",
+            "device",
+            "height",
+            "width",
+            "p",
+            "k",
+            "num_classes",
+            "variant",
+            "warmup",
+            "steps",
+            "torch_optimizer",
+            "budget",
+        )
+    }
     result = {
         "kind": "CPU smoke test (not a figure)" if args.tiny or args.device == "cpu" else "GPU benchmark",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -405,8 +473,10 @@ def main(argv=None):
         "jobs": {},
         "ratios": {},
     }
-    log(f"{result['kind']}: {args.height}x{args.width}, batch {args.p}x{args.k}={args.p * args.k}, "
-        f"jobs {', '.join(args.job_list)}, budget {args.budget:.0f} s")
+    log(
+        f"{result['kind']}: {args.height}x{args.width}, batch {args.p}x{args.k}={args.p * args.k}, "
+        f"jobs {', '.join(args.job_list)}, budget {args.budget:.0f} s"
+    )
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for job in args.job_list:

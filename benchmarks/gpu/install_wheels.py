@@ -39,8 +39,10 @@ def main(argv):
     wheel_dir, target = argv
     wheels = sorted(glob.glob(os.path.join(wheel_dir, "*.whl")))
     if not wheels:
-        print(f"error: no wheels in {wheel_dir}: run benchmarks/gpu/fetch_wheels.sh first and carry the folder",
-              file=sys.stderr)
+        print(
+            f"error: no wheels in {wheel_dir}: run benchmarks/gpu/fetch_wheels.sh first and carry the folder",
+            file=sys.stderr,
+        )
         return 2
     chosen = []
     for wheel in wheels:
@@ -54,8 +56,21 @@ def main(argv):
     os.makedirs(target, exist_ok=True)
     has_pip = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
     if has_pip and chosen:
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--upgrade",
-               "--disable-pip-version-check", "--no-warn-script-location", "--target", target, *chosen]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--upgrade",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--target",
+            target,
+            *chosen,
+        ]
         return subprocess.run(cmd).returncode
     for wheel in chosen:
         with zipfile.ZipFile(wheel) as archive:

@@ -93,9 +93,7 @@ def resnet50_last_stride1():
     # Last stride 1: layer4's first block down-samples in its 3x3 conv and its shortcut.
     net.layer4[0].conv2.stride = (1, 1)
     net.layer4[0].downsample[0].stride = (1, 1)
-    trunk = nn.Sequential(
-        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
-    )
+    trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     count = sum(p.numel() for p in trunk.parameters())
     if count != RESNET50_BACKBONE_PARAMS:
         raise RuntimeError(f"ResNet50 trunk has {count:,} parameters, expected {RESNET50_BACKBONE_PARAMS:,}")

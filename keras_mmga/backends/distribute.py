@@ -141,9 +141,11 @@ def install_multi_worker_workarounds():
             for _, _, it in iterator:
                 batch = next(it)
                 data_batch = tree.map_structure(
-                    lambda x: strategy.experimental_local_results(x)[0]
-                    if isinstance(x, tf.distribute.DistributedValues)
-                    else x,
+                    lambda x: (
+                        strategy.experimental_local_results(x)[0]
+                        if isinstance(x, tf.distribute.DistributedValues)
+                        else x
+                    ),
                     batch,
                 )
                 break

@@ -28,9 +28,7 @@ def _stateless_forward(model, trainable, non_trainable, images, training):
     `stateless_call` runs `call`, which in inference mode returns the feature
     alone; `test_step` also needs the logits and maps of inference mode.
     """
-    mapping = list(zip(model.trainable_variables, trainable)) + list(
-        zip(model.non_trainable_variables, non_trainable)
-    )
+    mapping = list(zip(model.trainable_variables, trainable)) + list(zip(model.non_trainable_variables, non_trainable))
     with keras.StatelessScope(state_mapping=mapping) as scope:
         outputs = model.compute_outputs(images, training=training)
     return outputs, [scope.get_current_value(v) for v in model.non_trainable_variables]
@@ -179,7 +177,7 @@ def _jax_device_name(name):
     text = str(name).strip().lower()
     text = text.rsplit("/", 1)[-1]
     if text.startswith("device:"):
-        text = text[len("device:"):]
+        text = text[len("device:") :]
     kind, _, index = text.partition(":")
     if kind not in ("cpu", "gpu", "tpu") or not index.isdigit():
         raise ValueError(f"Device {name!r} is not a device name such as 'gpu:0' or '/gpu:0'.")

@@ -53,7 +53,7 @@ RENAMED = {
     ("demo", "--out"): "--output",
     # Not renamed but asked for by habit: the training batch is P x K.
     ("train", "--batch-size"): "-P / -K (the training batch is P x K images); the evaluation batch is "
-                               "--eval-batch-size",
+    "--eval-batch-size",
 }
 
 # What a user's input can raise (OSError: paths, permissions, a download that cannot happen;
@@ -82,8 +82,9 @@ def _quiet_backends(verbose):
 def add_verbosity(parser):
     group = parser.add_argument_group("output").add_mutually_exclusive_group()
     group.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary: only the result")
-    group.add_argument("-v", "--verbose", action="store_true",
-                       help="also TensorFlow's / CUDA's start-up lines (hidden otherwise)")
+    group.add_argument(
+        "-v", "--verbose", action="store_true", help="also TensorFlow's / CUDA's start-up lines (hidden otherwise)"
+    )
 
 
 def build_parser(command=None):
@@ -94,9 +95,7 @@ def build_parser(command=None):
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (module_name, help_text) in COMMANDS.items():
-        sp = sub.add_parser(
-            name, help=help_text, description=help_text, formatter_class=HelpFormatter
-        )
+        sp = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == command:
             module = importlib.import_module(module_name)
             module.add_arguments(sp)
@@ -113,8 +112,10 @@ def check_renamed(command, argv):
         if new is not None:
             raise UsageError(f"{flag} is now {new} (keras-mmga {command} --help lists the flags)")
         if flag == "--verbose" and ("=" in token or (i + 1 < len(argv) and argv[i + 1] in ("0", "1", "2"))):
-            raise UsageError("--verbose takes no value: it shows TensorFlow's start-up lines; Keras's progress "
-                             "is --progress 0/1/2 (--quiet: none)")
+            raise UsageError(
+                "--verbose takes no value: it shows TensorFlow's start-up lines; Keras's progress "
+                "is --progress 0/1/2 (--quiet: none)"
+            )
 
 
 def _one_line(err):

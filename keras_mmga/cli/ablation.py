@@ -35,19 +35,36 @@ def add_arguments(p):
     g.add_argument("--data", action="append", default=[], help="dataset root (repeatable)")
     g.add_argument("--masks", action="append", default=[], help="mask root of each --data")
     g.add_argument("--name", action="append", default=[], help="column name of each --data (e.g. Market-1501)")
-    g.add_argument("--dataset", action="append", default=[], choices=DATASETS,
-                   help="file-name layout of each --data (default market1501)")
-    g.add_argument("--synthetic", action="store_true",
-                   help="write the embedded synthetic dataset to OUTPUT/data and use it (drawn with --seed)")
+    g.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        choices=DATASETS,
+        help="file-name layout of each --data (default market1501)",
+    )
+    g.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="write the embedded synthetic dataset to OUTPUT/data and use it (drawn with --seed)",
+    )
     g.add_argument("--synthetic-ids", type=int, default=100, help="train (and test) identities of --synthetic")
-    g.add_argument("--variants", nargs="+", default=list(VARIANT_NAMES), choices=VARIANT_NAMES,
-                   help="rows of the table (--parts sets the mmga row's part groups)")
+    g.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANT_NAMES),
+        choices=VARIANT_NAMES,
+        help="rows of the table (--parts sets the mmga row's part groups)",
+    )
     g.add_argument("--table", help="also write the markdown table to this file")
-    g.add_argument("--progress", type=int, default=2, choices=[0, 1, 2],
-                   help="Keras progress: 0 none, 1 a progress bar, 2 one line per epoch (--quiet: 0)")
+    g.add_argument(
+        "--progress",
+        type=int,
+        default=2,
+        choices=[0, 1, 2],
+        help="Keras progress: 0 none, 1 a progress bar, 2 one line per epoch (--quiet: 0)",
+    )
     # Runs are evaluated once, at their end, unless --eval-every is given.
     return add_config_flags(p, exclude=_PER_RUN)
-
 
 
 def run(a):
@@ -81,8 +98,9 @@ def run(a):
         for i, root in enumerate(a.data):
             name = a.name[i] if a.name else os.path.basename(os.path.normpath(root))
             datasets.append(AblationDataset(name, root, a.masks[i], a.dataset[i] if a.dataset else "market1501"))
-        _, table = run_ablation(datasets, a.output, variants=a.variants, verbose=0 if a.quiet else a.progress,
-                                parts=parts, **shared)
+        _, table = run_ablation(
+            datasets, a.output, variants=a.variants, verbose=0 if a.quiet else a.progress, parts=parts, **shared
+        )
     print(table)
     if a.table:
         with open(a.table, "w") as f:

@@ -35,7 +35,8 @@ def parse_parts(text):
     parts = tuple(name.strip() for name in text.split(","))
     if not all(parts):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated part-group names such as head,torso,legs,feet, got {text!r}")
+            f"expected comma-separated part-group names such as head,torso,legs,feet, got {text!r}"
+        )
     return parts
 
 
@@ -70,10 +71,15 @@ def add_config_flags(parser, exclude=(), recipe=True, default_recipe="paper"):
     base = RECIPES[default_recipe]
     if recipe:
         groups["run"].add_argument(
-            "--recipe", choices=sorted(RECIPES), default=default_recipe,
-            help="named budget the other flags start from: " + "; ".join(
+            "--recipe",
+            choices=sorted(RECIPES),
+            default=default_recipe,
+            help="named budget the other flags start from: "
+            + "; ".join(
                 f"{name}: {', '.join(f'{k}={v}' for k, v in fields.items()) or 'the defaults shown'}"
-                for name, fields in RECIPES.items()))
+                for name, fields in RECIPES.items()
+            ),
+        )
     for field in dataclasses.fields(TrainConfig):
         meta = field.metadata
         if not meta["cli"] or field.name in exclude:
@@ -83,8 +89,13 @@ def add_config_flags(parser, exclude=(), recipe=True, default_recipe="paper"):
         if field.name == "image_size":
             for i, side in enumerate(("height", "width")):
                 shown = _shown(base.get("image_size", field.default)[i])
-                group.add_argument(f"--{side}", dest=f"image_{side}", type=int, default=Unset(field.default[i], shown),
-                                   help=f"input {side} (divisible by 16)")
+                group.add_argument(
+                    f"--{side}",
+                    dest=f"image_{side}",
+                    type=int,
+                    default=Unset(field.default[i], shown),
+                    help=f"input {side} (divisible by 16)",
+                )
             continue
         names = [meta["short"], _flag(field)] if meta["short"] else [_flag(field)]
         kwargs = dict(dest=field.name, help=help_text)
@@ -92,13 +103,19 @@ def add_config_flags(parser, exclude=(), recipe=True, default_recipe="paper"):
             kwargs.update(required=True, metavar=meta["metavar"], default=argparse.SUPPRESS)
         elif isinstance(field.default, bool):
             # The flag turns the paper's setting around (--no-replacement, --cache-images): off by default.
-            kwargs.update(action="store_false" if field.default else "store_true",
-                          default=Unset(field.default, shown="off"),
-                          help=meta.get("flag_help") or f"{field.name}={not field.default}: {help_text}")
+            kwargs.update(
+                action="store_false" if field.default else "store_true",
+                default=Unset(field.default, shown="off"),
+                help=meta.get("flag_help") or f"{field.name}={not field.default}: {help_text}",
+            )
         else:
             kind = _TYPES.get(field.name) or (type(field.default) if field.default is not None else str)
-            kwargs.update(type=kind, default=Unset(field.default, _shown(base.get(field.name, field.default))),
-                          choices=meta["choices"], metavar=meta["metavar"])
+            kwargs.update(
+                type=kind,
+                default=Unset(field.default, _shown(base.get(field.name, field.default))),
+                choices=meta["choices"],
+                metavar=meta["metavar"],
+            )
         group.add_argument(*names, **kwargs)
     return parser
 

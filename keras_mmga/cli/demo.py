@@ -4,7 +4,6 @@ Runs on a CPU in about 5 minutes with no downloads; writes demo_output/ and
 exported/demo_<variant>.onnx.
 """
 
-
 from keras_mmga.cli.shared import check_positive
 from keras_mmga.engine.config import DemoConfig, defaults
 from keras_mmga.settings import VARIANT_NAMES
@@ -29,13 +28,20 @@ def add_arguments(p):
     return p
 
 
-
 def run(a):
     check_positive(a, "epochs", "steps_per_epoch", "ids", "lr_decay_epochs")
     config = DemoConfig(
-        out_dir=a.output, export_dir=a.export_dir, variant=a.variant, epochs=a.epochs, steps_per_epoch=a.steps_per_epoch,
-        learning_rate=a.lr, lr_decay_epochs=a.lr_decay_epochs, image_size=(a.height, a.width),
-        num_train_ids=a.ids, num_test_ids=a.ids, seed=a.seed,
+        out_dir=a.output,
+        export_dir=a.export_dir,
+        variant=a.variant,
+        epochs=a.epochs,
+        steps_per_epoch=a.steps_per_epoch,
+        learning_rate=a.lr,
+        lr_decay_epochs=a.lr_decay_epochs,
+        image_size=(a.height, a.width),
+        num_train_ids=a.ids,
+        num_test_ids=a.ids,
+        seed=a.seed,
     )
     # run_demo checks --output and --export-dir before any work.
     from keras_mmga.engine.demo import run_demo

@@ -25,7 +25,6 @@ def add_arguments(p):
     return p
 
 
-
 def run(a):
     model = model_from(a, "evaluate")
     check_positive(a, "batch_size", "num_pictures")
@@ -38,9 +37,18 @@ def run(a):
         check_output_folder(a.pictures, "--pictures")
     from keras_mmga.evaluation.model_metrics import dataset_metrics, format_results
 
-    result = dataset_metrics(model, a.data, a.dataset, a.batch_size, flip=not a.no_flip, rerank=a.rerank,
-                             pictures_dir=a.pictures, json_path=a.json, max_queries_pictures=a.num_pictures,
-                             verbose=not a.quiet)
+    result = dataset_metrics(
+        model,
+        a.data,
+        a.dataset,
+        a.batch_size,
+        flip=not a.no_flip,
+        rerank=a.rerank,
+        pictures_dir=a.pictures,
+        json_path=a.json,
+        max_queries_pictures=a.num_pictures,
+        verbose=not a.quiet,
+    )
     if a.quiet:
         print(json.dumps({k: result[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP")}))
         return 0

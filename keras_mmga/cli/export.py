@@ -23,7 +23,8 @@ DIR/<name>/1/model.onnx for Triton Inference Server.
 
 Example:
     keras-mmga export --model runs/market_mmga/best.keras --profile boxmot
-    keras-mmga export --model runs/market_mmga/best.keras --format tflite --int8 --calibration Market-1501/bounding_box_train
+    keras-mmga export --model runs/market_mmga/best.keras --format tflite --int8 \
+        --calibration Market-1501/bounding_box_train
     keras-mmga export --model runs/market_mmga/best.keras --triton-repository triton_models
     keras-mmga export --model runs/market_mmga/best.keras --output exported/mmga_market.onnx \
         --images Market-1501/query/0001_c1s1_001051_00.jpg
@@ -49,40 +50,80 @@ DEFAULT_TRITON_MAX_BATCH, DEFAULT_TRITON_QUEUE_DELAY_US = 64, 500
 
 def add_arguments(p):
     add_model(p, "a .keras file written by training")
-    p.add_argument("--output", help="the .onnx file, or a folder for <model name>.onnx (default: exported/; "
-                                    "_int8.onnx with --int8)")
+    p.add_argument(
+        "--output",
+        help="the .onnx file, or a folder for <model name>.onnx (default: exported/; _int8.onnx with --int8)",
+    )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}")
     p.add_argument("--nchw", action="store_true", help="(N, 3, H, W) input instead of (N, H, W, 3)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and activations (float32 input/output)")
     p.add_argument("--images", nargs="*", help="real images (files or folders) added to the parity check")
-    p.add_argument("--profile", default="default", choices=PROFILES,
-                   help="input convention: default = RGB [0, 255]; field = NCHW RGB/255 ImageNet mean/std "
-                        "(torchreid, fast-reid); boxmot = field + BoxMOT's names and metadata sidecar")
-    p.add_argument("--format", default="onnx", choices=("onnx", "tflite"),
-                   help="onnx, or tflite (LiteRT; float32, --fp16 or --int8)")
+    p.add_argument(
+        "--profile",
+        default="default",
+        choices=PROFILES,
+        help="input convention: default = RGB [0, 255]; field = NCHW RGB/255 ImageNet mean/std "
+        "(torchreid, fast-reid); boxmot = field + BoxMOT's names and metadata sidecar",
+    )
+    p.add_argument(
+        "--format",
+        default="onnx",
+        choices=("onnx", "tflite"),
+        help="onnx, or tflite (LiteRT; float32, --fp16 or --int8)",
+    )
     t = p.add_argument_group("Triton")
-    t.add_argument("--triton-repository", metavar="DIR",
-                   help="write DIR/<name>/config.pbtxt and DIR/<name>/1/model.onnx (instead of --output)")
+    t.add_argument(
+        "--triton-repository",
+        metavar="DIR",
+        help="write DIR/<name>/config.pbtxt and DIR/<name>/1/model.onnx (instead of --output)",
+    )
     t.add_argument("--triton-name", help="the Triton model name (default: the model file's name)")
     t.add_argument("--triton-max-batch-size", type=int, default=DEFAULT_TRITON_MAX_BATCH, help="Triton max_batch_size")
-    t.add_argument("--triton-queue-delay-us", type=int, default=DEFAULT_TRITON_QUEUE_DELAY_US,
-                   help="dynamic batching's max_queue_delay_microseconds")
+    t.add_argument(
+        "--triton-queue-delay-us",
+        type=int,
+        default=DEFAULT_TRITON_QUEUE_DELAY_US,
+        help="dynamic batching's max_queue_delay_microseconds",
+    )
     g = p.add_argument_group("int8")
-    g.add_argument("--int8", action="store_true",
-                   help="static int8 quantisation (QDQ, per-channel weights; float32 input, output and L2 norm)")
+    g.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantisation (QDQ, per-channel weights; float32 input, output and L2 norm)",
+    )
     g.add_argument("--calibration", help="folder of your images (searched recursively) to calibrate and check on")
-    g.add_argument("--calibration-count", type=int, default=DEFAULT_CALIBRATION_COUNT,
-                   help="calibration images, evenly spaced in name order")
-    g.add_argument("--min-cosine", type=float, default=DEFAULT_MIN_COSINE,
-                   help="fail when the mean cosine(int8, float32) on the calibration images is below this")
-    g.add_argument("--int8-target", default=DEFAULT_INT8_TARGET, choices=INT8_TARGETS,
-                   help="onnxruntime: uint8 activations with zero points (ONNX Runtime's fast CPU kernels); "
-                        "tensorrt: symmetric int8 activations and weights, zero points 0 (what TensorRT builds)")
-    g.add_argument("--calibration-method", default=DEFAULT_CALIBRATION_METHOD, choices=CALIBRATION_METHODS,
-                   help="how activation ranges are calibrated")
-    g.add_argument("--keep-float", default=DEFAULT_KEEP_FLOAT, choices=KEEP_FLOAT,
-                   help="nodes left in float32: the L2 norm only (tail), also the attention units and heads, "
-                        "also the first convolution")
+    g.add_argument(
+        "--calibration-count",
+        type=int,
+        default=DEFAULT_CALIBRATION_COUNT,
+        help="calibration images, evenly spaced in name order",
+    )
+    g.add_argument(
+        "--min-cosine",
+        type=float,
+        default=DEFAULT_MIN_COSINE,
+        help="fail when the mean cosine(int8, float32) on the calibration images is below this",
+    )
+    g.add_argument(
+        "--int8-target",
+        default=DEFAULT_INT8_TARGET,
+        choices=INT8_TARGETS,
+        help="onnxruntime: uint8 activations with zero points (ONNX Runtime's fast CPU kernels); "
+        "tensorrt: symmetric int8 activations and weights, zero points 0 (what TensorRT builds)",
+    )
+    g.add_argument(
+        "--calibration-method",
+        default=DEFAULT_CALIBRATION_METHOD,
+        choices=CALIBRATION_METHODS,
+        help="how activation ranges are calibrated",
+    )
+    g.add_argument(
+        "--keep-float",
+        default=DEFAULT_KEEP_FLOAT,
+        choices=KEEP_FLOAT,
+        help="nodes left in float32: the L2 norm only (tail), also the attention units and heads, "
+        "also the first convolution",
+    )
     g.add_argument("--data", help="dataset root (Market-1501 layout): rank-1 / mAP of float32 and int8 in the card")
     g.add_argument("--dataset", default="market1501", choices=DATASETS, help="file-name layout of --data")
 
@@ -120,25 +161,35 @@ def _check_flags(a):
     if a.triton_repository and (a.int8 or a.output):
         raise ValueError("--triton-repository writes its own model.onnx: it excludes --int8 and --output.")
     if a.int8 and a.format == "onnx" and a.profile != "default":
-        raise ValueError("--int8 ONNX exports take the default profile; for BoxMOT use the float32 or --fp16 "
-                         "export, or --format tflite --int8.")
+        raise ValueError(
+            "--int8 ONNX exports take the default profile; for BoxMOT use the float32 or --fp16 "
+            "export, or --format tflite --int8."
+        )
     if a.int8:
         if a.fp16:
             raise ValueError("--int8 and --fp16 exclude each other.")
         if not a.calibration:
             raise ValueError("--int8 needs --calibration DIR (a folder of your images).")
         if a.images:
-            raise ValueError("--images is for the float32 / fp16 parity check; with --int8 the accuracy is "
-                             "checked on the --calibration images.")
+            raise ValueError(
+                "--images is for the float32 / fp16 parity check; with --int8 the accuracy is "
+                "checked on the --calibration images."
+            )
         if not 0.0 < a.min_cosine <= 1.0:
             raise ValueError(f"--min-cosine must be in (0, 1], got {a.min_cosine}.")
         if a.calibration_count < 1:
             raise ValueError(f"--calibration-count must be positive, got {a.calibration_count}.")
     # The ONNX quantiser's choices (LiteRT quantises its own way): a value other than the default elsewhere
     # would be silently ignored.
-    onnx_int8 = [f for f, v, d in (("--int8-target", a.int8_target, DEFAULT_INT8_TARGET),
-                                   ("--calibration-method", a.calibration_method, DEFAULT_CALIBRATION_METHOD),
-                                   ("--keep-float", a.keep_float, DEFAULT_KEEP_FLOAT)) if v != d]
+    onnx_int8 = [
+        f
+        for f, v, d in (
+            ("--int8-target", a.int8_target, DEFAULT_INT8_TARGET),
+            ("--calibration-method", a.calibration_method, DEFAULT_CALIBRATION_METHOD),
+            ("--keep-float", a.keep_float, DEFAULT_KEEP_FLOAT),
+        )
+        if v != d
+    ]
     if onnx_int8 and not (a.int8 and a.format == "onnx"):
         raise ValueError(f"{', '.join(onnx_int8)} only apply with --int8 --format onnx.")
     if not a.int8:
@@ -160,8 +211,9 @@ def output_path(model, output, int8=False, fp16=False, profile="default", fmt="o
     """
     ext = ".tflite" if fmt == "tflite" else ".onnx"
     precision = "_int8" if int8 else ("_fp16" if fp16 and fmt == "tflite" else "")
-    name = (os.path.splitext(os.path.basename(model))[0] + precision
-            + ("" if profile == "default" else f"_{profile}") + ext)
+    name = (
+        os.path.splitext(os.path.basename(model))[0] + precision + ("" if profile == "default" else f"_{profile}") + ext
+    )
     if output is None:
         return os.path.join("exported", name)
     if os.path.isdir(output) or output.endswith(("/", os.sep)) or not os.path.splitext(output)[1]:
@@ -176,10 +228,21 @@ def _run_int8(a, output):
 
     paths = calibration_paths(a.calibration, a.calibration_count)  # missing / empty folder: before converting
     try:
-        result = export_int8(a.model, output, paths, calibration_count=a.calibration_count,
-                             min_cosine=a.min_cosine, dataset=a.data, dataset_name=a.dataset,
-                             nchw=a.nchw, opset=a.opset, log=_log(a), target=a.int8_target,
-                             method=a.calibration_method, keep_float=a.keep_float)
+        result = export_int8(
+            a.model,
+            output,
+            paths,
+            calibration_count=a.calibration_count,
+            min_cosine=a.min_cosine,
+            dataset=a.data,
+            dataset_name=a.dataset,
+            nchw=a.nchw,
+            opset=a.opset,
+            log=_log(a),
+            target=a.int8_target,
+            method=a.calibration_method,
+            keep_float=a.keep_float,
+        )
     except AccuracyError as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1
@@ -187,8 +250,10 @@ def _run_int8(a, output):
     cosine = card["int8"]["cosine_vs_float32"]
     print(f"wrote {result['onnx_path']} ({card['num_nodes']} nodes) and {result['card_path']}")
     print(f"input images {card['input']['shape']} float32 RGB [0, 255] -> features {card['output']['shape']}")
-    print(f"int8 vs float32 cosine on {cosine['images']} calibration images: mean {cosine['mean']:.4f}, "
-          f"min {cosine['min']:.4f} (threshold {a.min_cosine:g})")
+    print(
+        f"int8 vs float32 cosine on {cosine['images']} calibration images: mean {cosine['mean']:.4f}, "
+        f"min {cosine['min']:.4f} (threshold {a.min_cosine:g})"
+    )
     ranks = card["int8"]["rank_accuracy"]
     if ranks:
         print("  ".join(f"{name}: rank-1 {r['rank1']:.1f} mAP {r['mAP']:.1f}" for name, r in ranks.items()))
@@ -207,8 +272,15 @@ def _run_tflite(a, output):
     images = image_paths(a.images)
     precision = "int8" if a.int8 else ("float16" if a.fp16 else "float32")
     try:
-        result = export_tflite(a.model, output, precision=precision, profile=a.profile, calibration=calibration,
-                               min_cosine=a.min_cosine, parity_images=images)
+        result = export_tflite(
+            a.model,
+            output,
+            precision=precision,
+            profile=a.profile,
+            calibration=calibration,
+            min_cosine=a.min_cosine,
+            parity_images=images,
+        )
     except (ParityError, TFLiteAccuracyError) as err:
         print(f"export failed: {err}", file=sys.stderr)
         return 1
@@ -221,11 +293,15 @@ def _run_tflite(a, output):
     print(f"input {card['input']['name']} {card['input']['shape']} float32: {card['input']['values']}")
     if a.int8:
         cos = result["cosine"]
-        print(f"int8 vs Keras float32 cosine on {card['parity']['images']['calibration']} calibration images: "
-              f"mean {cos['mean']:.4f}, min {cos['min']:.4f} (threshold {a.min_cosine:g})")
+        print(
+            f"int8 vs Keras float32 cosine on {card['parity']['images']['calibration']} calibration images: "
+            f"mean {cos['mean']:.4f}, min {cos['min']:.4f} (threshold {a.min_cosine:g})"
+        )
     else:
-        print(f"max |LiteRT - Keras| = {result['max_abs_diff']:.3e} over {card['parity']['images']} images "
-              f"(tolerance {card['parity']['tolerance']:g})")
+        print(
+            f"max |LiteRT - Keras| = {result['max_abs_diff']:.3e} over {card['parity']['images']} images "
+            f"(tolerance {card['parity']['tolerance']:g})"
+        )
     return 0
 
 
@@ -234,18 +310,28 @@ def _run_triton(a):
     from keras_mmga.export.triton import export_triton_repository
 
     try:
-        result = export_triton_repository(a.model, a.triton_repository, name=a.triton_name, profile=a.profile,
-                                          nchw=a.nchw, fp16=a.fp16, max_batch_size=a.triton_max_batch_size,
-                                          queue_delay_us=a.triton_queue_delay_us,
-                                          parity_images=image_paths(a.images), opset=a.opset)
+        result = export_triton_repository(
+            a.model,
+            a.triton_repository,
+            name=a.triton_name,
+            profile=a.profile,
+            nchw=a.nchw,
+            fp16=a.fp16,
+            max_batch_size=a.triton_max_batch_size,
+            queue_delay_us=a.triton_queue_delay_us,
+            parity_images=image_paths(a.images),
+            opset=a.opset,
+        )
     except ParityError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
     info = result["export"]
     print(f"wrote {result['config_path']} and {result['onnx_path']} (Triton model {result['name']!r})")
     if not a.quiet:
-        print(f"max |ONNX Runtime - Keras| = {info['max_abs_diff']:.3e}; serve with: "
-              f"tritonserver --model-repository {a.triton_repository}")
+        print(
+            f"max |ONNX Runtime - Keras| = {info['max_abs_diff']:.3e}; serve with: "
+            f"tritonserver --model-repository {a.triton_repository}"
+        )
     return 0
 
 
@@ -257,7 +343,9 @@ def run(a):
     output = output_path(a.model, a.output, a.int8, a.fp16, a.profile, a.format)
     # The model file, the output and the images before the conversion (tens of seconds).
     if not os.path.isfile(a.model):
-        raise FileNotFoundError(f"Model file not found: {a.model!r}" + (" (a folder)" if os.path.isdir(a.model) else ""))
+        raise FileNotFoundError(
+            f"Model file not found: {a.model!r}" + (" (a folder)" if os.path.isdir(a.model) else "")
+        )
     if a.triton_repository:
         return _run_triton(a)
     check_output_file(output, "--output")
@@ -269,8 +357,16 @@ def run(a):
     from keras_mmga.export import ParityError, export_onnx
 
     try:
-        result = export_onnx(a.model, output, opset=a.opset, nchw=a.nchw, fp16=a.fp16, parity_images=images,
-                             log=_log(a), profile=a.profile)
+        result = export_onnx(
+            a.model,
+            output,
+            opset=a.opset,
+            nchw=a.nchw,
+            fp16=a.fp16,
+            parity_images=images,
+            log=_log(a),
+            profile=a.profile,
+        )
     except ParityError as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
@@ -280,10 +376,14 @@ def run(a):
         print(f"wrote BoxMOT's sidecar {result['boxmot_metadata_path']}")
     if a.quiet:
         return 0
-    print(f"input {card['input']['name']} {card['input']['shape']} float32 ({card['input']['values']}) -> "
-          f"{card['output']['name']} {card['output']['shape']}")
-    print(f"max |ONNX Runtime - Keras| = {result['max_abs_diff']:.3e} over {card['parity']['images']} images "
-          f"(tolerance {card['parity']['tolerance']:g})")
+    print(
+        f"input {card['input']['name']} {card['input']['shape']} float32 ({card['input']['values']}) -> "
+        f"{card['output']['name']} {card['output']['shape']}"
+    )
+    print(
+        f"max |ONNX Runtime - Keras| = {result['max_abs_diff']:.3e} over {card['parity']['images']} images "
+        f"(tolerance {card['parity']['tolerance']:g})"
+    )
     problems = card["tensorrt"]["problems"]
     print("TensorRT parser: " + ("ready" if not problems else "; ".join(problems)))
     return 0

@@ -29,20 +29,39 @@ def positive_int(text):
 def add_arguments(p):
     p.add_argument("query", help="a query image, or a folder of them (one result block per image)")
     p.add_argument("--gallery", required=True, help="folder of gallery images")
-    p.add_argument("--model", required=True, metavar="PATH",
-                   help="exported .onnx model (keras-mmga export turns a .keras checkpoint into one)")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        help="exported .onnx model (keras-mmga export turns a .keras checkpoint into one)",
+    )
     p.add_argument("--index", help="index file prefix, in an existing folder (built and saved if missing or stale)")
     p.add_argument("--topk", type=positive_int, default=10, help="results per query")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per ONNX Runtime call")
-    p.add_argument("--backend", choices=("numpy", "faiss"), default="numpy",
-                   help="exact brute force in NumPy, or FAISS (pip install faiss-cpu)")
-    p.add_argument("--faiss-index", default="Flat",
-                   help="FAISS index-factory string: Flat (exact), IVF<nlist>,Flat, IVF<nlist>,SQ8, HNSW<M>, ...")
+    p.add_argument(
+        "--backend",
+        choices=("numpy", "faiss"),
+        default="numpy",
+        help="exact brute force in NumPy, or FAISS (pip install faiss-cpu)",
+    )
+    p.add_argument(
+        "--faiss-index",
+        default="Flat",
+        help="FAISS index-factory string: Flat (exact), IVF<nlist>,Flat, IVF<nlist>,SQ8, HNSW<M>, ...",
+    )
     p.add_argument("--nprobe", type=positive_int, help="FAISS IVF: lists visited per query")
-    p.add_argument("--ef-search", dest="ef_search", type=positive_int,
-                   help="FAISS HNSW: candidate list size at search time (FAISS's efSearch)")
-    p.add_argument("--ef-construction", dest="ef_construction", type=positive_int,
-                   help="FAISS HNSW: candidate list size while building (FAISS's efConstruction)")
+    p.add_argument(
+        "--ef-search",
+        dest="ef_search",
+        type=positive_int,
+        help="FAISS HNSW: candidate list size at search time (FAISS's efSearch)",
+    )
+    p.add_argument(
+        "--ef-construction",
+        dest="ef_construction",
+        type=positive_int,
+        help="FAISS HNSW: candidate list size while building (FAISS's efConstruction)",
+    )
 
 
 def format_distance(d):
@@ -81,8 +100,9 @@ def run(a):
 
     search = {"backend": a.backend}
     if a.backend == "faiss":
-        search.update(faiss_index=a.faiss_index, nprobe=a.nprobe, efSearch=a.ef_search,
-                      efConstruction=a.ef_construction)
+        search.update(
+            faiss_index=a.faiss_index, nprobe=a.nprobe, efSearch=a.ef_search, efConstruction=a.ef_construction
+        )
     if a.backend == "numpy" and (a.faiss_index != "Flat" or a.nprobe or a.ef_search or a.ef_construction):
         raise ValueError("--faiss-index, --nprobe, --ef-search and --ef-construction need --backend faiss.")
     if a.index is not None:
@@ -94,8 +114,9 @@ def run(a):
         raise FileNotFoundError(f"Gallery folder not found: {a.gallery!r}.")
     extractor = OnnxFeatureExtractor(a.model, batch_size=a.batch_size)
     rebuilding = None if a.quiet else (lambda why: print(f"index {a.index!r}: {why}; rebuilding", file=sys.stderr))
-    index = GalleryIndex.load_or_build(extractor, a.gallery, a.index, on_rebuild=rebuilding,
-                                       verbose=not a.quiet, **search)
+    index = GalleryIndex.load_or_build(
+        extractor, a.gallery, a.index, on_rebuild=rebuilding, verbose=not a.quiet, **search
+    )
     distances, rows = index.search(extractor(queries), a.topk)
     for q, query in enumerate(queries):
         if q:
@@ -103,6 +124,8 @@ def run(a):
         print(f"query {query}")
         print(f"{'rank':>4}  {'distance':>9}  {'pid':>5}  {'cam':>3}  path")
         for rank, (d, i) in enumerate(((d, i) for d, i in zip(distances[q], rows[q]) if i >= 0), start=1):
-            print(f"{rank:4d}  {format_distance(float(d)):>9}  {format_pid(index.pids[i], index.camids[i]):>5}  "
-                  f"{format_camera(index.camids[i]):>3}  {index.paths[i]}")
+            print(
+                f"{rank:4d}  {format_distance(float(d)):>9}  {format_pid(index.pids[i], index.camids[i]):>5}  "
+                f"{format_camera(index.camids[i]):>3}  {index.paths[i]}"
+            )
     return 0

@@ -27,8 +27,11 @@ NOISE = re.compile(
 )
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\n|\r)")
 # A line start that may still become one of those (held back until its end is seen).
-_MAYBE = re.compile(rb"^(?:[IWEF]\d{0,4}(?: .*)?|W(?:A(?:R(?:N(?:I(?:N(?:G.*)?)?)?)?)?)?|T(?:o.*)?|I(?:N(?:F(?:O.*)?)?)?"
-                    rb"|C(?:r.*)?)$", re.DOTALL)
+_MAYBE = re.compile(
+    rb"^(?:[IWEF]\d{0,4}(?: .*)?|W(?:A(?:R(?:N(?:I(?:N(?:G.*)?)?)?)?)?)?|T(?:o.*)?|I(?:N(?:F(?:O.*)?)?)?"
+    rb"|C(?:r.*)?)$",
+    re.DOTALL,
+)
 
 
 def is_noise(line):
@@ -74,7 +77,7 @@ class StartupNoiseFilter:
             # Complete lines (ended by \n, or \r for redrawn progress lines) are judged now.
             pieces = _LINE.findall(pending)
             out = [piece for piece in pieces if not is_noise(piece)]
-            pending = pending[sum(map(len, pieces)):]
+            pending = pending[sum(map(len, pieces)) :]
             if pending and not _MAYBE.match(pending[:80]):
                 out.append(pending)
                 pending = b""

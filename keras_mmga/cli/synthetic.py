@@ -8,7 +8,6 @@ settings). A DIR already holding a dataset of other settings is an error
 (the old files would mix with the new); --overwrite replaces it.
 """
 
-
 from keras_mmga.cli.shared import add_required, required_from
 
 
@@ -20,10 +19,12 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="decides every image")
     p.add_argument("--distractors", type=int, default=20, help="gallery images of pid 0")
     p.add_argument("--junk", type=int, default=10, help="gallery images of pid -1")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace DIR/images and DIR/masks when they hold a dataset of other settings")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DIR/images and DIR/masks when they hold a dataset of other settings",
+    )
     return p
-
 
 
 def run(args):
@@ -32,8 +33,14 @@ def run(args):
     from keras_mmga.run_lock import check_output_folder
 
     check_output_folder(args.output, "--output")
-    images, masks = synthetic.write_dataset(args.output, args.train_ids, args.test_ids, seed=args.seed,
-                                            num_distractors=args.distractors, num_junk=args.junk,
-                                            overwrite=args.overwrite)
+    images, masks = synthetic.write_dataset(
+        args.output,
+        args.train_ids,
+        args.test_ids,
+        seed=args.seed,
+        num_distractors=args.distractors,
+        num_junk=args.junk,
+        overwrite=args.overwrite,
+    )
     print(f"images: {images}\nmasks:  {masks}")
     return 0

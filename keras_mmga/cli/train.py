@@ -26,7 +26,6 @@ def add_arguments(p):
     return add_config_flags(p)
 
 
-
 def config_from_args(a):
     """Parsed arguments → `TrainConfig` (`--quiet`: no Keras progress either)."""
     kwargs = config_kwargs(a)

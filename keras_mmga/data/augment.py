@@ -30,8 +30,16 @@ import tensorflow as tf
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 
 
-def sample_augmentation(seed, batch_size, image_size, flip_probability=0.5, erasing_probability=0.5,
-                        area=(0.02, 0.4), aspect=(0.3, 3.3), attempts=100):
+def sample_augmentation(
+    seed,
+    batch_size,
+    image_size,
+    flip_probability=0.5,
+    erasing_probability=0.5,
+    area=(0.02, 0.4),
+    aspect=(0.3, 3.3),
+    attempts=100,
+):
     """Draws the flip and random-erasing parameters of `batch_size` images.
 
     Random erasing follows Zhong et al. (and torchreid's `RandomErasing`):
@@ -94,8 +102,11 @@ def augment_image(image, flip, erase, box, fill=IMAGENET_MEAN_RGB):
         size = tf.concat([box[2:] - box[:2], [3]], axis=0)
         patch = tf.broadcast_to(tf.constant(fill, image.dtype), size)
         return tf.raw_ops.TensorStridedSliceUpdate(
-            input=image, begin=tf.concat([box[:2], [0]], 0), end=tf.concat([box[2:], [3]], 0),
-            strides=[1, 1, 1], value=patch,
+            input=image,
+            begin=tf.concat([box[:2], [0]], 0),
+            end=tf.concat([box[2:], [3]], 0),
+            strides=[1, 1, 1],
+            value=patch,
         )
 
     return tf.cond(erase, erased, lambda: image)

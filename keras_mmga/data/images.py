@@ -81,8 +81,10 @@ def _check_image(path, mode):
     else:
         # Masks, search and export read every `image_io.IMAGE_SUFFIXES` format through OpenCV; the
         # training pipeline decodes in TensorFlow, which reads JPEG and PNG.
-        raise ValueError(f"{path!r} is not a JPEG or PNG image: training decodes those two only (convert the "
-                         "file, e.g. with OpenCV), other formats are for masks, export and search.")
+        raise ValueError(
+            f"{path!r} is not a JPEG or PNG image: training decodes those two only (convert the "
+            "file, e.g. with OpenCV), other formats are for masks, export and search."
+        )
     if mode == "decode":
         image = cv2.imread(path, cv2.IMREAD_COLOR)
         if image is None or image.size == 0:
@@ -100,7 +102,8 @@ def decode(contents):
     return tf.cond(
         tf.io.is_jpeg(contents),
         lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
+        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False),
+    )
 
 
 def decode_resize(path, image_size):
@@ -122,7 +125,11 @@ def check_image_size(image_size):
         size = tuple(image_size)
     except TypeError:
         size = None
-    if size is None or len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer))
-                                             for s in size) or any(s < 16 or s % 16 for s in size):
+    if (
+        size is None
+        or len(size) != 2
+        or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in size)
+        or any(s < 16 or s % 16 for s in size)
+    ):
         raise ValueError(f"image_size must be (H, W): two positive ints, both divisible by 16, got {image_size!r}.")
     return tuple(int(s) for s in size)

@@ -46,9 +46,26 @@ from keras_mmga.settings import DEFAULT_PARTS, DRESS_GROUPS, MASK_FORMATS, MASK_
 
 # LIP's 20 labels (JPPNet, the parser the paper uses), grouped as in SPEC.md.
 LIP_LABELS = (
-    "background", "hat", "hair", "glove", "sunglasses", "upper_clothes", "dress", "coat",
-    "socks", "pants", "jumpsuit", "scarf", "skirt", "face", "left_arm", "right_arm",
-    "left_leg", "right_leg", "left_shoe", "right_shoe",
+    "background",
+    "hat",
+    "hair",
+    "glove",
+    "sunglasses",
+    "upper_clothes",
+    "dress",
+    "coat",
+    "socks",
+    "pants",
+    "jumpsuit",
+    "scarf",
+    "skirt",
+    "face",
+    "left_arm",
+    "right_arm",
+    "left_leg",
+    "right_leg",
+    "left_shoe",
+    "right_shoe",
 )
 UPPER_LABELS = (1, 2, 3, 4, 5, 7, 11, 13, 14, 15)
 BOTTOM_LABELS = (8, 9, 12, 16, 17, 18, 19)
@@ -60,14 +77,16 @@ BODY_LABELS = tuple(range(1, len(LIP_LABELS)))
 
 # Named part groups, without dress / jumpsuit (`dress_group` adds them).
 # Read-only: a change here would silently change every model's targets.
-PART_GROUPS = MappingProxyType({
-    "head": (1, 2, 4, 13),
-    "torso": (3, 5, 7, 11, 14, 15),
-    "upper": UPPER_LABELS,
-    "legs": (9, 12, 16, 17),
-    "feet": (8, 18, 19),
-    "bottom": BOTTOM_LABELS,
-})
+PART_GROUPS = MappingProxyType(
+    {
+        "head": (1, 2, 4, 13),
+        "torso": (3, 5, 7, 11, 14, 15),
+        "upper": UPPER_LABELS,
+        "legs": (9, 12, 16, 17),
+        "feet": (8, 18, 19),
+        "bottom": BOTTOM_LABELS,
+    }
+)
 # The groups dress and jumpsuit join: those containing the torso ("upper") or the legs ("bottom").
 _DRESS_PARTS = {"upper": ("torso", "upper"), "bottom": ("legs", "bottom"), "none": ()}
 
@@ -119,8 +138,11 @@ def _check_labels(key, labels):
     if isinstance(labels, (str, bytes)) or not hasattr(labels, "__iter__"):
         raise ValueError(f"label_groups[{key!r}] must be LIP labels (ints 0..{len(LIP_LABELS) - 1}), got {labels!r}.")
     labels = tuple(labels)
-    bad = [v for v in labels if isinstance(v, bool) or not isinstance(v, (int, np.integer))
-           or not 0 <= int(v) < len(LIP_LABELS)]
+    bad = [
+        v
+        for v in labels
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < len(LIP_LABELS)
+    ]
     if bad:
         raise ValueError(f"label_groups[{key!r}] holds {bad}: LIP labels are ints 0..{len(LIP_LABELS) - 1}.")
     return tuple(int(v) for v in labels)
@@ -142,14 +164,18 @@ def check_grouping(dress_group="upper", label_groups=None, allow_empty=True, par
     if dress_group not in DRESS_GROUPS:
         raise ValueError(f"dress_group must be one of {DRESS_GROUPS}, got {dress_group!r}.")
     if label_groups is not None and not isinstance(label_groups, dict):
-        raise ValueError("label_groups must be a dict of part name -> LIP labels, e.g. "
-                         f"{{'upper': labels, 'bottom': labels}}, got {label_groups!r}.")
+        raise ValueError(
+            "label_groups must be a dict of part name -> LIP labels, e.g. "
+            f"{{'upper': labels, 'bottom': labels}}, got {label_groups!r}."
+        )
     parts = check_parts(parts, label_groups)
     label_groups = label_groups or {}
     unknown = set(label_groups) - set(parts)
     if unknown:
-        raise ValueError(f"label_groups keys must be {_names(parts)} (the parts), got {sorted(unknown, key=str)}: "
-                         "a custom group must also be named in parts.")
+        raise ValueError(
+            f"label_groups keys must be {_names(parts)} (the parts), got {sorted(unknown, key=str)}: "
+            "a custom group must also be named in parts."
+        )
     groups = []
     for name in parts:
         if name in label_groups:
@@ -166,8 +192,10 @@ def check_grouping(dress_group="upper", label_groups=None, allow_empty=True, par
         for j in range(i + 1, len(groups)):
             both = set(first) & set(groups[j])
             if both:
-                raise ValueError(f"labels {sorted(both)} are in both the {parts[i]} and {parts[j]} groups: "
-                                 "a LIP label belongs to one part at most.")
+                raise ValueError(
+                    f"labels {sorted(both)} are in both the {parts[i]} and {parts[j]} groups: "
+                    "a LIP label belongs to one part at most."
+                )
     return tuple(groups)
 
 
@@ -225,8 +253,7 @@ def split_halves(whole):
     return np.stack([whole, upper, bottom], axis=-1)
 
 
-def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper", label_groups=None, path=None,
-                 parts=None):
+def binary_masks(mask, mode="parts", mask_format="lip", dress_group="upper", label_groups=None, path=None, parts=None):
     """Full-resolution binary targets (H, W, C) of one mask image.
 
     Args:

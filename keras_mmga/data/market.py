@@ -89,8 +89,11 @@ class ReIDDataset:
 
     def summary(self):
         """torchreid-style table of identities, images and cameras per split."""
-        rows = [("train", *self._stats(self.train)), ("query", *self._stats(self.query)),
-                ("gallery", *self._stats(self.gallery))]
+        rows = [
+            ("train", *self._stats(self.train)),
+            ("query", *self._stats(self.query)),
+            ("gallery", *self._stats(self.gallery)),
+        ]
         lines = [
             f"=> {self.name} loaded",
             "  ----------------------------------------",
@@ -155,8 +158,7 @@ class _FolderDataset(ReIDDataset):
         match = cls.pattern.match(os.path.basename(fname))
         if match is None:
             raise ValueError(
-                f"{cls.name}: cannot parse file name {os.path.join(folder, fname)!r}: "
-                f"expected {cls.expected}."
+                f"{cls.name}: cannot parse file name {os.path.join(folder, fname)!r}: expected {cls.expected}."
             )
         pid, cam = int(match.group(1)), int(match.group(2))
         if pid < -1 or cam < 1:
@@ -189,8 +191,12 @@ class Market1501(_FolderDataset):
     """
 
     name = "Market1501"
-    subfolders = ("Market-1501-v15.09.15", "Market-1501", "market1501",
-                  os.path.join("market1501", "Market-1501-v15.09.15"))
+    subfolders = (
+        "Market-1501-v15.09.15",
+        "Market-1501",
+        "market1501",
+        os.path.join("market1501", "Market-1501-v15.09.15"),
+    )
     pattern = MARKET_PATTERN
     expected = "'{pid:04d}_c{cam}s{seq}_{frame:06d}_{n:02d}.jpg'"
 

@@ -52,8 +52,14 @@ from keras_mmga.progress import Progress
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Signatures of image formats a mask is sometimes saved in by mistake.
-_OTHER_SIGNATURES = {b"\xff\xd8": "JPEG", b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF",
-                     b"RIFF": "WebP"}
+_OTHER_SIGNATURES = {
+    b"\xff\xd8": "JPEG",
+    b"BM": "BMP",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"RIFF": "WebP",
+}
 
 
 class MaskFormatError(ValueError):
@@ -139,7 +145,7 @@ def read_absence(mask_path):
         labels = {int(v) for v in data.get("labels", BODY_LABELS)}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise MaskFormatError(
-            f"Absence sidecar {path!r} is not readable as {{\"absent\": [LIP ids], \"labels\": [LIP ids]}}: "
+            f'Absence sidecar {path!r} is not readable as {{"absent": [LIP ids], "labels": [LIP ids]}}: '
             f"{type(err).__name__}: {err}."
         ) from None
     if not absent <= set(BODY_LABELS) or not labels <= set(BODY_LABELS):
@@ -179,17 +185,32 @@ def _mask_problem(mask, image_path, mask_path):
     if image is not None and tuple(mask.shape[:2]) != tuple(image):
         (mh, mw), (ih, iw) = mask.shape[:2], image
         if abs(mh * iw - mw * ih) > 0.01 * max(mh * iw, mw * ih):
-            return (f"Mask {mask_path!r} is {mw}x{mh} pixels (WxH) but its image {image_path!r} is {iw}x{ih}: "
-                    "the mask belongs to another image or crop (masks must mirror the images, same size).")
+            return (
+                f"Mask {mask_path!r} is {mw}x{mh} pixels (WxH) but its image {image_path!r} is {iw}x{ih}: "
+                "the mask belongs to another image or crop (masks must mirror the images, same size)."
+            )
     if not np.any(mask):
-        return (f"Mask {mask_path!r} is all background (label 0): no body to supervise the attention with "
-                "(missing_masks='ignore' gives such images weight 0).")
+        return (
+            f"Mask {mask_path!r} is all background (label 0): no body to supervise the attention with "
+            "(missing_masks='ignore' gives such images weight 0)."
+        )
     return None
 
 
-def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_format="lip",
-                 dress_group="upper", missing="error", label_groups=None, verbose=False, parts=None,
-                 part_weights=None):
+def load_targets(
+    image_paths,
+    image_root,
+    mask_root,
+    size,
+    mode="parts",
+    mask_format="lip",
+    dress_group="upper",
+    missing="error",
+    label_groups=None,
+    verbose=False,
+    parts=None,
+    part_weights=None,
+):
     """Mask targets of many images, computed once: `(targets (N, h, w, C), weights (N,) or (N, C))`.
 
     Args:
@@ -257,8 +278,7 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
                     raise ValueError(problem)
                 weights[i] = 0.0
                 continue
-            targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path, parts),
-                                 size)
+            targets[i] = reduce_to(binary_masks(mask, mode, mask_format, dress_group, label_groups, path, parts), size)
     lacking = int(np.sum(weights == 0))
     if lacking and lacking == len(image_paths):
         first = mask_path_for(image_paths[0], image_root, mask_root)
@@ -268,8 +288,11 @@ def load_targets(image_paths, image_root, mask_root, size, mode="parts", mask_fo
             "(masks mirror the image folder), or train a variant without mask supervision."
         )
     if lacking:
-        warnings.warn(f"{lacking} of {len(image_paths)} images have no usable mask under "
-                      f"{os.fspath(mask_root)!r}; they add nothing to the attention loss (weight 0).", stacklevel=2)
+        warnings.warn(
+            f"{lacking} of {len(image_paths)} images have no usable mask under "
+            f"{os.fspath(mask_root)!r}; they add nothing to the attention loss (weight 0).",
+            stacklevel=2,
+        )
     if part_weights or (part_weights is None and any_sidecar):
         return targets, per_channel * weights[:, None]
     return targets, weights

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from keras_mmga.data import augment, masks as mask_lib
+from keras_mmga.data import augment
+from keras_mmga.data import masks as mask_lib
+
 # Re-exported (defined here before the split). `decode_resize` is looked up
 # in this module's namespace by the training map and by `load_images`.
 from keras_mmga.data.images import CHECK_MODES, check_image_size, check_images, decode_resize  # noqa: F401
 from keras_mmga.data.pk_sampler import PKSampler
-from keras_mmga.settings import check_epoch
 from keras_mmga.progress import Progress
+from keras_mmga.settings import check_epoch
 
 
 def load_images(paths, image_size, batch_size=256, verbose=False):
@@ -27,8 +29,11 @@ def load_images(paths, image_size, batch_size=256, verbose=False):
     paths = [os.fspath(p) for p in paths]
     dataset = (
         tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
-        .map(lambda p: tf.cast(tf.round(decode_resize(p, image_size)), tf.uint8),
-             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(
+            lambda p: tf.cast(tf.round(decode_resize(p, image_size)), tf.uint8),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
         .batch(batch_size)
     )
     batches = []
@@ -60,11 +65,30 @@ class TrainData:
     epoch: str = "identities"
 
 
-def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_instances=4, mask_root=None,
-                       image_root=None, mask_mode=None, mask_format="lip", dress_group="upper",
-                       label_groups=None, missing_masks="error", num_replicas=1, replacement=True,
-                       augment_images=True, erasing_probability=0.5, seed=0, check_files="decode",
-                       cache_images=False, start_batch=0, epoch="identities", verbose=False, parts=None):
+def make_train_dataset(
+    samples,
+    image_size=(384, 128),
+    num_identities=24,
+    num_instances=4,
+    mask_root=None,
+    image_root=None,
+    mask_mode=None,
+    mask_format="lip",
+    dress_group="upper",
+    label_groups=None,
+    missing_masks="error",
+    num_replicas=1,
+    replacement=True,
+    augment_images=True,
+    erasing_probability=0.5,
+    seed=0,
+    check_files="decode",
+    cache_images=False,
+    start_batch=0,
+    epoch="identities",
+    verbose=False,
+    parts=None,
+):
     """Endless PK batches `(images, {"labels", "masks", "mask_weights"})`.
 
     - `images`: float32 (B, H, W, 3) RGB in [0, 255], not normalised (the
@@ -157,8 +181,11 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
     image_size = check_image_size(image_size)
     start_batch = _check_int(start_batch, "start_batch", minimum=0)
     epoch = check_epoch(epoch)
-    if isinstance(erasing_probability, bool) or not isinstance(erasing_probability, (int, float, np.number)) \
-            or not 0.0 <= float(erasing_probability) <= 1.0:
+    if (
+        isinstance(erasing_probability, bool)
+        or not isinstance(erasing_probability, (int, float, np.number))
+        or not 0.0 <= float(erasing_probability) <= 1.0
+    ):
         raise ValueError(f"erasing_probability must be a number in [0, 1], got {erasing_probability!r}.")
     erasing_probability = float(erasing_probability)
     _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks, parts)
@@ -166,8 +193,10 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         if mask_format not in mask_lib.MASK_FORMATS:
             raise ValueError(f"mask_format must be one of {mask_lib.MASK_FORMATS}, got {mask_format!r}.")
         if mask_format == "binary" and mask_mode == "parts":
-            raise ValueError("Binary whole-body masks have no parts: mask_mode 'parts' (mmga) needs "
-                             "mask_format='lip'; use mask_mode 'halves' (dmga) or 'whole' (wmga).")
+            raise ValueError(
+                "Binary whole-body masks have no parts: mask_mode 'parts' (mmga) needs "
+                "mask_format='lip'; use mask_mode 'halves' (dmga) or 'whole' (wmga)."
+            )
         mask_lib.check_grouping(dress_group, label_groups, allow_empty=mask_mode != "parts", parts=parts)
     sampler = PKSampler(pids, num_identities, num_instances, num_replicas, replacement, seed, epoch=epoch)
     _check_signal(sampler, mask_mode, mask_root)
@@ -180,8 +209,17 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         weights = np.zeros(len(paths), "float32")
     else:
         targets, weights = mask_lib.load_targets(
-            paths, image_root, mask_root, map_size, mask_mode, mask_format, dress_group, missing_masks,
-            label_groups=label_groups, verbose=verbose, parts=parts,
+            paths,
+            image_root,
+            mask_root,
+            map_size,
+            mask_mode,
+            mask_format,
+            dress_group,
+            missing_masks,
+            label_groups=label_groups,
+            verbose=verbose,
+            parts=parts,
         )
 
     batch = sampler.batch_size
@@ -210,7 +248,9 @@ def make_train_dataset(samples, image_size=(384, 128), num_identities=24, num_in
         # One seed per batch number: vectorised draws, and a stream started
         # at batch n augments it as the uninterrupted stream does.
         params = augment.sample_augmentation(
-            tf.stack([tf.constant(seed, tf.int64), step]), batch, image_size,
+            tf.stack([tf.constant(seed, tf.int64), step]),
+            batch,
+            image_size,
             erasing_probability=erasing_probability,
         )
         if not augment_images:
@@ -277,7 +317,8 @@ def _check_samples(samples):
         raise ValueError(
             f"make_train_dataset: the samples come from the test split ({test_split!r} is in "
             f"{os.path.basename(os.path.dirname(test_split))}/): train on a dataset's .train (relabelled ids "
-            "0..N-1 of bounding_box_train/), not its .query or .gallery.")
+            "0..N-1 of bounding_box_train/), not its .query or .gallery."
+        )
     if pids.min() < 0:
         raise ValueError("Training pids must be relabelled to 0..N-1 (junk images, pid -1, removed).")
     unused = int(pids.max()) + 1 - len(np.unique(pids))
@@ -286,7 +327,8 @@ def _check_samples(samples):
         raise ValueError(
             f"make_train_dataset: pids must be 0..N-1 with every id present (a dataset's .train is relabelled "
             f"so); got {len(np.unique(pids))} identities with ids up to {int(pids.max())} ({unused} ids have no "
-            "image). Relabel them, e.g. {pid: i for i, pid in enumerate(sorted(set(pids)))}.")
+            "image). Relabel them, e.g. {pid: i for i, pid in enumerate(sorted(set(pids)))}."
+        )
     return paths, pids
 
 
@@ -303,11 +345,14 @@ def _check_signal(sampler, mask_mode, mask_root):
         warnings.warn(
             f"make_train_dataset: {which} in a batch of P x K = {p} x {k}, so MMGA's triplet loss is 0 for the "
             "whole run; use P >= 2 and K >= 2, or compile(triplet_weight=0) to train without it on purpose.",
-            stacklevel=3)
+            stacklevel=3,
+        )
     if mask_mode is not None and mask_root is None:
         warnings.warn(
             f"make_train_dataset: mask_mode={mask_mode!r} without mask_root: every mask weight is 0, so the "
-            "attention loss is 0 for the whole run (missing_masks='ignore' asked for it).", stacklevel=3)
+            "attention loss is 0 for the whole run (missing_masks='ignore' asked for it).",
+            stacklevel=3,
+        )
 
 
 def _check_mask_arguments(mask_mode, mask_root, image_root, missing_masks, parts=None):

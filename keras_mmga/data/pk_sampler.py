@@ -47,13 +47,18 @@ class PKSampler:
     ```
     """
 
-    def __init__(self, pids, num_identities=24, num_instances=4, num_replicas=1, replacement=True, seed=0,
-                 epoch="identities"):
+    def __init__(
+        self, pids, num_identities=24, num_instances=4, num_replicas=1, replacement=True, seed=0, epoch="identities"
+    ):
         self.pids = np.asarray(pids)
         if self.pids.ndim != 1 or not len(self.pids):
             raise ValueError(f"pids must be a non-empty 1-D sequence of labels, got shape {self.pids.shape}.")
-        for name, value in (("num_identities", num_identities), ("num_instances", num_instances),
-                            ("num_replicas", num_replicas), ("seed", seed)):
+        for name, value in (
+            ("num_identities", num_identities),
+            ("num_instances", num_instances),
+            ("num_replicas", num_replicas),
+            ("seed", seed),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ValueError(f"{name} must be an int, got {value!r}.")
         self.P, self.K, self.R = int(num_identities), int(num_instances), int(num_replicas)
@@ -110,7 +115,7 @@ class PKSampler:
         order = rng.permutation(len(self.identities))
         batches = []
         for start in range(0, len(order), self.P):
-            chosen = order[start:start + self.P]
+            chosen = order[start : start + self.P]
             if len(chosen) < self.P:
                 # Complete the last batch with other identities of the epoch.
                 others = np.setdiff1d(order, chosen)

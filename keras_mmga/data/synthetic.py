@@ -70,8 +70,14 @@ def dataset_settings(root):
 
 def _settings(num_train_ids, num_test_ids, seed, images_per_camera, num_distractors, num_junk, jpeg_quality):
     """The writer's arguments, checked, as stored in the marker."""
-    ints = dict(num_train_ids=num_train_ids, num_test_ids=num_test_ids, seed=seed, num_distractors=num_distractors,
-                num_junk=num_junk, jpeg_quality=jpeg_quality)
+    ints = dict(
+        num_train_ids=num_train_ids,
+        num_test_ids=num_test_ids,
+        seed=seed,
+        num_distractors=num_distractors,
+        num_junk=num_junk,
+        jpeg_quality=jpeg_quality,
+    )
     for name, value in ints.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"{name} must be an int, got {value!r}.")
@@ -92,8 +98,17 @@ def _settings(num_train_ids, num_test_ids, seed, images_per_camera, num_distract
     return {k: int(v) for k, v in ints.items()} | {"images_per_camera": [lo, hi]}
 
 
-def write_dataset(root, num_train_ids=100, num_test_ids=100, seed=0, images_per_camera=(2, 5),
-                  num_distractors=20, num_junk=10, jpeg_quality=92, overwrite=False):
+def write_dataset(
+    root,
+    num_train_ids=100,
+    num_test_ids=100,
+    seed=0,
+    images_per_camera=(2, 5),
+    num_distractors=20,
+    num_junk=10,
+    jpeg_quality=92,
+    overwrite=False,
+):
     """Writes the synthetic dataset: `root/images/` (Market layout) and `root/masks/`.
 
     The settings are recorded in `root/synthetic.json`, written last. A
@@ -118,8 +133,7 @@ def write_dataset(root, num_train_ids=100, num_test_ids=100, seed=0, images_per_
     Returns:
         `(images_root, masks_root)`.
     """
-    settings = _settings(num_train_ids, num_test_ids, seed, images_per_camera, num_distractors, num_junk,
-                         jpeg_quality)
+    settings = _settings(num_train_ids, num_test_ids, seed, images_per_camera, num_distractors, num_junk, jpeg_quality)
     root = os.fspath(root)
     images_root, masks_root = os.path.join(root, "images"), os.path.join(root, "masks")
     marker = os.path.join(root, MARKER)
@@ -129,12 +143,15 @@ def write_dataset(root, num_train_ids=100, num_test_ids=100, seed=0, images_per_
     held = [d for d in (images_root, masks_root) if _has_files(d)]
     if (held or os.path.exists(marker)) and not overwrite:
         if saved is not None:
-            differ = "; ".join(f"{k}: {saved.get(k)!r} there, {v!r} now" for k, v in settings.items()
-                               if saved.get(k) != v)
+            differ = "; ".join(
+                f"{k}: {saved.get(k)!r} there, {v!r} now" for k, v in settings.items() if saved.get(k) != v
+            )
             what = f"a synthetic dataset written with other settings ({differ})"
         else:
-            what = (f"files ({', '.join(held)}) without a finished write's {MARKER} (an interrupted write, an "
-                    "older version or other data)")
+            what = (
+                f"files ({', '.join(held)}) without a finished write's {MARKER} (an interrupted write, an "
+                "older version or other data)"
+            )
         raise ValueError(
             f"{root!r} already holds {what}: writing into it would mix the old files with the new ones. "
             "Use another folder, or overwrite=True (--overwrite) to delete its images/ and masks/ first."
@@ -153,8 +170,18 @@ def _has_files(folder):
     return any(files for _, _, files in os.walk(folder))
 
 
-def _write(root, images_root, masks_root, num_train_ids, num_test_ids, seed, images_per_camera, num_distractors,
-           num_junk, jpeg_quality):
+def _write(
+    root,
+    images_root,
+    masks_root,
+    num_train_ids,
+    num_test_ids,
+    seed,
+    images_per_camera,
+    num_distractors,
+    num_junk,
+    jpeg_quality,
+):
     for base in (images_root, masks_root):
         for split in ("bounding_box_train", "bounding_box_test", "query"):
             os.makedirs(os.path.join(base, split), exist_ok=True)

@@ -23,8 +23,9 @@ HAIR, UPPER, PANTS, SKIRT, FACE, L_ARM, R_ARM, L_LEG, R_LEG, L_SHOE, R_SHOE = 2,
 
 
 def _colour(rng, saturated=True):
-    hsv = np.uint8([[[rng.randint(0, 180), rng.randint(90, 256) if saturated else rng.randint(0, 60),
-                      rng.randint(60, 256)]]])
+    hsv = np.uint8(
+        [[[rng.randint(0, 180), rng.randint(90, 256) if saturated else rng.randint(0, 60), rng.randint(60, 256)]]]
+    )
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
@@ -69,16 +70,28 @@ def _dark(rng):
 def dark_identity(person, rng):
     """`person` in dark clothes: near-black top (long sleeves) and trousers, solid, dark shoes."""
     person = dict(person)
-    person.update(upper=_dark(rng), upper2=_dark(rng), lower=_dark(rng), shoes=_dark(rng), texture="solid",
-                  long_sleeves=True, lower_type="trousers", bag="none")
+    person.update(
+        upper=_dark(rng),
+        upper2=_dark(rng),
+        lower=_dark(rng),
+        shoes=_dark(rng),
+        texture="solid",
+        long_sleeves=True,
+        lower_type="trousers",
+        bag="none",
+    )
     return person
 
 
 def dark_camera(cam, rng):
     """`cam` with a dark background and clutter and a low gain (a night street, an unlit corridor)."""
     cam = dict(cam)
-    cam.update(top=np.array(_dark(rng), float), bottom=np.array(_dark(rng), float),
-               clutter=[_dark(rng) for _ in range(4)], gain=rng.uniform(0.7, 1.0))
+    cam.update(
+        top=np.array(_dark(rng), float),
+        bottom=np.array(_dark(rng), float),
+        clutter=[_dark(rng) for _ in range(4)],
+        gain=rng.uniform(0.7, 1.0),
+    )
     return cam
 
 
@@ -153,8 +166,15 @@ def draw_person(rng, person, cam):
         cv2.ellipse(img, end, (leg_t // 2 + 2, 3), 0, 0, 360, person["shoes"], -1)
         cv2.ellipse(lab, end, (leg_t // 2 + 2, 3), 0, 0, 360, shoe_label, -1)
     if person["lower_type"] == "skirt":
-        skirt = np.array([[cx - half_w * 0.8, hip_y - 2], [cx + half_w * 0.8, hip_y - 2],
-                          [cx + half_w * 1.1, hip_y + 0.2 * H], [cx - half_w * 1.1, hip_y + 0.2 * H]], np.int32)
+        skirt = np.array(
+            [
+                [cx - half_w * 0.8, hip_y - 2],
+                [cx + half_w * 0.8, hip_y - 2],
+                [cx + half_w * 1.1, hip_y + 0.2 * H],
+                [cx - half_w * 1.1, hip_y + 0.2 * H],
+            ],
+            np.int32,
+        )
         cv2.fillPoly(img, [skirt], person["lower"])
         cv2.fillPoly(lab, [skirt], SKIRT)
 
@@ -164,8 +184,15 @@ def draw_person(rng, person, cam):
         cv2.rectangle(img, (bx - 6, int(shoulder_y + 3)), (bx + 6, int(shoulder_y + 0.3 * H)), person["bag_colour"], -1)
         cv2.rectangle(lab, (bx - 6, int(shoulder_y + 3)), (bx + 6, int(shoulder_y + 0.3 * H)), 0, -1)
 
-    torso = np.array([[cx - half_w, shoulder_y], [cx + half_w, shoulder_y],
-                      [cx + half_w * 0.85, hip_y], [cx - half_w * 0.85, hip_y]], np.int32)
+    torso = np.array(
+        [
+            [cx - half_w, shoulder_y],
+            [cx + half_w, shoulder_y],
+            [cx + half_w * 0.85, hip_y],
+            [cx - half_w * 0.85, hip_y],
+        ],
+        np.int32,
+    )
     _textured_torso(img, lab, torso, person)
 
     # Arms swing against the legs.

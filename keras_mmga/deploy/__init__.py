@@ -36,8 +36,16 @@ _LAZY = {
     "read_model_card": "keras_mmga.model_card",
 }
 
-__all__ = ["CARD_FORMAT", "GalleryIndex", "IMAGE_SUFFIXES", "OnnxFeatureExtractor", "parse_reid_name", "preprocess",
-           "read_image", "read_model_card"]
+__all__ = [
+    "CARD_FORMAT",
+    "GalleryIndex",
+    "IMAGE_SUFFIXES",
+    "OnnxFeatureExtractor",
+    "parse_reid_name",
+    "preprocess",
+    "read_image",
+    "read_model_card",
+]
 
 
 __getattr__, __dir__ = lazy_exports("keras_mmga.deploy", _LAZY, globals())

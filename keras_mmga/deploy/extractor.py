@@ -12,8 +12,8 @@ import warnings
 
 import numpy as np
 
-from keras_mmga.preprocessing import as_list, graph_input, graph_layout, preprocess_batch
 from keras_mmga.model_card import card_path_for, read_model_card
+from keras_mmga.preprocessing import as_list, graph_input, graph_layout, preprocess_batch
 
 
 def _is_keras_archive(path):
@@ -62,7 +62,8 @@ class OnnxFeatureExtractor:
             # A training checkpoint is not what ONNX Runtime reads ("Protobuf parsing failed").
             raise ValueError(
                 f"{path!r} is a Keras checkpoint (.keras), not an ONNX export: export it first "
-                f"(keras-mmga export --model {path} --output exported/), then search with the .onnx file.")
+                f"(keras-mmga export --model {path} --output exported/), then search with the .onnx file."
+            )
         self.path, self.batch_size = path, int(batch_size)
         try:
             self.session = ort.InferenceSession(path, providers=providers or ["CPUExecutionProvider"])
@@ -70,7 +71,11 @@ class OnnxFeatureExtractor:
             raise ValueError(f"ONNX Runtime cannot load {path!r}: {err}") from err
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         # "output0": the BoxMOT profile's name (keras_mmga.export.profiles).
-        if len(inputs) != 1 or inputs[0].name != "images" or [o.name for o in outputs] not in (["features"], ["output0"]):
+        if (
+            len(inputs) != 1
+            or inputs[0].name != "images"
+            or [o.name for o in outputs] not in (["features"], ["output0"])
+        ):
             raise ValueError(f"{path!r} is not a keras-mmga export (expected input 'images' and output 'features').")
         self.output_name = outputs[0].name
         if inputs[0].type != "tensor(float)":
@@ -79,8 +84,9 @@ class OnnxFeatureExtractor:
         if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
             raise ValueError(f"{path!r}: expected input (N, H, W, 3) or (N, 3, H, W) with fixed H, W; got {shape}.")
         if len(outputs[0].shape) != 2:
-            raise ValueError(f"{path!r} is not a keras-mmga export: output 'features' must be (N, D), "
-                             f"got {outputs[0].shape}.")
+            raise ValueError(
+                f"{path!r} is not a keras-mmga export: output 'features' must be (N, D), got {outputs[0].shape}."
+            )
         card_path = card_path_for(path)
         self.card = read_model_card(card_path) if os.path.isfile(card_path) else None
         # The field / BoxMOT profiles take ImageNet-normalised RGB / 255: their card's input has a mean and std.
@@ -91,7 +97,9 @@ class OnnxFeatureExtractor:
             warnings.warn(
                 f"{path!r} has no model card ({os.path.basename(card_path)}): cannot check that it is a "
                 "keras-mmga export (RGB pixels in [0, 255] in, features out); its input layout is guessed "
-                "from the shape and images are fed as keras-mmga exports take them.", stacklevel=2)
+                "from the shape and images are fed as keras-mmga exports take them.",
+                stacklevel=2,
+            )
             self.layout = graph_layout(shape)
         else:
             self.layout = self.card["input"]["layout"]
@@ -146,6 +154,8 @@ class OnnxFeatureExtractor:
         items = as_list(images)
         if not items:
             raise ValueError("No images given.")
-        out = [self.run(self.preprocess(items[i : i + self.batch_size], color))
-               for i in range(0, len(items), self.batch_size)]
+        out = [
+            self.run(self.preprocess(items[i : i + self.batch_size], color))
+            for i in range(0, len(items), self.batch_size)
+        ]
         return np.concatenate(out)

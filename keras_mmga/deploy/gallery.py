@@ -15,9 +15,9 @@ import os
 import numpy as np
 
 from keras_mmga.deploy.index_files import INDEX_FORMAT, INDEX_SUFFIX, index_files, read_index_arrays, read_index_meta
+from keras_mmga.deploy.search_engines import FaissBackend, NumpyBackend, append_rows, make_backend
 from keras_mmga.image_io import IMAGE_SUFFIXES, list_images, parse_reid_name, sha256
 from keras_mmga.progress import Progress
-from keras_mmga.deploy.search_engines import FaissBackend, NumpyBackend, append_rows, make_backend
 
 
 def _check_unit_length(features, what="features"):
@@ -26,9 +26,11 @@ def _check_unit_length(features, what="features"):
         norms = np.linalg.norm(features, axis=1)
         worst = float(np.max(np.abs(norms - 1.0)))
         if not worst <= 1e-3:
-            raise ValueError(f"backend='faiss' searches by inner product and needs L2-normalised {what}; "
-                             f"found a norm of {norms[np.argmax(np.abs(norms - 1.0))]:.4g} (the extractor's "
-                             "features are normalised; normalise your own, or use backend='numpy').")
+            raise ValueError(
+                f"backend='faiss' searches by inner product and needs L2-normalised {what}; "
+                f"found a norm of {norms[np.argmax(np.abs(norms - 1.0))]:.4g} (the extractor's "
+                "features are normalised; normalise your own, or use backend='numpy')."
+            )
 
 
 class GalleryIndex:
@@ -63,8 +65,20 @@ class GalleryIndex:
     ```
     """
 
-    def __init__(self, features, paths, pids, camids, meta=None, backend="numpy", faiss_index="Flat", nprobe=None,
-                 efSearch=None, efConstruction=None, _search=None):
+    def __init__(
+        self,
+        features,
+        paths,
+        pids,
+        camids,
+        meta=None,
+        backend="numpy",
+        faiss_index="Flat",
+        nprobe=None,
+        efSearch=None,
+        efConstruction=None,
+        _search=None,
+    ):
         features = np.asarray(features, np.float32)
         if features.ndim != 2:
             raise ValueError(f"features must be (N, D), got shape {features.shape}.")
@@ -75,8 +89,9 @@ class GalleryIndex:
             self._search = _search
             self._append_rows(paths, pids, camids, len(_search))
             return
-        self._search = make_backend(backend, features.shape[1], faiss_index, nprobe=nprobe, efSearch=efSearch,
-                                    efConstruction=efConstruction)
+        self._search = make_backend(
+            backend, features.shape[1], faiss_index, nprobe=nprobe, efSearch=efSearch, efConstruction=efConstruction
+        )
         self.add(features, paths, pids, camids)
 
     def __len__(self):
@@ -126,8 +141,10 @@ class GalleryIndex:
         paths = [os.fspath(p) for p in paths]
         pids, camids = np.asarray(pids, np.int64).reshape(-1), np.asarray(camids, np.int64).reshape(-1)
         if not n == len(paths) == len(pids) == len(camids):
-            raise ValueError(f"features, paths, pids and camids must have the same length "
-                             f"(got {n}, {len(paths)}, {len(pids)}, {len(camids)}).")
+            raise ValueError(
+                f"features, paths, pids and camids must have the same length "
+                f"(got {n}, {len(paths)}, {len(pids)}, {len(camids)})."
+            )
         self._pids = append_rows(self._pids, len(self.paths), pids)
         self._camids = append_rows(self._camids, len(self.paths), camids)
         self.paths += paths
@@ -157,8 +174,10 @@ class GalleryIndex:
             _check_unit_length(features)
         n_paths, n_pids, n_camids = len(paths), len(np.asarray(pids).reshape(-1)), len(np.asarray(camids).reshape(-1))
         if not len(features) == n_paths == n_pids == n_camids:  # checked before the backend takes any rows
-            raise ValueError(f"features, paths, pids and camids must have the same length "
-                             f"(got {len(features)}, {n_paths}, {n_pids}, {n_camids}).")
+            raise ValueError(
+                f"features, paths, pids and camids must have the same length "
+                f"(got {len(features)}, {n_paths}, {n_pids}, {n_camids})."
+            )
         if len(features):
             self._search.add(features)
         self._append_rows(paths, pids, camids, len(features))
@@ -178,8 +197,11 @@ class GalleryIndex:
         if not paths:
             raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in gallery folder {folder!r}.")
         ids = [parse_reid_name(p) for p in paths]
-        meta = {"gallery": os.path.abspath(folder), "model": os.path.abspath(extractor.path),
-                "model_sha256": sha256(extractor.path)}
+        meta = {
+            "gallery": os.path.abspath(folder),
+            "model": os.path.abspath(extractor.path),
+            "model_sha256": sha256(extractor.path),
+        }
         features = []
         with Progress(len(paths), "images", label="gallery features", verbose=verbose) as bar:
             for start in range(0, len(paths), extractor.batch_size):
@@ -203,11 +225,13 @@ class GalleryIndex:
         if self.meta.get("gallery") != os.path.abspath(os.fspath(folder)):
             return f"built from another folder ({self.meta.get('gallery')})"
         if [os.path.basename(p) for p in list_images(folder, "Gallery folder")] != sorted(
-                os.path.basename(p) for p in self.paths):
+            os.path.basename(p) for p in self.paths
+        ):
             return "the folder's images changed"
         if search:
-            wanted = make_backend(search.get("backend", "numpy"), self._search.dim,
-                                  **{k: v for k, v in search.items() if k != "backend"}).config()
+            wanted = make_backend(
+                search.get("backend", "numpy"), self._search.dim, **{k: v for k, v in search.items() if k != "backend"}
+            ).config()
             if wanted != self.search_config:
                 return f"saved with search settings {self.search_config}, asked for {wanted}"
         return None
@@ -268,7 +292,9 @@ class GalleryIndex:
             self._search.save(faiss_path)
         np.savez(npz_path, **arrays)
         with open(json_path, "w") as f:
-            json.dump({"format": INDEX_FORMAT, "search": self.search_config, "paths": self.paths, **self.meta}, f, indent=1)
+            json.dump(
+                {"format": INDEX_FORMAT, "search": self.search_config, "paths": self.paths, **self.meta}, f, indent=1
+            )
 
     @classmethod
     def load(cls, prefix, **knobs):
@@ -281,8 +307,10 @@ class GalleryIndex:
         npz_path, json_path, faiss_path = index_files(prefix)
         for path in (npz_path, json_path):
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"Gallery index file not found: {path!r} (save(PREFIX) writes "
-                                        f"PREFIX{INDEX_SUFFIX}.npz and PREFIX{INDEX_SUFFIX}.json).")
+                raise FileNotFoundError(
+                    f"Gallery index file not found: {path!r} (save(PREFIX) writes "
+                    f"PREFIX{INDEX_SUFFIX}.npz and PREFIX{INDEX_SUFFIX}.json)."
+                )
         paths, search, meta = read_index_meta(json_path)
         is_faiss = search["backend"] == "faiss"
         features, pids, camids = read_index_arrays(npz_path, need_features=not is_faiss)
@@ -292,13 +320,17 @@ class GalleryIndex:
                     raise ValueError(f"{sorted(knobs)} apply to backend='faiss'; this index is NumPy's")
                 return cls(features, paths, pids, camids, meta)
             if not os.path.isfile(faiss_path):
-                raise FileNotFoundError(f"Gallery index file not found: {faiss_path!r} (a FAISS index is saved "
-                                        f"as PREFIX{INDEX_SUFFIX}.faiss beside the .npz and .json).")
+                raise FileNotFoundError(
+                    f"Gallery index file not found: {faiss_path!r} (a FAISS index is saved "
+                    f"as PREFIX{INDEX_SUFFIX}.faiss beside the .npz and .json)."
+                )
             settings = {k: v for k, v in search.items() if k not in ("backend", "faiss_index")}
             backend = FaissBackend.load(faiss_path, search.get("faiss_index", "Flat"), **{**settings, **knobs})
             if len(backend) != len(paths):
-                raise ValueError(f"{faiss_path!r} holds {len(backend)} features for {len(paths)} paths "
-                                 "(files of two different saves)")
+                raise ValueError(
+                    f"{faiss_path!r} holds {len(backend)} features for {len(paths)} paths "
+                    "(files of two different saves)"
+                )
             return cls(np.empty((0, backend.dim), np.float32), paths, pids, camids, meta, _search=backend)
         except ValueError as err:  # e.g. the .npz and the .json of two different saves
             raise ValueError(f"Gallery index {npz_path!r} + {json_path!r}: {err}") from None
@@ -344,7 +376,8 @@ class GalleryIndex:
             raise ValueError(
                 f"The extractor's model {path!r} (sha256 {digest[:12]}...) is not the model that built this "
                 f"index ({self.meta.get('model', 'unknown file')!s}, sha256 {built[:12]}...): their features are "
-                "not comparable. Query with the index's model, or rebuild the index with this one.")
+                "not comparable. Query with the index's model, or rebuild the index with this one."
+            )
 
     def query(self, query, topk=10, extractor=None, color="rgb"):
         """The `topk` nearest gallery entries, nearest first.
@@ -373,5 +406,14 @@ class GalleryIndex:
             self._check_extractor(extractor)
             feature = extractor(query, color=color)[0]
         distances, rows = self.search(feature, topk)
-        return [{"path": self.paths[i], "pid": int(self.pids[i]), "camid": int(self.camids[i]),
-                 "distance": float(d), "index": int(i)} for d, i in zip(distances[0], rows[0]) if i >= 0]
+        return [
+            {
+                "path": self.paths[i],
+                "pid": int(self.pids[i]),
+                "camid": int(self.camids[i]),
+                "distance": float(d),
+                "index": int(i),
+            }
+            for d, i in zip(distances[0], rows[0])
+            if i >= 0
+        ]

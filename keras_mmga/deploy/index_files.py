@@ -45,11 +45,12 @@ def read_index_meta(json_path):
     meta = read_json(json_path, "a keras-mmga gallery index")
     if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{json_path!r} is not a keras-mmga gallery index "
-                         f"(expected \"format\": {INDEX_FORMAT!r}, got {found!r}).")
+        raise ValueError(
+            f'{json_path!r} is not a keras-mmga gallery index (expected "format": {INDEX_FORMAT!r}, got {found!r}).'
+        )
     paths = meta.get("paths")
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise ValueError(f"{json_path!r}: expected \"paths\", a list of image paths.")
+        raise ValueError(f'{json_path!r}: expected "paths", a list of image paths.')
     search = meta.get("search", {"backend": "numpy"})
     if not isinstance(search, dict) or search.get("backend") not in ("numpy", "faiss"):
         raise ValueError(f"{json_path!r}: expected \"search\" with \"backend\" 'numpy' or 'faiss', got {search!r}.")

@@ -154,7 +154,7 @@ class NumpyBackend:
         summation order (u = 2^-24); storing |g|^2 and the addition add a few
         u (|g|^2 + 2|q||g|).
         """
-        u, qg = 2.0 ** -24, np.sqrt(q_sq * g_sq_max)
+        u, qg = 2.0**-24, np.sqrt(q_sq * g_sq_max)
         return 2.0 * (2.0 * (self.dim + 2) * u * qg + 2.0 * u * g_sq_max + 2.0 * u * qg)
 
     def _search_batch(self, queries, k, norms, lo, hi):
@@ -164,10 +164,10 @@ class NumpyBackend:
         bound = self._rounding_bound(q_sq, hi)
         # score ~ d^2 - offset, within `bound` when |g|^2 is added, within [bound, bound + hi - lo] when not.
         offset, spread = (q_sq, 0.0) if norms is not None else (q_sq + lo, hi - lo)
-        best_d = np.full((qb, k), np.inf)           # running exact top k: float64 squared distances ...
-        best_r = np.full((qb, k), n, np.int64)      # ... and their rows, ties by row
-        limit = np.full(qb, np.inf)                 # keep rows scoring <= limit
-        scaled = queries * np.float32(-2.0)         # exact: folds the -2 into the queries, not each block
+        best_d = np.full((qb, k), np.inf)  # running exact top k: float64 squared distances ...
+        best_r = np.full((qb, k), n, np.int64)  # ... and their rows, ties by row
+        limit = np.full(qb, np.inf)  # keep rows scoring <= limit
+        scaled = queries * np.float32(-2.0)  # exact: folds the -2 into the queries, not each block
         block = np.empty((qb, min(self.chunk_rows, n)), np.float32)
         for start in range(0, n, self.chunk_rows):
             stop = min(start + self.chunk_rows, n)
@@ -243,12 +243,15 @@ class FaissBackend:
             try:
                 index = faiss.index_factory(self.dim, self.faiss_index, faiss.METRIC_INNER_PRODUCT)
             except RuntimeError as err:
-                raise ValueError(f"faiss_index {self.faiss_index!r} is not a FAISS index-factory string "
-                                 f"(e.g. 'Flat', 'IVF1024,Flat', 'IVF1024,SQ8', 'HNSW32'): "
-                                 f"{str(err).splitlines()[-1]}") from None
+                raise ValueError(
+                    f"faiss_index {self.faiss_index!r} is not a FAISS index-factory string "
+                    f"(e.g. 'Flat', 'IVF1024,Flat', 'IVF1024,SQ8', 'HNSW32'): "
+                    f"{str(err).splitlines()[-1]}"
+                ) from None
         if index.d != self.dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
-            raise ValueError(f"Expected a {self.dim}-d inner-product FAISS index, got d={index.d}, "
-                             f"metric {index.metric_type}.")
+            raise ValueError(
+                f"Expected a {self.dim}-d inner-product FAISS index, got d={index.d}, metric {index.metric_type}."
+            )
         self.index = index
         self.knobs = {}
         for name, value in (("nprobe", nprobe), ("efSearch", efSearch), ("efConstruction", efConstruction)):
@@ -281,9 +284,11 @@ class FaissBackend:
             try:
                 self.index.train(features)
             except RuntimeError as err:
-                raise ValueError(f"faiss_index {self.faiss_index!r} trains on the first features added and needs "
-                                 f"more than {len(features)}: {str(err).splitlines()[-1].split(': ')[-1]} "
-                                 "(add more at first, use a smaller nlist, or 'Flat').") from None
+                raise ValueError(
+                    f"faiss_index {self.faiss_index!r} trains on the first features added and needs "
+                    f"more than {len(features)}: {str(err).splitlines()[-1].split(': ')[-1]} "
+                    "(add more at first, use a smaller nlist, or 'Flat')."
+                ) from None
         self.index.add(features)
 
     def search(self, queries, k):
@@ -326,8 +331,9 @@ def make_backend(backend, dim, faiss_index="Flat", **knobs):
     if backend == "numpy":
         given = {k: v for k, v in knobs.items() if v is not None}
         if given or faiss_index != "Flat":
-            raise ValueError(f"backend='numpy' is exact brute force; {sorted(given) or ['faiss_index']} "
-                             "need backend='faiss'.")
+            raise ValueError(
+                f"backend='numpy' is exact brute force; {sorted(given) or ['faiss_index']} need backend='faiss'."
+            )
         return NumpyBackend(dim)
     if backend == "faiss":
         return FaissBackend(dim, faiss_index, **knobs)

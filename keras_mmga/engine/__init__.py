@@ -2,8 +2,9 @@
 
 `train(TrainConfig(...))` runs a resumable, evaluated, optionally distributed
 training; `dataset_metrics(model_or_path, dataset_root)` (from
-`keras_mmga.evaluation`) gives rank-1/5/10, mAP and mINP; `RankValidation` puts `val_rank1` / `val_mAP` into the logs of your
-own `model.fit` (for `EarlyStopping` / `ModelCheckpoint`); `run_ablation`
+`keras_mmga.evaluation`) gives rank-1/5/10, mAP and mINP; `RankValidation`
+puts `val_rank1` / `val_mAP` into the logs of your own `model.fit` (for
+`EarlyStopping` / `ModelCheckpoint`); `run_ablation`
 trains the five variants of the paper's Table 1; `run_demo` is `make demo`.
 
 The names load on first use (PEP 562): `keras_mmga.engine.config` (the

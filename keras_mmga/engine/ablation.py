@@ -9,10 +9,10 @@ import keras
 
 from keras_mmga.engine.callbacks import ResumableBackup
 from keras_mmga.engine.config import TrainConfig
-from keras_mmga.settings import VARIANT_NAMES
 from keras_mmga.engine.trainer import train
 from keras_mmga.evaluation.model_metrics import METRICS, dataset_metrics
 from keras_mmga.models import VARIANTS
+from keras_mmga.settings import VARIANT_NAMES
 
 # Paper order and row names (Table 1).
 VARIANT_ORDER = VARIANT_NAMES
@@ -52,8 +52,17 @@ class AblationDataset:
 # (the dataset is identified by its column name, layout and provenance, so a
 # moved dataset keeps its results), verbosity, evaluation during training
 # (the table uses the final model), the device list and image caching.
-_UNCOMPARED = ("dataset_root", "output_dir", "mask_root", "verbose", "eval_every", "eval_batch_size", "devices",
-               "cache_images", "save_optimizer")
+_UNCOMPARED = (
+    "dataset_root",
+    "output_dir",
+    "mask_root",
+    "verbose",
+    "eval_every",
+    "eval_batch_size",
+    "devices",
+    "cache_images",
+    "save_optimizer",
+)
 
 
 def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=None, **train_kwargs):
@@ -106,8 +115,16 @@ def run_ablation(datasets, output_dir, variants=VARIANT_ORDER, verbose=1, parts=
             own = {"parts": tuple(parts)} if parts is not None and variant == "mmga" else {}
             # The rows without mask supervision do not read the masks (and are not told them).
             masks = ds.mask_root if VARIANTS[variant]["supervised"] else None
-            config = TrainConfig(dataset_root=ds.root, output_dir=run_dir, mask_root=masks, dataset=ds.layout,
-                                 variant=variant, verbose=verbose, **own, **train_kwargs)
+            config = TrainConfig(
+                dataset_root=ds.root,
+                output_dir=run_dir,
+                mask_root=masks,
+                dataset=ds.layout,
+                variant=variant,
+                verbose=verbose,
+                **own,
+                **train_kwargs,
+            )
             config.validate()  # every run's settings before the first one trains
             runs.append((ds, variant, config, run_settings(config, ds.provenance)))
     # All finished runs are checked before the first one is trained.
@@ -200,9 +217,13 @@ def _differences(saved, current):
     what the saved run used: the field's default, or for `epoch` "images"
     (the only definition before the field existed).
     """
-    defaults = json.loads(json.dumps(
-        {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
-        | {"data_provenance": None, "epoch": "images"}, default=str))
+    defaults = json.loads(
+        json.dumps(
+            {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+            | {"data_provenance": None, "epoch": "images"},
+            default=str,
+        )
+    )
     keys = sorted(set(saved) | set(current))
     pairs = [(k, saved.get(k, defaults.get(k)), current.get(k, defaults.get(k))) for k in keys]
     return "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in pairs if a != b)

@@ -101,9 +101,7 @@ class NonFiniteLossGuard(keras.callbacks.TerminateOnNaN):
     def on_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            terms = ", ".join(
-                f"{k} {float(v):.4g}" for k, v in sorted(logs.items()) if k != "loss" and np.ndim(v) == 0
-            )
+            terms = ", ".join(f"{k} {float(v):.4g}" for k, v in sorted(logs.items()) if k != "loss" and np.ndim(v) == 0)
             self.failure = f"the loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1} ({terms})"
         super().on_batch_end(batch, logs)
 
@@ -199,7 +197,6 @@ def save_model(model, path, include_optimizer=False):
     os.replace(tmp, path)
 
 
-
 class RankValidation(keras.callbacks.Callback):
     """Re-ID validation for your own `model.fit`: `val_rank1`, `val_mAP`, `val_mINP` in the epoch logs.
 
@@ -251,8 +248,19 @@ class RankValidation(keras.callbacks.Callback):
 
     KEYS = ("val_rank1", "val_mAP", "val_mINP")
 
-    def __init__(self, query, gallery=None, image_size=None, every=1, batch_size=64, flip=True, best_path=None,
-                 verbose=True, progress=None, include_optimizer=False):
+    def __init__(
+        self,
+        query,
+        gallery=None,
+        image_size=None,
+        every=1,
+        batch_size=64,
+        flip=True,
+        best_path=None,
+        verbose=True,
+        progress=None,
+        include_optimizer=False,
+    ):
         super().__init__()
         if gallery is None and hasattr(query, "gallery"):
             query, gallery = query.query, query.gallery
@@ -288,8 +296,9 @@ class RankValidation(keras.callbacks.Callback):
         from keras_mmga.evaluation.model_metrics import split_metrics
 
         size = self.image_size or tuple(model.input_shape[1:3])  # (None, H, W, C), MMGA or not
-        result, _ = split_metrics(model, self.query, self.gallery, size, self.batch_size, self.flip,
-                                  verbose=self.progress)
+        result, _ = split_metrics(
+            model, self.query, self.gallery, size, self.batch_size, self.flip, verbose=self.progress
+        )
         return result
 
     def on_epoch_end(self, epoch, logs=None):
@@ -301,10 +310,15 @@ class RankValidation(keras.callbacks.Callback):
         result = self.metrics(self.model)
         logs.update(val_rank1=result["rank1"], val_mAP=result["mAP"], val_mINP=result["mINP"])
         if self.verbose:
-            print(f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}")
+            print(
+                f"\nEpoch {epoch + 1}: rank-1 {result['rank1']:.2%}  mAP {result['mAP']:.2%}  mINP {result['mINP']:.2%}"
+            )
         if self.best_path and result["mAP"] > self.best:
             self.best = result["mAP"]
             save_model(self.model, self.best_path, self.include_optimizer)
             with open(self._json_path, "w") as f:
-                json.dump({"epoch": epoch + 1, "rank1": result["rank1"], "mAP": result["mAP"],
-                           "mINP": result["mINP"]}, f, indent=2)
+                json.dump(
+                    {"epoch": epoch + 1, "rank1": result["rank1"], "mAP": result["mAP"], "mINP": result["mINP"]},
+                    f,
+                    indent=2,
+                )

@@ -29,7 +29,6 @@ from keras_mmga.settings import (
     number,
 )
 
-
 # Which API each TrainConfig field is a keyword argument of (its "section"):
 # the engine passes `config.kwargs_for(section)` as they are, so a field is
 # declared once, here, with its default and its help.
@@ -42,8 +41,18 @@ SECTIONS = {
 GROUPS = ("data", "model and losses", "optimisation", "run")
 
 
-def setting(default=dataclasses.MISSING, help="", to=(), group="run", flag=None, short=None, choices=None,
-            metavar=None, cli=True, flag_help=None):
+def setting(
+    default=dataclasses.MISSING,
+    help="",
+    to=(),
+    group="run",
+    flag=None,
+    short=None,
+    choices=None,
+    metavar=None,
+    cli=True,
+    flag_help=None,
+):
     """A `TrainConfig` field: its default, its help (class docstring and `--help`), and where it goes.
 
     Args:
@@ -58,9 +67,20 @@ def setting(default=dataclasses.MISSING, help="", to=(), group="run", flag=None,
         flag_help: the help of an on/off flag that turns the default around, when `help` (which
             describes the field) does not read as the flag's.
     """
-    return dataclasses.field(default=default, metadata=dict(
-        help=help, to=tuple(to), group=group, flag=flag, short=short, choices=choices, metavar=metavar, cli=cli,
-        flag_help=flag_help))
+    return dataclasses.field(
+        default=default,
+        metadata=dict(
+            help=help,
+            to=tuple(to),
+            group=group,
+            flag=flag,
+            short=short,
+            choices=choices,
+            metavar=metavar,
+            cli=cli,
+            flag_help=flag_help,
+        ),
+    )
 
 
 _C = COMPILE_DEFAULTS  # the paper's compile settings, the compile fields' defaults
@@ -70,120 +90,212 @@ _C = COMPILE_DEFAULTS  # the paper's compile settings, the compile fields' defau
 class TrainConfig:
     """Everything a training run needs; the defaults are the paper's recipe (§4.2).
 
-    Fields go, under their own names, to `MMGA(...)` (section `"model"`),
-    `MMGA.compile(...)` (`"compile"`) and `make_train_dataset(...)`
-    (`"data"`); `kwargs_for(section)` gives them. `from_recipe` starts from a
-    named budget (`RECIPES`: `"paper"`, `"demo"`, `"synthetic_ablation"`).
+        Fields go, under their own names, to `MMGA(...)` (section `"model"`),
+        `MMGA.compile(...)` (`"compile"`) and `make_train_dataset(...)`
+        (`"data"`); `kwargs_for(section)` gives them. `from_recipe` starts from a
+        named budget (`RECIPES`: `"paper"`, `"demo"`, `"synthetic_ablation"`).
 
-    Args:
-{args}
+        Args:
+    {args}
 
-    Example:
-    ```python
-    config = TrainConfig("data/market1501", "runs/market_mmga", mask_root="data/market1501_masks")
-    model, history = train(config)
-    quick = TrainConfig.from_recipe("demo", "data/synthetic/images", "runs/demo", mask_root="data/synthetic/masks")
-    ```
+        Example:
+        ```python
+        config = TrainConfig("data/market1501", "runs/market_mmga", mask_root="data/market1501_masks")
+        model, history = train(config)
+        quick = TrainConfig.from_recipe("demo", "data/synthetic/images", "runs/demo", mask_root="data/synthetic/masks")
+        ```
     """
 
     dataset_root: str = setting(
         help="folder with `bounding_box_train/`, `bounding_box_test/` and `query/`, or a folder holding it "
-             "(e.g. `Market-1501-v15.09.15/`).", group="data", flag="--data", metavar="DIR")
-    output_dir: str = setting(help="the run folder: checkpoints, logs, resume state.", flag="--output",
-                              metavar="DIR")
+        "(e.g. `Market-1501-v15.09.15/`).",
+        group="data",
+        flag="--data",
+        metavar="DIR",
+    )
+    output_dir: str = setting(help="the run folder: checkpoints, logs, resume state.", flag="--output", metavar="DIR")
     mask_root: str = setting(
-        None, "body-mask folder mirroring the dataset folder (the one holding `bounding_box_train/`, also when "
-              "`dataset_root` is a folder above it); needed by wmga, dmga and mmga, ignored by baseline and "
-              "baseline_att.", group="data", flag="--masks", metavar="DIR")
-    dataset: str = setting("market1501", "file-name layout: `market1501` or `dukemtmcreid`.", group="data",
-                           choices=DATASETS)
-    variant: str = setting("mmga", "the ablation variant: baseline, baseline_att, wmga, dmga or mmga.",
-                           to=("model",), group="model and losses", choices=VARIANT_NAMES)
+        None,
+        "body-mask folder mirroring the dataset folder (the one holding `bounding_box_train/`, also when "
+        "`dataset_root` is a folder above it); needed by wmga, dmga and mmga, ignored by baseline and "
+        "baseline_att.",
+        group="data",
+        flag="--masks",
+        metavar="DIR",
+    )
+    dataset: str = setting(
+        "market1501", "file-name layout: `market1501` or `dukemtmcreid`.", group="data", choices=DATASETS
+    )
+    variant: str = setting(
+        "mmga",
+        "the ablation variant: baseline, baseline_att, wmga, dmga or mmga.",
+        to=("model",),
+        group="model and losses",
+        choices=VARIANT_NAMES,
+    )
     parts: tuple = setting(
-        None, "the part groups of mmga, names of `keras_mmga.data.masks.PART_GROUPS` (e.g. head, torso, legs, "
-              "feet); None is the model's default, upper and bottom. The other variants have no parts (dmga's "
-              "halves are fixed).", to=("model", "data"), group="model and losses", metavar="NAME,NAME,...")
-    image_size: tuple = setting((384, 128), "`(H, W)` of the model input, both divisible by 16.", to=("data",),
-                                group="data")
+        None,
+        "the part groups of mmga, names of `keras_mmga.data.masks.PART_GROUPS` (e.g. head, torso, legs, "
+        "feet); None is the model's default, upper and bottom. The other variants have no parts (dmga's "
+        "halves are fixed).",
+        to=("model", "data"),
+        group="model and losses",
+        metavar="NAME,NAME,...",
+    )
+    image_size: tuple = setting(
+        (384, 128), "`(H, W)` of the model input, both divisible by 16.", to=("data",), group="data"
+    )
     num_identities: int = setting(24, "P, identities per batch.", to=("data",), group="data", short="-P")
     num_instances: int = setting(4, "K, images per identity.", to=("data",), group="data", short="-K")
     epochs: int = setting(900, "total epochs.", group="optimisation")
     epoch: str = setting(
-        "identities", "what one epoch is: `identities` (the paper recipe: every training identity once, K "
-                      "images each, ceil(N / P) steps for N identities) or `images` (about one pass over the "
-                      "training images, torchreid's epoch: ~4x longer on Market-1501). The learning-rate decay, "
-                      "`eval_every`, resume and the replica blocks count in these epochs (docs/TRAINING.md).",
-        to=("data",), group="optimisation", choices=EPOCH_DEFINITIONS)
+        "identities",
+        "what one epoch is: `identities` (the paper recipe: every training identity once, K "
+        "images each, ceil(N / P) steps for N identities) or `images` (about one pass over the "
+        "training images, torchreid's epoch: ~4x longer on Market-1501). The learning-rate decay, "
+        "`eval_every`, resume and the replica blocks count in these epochs (docs/TRAINING.md).",
+        to=("data",),
+        group="optimisation",
+        choices=EPOCH_DEFINITIONS,
+    )
     steps_per_epoch: int = setting(
-        None, "None: the steps of one `epoch`; an int fixes the epoch's length (the batches still come from the "
-              "`epoch` stream).", group="optimisation")
-    learning_rate: float = setting(_C["learning_rate"], "learning rate of the heads and attention modules.",
-                                   to=("compile",), group="optimisation", flag="--lr")
-    backbone_lr_scale: float = setting(_C["backbone_lr_scale"], "backbone learning rate / `learning_rate`.",
-                                       to=("compile",), group="optimisation")
+        None,
+        "None: the steps of one `epoch`; an int fixes the epoch's length (the batches still come from the "
+        "`epoch` stream).",
+        group="optimisation",
+    )
+    learning_rate: float = setting(
+        _C["learning_rate"],
+        "learning rate of the heads and attention modules.",
+        to=("compile",),
+        group="optimisation",
+        flag="--lr",
+    )
+    backbone_lr_scale: float = setting(
+        _C["backbone_lr_scale"], "backbone learning rate / `learning_rate`.", to=("compile",), group="optimisation"
+    )
     momentum: float = setting(_C["momentum"], "SGD momentum.", to=("compile",), group="optimisation")
-    weight_decay: float = setting(_C["weight_decay"], "L2 weight decay, as PyTorch applies it.", to=("compile",),
-                                  group="optimisation")
-    lr_decay_epochs: int = setting(_C["lr_decay_epochs"], "epochs between learning-rate decays.", to=("compile",),
-                                   group="optimisation")
-    lr_decay_rate: float = setting(_C["lr_decay_rate"], "factor of each decay.", to=("compile",),
-                                   group="optimisation")
-    triplet_margin: float = setting(_C["triplet_margin"], "batch-hard triplet margin m.", to=("compile",),
-                                    group="model and losses", flag="--margin")
-    triplet_weight: float = setting(_C["triplet_weight"], "lambda1, weight of the triplet loss.", to=("compile",),
-                                    group="model and losses")
-    attention_weight: float = setting(_C["attention_weight"], "lambda2, weight of the attention losses.",
-                                      to=("compile",), group="model and losses")
-    part_attention_weight: float = setting(_C["part_attention_weight"], "lambda0, weight of each part map (eq. 5).",
-                                           to=("compile",), group="model and losses")
-    backbone: str = setting("resnet50", "`resnet50` (Keras's ResNet50, v1) or `resnet50_v1.5` (torchvision's / "
-                                        "timm's layout; loads their ImageNet weights: the paper's start).",
-                            to=("model",), group="model and losses", choices=BACKBONES)
-    backbone_weights: str = setting("imagenet", "`imagenet` (resnet50), None (random init; `none` on the command "
-                                                "line) or a path: Keras's ResNet50 notop .h5 (resnet50); a "
-                                                "torchvision .pth, a .safetensors file or a timm folder "
-                                                "(resnet50_v1.5).", to=("model",),
-                                    group="model and losses")
-    mask_format: str = setting("lip", "mask files: `lip` (label maps) or `binary` (whole-body masks).",
-                               to=("data",), group="data", choices=MASK_FORMATS)
-    dress_group: str = setting("upper", "the group of LIP's dress and jumpsuit labels: `upper` (paper), "
-                                        "`bottom` or `none`.", to=("data",), group="data", choices=DRESS_GROUPS)
-    missing_masks: str = setting("error", "`error`, or `ignore`: images without a mask add no attention loss "
-                                          "(weight 0).", to=("data",), group="data", choices=("error", "ignore"))
-    replacement: bool = setting(True, "True: an identity with fewer than K images has some drawn twice in its K; "
-                                      "False: such an identity is a pre-flight error.", to=("data",), group="data",
-                                flag="--no-replacement",
-                                flag_help="refuse identities with fewer than K images (a pre-flight error naming "
-                                          "them) instead of drawing some of their images twice")
+    weight_decay: float = setting(
+        _C["weight_decay"], "L2 weight decay, as PyTorch applies it.", to=("compile",), group="optimisation"
+    )
+    lr_decay_epochs: int = setting(
+        _C["lr_decay_epochs"], "epochs between learning-rate decays.", to=("compile",), group="optimisation"
+    )
+    lr_decay_rate: float = setting(_C["lr_decay_rate"], "factor of each decay.", to=("compile",), group="optimisation")
+    triplet_margin: float = setting(
+        _C["triplet_margin"], "batch-hard triplet margin m.", to=("compile",), group="model and losses", flag="--margin"
+    )
+    triplet_weight: float = setting(
+        _C["triplet_weight"], "lambda1, weight of the triplet loss.", to=("compile",), group="model and losses"
+    )
+    attention_weight: float = setting(
+        _C["attention_weight"], "lambda2, weight of the attention losses.", to=("compile",), group="model and losses"
+    )
+    part_attention_weight: float = setting(
+        _C["part_attention_weight"],
+        "lambda0, weight of each part map (eq. 5).",
+        to=("compile",),
+        group="model and losses",
+    )
+    backbone: str = setting(
+        "resnet50",
+        "`resnet50` (Keras's ResNet50, v1) or `resnet50_v1.5` (torchvision's / "
+        "timm's layout; loads their ImageNet weights: the paper's start).",
+        to=("model",),
+        group="model and losses",
+        choices=BACKBONES,
+    )
+    backbone_weights: str = setting(
+        "imagenet",
+        "`imagenet` (resnet50), None (random init; `none` on the command "
+        "line) or a path: Keras's ResNet50 notop .h5 (resnet50); a "
+        "torchvision .pth, a .safetensors file or a timm folder "
+        "(resnet50_v1.5).",
+        to=("model",),
+        group="model and losses",
+    )
+    mask_format: str = setting(
+        "lip",
+        "mask files: `lip` (label maps) or `binary` (whole-body masks).",
+        to=("data",),
+        group="data",
+        choices=MASK_FORMATS,
+    )
+    dress_group: str = setting(
+        "upper",
+        "the group of LIP's dress and jumpsuit labels: `upper` (paper), `bottom` or `none`.",
+        to=("data",),
+        group="data",
+        choices=DRESS_GROUPS,
+    )
+    missing_masks: str = setting(
+        "error",
+        "`error`, or `ignore`: images without a mask add no attention loss (weight 0).",
+        to=("data",),
+        group="data",
+        choices=("error", "ignore"),
+    )
+    replacement: bool = setting(
+        True,
+        "True: an identity with fewer than K images has some drawn twice in its K; "
+        "False: such an identity is a pre-flight error.",
+        to=("data",),
+        group="data",
+        flag="--no-replacement",
+        flag_help="refuse identities with fewer than K images (a pre-flight error naming "
+        "them) instead of drawing some of their images twice",
+    )
     erasing_probability: float = setting(0.5, "probability of random erasing.", to=("data",), group="data")
-    cache_images: bool = setting(False, "keep the decoded, resized training images in memory (N*H*W*3 bytes: "
-                                        "1.9 GB for Market-1501 at 384x128).", to=("data",), group="data")
+    cache_images: bool = setting(
+        False,
+        "keep the decoded, resized training images in memory (N*H*W*3 bytes: 1.9 GB for Market-1501 at 384x128).",
+        to=("data",),
+        group="data",
+    )
     eval_every: int = setting(10, "evaluate rank-1 / mAP every N epochs (0: never); also decides `best.keras`.")
     eval_batch_size: int = setting(64, "images per inference batch when evaluating.")
     save_optimizer: bool = setting(
-        False, "also keep the optimizer's state (SGD momentum, as large as the weights) in latest.keras and "
-               "best.keras; resuming never needs it (backup/ holds it once).",
+        False,
+        "also keep the optimizer's state (SGD momentum, as large as the weights) in latest.keras and "
+        "best.keras; resuming never needs it (backup/ holds it once).",
         flag_help="also keep the optimizer's state (as large as the weights) in latest.keras and best.keras, e.g. "
-                  "to continue training elsewhere with its momentum; resuming does not need it")
-    strategy: str = setting("one", "`one` (one device), `mirrored` (all local GPUs, or `devices`) or "
-                                   "`multiworker` (the machines listed in TF_CONFIG).", choices=STRATEGIES)
+        "to continue training elsewhere with its momentum; resuming does not need it",
+    )
+    strategy: str = setting(
+        "one",
+        "`one` (one device), `mirrored` (all local GPUs, or `devices`) or "
+        "`multiworker` (the machines listed in TF_CONFIG).",
+        choices=STRATEGIES,
+    )
     devices: tuple = setting(None, "optional device list for `mirrored` (e.g. logical CPUs).", cli=False)
     sync_batchnorm: bool = setting(False, "BatchNorm statistics over all replicas.", to=("model",))
     cross_replica_triplet: bool = setting(
-        _C["cross_replica_triplet"], "mine triplets over the all-gathered global batch under a strategy (True) or "
-                                    "per replica (False, less communication).", to=("compile",),
+        _C["cross_replica_triplet"],
+        "mine triplets over the all-gathered global batch under a strategy (True) or "
+        "per replica (False, less communication).",
+        to=("compile",),
         flag="--per-replica-triplet",
         flag_help="mine triplets within each replica's batch (less communication) instead of the all-gathered "
-                  "global batch")
-    mixed_precision: bool = setting(False, "`mixed_float16` on GPU (with loss scaling), `mixed_bfloat16` on CPU; "
-                                           "losses stay float32.")
-    seed: int = setting(0, "seeds Python, NumPy, the backend, the PK sampler and the augmentation.", to=("data",),
-                        group="optimisation")
+        "global batch",
+    )
+    mixed_precision: bool = setting(
+        False, "`mixed_float16` on GPU (with loss scaling), `mixed_bfloat16` on CPU; losses stay float32."
+    )
+    seed: int = setting(
+        0, "seeds Python, NumPy, the backend, the PK sampler and the augmentation.", to=("data",), group="optimisation"
+    )
     deterministic: bool = setting(
-        False, "also enable TensorFlow's op determinism (GPU kernels). On CPU, bit-identical runs also need "
-               "TF_NUM_INTRAOP_THREADS=1 and TF_NUM_INTEROP_THREADS=1 in the environment.", group="optimisation")
-    verbose: int = setting(1, "Keras progress: 0 none, 1 a progress bar, 2 one line per epoch (--quiet: 0).",
-                           choices=(0, 1, 2), flag="--progress")
+        False,
+        "also enable TensorFlow's op determinism (GPU kernels). On CPU, bit-identical runs also need "
+        "TF_NUM_INTRAOP_THREADS=1 and TF_NUM_INTEROP_THREADS=1 in the environment.",
+        group="optimisation",
+    )
+    verbose: int = setting(
+        1,
+        "Keras progress: 0 none, 1 a progress bar, 2 one line per epoch (--quiet: 0).",
+        choices=(0, 1, 2),
+        flag="--progress",
+    )
 
     @classmethod
     def from_recipe(cls, name, dataset_root, output_dir, **overrides):
@@ -231,8 +343,9 @@ class TrainConfig:
         for name in ("eval_every", "seed"):
             value = getattr(self, name)
             if not is_int(value) or (name == "eval_every" and value < 0):
-                raise ValueError(f"{name} must be an int{' ≥ 0 (0: never)' if name == 'eval_every' else ''}, "
-                                 f"got {value!r}.")
+                raise ValueError(
+                    f"{name} must be an int{' ≥ 0 (0: never)' if name == 'eval_every' else ''}, got {value!r}."
+                )
         if self.steps_per_epoch is not None and (not is_int(self.steps_per_epoch) or self.steps_per_epoch < 1):
             raise ValueError(f"steps_per_epoch must be an int ≥ 1 or None, got {self.steps_per_epoch!r}.")
         number(self, "learning_rate", low=0.0, low_open=True)
@@ -246,13 +359,21 @@ class TrainConfig:
         number(self, "erasing_probability", low=0.0, high=1.0)
         if self.triplet_weight > 0 and (self.num_instances < 2 or self.num_identities < 2):
             # batch_hard_triplet_loss needs, per anchor, another image of its id and an image of another id.
-            which = ("num_instances (-K) = 1: no anchor has a positive" if self.num_instances < 2
-                     else "num_identities (-P) = 1: no anchor has a negative")
-            raise ValueError(f"{which} in a batch, so the triplet loss would be 0 for the whole run; use P >= 2 "
-                             "and K >= 2, or --triplet-weight 0 to train without it on purpose.")
+            which = (
+                "num_instances (-K) = 1: no anchor has a positive"
+                if self.num_instances < 2
+                else "num_identities (-P) = 1: no anchor has a negative"
+            )
+            raise ValueError(
+                f"{which} in a batch, so the triplet loss would be 0 for the whole run; use P >= 2 "
+                "and K >= 2, or --triplet-weight 0 to train without it on purpose."
+            )
         if self.mask_root and not VARIANTS[self.variant]["supervised"]:
-            warnings.warn(f"variant {self.variant!r} trains without masks: mask_root (--masks) {self.mask_root!r} "
-                          "is not read (wmga, dmga and mmga use it).", stacklevel=2)
+            warnings.warn(
+                f"variant {self.variant!r} trains without masks: mask_root (--masks) {self.mask_root!r} "
+                "is not read (wmga, dmga and mmga use it).",
+                stacklevel=2,
+            )
         if VARIANTS[self.variant]["supervised"] and not self.mask_root:
             raise ValueError(
                 f"Variant {self.variant!r} is trained with body masks: set mask_root (--masks) to the "
@@ -264,8 +385,10 @@ class TrainConfig:
 
         check_output_folder(self.output_dir, "output_dir (--output)")
         if os.path.isfile(self.dataset_root):
-            raise NotADirectoryError(f"dataset_root (--data) {self.dataset_root!r} is a file: give the dataset "
-                                     "folder (the one holding bounding_box_train/).")
+            raise NotADirectoryError(
+                f"dataset_root (--data) {self.dataset_root!r} is a file: give the dataset "
+                "folder (the one holding bounding_box_train/)."
+            )
         if self.devices and self.strategy != "mirrored":
             raise ValueError("devices is only used with strategy 'mirrored'.")
 
@@ -292,14 +415,32 @@ RECIPES = {
     # The paper (§4.2): 384x128, P x K = 24 x 4, 900 identity epochs.
     "paper": {},
     # `make demo`: learning shown on 2 CPU cores in ~5 minutes (see DemoConfig).
-    "demo": dict(image_size=(64, 32), num_identities=8, num_instances=4, epochs=8, epoch="images",
-                 steps_per_epoch=50, learning_rate=0.01, lr_decay_epochs=6, backbone_weights=None, eval_every=0,
-                 verbose=2),
+    "demo": dict(
+        image_size=(64, 32),
+        num_identities=8,
+        num_instances=4,
+        epochs=8,
+        epoch="images",
+        steps_per_epoch=50,
+        learning_rate=0.01,
+        lr_decay_epochs=6,
+        backbone_weights=None,
+        eval_every=0,
+        verbose=2,
+    ),
     # The comparisons of benchmarks/ (masks in training, finer parts) on the
     # synthetic set: 128x64, 15 epochs of 40 steps from random weights.
-    "synthetic_ablation": dict(image_size=(128, 64), num_identities=8, num_instances=4, epochs=15,
-                               steps_per_epoch=40, learning_rate=0.01, backbone_weights=None, missing_masks="ignore",
-                               cache_images=True),
+    "synthetic_ablation": dict(
+        image_size=(128, 64),
+        num_identities=8,
+        num_instances=4,
+        epochs=15,
+        steps_per_epoch=40,
+        learning_rate=0.01,
+        backbone_weights=None,
+        missing_masks="ignore",
+        cache_images=True,
+    ),
 }
 _DEMO = RECIPES["demo"]
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from keras_mmga.data import load_dataset, synthetic
 from keras_mmga.engine.config import DemoConfig  # noqa: F401  (re-exported)
-from keras_mmga.evaluation.model_metrics import METRICS, format_results, split_metrics
-from keras_mmga.visualize import write_pictures
 from keras_mmga.engine.trainer import build_model, train
+from keras_mmga.evaluation.model_metrics import METRICS, format_results, split_metrics
 from keras_mmga.run_lock import check_output_folder
+from keras_mmga.visualize import write_pictures
 
 
 def prepare_synthetic_dataset(data_dir, num_train_ids=100, num_test_ids=100, seed=0):
@@ -106,8 +106,10 @@ def run_demo(config=None, export=True):
     t = lap("evaluate untrained", t)
 
     steps = config.epochs * config.steps_per_epoch
-    print(f"Training {config.variant} for {config.epochs} epochs x {config.steps_per_epoch} steps "
-          f"(P x K = {config.num_identities} x {config.num_instances}, {config.image_size[0]}x{config.image_size[1]}) ...")
+    print(
+        f"Training {config.variant} for {config.epochs} epochs x {config.steps_per_epoch} steps "
+        f"(P x K = {config.num_identities} x {config.num_instances}, {config.image_size[0]}x{config.image_size[1]}) ..."
+    )
     model, history = train(train_config)
     t = lap("train", t)
 
@@ -133,8 +135,10 @@ def run_demo(config=None, export=True):
     table = format_results(results)
     elapsed = time.perf_counter() - start
     print("\n" + table)
-    print(f"\nSynthetic split: {after['num_valid_queries']} queries, {len(data.gallery)} gallery images "
-          f"({len({p for _, p, _ in data.gallery})} identities incl. distractors); {steps} training steps.")
+    print(
+        f"\nSynthetic split: {after['num_valid_queries']} queries, {len(data.gallery)} gallery images "
+        f"({len({p for _, p, _ in data.gallery})} identities incl. distractors); {steps} training steps."
+    )
     print(f"Pictures: {pictures}/ (rankings/, attention/)   Checkpoint: {run_dir}/latest.keras")
     if onnx_report:
         print(f"ONNX: {onnx_report['onnx_path']} (max |ONNX Runtime - Keras| = {onnx_report['max_abs_diff']:.1e})")

@@ -15,15 +15,22 @@ from keras_mmga.settings import DEFAULT_PARTS
 # Settings that a resumed run must share with the run it resumes: they fix the
 # model's variables or the data stream. Everything else (learning rate,
 # epochs, evaluation interval, ...) may change between restarts.
-_RESUME_KEYS = ("dataset", "variant", "parts", "image_size", "num_identities", "num_instances", "epoch",
-                "steps_per_epoch", "seed")
+_RESUME_KEYS = (
+    "dataset",
+    "variant",
+    "parts",
+    "image_size",
+    "num_identities",
+    "num_instances",
+    "epoch",
+    "steps_per_epoch",
+    "seed",
+)
 
 
 # What a saved config.json without a key meant: runs written before the epoch
 # definition existed trained in image epochs, and before `parts` the default ones.
 _RESUME_DEFAULTS = {"epoch": "images", "parts": None}
-
-
 
 
 def backup_dir(output_dir, is_chief, worker_index):
@@ -60,9 +67,11 @@ def check_resume(config, output_dir, num_classes, backup_dir):
     if differ:
         hint = ""
         if saved["epoch"] != current["epoch"]:
-            hint = (f" Its epochs are {saved['epoch']!r} epochs, so its completed epochs, learning-rate "
-                    f"decay and data position mean something else in {current['epoch']!r} epochs: resume it "
-                    f"with epoch={saved['epoch']!r} (--epoch {saved['epoch']}).")
+            hint = (
+                f" Its epochs are {saved['epoch']!r} epochs, so its completed epochs, learning-rate "
+                f"decay and data position mean something else in {current['epoch']!r} epochs: resume it "
+                f"with epoch={saved['epoch']!r} (--epoch {saved['epoch']})."
+            )
         raise ValueError(
             f"{output_dir!r} holds a run (at epoch {completed}) with different settings "
             f"({'; '.join(differ)}); it cannot be resumed with these.{hint} Use another output folder, "
@@ -87,4 +96,3 @@ def remove_files(*paths):
     for path in paths:
         if os.path.exists(path):
             os.remove(path)
-

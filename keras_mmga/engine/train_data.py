@@ -4,6 +4,7 @@ from keras_mmga.data import PKSampler, make_train_dataset
 from keras_mmga.models import VARIANTS
 from keras_mmga.settings import DEFAULT_PARTS
 
+
 def steps_per_epoch(config, samples, num_replicas):
     """Optimizer steps in one epoch: `config.steps_per_epoch`, or one epoch of the PK sampler.
 
@@ -11,8 +12,15 @@ def steps_per_epoch(config, samples, num_replicas):
     """
     if config.steps_per_epoch:
         return int(config.steps_per_epoch)
-    sampler = PKSampler([pid for _, pid, _ in samples], config.num_identities, config.num_instances,
-                        num_replicas, config.replacement, config.seed, epoch=config.epoch)
+    sampler = PKSampler(
+        [pid for _, pid, _ in samples],
+        config.num_identities,
+        config.num_instances,
+        num_replicas,
+        config.replacement,
+        config.seed,
+        epoch=config.epoch,
+    )
     return sampler.steps_per_epoch
 
 

@@ -42,11 +42,11 @@ from keras_mmga.engine.callbacks import (
     ResumableBackup,
 )
 from keras_mmga.engine.config import TrainConfig  # noqa: F401  (re-exported: engine.trainer.TrainConfig)
-from keras_mmga.run_lock import RunLock
 from keras_mmga.engine.run_folder import backup_dir, check_resume, remove_files
 from keras_mmga.engine.train_data import check_batches, make_data, steps_per_epoch
 from keras_mmga.models import MMGA
 from keras_mmga.models.backbone import check_torch_weights_argument, fetch_imagenet_weights
+from keras_mmga.run_lock import RunLock
 
 
 def describe_budget(config, steps, batch_size):
@@ -55,11 +55,15 @@ def describe_budget(config, steps, batch_size):
     if config.steps_per_epoch:
         # A fixed epoch length is not one pass over anything: say what it is.
         what = f"{steps} steps each, fixed by steps_per_epoch; batches from the {kind}-epoch stream"
-        return (f"{config.epochs} epochs ({what}) = {config.epochs * steps} iterations of {batch_size} images "
-                f"(P x K = {config.num_identities} x {config.num_instances}).")
+        return (
+            f"{config.epochs} epochs ({what}) = {config.epochs * steps} iterations of {batch_size} images "
+            f"(P x K = {config.num_identities} x {config.num_instances})."
+        )
     what = "every identity once" if config.epoch == "identities" else "about every image once"
-    return (f"{config.epochs} {kind} epochs ({what}) x {steps} steps = {config.epochs * steps} "
-            f"iterations of {batch_size} images (P x K = {config.num_identities} x {config.num_instances}).")
+    return (
+        f"{config.epochs} {kind} epochs ({what}) x {steps} steps = {config.epochs * steps} "
+        f"iterations of {batch_size} images (P x K = {config.num_identities} x {config.num_instances})."
+    )
 
 
 class TrainingDiverged(RuntimeError):
@@ -214,19 +218,25 @@ def _train(config, extra_callbacks, placement, out, backup):
     # The PK stream is seeded, so an uninterrupted run would now be
     # `initial_epoch * steps` batches in: the dataset starts there.
     per_replica = config.num_identities // placement.data_replicas
-    if config.triplet_weight > 0 and not config.cross_replica_triplet and placement.data_replicas > 1 \
-            and per_replica < 2:
+    if (
+        config.triplet_weight > 0
+        and not config.cross_replica_triplet
+        and placement.data_replicas > 1
+        and per_replica < 2
+    ):
         # Mined per replica, each replica's P / R identities must give every anchor a negative.
         raise ValueError(
             f"--per-replica-triplet with P={config.num_identities} over {placement.data_replicas} replicas leaves "
             f"{per_replica} identity per replica: no anchor has a negative, the triplet loss would be 0. Use P >= "
-            f"{2 * placement.data_replicas}, or mine over the global batch (drop --per-replica-triplet).")
+            f"{2 * placement.data_replicas}, or mine over the global batch (drop --per-replica-triplet)."
+        )
     data = load_dataset(config.dataset_root, config.dataset, verbose=config.verbose > 0 and is_chief)
     initial_epoch = check_resume(config, out, data.num_train_pids, backup)
     steps = steps_per_epoch(config, data.train, placement.data_replicas)
     train_data = make_data(config, data, placement.data_replicas, start_batch=initial_epoch * steps)
-    check_batches(train_data.dataset.element_spec, config.variant, config.image_size, train_data.batch_size,
-                   config.parts)
+    check_batches(
+        train_data.dataset.element_spec, config.variant, config.image_size, train_data.batch_size, config.parts
+    )
     if train_data.batch_size % placement.num_devices:
         raise ValueError(
             f"The batch of P x K = {config.num_identities} x {config.num_instances} = {train_data.batch_size} "
@@ -241,8 +251,11 @@ def _train(config, extra_callbacks, placement, out, backup):
     keras.utils.set_random_seed(config.seed)
     if config.verbose and is_chief:
         # Seconds to tens of seconds (ResNet50, and the ImageNet weights copied in): say so.
-        print(f"building {config.variant} ({config.image_size[0]}x{config.image_size[1]}, "
-              f"{data.num_train_pids} identities) ...", flush=True)
+        print(
+            f"building {config.variant} ({config.image_size[0]}x{config.image_size[1]}, "
+            f"{data.num_train_pids} identities) ...",
+            flush=True,
+        )
     with placement.scope():
         model = build_model(config, data.num_train_pids, steps_per_epoch=steps)
 
@@ -269,16 +282,28 @@ def _train(config, extra_callbacks, placement, out, backup):
     nan_guard = NonFiniteLossGuard()
     callbacks = [ResumableBackup(backup), nan_guard, LearningRateLogger()]
     if config.eval_every:
-        callbacks.append(RankValidation(
-            data.query, data.gallery, config.image_size, config.eval_every, config.eval_batch_size,
-            best_path=os.path.join(out, "best.keras") if is_chief else None, verbose=is_chief and config.verbose > 0,
-            progress=False, include_optimizer=config.save_optimizer))
+        callbacks.append(
+            RankValidation(
+                data.query,
+                data.gallery,
+                config.image_size,
+                config.eval_every,
+                config.eval_batch_size,
+                best_path=os.path.join(out, "best.keras") if is_chief else None,
+                verbose=is_chief and config.verbose > 0,
+                progress=False,
+                include_optimizer=config.save_optimizer,
+            )
+        )
     if is_chief:
         callbacks += [
             FiniteModelCheckpoint(os.path.join(out, "latest.keras"), include_optimizer=config.save_optimizer),
             # A new run starts a new log; a resumed one continues it.
-            EpochCSVLogger(os.path.join(out, "log.csv"), RankValidation.KEYS if config.eval_every else (),
-                           append=bool(initial_epoch)),
+            EpochCSVLogger(
+                os.path.join(out, "log.csv"),
+                RankValidation.KEYS if config.eval_every else (),
+                append=bool(initial_epoch),
+            ),
             keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
         ]
         if not initial_epoch:
@@ -307,7 +332,9 @@ def _train(config, extra_callbacks, placement, out, backup):
         last = ResumableBackup.completed_epochs(backup)
         raise KeyboardInterrupt(
             f"{out!r} keeps epoch {last} of {config.epochs}; run the same command again to resume from there"
-            if last else f"no epoch finished in {out!r}; the same command starts it again") from None
+            if last
+            else f"no epoch finished in {out!r}; the same command starts it again"
+        ) from None
     except RuntimeError as err:
         if nan_guard.failure is None:
             raise
@@ -322,5 +349,3 @@ def _train(config, extra_callbacks, placement, out, backup):
             "data, then re-run the same command to resume from there."
         ) from err
     return model, history
-
-

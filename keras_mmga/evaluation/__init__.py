@@ -17,5 +17,14 @@ from keras_mmga.evaluation.model_metrics import (
 from keras_mmga.evaluation.rank import compute_distance_matrix, feature_metrics, rank_metrics
 from keras_mmga.evaluation.rerank import re_ranking
 
-__all__ = ["METRICS", "compute_distance_matrix", "dataset_metrics", "extract_features", "feature_metrics",
-           "format_results", "rank_metrics", "re_ranking", "split_metrics"]
+__all__ = [
+    "METRICS",
+    "compute_distance_matrix",
+    "dataset_metrics",
+    "extract_features",
+    "feature_metrics",
+    "format_results",
+    "rank_metrics",
+    "re_ranking",
+    "split_metrics",
+]

@@ -19,8 +19,7 @@ from keras_mmga.visualize import write_pictures
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 
-def split_metrics(model, query, gallery, image_size, batch_size=64, flip=True, rerank=False, max_rank=50,
-                   verbose=True):
+def split_metrics(model, query, gallery, image_size, batch_size=64, flip=True, rerank=False, max_rank=50, verbose=True):
     """Metrics and the distance matrix of `model` on query / gallery sample lists.
 
     Args:
@@ -43,15 +42,29 @@ def split_metrics(model, query, gallery, image_size, batch_size=64, flip=True, r
     metrics, distmat = split_metrics(model, market.query, market.gallery, (384, 128))
     ```
     """
-    qf = extract_features(model, make_eval_dataset(query, image_size, batch_size), flip=flip, verbose=verbose,
-                          label="query features", num_images=len(query))
-    gf = extract_features(model, make_eval_dataset(gallery, image_size, batch_size), flip=flip, verbose=verbose,
-                          label="gallery features", num_images=len(gallery))
+    qf = extract_features(
+        model,
+        make_eval_dataset(query, image_size, batch_size),
+        flip=flip,
+        verbose=verbose,
+        label="query features",
+        num_images=len(query),
+    )
+    gf = extract_features(
+        model,
+        make_eval_dataset(gallery, image_size, batch_size),
+        flip=flip,
+        verbose=verbose,
+        label="gallery features",
+        num_images=len(gallery),
+    )
     distmat = re_ranking(qf, gf) if rerank else compute_distance_matrix(qf, gf)
     result = rank_metrics(
         distmat,
-        np.array([s[1] for s in query]), np.array([s[1] for s in gallery]),
-        np.array([s[2] for s in query]), np.array([s[2] for s in gallery]),
+        np.array([s[1] for s in query]),
+        np.array([s[1] for s in gallery]),
+        np.array([s[2] for s in query]),
+        np.array([s[2] for s in gallery]),
         max_rank=max_rank,
     )
     cmc = result["cmc"]
@@ -77,8 +90,18 @@ def format_results(results):
     return "\n".join(lines)
 
 
-def dataset_metrics(model_or_path, dataset_root, dataset="market1501", batch_size=64, flip=True, rerank=False,
-                    pictures_dir=None, json_path=None, max_queries_pictures=12, verbose=True):
+def dataset_metrics(
+    model_or_path,
+    dataset_root,
+    dataset="market1501",
+    batch_size=64,
+    flip=True,
+    rerank=False,
+    pictures_dir=None,
+    json_path=None,
+    max_queries_pictures=12,
+    verbose=True,
+):
     """Evaluates a saved or in-memory model on a Market / Duke layout dataset.
 
     Single query; gallery images of the query's identity seen by the query's
@@ -110,8 +133,9 @@ def dataset_metrics(model_or_path, dataset_root, dataset="market1501", batch_siz
     model = load_model(model_or_path)
     data = load_dataset(dataset_root, dataset, verbose=verbose)
     image_size = tuple(model.input_shape[1:3])  # an MMGA or any Keras model: (None, H, W, C)
-    result, distmat = split_metrics(model, data.query, data.gallery, image_size, batch_size, flip, rerank,
-                                     verbose=verbose)
+    result, distmat = split_metrics(
+        model, data.query, data.gallery, image_size, batch_size, flip, rerank, verbose=verbose
+    )
     if pictures_dir:
         write_pictures(model, data, distmat, pictures_dir, max_queries_pictures)
     if json_path:
@@ -124,4 +148,3 @@ def dataset_metrics(model_or_path, dataset_root, dataset="market1501", batch_siz
                 indent=2,
             )
     return result
-

@@ -20,8 +20,7 @@ import numpy as np
 _CHUNK_ROWS = 64
 
 
-def compute_distance_matrix(query_features, gallery_features, metric="euclidean", squared=True,
-                            precision="float32"):
+def compute_distance_matrix(query_features, gallery_features, metric="euclidean", squared=True, precision="float32"):
     """Query × gallery distances, float32.
 
     Args:
@@ -155,9 +154,10 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, num_t
     r_starts = np.searchsorted(removed_rows, bounds)
 
     def run(c):
-        (lo, hi), (m0, m1), (r0, r1) = chunks[c], m_starts[c:c + 2], r_starts[c:c + 2]
-        return _chunk_ranks(distmat[lo:hi], match_rows[m0:m1] - lo, match_cols[m0:m1],
-                            removed_rows[r0:r1] - lo, removed_cols[r0:r1])
+        (lo, hi), (m0, m1), (r0, r1) = chunks[c], m_starts[c : c + 2], r_starts[c : c + 2]
+        return _chunk_ranks(
+            distmat[lo:hi], match_rows[m0:m1] - lo, match_cols[m0:m1], removed_rows[r0:r1] - lo, removed_cols[r0:r1]
+        )
 
     workers = num_threads or min(os.cpu_count() or 1, 8)
     if workers > 1 and len(chunks) > 1:
@@ -185,8 +185,10 @@ def _check_lengths(features, pids, camids, split):
     """One pid and one camera per feature row, or an error giving the three lengths."""
     n, p, c = len(features), len(np.asarray(pids).reshape(-1)), len(np.asarray(camids).reshape(-1))
     if not n == p == c:
-        raise ValueError(f"{split}: {n} feature rows, {p} pids and {c} camids; expected one pid and one camera "
-                         "per feature row, in the same order.")
+        raise ValueError(
+            f"{split}: {n} feature rows, {p} pids and {c} camids; expected one pid and one camera "
+            "per feature row, in the same order."
+        )
 
 
 def _ids(values, name):
@@ -262,8 +264,19 @@ def _chunk_ranks(dist, match_rows, match_cols, removed_rows, removed_cols):
     return ranks
 
 
-def feature_metrics(query_features, gallery_features, q_pids, g_pids, q_camids, g_camids, metric="euclidean",
-             max_rank=50, rerank=False, precision="float32", return_distmat=False):
+def feature_metrics(
+    query_features,
+    gallery_features,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    metric="euclidean",
+    max_rank=50,
+    rerank=False,
+    precision="float32",
+    return_distmat=False,
+):
     """Rank metrics of query and gallery features: distances (optionally k-reciprocal re-ranked), then `rank_metrics`.
 
     Args:
@@ -303,9 +316,11 @@ def feature_metrics(query_features, gallery_features, q_pids, g_pids, q_camids, 
             def dist(a, b):
                 return compute_distance_matrix(a, b, metric, precision=precision)
 
-            distmat = re_ranking(q_g_dist=dist(query_features, gallery_features),
-                                 q_q_dist=dist(query_features, query_features),
-                                 g_g_dist=dist(gallery_features, gallery_features))
+            distmat = re_ranking(
+                q_g_dist=dist(query_features, gallery_features),
+                q_q_dist=dist(query_features, query_features),
+                g_g_dist=dist(gallery_features, gallery_features),
+            )
     else:
         distmat = compute_distance_matrix(query_features, gallery_features, metric, precision=precision)
     result = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank)

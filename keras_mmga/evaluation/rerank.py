@@ -20,8 +20,17 @@ import numpy as np
 _ROW_BLOCK = 1024
 
 
-def re_ranking(query_features=None, gallery_features=None, k1=20, k2=6, lambda_value=0.3, *,
-               q_g_dist=None, q_q_dist=None, g_g_dist=None):
+def re_ranking(
+    query_features=None,
+    gallery_features=None,
+    k1=20,
+    k2=6,
+    lambda_value=0.3,
+    *,
+    q_g_dist=None,
+    q_q_dist=None,
+    g_g_dist=None,
+):
     """Query × gallery distances re-ranked with k-reciprocal encoding.
 
     final = (1 − λ)·d_Jaccard + λ·d_original, where d_original is the squared
@@ -98,8 +107,9 @@ def re_ranking(query_features=None, gallery_features=None, k1=20, k2=6, lambda_v
         lengths = stops - starts
         # Every (shared column, gallery row) pair at once: positions into the inverted index.
         positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        overlap = np.bincount(inv_rows[positions], np.minimum(np.repeat(v_vals[i], lengths), inv_vals[positions]),
-                              minlength=num_g)
+        overlap = np.bincount(
+            inv_rows[positions], np.minimum(np.repeat(v_vals[i], lengths), inv_vals[positions]), minlength=num_g
+        )
         # Both vectors sum to 1: the union's mass is 2 − the intersection's.
         jaccard[i] = 1.0 - overlap / (2.0 - overlap)
     final = jaccard
@@ -130,8 +140,10 @@ def _original_distances(qf, gf, q_g, q_q, g_g):
         q_g, q_q, g_g = (np.asarray(d, np.float32) for d in (q_g, q_q, g_g))
         num_q, num_g = q_g.shape
         if q_q.shape != (num_q, num_q) or g_g.shape != (num_g, num_g):
-            raise ValueError(f"Expected q_q_dist ({num_q}, {num_q}) and g_g_dist ({num_g}, {num_g}) for q_g_dist "
-                             f"{q_g.shape}; got {q_q.shape} and {g_g.shape}.")
+            raise ValueError(
+                f"Expected q_q_dist ({num_q}, {num_q}) and g_g_dist ({num_g}, {num_g}) for q_g_dist "
+                f"{q_g.shape}; got {q_q.shape} and {g_g.shape}."
+            )
         dist = np.block([[q_q, q_g], [q_g.T, g_g]])
     # The reference divides by column maxima then transposes; for a symmetric matrix that is the row maximum.
     dist /= np.maximum(dist.max(axis=1, keepdims=True), 1e-12)
@@ -143,18 +155,18 @@ def _nearest(dist, k):
     n = dist.shape[0]
     out = np.empty((n, k), np.int64)
     for start in range(0, n, _ROW_BLOCK):
-        block = dist[start:start + _ROW_BLOCK]
+        block = dist[start : start + _ROW_BLOCK]
         if k >= n:
-            out[start:start + len(block)] = np.argsort(block, axis=1, kind="stable")[:, :k]
+            out[start : start + len(block)] = np.argsort(block, axis=1, kind="stable")[:, :k]
             continue
-        kth = np.partition(block, k - 1, axis=1)[:, k - 1:k]
+        kth = np.partition(block, k - 1, axis=1)[:, k - 1 : k]
         # Everything up to the k-th value (more than k only with ties), then sort those stably.
         flat = np.flatnonzero(block <= kth)
         rows = flat // n
         order = np.lexsort((flat, block.reshape(-1)[flat], rows))
         rank_in_row = np.arange(order.size) - np.searchsorted(rows[order], rows[order])
         keep = order[rank_in_row < k]
-        out[start:start + len(block)] = (flat[keep] - rows[keep] * n).reshape(-1, k)
+        out[start : start + len(block)] = (flat[keep] - rows[keep] * n).reshape(-1, k)
     return out
 
 

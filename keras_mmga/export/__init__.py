@@ -19,8 +19,8 @@ normalisation tail), `float16`, `verify` (parity with Keras), `card` (the
 model card's contents; `keras_mmga.model_card` reads and writes it),
 `onnx_export` (`export_onnx`, the steps in order), `int8` (static
 quantisation), `profiles` (input conventions: default, field, BoxMOT),
-`tflite_export` (LiteRT) and `triton` (a Triton model repository). The names load on first use (PEP 562), so importing the
-package loads neither TensorFlow nor Keras.
+`tflite_export` (LiteRT) and `triton` (a Triton model repository). The names
+load on first use (PEP 562), so importing the package loads neither TensorFlow nor Keras.
 
 Example:
 ```python

@@ -17,12 +17,13 @@ from keras_mmga.model_card import CARD_FORMAT
 _PREPROCESSING = {
     "caffe": "in the graph: RGB -> BGR, minus the ImageNet mean (103.939, 116.779, 123.68), no scaling",
     "torch": "in the graph: minus (123.675, 116.28, 103.53), divided by (58.395, 57.12, 57.375), RGB "
-             "(= RGB / 255, ImageNet mean / std: torchvision's and timm's)",
+    "(= RGB / 255, ImageNet mean / std: torchvision's and timm's)",
 }
 
 
-def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy, profile="default", runtime="onnx",
-               precision=None):
+def build_card(
+    model, proto, nchw, opset, fp16, parity, source, source_policy, profile="default", runtime="onnx", precision=None
+):
     """The model card of an export, as a dict (see `export_onnx` and `exported/README.md`).
 
     Args:
@@ -54,17 +55,26 @@ def build_card(model, proto, nchw, opset, fp16, parity, source, source_policy, p
         "variant": getattr(model, "variant", None),
         "num_classes_trained": getattr(model, "num_classes", None),
         "input": input_contract(profile, model.image_size, nchw, mode),
-        "output": {"name": TENSOR_NAMES[profile][1], "shape": ["N", model.feature_dim], "dtype": "float32",
-                   "l2_normalised": True},
+        "output": {
+            "name": TENSOR_NAMES[profile][1],
+            "shape": ["N", model.feature_dim],
+            "dtype": "float32",
+            "l2_normalised": True,
+        },
         "preprocessing": _PREPROCESSING.get(mode, "none"),
-        "backbone": {"architecture": getattr(model, "backbone_name", None) or "resnet50",
-                     "initial_weights": getattr(model, "backbone_weights_info", None)},
+        "backbone": {
+            "architecture": getattr(model, "backbone_name", None) or "resnet50",
+            "initial_weights": getattr(model, "backbone_weights_info", None),
+        },
         "opset": int(opset) if onnx_graph else None,
         "precision": precision or ("float16 (float32 input, output and L2 normalisation)" if fp16 else "float32"),
         "num_nodes": len(proto.graph.node) if onnx_graph else None,
         "parity": parity,
-        "tensorrt": ({"problems": tensorrt_ops.check(proto), "checked_against": "onnx-tensorrt operator matrix, TensorRT 8.5"}
-                     if onnx_graph else None),
+        "tensorrt": (
+            {"problems": tensorrt_ops.check(proto), "checked_against": "onnx-tensorrt operator matrix, TensorRT 8.5"}
+            if onnx_graph
+            else None
+        ),
         "source": {"checkpoint": source, "sha256": sha256(source) if source else None, "dtype_policy": source_policy},
         "versions": _versions(tf, tf2onnx, onnx),
     }
@@ -75,5 +85,11 @@ def _versions(tf, tf2onnx, onnx):
 
     import keras_mmga
 
-    return {"keras_mmga": keras_mmga.__version__, "keras": keras.__version__, "tensorflow": tf.__version__,
-            "tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    return {
+        "keras_mmga": keras_mmga.__version__,
+        "keras": keras.__version__,
+        "tensorflow": tf.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -88,8 +88,11 @@ def to_float16(proto):
             half = value.name + "__fp16"
             for i in body:
                 graph.node[i].input[:] = [half if n == value.name else n for n in graph.node[i].input]
-            casts_in.append(helper.make_node("Cast", [value.name], [half], to=onnx.TensorProto.FLOAT16,
-                                             name=value.name + "_to_fp16"))
+            casts_in.append(
+                helper.make_node(
+                    "Cast", [value.name], [half], to=onnx.TensorProto.FLOAT16, name=value.name + "_to_fp16"
+                )
+            )
     # Body tensors read by the tail (or that are graph outputs) -> float32.
     body_outputs = {out for i in body for out in graph.node[i].output}
     for i in sorted(tail):

@@ -113,8 +113,11 @@ def _attention_nodes(proto):
         for i in n.input:
             consumers.setdefault(i, []).append(n.name)
     for n in proto.graph.node:
-        if n.op_type == "Conv" and n.name not in inside and any(
-                c in inside for o in n.output for c in consumers.get(o, [])):
+        if (
+            n.op_type == "Conv"
+            and n.name not in inside
+            and any(c in inside for o in n.output for c in consumers.get(o, []))
+        ):
             inside.add(n.name)
     return [m for m in names if m in inside]
 
@@ -124,8 +127,15 @@ def _stem_conv(proto):
     return [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
 
 
-def quantize(float_path, output_path, images, per_channel=True, target=DEFAULT_INT8_TARGET,
-             method=DEFAULT_CALIBRATION_METHOD, keep_float=DEFAULT_KEEP_FLOAT):
+def quantize(
+    float_path,
+    output_path,
+    images,
+    per_channel=True,
+    target=DEFAULT_INT8_TARGET,
+    method=DEFAULT_CALIBRATION_METHOD,
+    keep_float=DEFAULT_KEEP_FLOAT,
+):
     """Writes the statically quantised (QDQ) version of the float32 export `float_path`.
 
     Args:
@@ -152,8 +162,13 @@ def quantize(float_path, output_path, images, per_channel=True, target=DEFAULT_I
     if keep_float not in KEEP_FLOAT:
         raise ValueError(f"keep_float must be one of {KEEP_FLOAT}, got {keep_float!r}.")
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     images = np.asarray(images, np.float32)
@@ -194,9 +209,15 @@ def quantize(float_path, output_path, images, per_channel=True, target=DEFAULT_I
             # Histogram methods hold every batch's histograms; fine at the default 128 images.
             extra["CalibPercentile"] = 99.999
         quantize_static(
-            prepared, os.fspath(output_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=kept, extra_options=extra,
+            prepared,
+            os.fspath(output_path),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=kept,
+            extra_options=extra,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method],
         )
     finally:
@@ -211,15 +232,20 @@ def _session(path):
 
 
 def _features(session, images):
-    return np.concatenate([session.run(["features"], {"images": images[i : i + 32]})[0]
-                           for i in range(0, len(images), 32)])
+    return np.concatenate(
+        [session.run(["features"], {"images": images[i : i + 32]})[0] for i in range(0, len(images), 32)]
+    )
 
 
 def compare(float_path, int8_path, images):
     """Cosine figures of int8 vs float32 features of `images` (the graph's layout)."""
     cos = cosine_similarity(_features(_session(int8_path), images), _features(_session(float_path), images))
-    return {"mean": float(cos.mean()), "min": float(cos.min()), "p05": float(np.percentile(cos, 5)),
-            "images": int(len(cos))}
+    return {
+        "mean": float(cos.mean()),
+        "min": float(cos.min()),
+        "p05": float(np.percentile(cos, 5)),
+        "images": int(len(cos)),
+    }
 
 
 def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
@@ -244,7 +270,7 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
         layout = graph_layout(shape)
         image_size = tuple(shape[2:4]) if layout == "NCHW" else tuple(shape[1:3])
 
-        def features(samples):
+        def features(samples, session=session, layout=layout, image_size=image_size):
             images = load_images([s[0] for s in samples], image_size)
             if layout == "NCHW":
                 images = images.transpose(0, 3, 1, 2)
@@ -255,16 +281,30 @@ def rank_accuracy(onnx_paths, dataset, dataset_name="market1501"):
             return f / np.linalg.norm(f, axis=1, keepdims=True)
 
         q, g = data.query, data.gallery
-        result = feature_metrics(features(q), features(g), [s[1] for s in q], [s[1] for s in g],
-                          [s[2] for s in q], [s[2] for s in g])
+        result = feature_metrics(
+            features(q), features(g), [s[1] for s in q], [s[1] for s in g], [s[2] for s in q], [s[2] for s in g]
+        )
         results[name] = {"rank1": 100.0 * float(result["cmc"][0]), "mAP": 100.0 * float(result["mAP"])}
     return results
 
 
-def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAULT_CALIBRATION_COUNT,
-                min_cosine=DEFAULT_MIN_COSINE, per_channel=True, dataset=None,
-                dataset_name="market1501", nchw=False, opset=None, float_path=None, log=None,
-                target=DEFAULT_INT8_TARGET, method=DEFAULT_CALIBRATION_METHOD, keep_float=DEFAULT_KEEP_FLOAT):
+def export_int8(
+    model_or_path,
+    output_path,
+    calibration,
+    calibration_count=DEFAULT_CALIBRATION_COUNT,
+    min_cosine=DEFAULT_MIN_COSINE,
+    per_channel=True,
+    dataset=None,
+    dataset_name="market1501",
+    nchw=False,
+    opset=None,
+    float_path=None,
+    log=None,
+    target=DEFAULT_INT8_TARGET,
+    method=DEFAULT_CALIBRATION_METHOD,
+    keep_float=DEFAULT_KEEP_FLOAT,
+):
     """Exports a model to int8 ONNX, calibrated on `calibration`, and checks it against float32.
 
     Args:
@@ -292,7 +332,6 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
     if not output_path.endswith(".onnx"):
         raise ValueError(f"output_path must end with .onnx, got {output_path!r}.")
     from keras_mmga.run_lock import check_output_file
-    from keras_mmga.model_card import card_path_for
 
     check_output_file(output_path, "output_path (--output)")
     check_output_file(card_path_for(output_path), "the model card")
@@ -313,8 +352,9 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
     tmp = tempfile.mkdtemp(prefix="keras_mmga_int8_")
     try:
         fp32_path = os.fspath(float_path) if float_path else os.path.join(tmp, "float32.onnx")
-        fp32 = export_onnx(model_or_path, fp32_path, opset=opset or DEFAULT_OPSET, nchw=nchw,
-                           write_card=bool(float_path), log=log)
+        fp32 = export_onnx(
+            model_or_path, fp32_path, opset=opset or DEFAULT_OPSET, nchw=nchw, write_card=bool(float_path), log=log
+        )
         h, w = fp32["input_shape"][2:4] if nchw else fp32["input_shape"][1:3]
         images = load_images(paths, (h, w))
         if nchw:
@@ -332,8 +372,11 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
                     f"--min-cosine to at most {cosine['mean']:.4f} to keep this model, or calibrate on more "
                     "typical images."
                 )
-            ranks = rank_accuracy({"float32": fp32_path, "int8": output_path}, dataset, dataset_name) if (
-                dataset is not None) else None
+            ranks = (
+                rank_accuracy({"float32": fp32_path, "int8": output_path}, dataset, dataset_name)
+                if (dataset is not None)
+                else None
+            )
         except Exception:
             os.remove(output_path)
             raise
@@ -344,18 +387,23 @@ def export_int8(model_or_path, output_path, calibration, calibration_count=DEFAU
 
     card = dict(fp32["card"])
     acts = "symmetric int8 activations (zero point 0)" if target == "tensorrt" else "uint8 activations"
-    card["precision"] = (f"int8 (QDQ: {'per-channel' if per_channel else 'per-tensor'} int8 weights, {acts}; "
-                         f"float32 input, output and kept nodes ({keep_float}))")
+    card["precision"] = (
+        f"int8 (QDQ: {'per-channel' if per_channel else 'per-tensor'} int8 weights, {acts}; "
+        f"float32 input, output and kept nodes ({keep_float}))"
+    )
     card["num_nodes"] = len(onnx.load(output_path).graph.node)
     card["int8"] = {
         "quantisation": "onnxruntime.quantization.quantize_static, QDQ, "
-                        + ("per-channel" if per_channel else "per-tensor") + " weights",
+        + ("per-channel" if per_channel else "per-tensor")
+        + " weights",
         "target": target,
         "keep_float": keep_float,
-        "calibration": {"images": len(paths), "method": method,
-                        "source": os.path.abspath(calibration) if isinstance(calibration, (str, os.PathLike))
-                        else "list of paths",
-                        "preprocessing": "decoded, bilinear resize to H x W, float32 RGB [0, 255] (as training)"},
+        "calibration": {
+            "images": len(paths),
+            "method": method,
+            "source": os.path.abspath(calibration) if isinstance(calibration, (str, os.PathLike)) else "list of paths",
+            "preprocessing": "decoded, bilinear resize to H x W, float32 RGB [0, 255] (as training)",
+        },
         "kept_float32": kept_float,
         "cosine_vs_float32": cosine,
         "min_cosine": float(min_cosine),

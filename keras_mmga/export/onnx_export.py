@@ -11,20 +11,30 @@ import os
 import keras
 import numpy as np
 
-from keras_mmga.run_lock import check_output_file
 from keras_mmga.export.card import build_card
 from keras_mmga.export.conversion import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, convert, rename_tensor
 from keras_mmga.export.float16 import to_float16
 from keras_mmga.export.graph import unused_nodes
-from keras_mmga.export.profiles import TENSOR_NAMES, check_profile, layout, write_sidecars
 from keras_mmga.export.inference import INPUT_NAME, OUTPUT_NAME, float32_inference_copy, inference_function
+from keras_mmga.export.profiles import TENSOR_NAMES, check_profile, layout, write_sidecars
 from keras_mmga.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, check_parity, parity, parity_set
 from keras_mmga.model_card import card_path_for, write_model_card
 from keras_mmga.models.loading import load_model
+from keras_mmga.run_lock import check_output_file
 
 
-def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp16=False, parity_images=None,
-                check=True, write_card=True, log=None, profile="default"):
+def export_onnx(
+    model_or_path,
+    output_path,
+    opset=DEFAULT_OPSET,
+    nchw=False,
+    fp16=False,
+    parity_images=None,
+    check=True,
+    write_card=True,
+    log=None,
+    profile="default",
+):
     """Exports the inference graph to ONNX, checks it, and writes a model card.
 
     Args:
@@ -93,8 +103,10 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
     proto = convert(inference_function(model, nchw, profile), opset)
     graph = proto.graph
     if [i.name for i in graph.input] != [INPUT_NAME] or [o.name for o in graph.output] != [OUTPUT_NAME]:
-        raise RuntimeError(f"Expected one input 'images' and one output 'features', got "
-                           f"{[i.name for i in graph.input]} and {[o.name for o in graph.output]}.")
+        raise RuntimeError(
+            f"Expected one input 'images' and one output 'features', got "
+            f"{[i.name for i in graph.input]} and {[o.name for o in graph.output]}."
+        )
     output_name = TENSOR_NAMES[profile][1]
     if output_name != OUTPUT_NAME:
         rename_tensor(graph, OUTPUT_NAME, output_name)
@@ -117,7 +129,9 @@ def export_onnx(model_or_path, output_path, opset=DEFAULT_OPSET, nchw=False, fp1
             if source_policy != "float32":
                 # How far the deployed float32 graph is from the model as trained.
                 src = keras.ops.convert_to_numpy(source_model(images, training=False))
-                diff_source = float(np.max(np.abs(np.asarray(src, np.float32) - keras.ops.convert_to_numpy(model(images)))))
+                diff_source = float(
+                    np.max(np.abs(np.asarray(src, np.float32) - keras.ops.convert_to_numpy(model(images))))
+                )
         except Exception:
             os.remove(output_path)
             raise

@@ -45,7 +45,11 @@ _TORCH_RGB_MEAN = (123.675, 116.28, 103.53)
 _TORCH_RGB_STD = (58.395, 57.12, 57.375)
 _MODEL_PREPROCESSING = {
     "caffe": ((2, 1, 0), (1.0, 1.0, 1.0), tuple(-m for m in _CAFFE_BGR_MEAN)),
-    "torch": ((0, 1, 2), tuple(1.0 / s for s in _TORCH_RGB_STD), tuple(-m / s for m, s in zip(_TORCH_RGB_MEAN, _TORCH_RGB_STD))),
+    "torch": (
+        (0, 1, 2),
+        tuple(1.0 / s for s in _TORCH_RGB_STD),
+        tuple(-m / s for m, s in zip(_TORCH_RGB_MEAN, _TORCH_RGB_STD)),
+    ),
     None: ((0, 1, 2), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
 }
 
@@ -101,8 +105,11 @@ def network_affine(mode):
 def is_identity(affine, tolerance=1e-6):
     """Whether an `(order, scale, offset)` map changes nothing (the model already takes the field's input)."""
     order, scale, offset = affine
-    return tuple(order) == (0, 1, 2) and np.allclose(scale, 1.0, rtol=0, atol=tolerance) and np.allclose(
-        offset, 0.0, rtol=0, atol=tolerance)
+    return (
+        tuple(order) == (0, 1, 2)
+        and np.allclose(scale, 1.0, rtol=0, atol=tolerance)
+        and np.allclose(offset, 0.0, rtol=0, atol=tolerance)
+    )
 
 
 def input_contract(profile, image_size, nchw=False, mode="caffe"):
@@ -110,13 +117,27 @@ def input_contract(profile, image_size, nchw=False, mode="caffe"):
     h, w = image_size
     name = TENSOR_NAMES[check_profile(profile)][0]
     if is_field(profile):
-        return {"name": name, "layout": "NCHW", "shape": ["N", 3, h, w], "dtype": "float32",
-                "values": "RGB / 255, minus ImageNet mean, divided by ImageNet std, resized to H x W (bilinear)",
-                "range": [0.0, 1.0], "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                "converted_in_graph_to": f"the model's own preprocessing ({mode}) as one affine map per channel"}
-    return {"name": name, "layout": "NCHW" if nchw else "NHWC", "shape": ["N", 3, h, w] if nchw else ["N", h, w, 3],
-            "dtype": "float32", "values": "RGB in [0, 255], resized to H x W (bilinear), no normalisation",
-            "range": [0.0, 255.0], "mean": None, "std": None}
+        return {
+            "name": name,
+            "layout": "NCHW",
+            "shape": ["N", 3, h, w],
+            "dtype": "float32",
+            "values": "RGB / 255, minus ImageNet mean, divided by ImageNet std, resized to H x W (bilinear)",
+            "range": [0.0, 1.0],
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "converted_in_graph_to": f"the model's own preprocessing ({mode}) as one affine map per channel",
+        }
+    return {
+        "name": name,
+        "layout": "NCHW" if nchw else "NHWC",
+        "shape": ["N", 3, h, w] if nchw else ["N", h, w, 3],
+        "dtype": "float32",
+        "values": "RGB in [0, 255], resized to H x W (bilinear), no normalisation",
+        "range": [0.0, 255.0],
+        "mean": None,
+        "std": None,
+    }
 
 
 def boxmot_metadata_path(path):
@@ -133,9 +154,15 @@ def write_boxmot_metadata(path, image_size, model_name="mmga"):
     `preprocess: "resize"` is BoxMOT's plain bilinear resize of each crop.
     """
     h, w = (int(v) for v in image_size)
-    metadata = {"schema_version": 1, "model_name": model_name, "preprocess": "resize",
-                "model_kwargs_schema_version": 1, "model_kwargs": {"img_size": [h, w]}, "img_size": [h, w],
-                "exported_by": "keras-mmga"}
+    metadata = {
+        "schema_version": 1,
+        "model_name": model_name,
+        "preprocess": "resize",
+        "model_kwargs_schema_version": 1,
+        "model_kwargs": {"img_size": [h, w]},
+        "img_size": [h, w],
+        "exported_by": "keras-mmga",
+    }
     out = boxmot_metadata_path(path)
     with open(out, "w") as f:
         json.dump(metadata, f, indent=2, sort_keys=True)

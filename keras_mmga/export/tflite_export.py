@@ -1,4 +1,4 @@
-"""LiteRT (TFLite) export of the inference graph: float32, float16 or int8, NHWC, checked through the LiteRT interpreter.
+"""LiteRT (TFLite) export of the inference graph: float32, float16 or int8, checked through the LiteRT interpreter.
 
 The same traced function as the ONNX export (`inference.inference_function`)
 goes through TensorFlow's own TFLite converter and gives L2-normalised float32
@@ -39,16 +39,20 @@ import numpy as np
 
 from keras_mmga.export.card import build_card
 from keras_mmga.export.inference import float32_inference_copy, inference_function
-from keras_mmga.export.profiles import check_profile, layout as profile_layout, write_sidecars
+from keras_mmga.export.profiles import check_profile, write_sidecars
 from keras_mmga.export.profiles import graph_input as profile_input
+from keras_mmga.export.profiles import layout as profile_layout
 from keras_mmga.export.verify import check_parity, cosine_similarity, features_vs_keras, parity_set
 from keras_mmga.model_card import card_path_for, write_model_card
 from keras_mmga.models.loading import load_model
 
 PRECISIONS = ("float32", "float16", "int8")
 # The card's "precision" of each.
-_PRECISION_TEXT = {"float32": "float32", "float16": "float16 weights (float32 compute on CPU)",
-                   "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output"}
+_PRECISION_TEXT = {
+    "float32": "float32",
+    "float16": "float16 weights (float32 compute on CPU)",
+    "int8": "int8 weights and activations (TFLite converter, calibrated); float32 input and output",
+}
 
 
 class TFLiteAccuracyError(RuntimeError):
@@ -73,7 +77,9 @@ def _tensor_table(content):
         from tensorflow.lite.python.interpreter import OpResolverType
 
         Interpreter = tf.lite.Interpreter
-    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(
+        model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     return it._get_ops_details(), {t["index"]: t for t in it.get_tensor_details()}
 
 
@@ -132,8 +138,18 @@ def graph_input(images, profile):
     return profile_input(images, profile)
 
 
-def export_tflite(model_or_path, output_path, precision="float32", profile="default", calibration=None,
-                  min_cosine=0.99, parity_images=None, check=True, write_card=True, keep_float=True):
+def export_tflite(
+    model_or_path,
+    output_path,
+    precision="float32",
+    profile="default",
+    calibration=None,
+    min_cosine=0.99,
+    parity_images=None,
+    check=True,
+    write_card=True,
+    keep_float=True,
+):
     """Exports the inference graph to a `.tflite` file, checks it through the LiteRT interpreter, writes a card.
 
     Args:
@@ -206,8 +222,10 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
         with warnings.catch_warnings():  # the debugger reads through tf.lite.Interpreter (deprecated)
             warnings.simplefilter("ignore", UserWarning)
             debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=converter.representative_dataset,
-                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=kept))
+                converter=converter,
+                debug_dataset=converter.representative_dataset,
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=kept),
+            )
             flatbuffer = debugger.get_nondebug_quantized_model()
     else:
         flatbuffer = converter.convert()
@@ -218,13 +236,20 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
             raise XNNPackError(
                 f"int8 .tflite not written: {len(bad)} op(s) have a requantisation scale outside XNNPACK's "
                 f"[2**-32, 256), e.g. {op} {name!r} ({ratio:.1f}); LiteRT's default CPU delegate would refuse it"
-                + ("" if keep_float else "; keep_float=True keeps the attention units float32") + ".")
+                + ("" if keep_float else "; keep_float=True keeps the attention units float32")
+                + "."
+            )
     os.makedirs(os.path.dirname(output_path) or ".", exist_ok=True)
     with open(output_path, "wb") as f:
         f.write(flatbuffer)
 
-    figures = {"runtime": "LiteRT interpreter (CPU)", "max_abs_diff_vs_keras_float32": None, "images": None,
-               "tolerance": None, "cosine_vs_keras_float32": None}
+    figures = {
+        "runtime": "LiteRT interpreter (CPU)",
+        "max_abs_diff_vs_keras_float32": None,
+        "images": None,
+        "tolerance": None,
+        "cosine_vs_keras_float32": None,
+    }
     if check:
         try:
             if precision == "int8":
@@ -236,12 +261,16 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
             figures["images"] = counts
             if precision == "int8":
                 cos = cosine_similarity(got, expected)
-                figures["cosine_vs_keras_float32"] = {"mean": float(cos.mean()), "min": float(cos.min()),
-                                                      "threshold": float(min_cosine)}
+                figures["cosine_vs_keras_float32"] = {
+                    "mean": float(cos.mean()),
+                    "min": float(cos.min()),
+                    "threshold": float(min_cosine),
+                }
                 if not cos.mean() >= min_cosine:
                     raise TFLiteAccuracyError(
                         f"int8 LiteRT features are too far from float32: mean cosine {cos.mean():.4f} < {min_cosine:g} "
-                        f"on {len(images)} calibration images; {output_path!r} was removed.")
+                        f"on {len(images)} calibration images; {output_path!r} was removed."
+                    )
             else:
                 diff = float(np.max(np.abs(got - expected)))
                 tolerance = check_parity(diff, precision == "float16", len(images), output_path, runtime="LiteRT")
@@ -250,8 +279,19 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
             os.remove(output_path)
             raise
 
-    card = build_card(model, None, False, None, precision == "float16", figures, source, source_policy,
-                      profile=profile, runtime="tflite", precision=_PRECISION_TEXT[precision])
+    card = build_card(
+        model,
+        None,
+        False,
+        None,
+        precision == "float16",
+        figures,
+        source,
+        source_policy,
+        profile=profile,
+        runtime="tflite",
+        precision=_PRECISION_TEXT[precision],
+    )
     card["tflite"] = {"precision": precision, "bytes": len(flatbuffer), "converter": f"tensorflow {tf.__version__}"}
     if precision == "int8":
         card["tflite"]["float32_kept"] = "attention units and embedding heads" if keep_float else "none"
@@ -260,6 +300,13 @@ def export_tflite(model_or_path, output_path, precision="float32", profile="defa
         card_path = card_path_for(output_path)
         write_model_card(card_path, card)
     metadata_path = write_sidecars(output_path, profile, (h, w))
-    return {"tflite_path": output_path, "card_path": card_path, "boxmot_metadata_path": metadata_path,
-            "max_abs_diff": figures["max_abs_diff_vs_keras_float32"], "cosine": figures["cosine_vs_keras_float32"],
-            "input_shape": (None, 3, h, w) if layout == "NCHW" else (None, h, w, 3), "feature_dim": model.feature_dim, "card": card}
+    return {
+        "tflite_path": output_path,
+        "card_path": card_path,
+        "boxmot_metadata_path": metadata_path,
+        "max_abs_diff": figures["max_abs_diff_vs_keras_float32"],
+        "cosine": figures["cosine_vs_keras_float32"],
+        "input_shape": (None, 3, h, w) if layout == "NCHW" else (None, h, w, 3),
+        "feature_dim": model.feature_dim,
+        "card": card,
+    }

@@ -26,8 +26,15 @@ DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_QUEUE_DELAY_US = 500
 
 # ONNX TensorProto element types -> Triton data types.
-_TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 6: "TYPE_INT32", 7: "TYPE_INT64", 2: "TYPE_UINT8",
-                 3: "TYPE_INT8"}
+_TRITON_TYPES = {
+    1: "TYPE_FP32",
+    10: "TYPE_FP16",
+    11: "TYPE_FP64",
+    6: "TYPE_INT32",
+    7: "TYPE_INT64",
+    2: "TYPE_UINT8",
+    3: "TYPE_INT8",
+}
 
 
 def _tensors(values):
@@ -57,20 +64,33 @@ def triton_config(proto, name, max_batch_size=DEFAULT_MAX_BATCH_SIZE, queue_dela
         for tensor, dtype, dims in _tensors(values):
             if not dims or dims[0] != -1 or any(d < 1 for d in dims[1:]):
                 raise ValueError(f"{kind} {tensor!r} has dims {dims}: expected a dynamic batch axis and fixed others.")
-            entries.append(f'  {{\n    name: "{tensor}"\n    data_type: {dtype}\n'
-                           f'    dims: [ {", ".join(str(d) for d in dims[1:])} ]\n  }}')
+            entries.append(
+                f'  {{\n    name: "{tensor}"\n    data_type: {dtype}\n'
+                f"    dims: [ {', '.join(str(d) for d in dims[1:])} ]\n  }}"
+            )
         lines.append(f"{kind} [\n" + ",\n".join(entries) + "\n]")
     preferred = sorted({b for b in (4, 8, 16, 32, int(max_batch_size)) if b <= int(max_batch_size)})
-    lines.append("dynamic_batching {\n"
-                 f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]\n"
-                 f"  max_queue_delay_microseconds: {int(queue_delay_us)}\n" + "}")
+    lines.append(
+        "dynamic_batching {\n"
+        f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]\n"
+        f"  max_queue_delay_microseconds: {int(queue_delay_us)}\n" + "}"
+    )
     lines.append("instance_group [\n  {\n    count: 1\n    kind: KIND_AUTO\n  }\n]")
     return "\n".join(lines) + "\n"
 
 
-def export_triton_repository(model_or_path, repository, name=None, profile="default", nchw=False, fp16=False,
-                             max_batch_size=DEFAULT_MAX_BATCH_SIZE, queue_delay_us=DEFAULT_QUEUE_DELAY_US,
-                             parity_images=None, opset=None):
+def export_triton_repository(
+    model_or_path,
+    repository,
+    name=None,
+    profile="default",
+    nchw=False,
+    fp16=False,
+    max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+    queue_delay_us=DEFAULT_QUEUE_DELAY_US,
+    parity_images=None,
+    opset=None,
+):
     """Exports to ONNX inside a Triton model repository and writes its `config.pbtxt`.
 
     Args:
@@ -95,15 +115,30 @@ def export_triton_repository(model_or_path, repository, name=None, profile="defa
     from keras_mmga.export.onnx_export import export_onnx
 
     if name is None:
-        name = (os.path.splitext(os.path.basename(os.fspath(model_or_path)))[0]
-                if isinstance(model_or_path, (str, os.PathLike)) else "mmga")
+        name = (
+            os.path.splitext(os.path.basename(os.fspath(model_or_path)))[0]
+            if isinstance(model_or_path, (str, os.PathLike))
+            else "mmga"
+        )
     triton_config(onnx.ModelProto(), name, max_batch_size, queue_delay_us)  # bad arguments: before converting
     folder = os.path.join(os.fspath(repository), name)
     onnx_path = os.path.join(folder, "1", "model.onnx")
-    info = export_onnx(model_or_path, onnx_path, opset=opset or DEFAULT_OPSET, nchw=nchw, fp16=fp16,
-                       parity_images=parity_images, profile=profile)
+    info = export_onnx(
+        model_or_path,
+        onnx_path,
+        opset=opset or DEFAULT_OPSET,
+        nchw=nchw,
+        fp16=fp16,
+        parity_images=parity_images,
+        profile=profile,
+    )
     config_path = os.path.join(folder, "config.pbtxt")
     with open(config_path, "w") as f:
         f.write(triton_config(onnx.load(onnx_path), name, max_batch_size, queue_delay_us))
-    return {"config_path": config_path, "onnx_path": onnx_path, "card_path": info["card_path"], "name": name,
-            "export": info}
+    return {
+        "config_path": config_path,
+        "onnx_path": onnx_path,
+        "card_path": info["card_path"],
+        "name": name,
+        "export": info,
+    }

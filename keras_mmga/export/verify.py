@@ -13,7 +13,6 @@ import os
 import keras
 import numpy as np
 
-
 # ONNX Runtime vs Keras, float32 graph, on unit-length features. Measured
 # ~1e-7 here (see the model card); the bound leaves room for other CPUs' kernels.
 FP32_TOLERANCE = 1e-4
@@ -82,8 +81,10 @@ def check_parity(diff, fp16, num_images, path, runtime="ONNX Runtime"):
     """Raises `ParityError` when `diff` exceeds the tolerance (`FP16_TOLERANCE` for `fp16`); returns the tolerance."""
     tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
     if not diff <= tolerance:  # NaN fails too
-        raise ParityError(f"{runtime} differs from Keras by {diff:.3e} (> {tolerance:g}) on {num_images} images; "
-                          f"{path!r} was removed.")
+        raise ParityError(
+            f"{runtime} differs from Keras by {diff:.3e} (> {tolerance:g}) on {num_images} images; "
+            f"{path!r} was removed."
+        )
     return tolerance
 
 

@@ -35,8 +35,7 @@ class ChannelAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         if int(output_channels) < 1 or int(reduction) < 1:
             raise ValueError(
-                "`output_channels` and `reduction` must be positive integers, got "
-                f"{output_channels} and {reduction}."
+                f"`output_channels` and `reduction` must be positive integers, got {output_channels} and {reduction}."
             )
         self.output_channels = int(output_channels)
         self.reduction = int(reduction)
@@ -45,9 +44,7 @@ class ChannelAttention(keras.layers.Layer):
         channels = input_shape[-1]
         if channels is None:
             raise ValueError("ChannelAttention needs a known channel dimension.")
-        self.squeeze = keras.layers.Dense(
-            max(1, channels // self.reduction), name="squeeze", dtype=self.dtype_policy
-        )
+        self.squeeze = keras.layers.Dense(max(1, channels // self.reduction), name="squeeze", dtype=self.dtype_policy)
         self.excite = keras.layers.Dense(self.output_channels, name="excite", dtype=self.dtype_policy)
         self.squeeze.build((input_shape[0], channels))
         self.excite.build((input_shape[0], max(1, channels // self.reduction)))

@@ -39,8 +39,8 @@ class EmbeddingHead(keras.layers.Layer):
             name="dense",
             dtype=self.dtype_policy,
         )
-        self.bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
-            synchronized=self.sync_batchnorm, name="bn", dtype=self.dtype_policy
+        self.bn = keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, synchronized=self.sync_batchnorm, name="bn", dtype=self.dtype_policy
         )
 
     def build(self, input_shape):

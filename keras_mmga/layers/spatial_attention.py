@@ -55,12 +55,12 @@ class SpatialAttention(keras.layers.Layer):
         mid1 = max(1, channels // self.reduction)
         mid2 = max(1, channels // self.reduction**2)
         self.conv1 = keras.layers.Conv2D(mid1, 1, use_bias=False, name="conv1", dtype=self.dtype_policy)
-        self.bn1 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
-            synchronized=self.sync_batchnorm, name="bn1", dtype=self.dtype_policy
+        self.bn1 = keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, synchronized=self.sync_batchnorm, name="bn1", dtype=self.dtype_policy
         )
         self.conv2 = keras.layers.Conv2D(mid2, 1, use_bias=False, name="conv2", dtype=self.dtype_policy)
-        self.bn2 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
-            synchronized=self.sync_batchnorm, name="bn2", dtype=self.dtype_policy
+        self.bn2 = keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, synchronized=self.sync_batchnorm, name="bn2", dtype=self.dtype_policy
         )
         self.conv3 = keras.layers.Conv2D(1, 1, name="conv3", dtype=self.dtype_policy)
         shape = tuple(input_shape)
@@ -90,9 +90,7 @@ class SpatialAttention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            reduction=self.reduction, pool=self.pool, sync_batchnorm=self.sync_batchnorm
-        )
+        config.update(reduction=self.reduction, pool=self.pool, sync_batchnorm=self.sync_batchnorm)
         return config
 
 

@@ -51,11 +51,13 @@ L_HEEL, R_HEEL, L_TOE, R_TOE = 29, 30, 31, 32
 
 # Internal part codes (index into _PART_TO_LIP); torso and thighs are split later.
 _HEAD, _TORSO, _L_ARM, _R_ARM, _THIGH, _L_SHIN, _R_SHIN, _L_FOOT, _R_FOOT = range(9)
-_PART_TO_LIP = np.array([FACE, UPPER_CLOTHES, LEFT_ARM, RIGHT_ARM, PANTS, LEFT_LEG, RIGHT_LEG, LEFT_SHOE,
-                         RIGHT_SHOE], np.uint8)
+_PART_TO_LIP = np.array(
+    [FACE, UPPER_CLOTHES, LEFT_ARM, RIGHT_ARM, PANTS, LEFT_LEG, RIGHT_LEG, LEFT_SHOE, RIGHT_SHOE], np.uint8
+)
 
-ParseResult = collections.namedtuple("ParseResult", "label_map confidence person presence waist_y absent",
-                                     defaults=((),))
+ParseResult = collections.namedtuple(
+    "ParseResult", "label_map confidence person presence waist_y absent", defaults=((),)
+)
 ParseResult.__doc__ = """One parsed image.
 
 label_map: (H, W) uint8 LIP ids (all 0 when no person); confidence: in [0, 1]
@@ -66,9 +68,18 @@ landmarks outside the crop or below `min_seen`), sorted: they got no pixels
 and their channels get weight 0 in training (`keras_mmga.data.masks`)."""
 
 # LIP ids of each part, by the landmarks that must be seen for it to be drawn.
-PART_NAMES = {HAIR: "hair", UPPER_CLOTHES: "upper_clothes", PANTS: "pants", FACE: "face", LEFT_ARM: "left_arm",
-              RIGHT_ARM: "right_arm", LEFT_LEG: "left_leg", RIGHT_LEG: "right_leg", LEFT_SHOE: "left_shoe",
-              RIGHT_SHOE: "right_shoe"}
+PART_NAMES = {
+    HAIR: "hair",
+    UPPER_CLOTHES: "upper_clothes",
+    PANTS: "pants",
+    FACE: "face",
+    LEFT_ARM: "left_arm",
+    RIGHT_ARM: "right_arm",
+    LEFT_LEG: "left_leg",
+    RIGHT_LEG: "right_leg",
+    LEFT_SHOE: "left_shoe",
+    RIGHT_SHOE: "right_shoe",
+}
 
 
 def _sigmoid(x):
@@ -139,17 +150,32 @@ class BodyPartParser:
     same from model outputs already in image coordinates (for tests and tools).
     """
 
-    def __init__(self, pose_model=None, num_threads=1, margin=1.4, body_threshold=0.5, presence_threshold=0.25,
-                 min_body_fraction=0.02, waist_search=(0.35, 0.3), waist_fallback=0.1, min_colour_change=12.0,
-                 cache_dir=None, min_seen=0.7, skeleton_threshold=0.1):
+    def __init__(
+        self,
+        pose_model=None,
+        num_threads=1,
+        margin=1.4,
+        body_threshold=0.5,
+        presence_threshold=0.25,
+        min_body_fraction=0.02,
+        waist_search=(0.35, 0.3),
+        waist_fallback=0.1,
+        min_colour_change=12.0,
+        cache_dir=None,
+        min_seen=0.7,
+        skeleton_threshold=0.1,
+    ):
         from keras_mmga.masks.pose_model import PoseModel
 
         if not 1.0 <= float(margin) <= 3.0:
             raise ValueError(f"margin must be in [1, 3], got {margin}.")
         if not 0.0 < float(body_threshold) < 1.0:
             raise ValueError(f"body_threshold must be in (0, 1), got {body_threshold}.")
-        self.model = pose_model if isinstance(pose_model, PoseModel) else PoseModel(
-            pose_model, num_threads=num_threads, cache_dir=cache_dir)
+        self.model = (
+            pose_model
+            if isinstance(pose_model, PoseModel)
+            else PoseModel(pose_model, num_threads=num_threads, cache_dir=cache_dir)
+        )
         self.margin = float(margin)
         self.body_threshold = float(body_threshold)
         self.presence_threshold = float(presence_threshold)
@@ -207,8 +233,11 @@ class BodyPartParser:
         torso_len = max(np.linalg.norm(mid_hip - mid_shoulder), 0.1 * h)
         head = pts[:11].mean(axis=0)
         r_head = max(np.linalg.norm(pts[L_EAR] - pts[R_EAR]) * 0.75, 0.22 * torso_len)
-        r_torso = max(0.5 * np.linalg.norm(pts[L_SHOULDER] - pts[R_SHOULDER]),
-                      0.5 * np.linalg.norm(pts[L_HIP] - pts[R_HIP]), 0.2 * torso_len)
+        r_torso = max(
+            0.5 * np.linalg.norm(pts[L_SHOULDER] - pts[R_SHOULDER]),
+            0.5 * np.linalg.norm(pts[L_HIP] - pts[R_HIP]),
+            0.2 * torso_len,
+        )
         r_arm, r_leg = 0.1 * torso_len, 0.13 * torso_len
         # The torso stays (it takes every body pixel no seen limb is nearer
         # to, e.g. a jacket below the frame's hips); other parts need their
@@ -219,8 +248,10 @@ class BodyPartParser:
         face_seen = int(seen[[NOSE, L_EYE, R_EYE, L_EAR, R_EAR]].sum())
         if face_seen >= 3 and pts[NOSE, 1] - 0.5 * r_head >= 0 and pts[:11, 1].min() - 0.5 * r_head >= 0:
             capsules.append((_HEAD, head, head, r_head))
-        for code, shoulder, elbow, wrist, hand in ((_L_ARM, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND),
-                                                   (_R_ARM, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND)):
+        for code, shoulder, elbow, wrist, hand in (
+            (_L_ARM, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND),
+            (_R_ARM, R_SHOULDER, R_ELBOW, R_WRIST, R_HAND),
+        ):
             if seen[shoulder] and seen[elbow]:
                 capsules.append((code, pts[shoulder], pts[elbow], r_arm))
             if seen[elbow] and seen[wrist]:
@@ -237,8 +268,9 @@ class BodyPartParser:
             return pts[end, 1] > h - 1 and pts[start, 1] + room < h
 
         for thigh_hip, knee, ankle, heel, toe, shin, foot in (
-                (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE, _L_SHIN, _L_FOOT),
-                (R_HIP, R_KNEE, R_ANKLE, R_HEEL, R_TOE, _R_SHIN, _R_FOOT)):
+            (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE, _L_SHIN, _L_FOOT),
+            (R_HIP, R_KNEE, R_ANKLE, R_HEEL, R_TOE, _R_SHIN, _R_FOOT),
+        ):
             if seen[thigh_hip] and reaches(thigh_hip, knee, 0.2 * torso_len):
                 capsules.append((_THIGH, pts[thigh_hip], pts[knee], r_leg))
             if seen[knee] and reaches(knee, ankle, 0.2 * torso_len):

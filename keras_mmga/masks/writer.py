@@ -46,8 +46,16 @@ LOW_CONFIDENCE = 0.5
 
 # Colours (BGR) of the LIP ids the parser writes, for previews.
 PALETTE = {
-    2: (0, 0, 160), 13: (90, 170, 255), 5: (40, 40, 220), 14: (0, 200, 120), 15: (200, 200, 0),
-    9: (200, 90, 20), 16: (160, 0, 160), 17: (230, 110, 230), 18: (0, 120, 255), 19: (60, 220, 255),
+    2: (0, 0, 160),
+    13: (90, 170, 255),
+    5: (40, 40, 220),
+    14: (0, 200, 120),
+    15: (200, 200, 0),
+    9: (200, 90, 20),
+    16: (160, 0, 160),
+    17: (230, 110, 230),
+    18: (0, 120, 255),
+    19: (60, 220, 255),
 }
 
 
@@ -169,9 +177,20 @@ def default_workers():
     return max(1, usable_cores() // 4)
 
 
-def write_masks(images_root, output_root, pose_model=None, workers=None, overwrite=False, preview=0,
-                cache_dir=None, low_confidence=LOW_CONFIDENCE, verbose=True, parser_kwargs=None, stream=None,
-                images_list=None):
+def write_masks(
+    images_root,
+    output_root,
+    pose_model=None,
+    workers=None,
+    overwrite=False,
+    preview=0,
+    cache_dir=None,
+    low_confidence=LOW_CONFIDENCE,
+    verbose=True,
+    parser_kwargs=None,
+    stream=None,
+    images_list=None,
+):
     """Writes one LIP mask PNG per image with a person; returns the run's summary.
 
     Args:
@@ -197,16 +216,17 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
         preview, startup_seconds (to the first result: processes started, model loaded),
         steady_images_per_second (after it).
     """
-    from keras_mmga.run_lock import RunLock
     from keras_mmga.masks.pose_model import resolve_pose_model
+    from keras_mmga.run_lock import RunLock
 
     stream = sys.stderr if stream is None else stream
     given = images_root
     images_root = os.path.abspath(os.fspath(images_root))
     output_root = os.path.abspath(os.fspath(output_root))
     if os.path.isfile(images_root):
-        raise NotADirectoryError(f"{os.fspath(given)!r} is a file, not a folder: give the folder of images "
-                                 "(it is searched recursively).")
+        raise NotADirectoryError(
+            f"{os.fspath(given)!r} is a file, not a folder: give the folder of images (it is searched recursively)."
+        )
     if not os.path.isdir(images_root):
         raise FileNotFoundError(f"Image folder not found: {images_root!r}.")
     if os.path.isfile(output_root):
@@ -217,24 +237,50 @@ def write_masks(images_root, output_root, pose_model=None, workers=None, overwri
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}.")
     # The images before the model: a folder without images is an error, not a fetch.
-    images = list_images(images_root, exclude=output_root) if images_list is None else [
-        os.path.normpath(os.fspath(r)) for r in images_list]
+    images = (
+        list_images(images_root, exclude=output_root)
+        if images_list is None
+        else [os.path.normpath(os.fspath(r)) for r in images_list]
+    )
     if not images:
         raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {images_root!r}.")
     with RunLock(output_root, "masks"):
         # Resolve (and fetch) the model once, before any worker starts: a
         # missing model is one clear error, not one per process.
         model_path = resolve_pose_model(pose_model, cache_dir, log=lambda m: stream.write(m + "\n"))
-        return _write_all(images, images_root, output_root, model_path, workers, overwrite, preview,
-                          low_confidence, verbose, dict(parser_kwargs or {}), stream)
+        return _write_all(
+            images,
+            images_root,
+            output_root,
+            model_path,
+            workers,
+            overwrite,
+            preview,
+            low_confidence,
+            verbose,
+            dict(parser_kwargs or {}),
+            stream,
+        )
 
 
-def _write_all(images, images_root, output_root, model_path, workers, overwrite, preview, low_confidence,
-               verbose, parser_kwargs, stream):
+def _write_all(
+    images,
+    images_root,
+    output_root,
+    model_path,
+    workers,
+    overwrite,
+    preview,
+    low_confidence,
+    verbose,
+    parser_kwargs,
+    stream,
+):
     from keras_mmga.progress import Progress
 
-    todo = images if overwrite else [r for r in images
-                                     if not os.path.isfile(os.path.join(output_root, mask_relpath(r)))]
+    todo = (
+        images if overwrite else [r for r in images if not os.path.isfile(os.path.join(output_root, mask_relpath(r)))]
+    )
     counts = {"written": 0, "no_person": 0, "unreadable": 0, "error": 0}
     listed, done, low, first, with_absent = [], [], 0, None, 0
     start = time.monotonic()
@@ -271,23 +317,33 @@ def _write_all(images, images_root, output_root, model_path, workers, overwrite,
         _write_report(report, listed + kept, images_root)
         raise KeyboardInterrupt(
             f"{counts['written']} masks written this run are kept, {report} lists the images done so far; "
-            "run the same command again to make the rest") from None
+            "run the same command again to make the rest"
+        ) from None
     seconds = time.monotonic() - start
     _write_report(report, listed + kept, images_root)
     summary = {
-        "images": len(images), "skipped_existing": len(images) - len(todo), "written": counts["written"],
-        "no_person": counts["no_person"], "unreadable": counts["unreadable"], "errors": counts["error"],
-        "low_confidence": low, "parts_absent": with_absent, "seconds": seconds,
+        "images": len(images),
+        "skipped_existing": len(images) - len(todo),
+        "written": counts["written"],
+        "no_person": counts["no_person"],
+        "unreadable": counts["unreadable"],
+        "errors": counts["error"],
+        "low_confidence": low,
+        "parts_absent": with_absent,
+        "seconds": seconds,
         "images_per_second": len(todo) / seconds if seconds > 0 else 0.0,
-        "report": report, "preview": None,
+        "report": report,
+        "preview": None,
         # Start-up (worker processes, model loading) ends with the first result.
         "startup_seconds": first,
-        "steady_images_per_second": (len(todo) - 1) / (seconds - first) if first is not None and seconds > first
+        "steady_images_per_second": (len(todo) - 1) / (seconds - first)
+        if first is not None and seconds > first
         else 0.0,
     }
     if preview:
-        summary["preview"] = write_preview(images_root, output_root, images, int(preview),
-                                           os.path.join(output_root, PREVIEW_NAME))
+        summary["preview"] = write_preview(
+            images_root, output_root, images, int(preview), os.path.join(output_root, PREVIEW_NAME)
+        )
     if verbose:
         stream.write(format_summary(summary) + "\n")
         stream.flush()
@@ -298,10 +354,13 @@ def _kept_rows(report, redone, known):
     """The low-confidence and parts-absent rows of an earlier report for masks that this run keeps."""
     if not os.path.isfile(report):
         return []
-    return [(row["image"], row["reason"], float(row["confidence"]), row.get("detail", ""))
-            for row in read_report(report)
-            if row.get("reason") in ("low_confidence", "parts_absent") and row["image"] not in redone
-            and row["image"] in known]
+    return [
+        (row["image"], row["reason"], float(row["confidence"]), row.get("detail", ""))
+        for row in read_report(report)
+        if row.get("reason") in ("low_confidence", "parts_absent")
+        and row["image"] not in redone
+        and row["image"] in known
+    ]
 
 
 def _run(todo, workers, model_path, parser_kwargs, images_root, output_root):
@@ -396,7 +455,7 @@ def write_preview(images_root, output_root, images, count, path, columns=8):
     gap = np.full((128, 4, 3), 255, np.uint8)
     rows = []
     for i in range(0, len(tiles), columns):
-        row = tiles[i:i + columns]
+        row = tiles[i : i + columns]
         row += [np.full_like(tiles[0], 255)] * (columns - len(row)) if len(tiles) > columns else []
         rows.append(np.concatenate([t for tile in row for t in (tile, gap)][:-1], axis=1))
         rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))

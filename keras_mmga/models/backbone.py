@@ -27,7 +27,6 @@ import keras
 
 from keras_mmga.layers.batchnorm import BN_MOMENTUM
 from keras_mmga.models import torch_weights
-
 from keras_mmga.settings import BACKBONES
 
 # keras.applications.ResNet50 stacks: (name, filters, blocks, first stride).
@@ -43,8 +42,7 @@ WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 def _block(x, filters, stride, conv_shortcut, name, sync_bn, dtype, arch):
     v15 = arch == "resnet50_v1.5"
     bn = lambda n: keras.layers.BatchNormalization(  # noqa: E731
-        momentum=BN_MOMENTUM,
-        axis=-1, epsilon=_BN_EPSILON[arch], synchronized=sync_bn, name=n, dtype=dtype
+        momentum=BN_MOMENTUM, axis=-1, epsilon=_BN_EPSILON[arch], synchronized=sync_bn, name=n, dtype=dtype
     )
     conv = lambda f, k, n, **kw: keras.layers.Conv2D(f, k, name=n, dtype=dtype, use_bias=not v15, **kw)  # noqa: E731
     relu = lambda n: keras.layers.Activation("relu", name=n, dtype=dtype)  # noqa: E731
@@ -81,8 +79,9 @@ def check_backbone(name):
     return name
 
 
-def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_batchnorm=False, dtype=None,
-                          backbone="resnet50"):
+def build_resnet50_stages(
+    input_shape=(384, 128, 3), weights="imagenet", sync_batchnorm=False, dtype=None, backbone="resnet50"
+):
     """Builds the three ResNet50 (last stride 1) stage models used by MMGA.
 
     Args:
@@ -113,9 +112,7 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
     arch = check_backbone(backbone)
     height, width, channels = input_shape
     if channels != 3 or height % 16 or width % 16:
-        raise ValueError(
-            f"input_shape must be (H, W, 3) with H and W divisible by 16, got {input_shape}."
-        )
+        raise ValueError(f"input_shape must be (H, W, 3) with H and W divisible by 16, got {input_shape}.")
     # A functional model casts its inputs to the Input's dtype (float32 by
     # default): a float64 model would round every stage boundary to float32.
     policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
@@ -123,8 +120,8 @@ def build_resnet50_stages(input_shape=(384, 128, 3), weights="imagenet", sync_ba
     image = keras.Input(input_shape, name="image", dtype=input_dtype)
     x = keras.layers.ZeroPadding2D(((3, 3), (3, 3)), name="conv1_pad", dtype=dtype)(image)
     x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv", dtype=dtype, use_bias=arch == "resnet50")(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM,
-        epsilon=_BN_EPSILON[arch], synchronized=sync_batchnorm, name="conv1_bn", dtype=dtype
+    x = keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=_BN_EPSILON[arch], synchronized=sync_batchnorm, name="conv1_bn", dtype=dtype
     )(x)
     x = keras.layers.Activation("relu", name="conv1_relu", dtype=dtype)(x)
     x = keras.layers.ZeroPadding2D(((1, 1), (1, 1)), name="pool1_pad", dtype=dtype)(x)
@@ -148,7 +145,8 @@ _V15_IMAGENET = (
     "backbone 'resnet50_v1.5' takes torchvision / timm weights: pass the path of torchvision's "
     "resnet50-11ad3fa6.pth (V2) or resnet50-0676ba61.pth (V1), a timm folder such as resnet50.tv_in1k, "
     "'hf://timm/resnet50.tv_in1k' (online) or 'keras_hub:resnet_50_imagenet'; 'imagenet' names Keras's "
-    "weights of the 'resnet50' backbone.")
+    "weights of the 'resnet50' backbone."
+)
 
 
 def _layer_weights(arch, weights, input_shape):
@@ -158,7 +156,7 @@ def _layer_weights(arch, weights, input_shape):
         return {layer.name: layer.get_weights() for layer in reference.layers if layer.weights}
     weights = os.fspath(weights)
     if weights.startswith(KERAS_HUB_PREFIX):
-        return keras_hub_layer_weights(weights[len(KERAS_HUB_PREFIX):])
+        return keras_hub_layer_weights(weights[len(KERAS_HUB_PREFIX) :])
     return torch_weights.keras_layer_weights(read_torch_weights(weights))
 
 
@@ -172,14 +170,16 @@ def keras_hub_layer_weights(preset):
         import keras_hub
     except ImportError as err:
         raise ImportError(
-            f"backbone_weights='{KERAS_HUB_PREFIX}{preset}' needs keras-hub: pip install 'keras-mmga[hub]'.") from err
+            f"backbone_weights='{KERAS_HUB_PREFIX}{preset}' needs keras-hub: pip install 'keras-mmga[hub]'."
+        ) from err
     try:
         hub = keras_hub.models.ResNetBackbone.from_preset(preset)
     except Exception as err:  # offline: kagglehub's download error; a typo: keras-hub's own
         raise ConnectionError(
             f"Could not load the keras-hub preset {preset!r} (offline, or not a ResNet preset?): pass a "
             f"downloaded preset folder as '{KERAS_HUB_PREFIX}/path/to/folder', or torchvision / timm weights as "
-            f"a path. Underlying error: {' '.join(str(err).split())[:300]}") from err
+            f"a path. Underlying error: {' '.join(str(err).split())[:300]}"
+        ) from err
     out = {}
     for layer in hub.layers:
         if not layer.weights:
@@ -187,7 +187,7 @@ def keras_hub_layer_weights(preset):
         name = layer.name
         if name.startswith("stack"):
             stack, block, rest = name.split("_", 2)
-            name = f"conv{int(stack[len('stack'):]) + 2}_block{int(block[len('block'):]) + 1}_{rest}"
+            name = f"conv{int(stack[len('stack') :]) + 2}_block{int(block[len('block') :]) + 1}_{rest}"
         out[name] = [w.numpy() if hasattr(w, "numpy") else keras.ops.convert_to_numpy(w) for w in layer.weights]
     return out
 
@@ -221,13 +221,15 @@ def _download_hf(handle):
     except ImportError as err:
         raise ImportError(
             f"{handle!r} needs huggingface_hub (pip install 'keras-mmga[hub]'), or download the folder "
-            "once and pass its path.") from err
+            "once and pass its path."
+        ) from err
     try:
-        return huggingface_hub.snapshot_download(handle[len("hf://"):], allow_patterns=["*.safetensors", "*.json"])
+        return huggingface_hub.snapshot_download(handle[len("hf://") :], allow_patterns=["*.safetensors", "*.json"])
     except Exception as err:  # offline: a connection or "not in the local cache" error of the hub client
         raise ConnectionError(
             f"Could not download {handle!r} (no network access?): download the model folder once and pass "
-            f"its path as backbone_weights. Underlying error: {' '.join(str(err).split())[:300]}") from err
+            f"its path as backbone_weights. Underlying error: {' '.join(str(err).split())[:300]}"
+        ) from err
 
 
 def weights_info(weights):
@@ -240,7 +242,7 @@ def weights_info(weights):
         cached = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models", WEIGHTS_FILE)
         path = cached if os.path.isfile(cached) else None
     elif source.startswith(KERAS_HUB_PREFIX):
-        folder_file = os.path.join(source[len(KERAS_HUB_PREFIX):], "model.weights.h5")
+        folder_file = os.path.join(source[len(KERAS_HUB_PREFIX) :], "model.weights.h5")
         path = folder_file if os.path.isfile(folder_file) else None
     elif os.path.exists(source):
         path = torch_weights.resolve_weights_file(source) if os.path.isdir(source) else source
@@ -258,7 +260,8 @@ def _set_layer_weights(stages, layer_weights, source):
                 if [v.shape for v in values] != expected:
                     raise ValueError(
                         f"{source!r}: {layer.name} has shapes {[v.shape for v in values]}, the model "
-                        f"expects {expected} (a ResNet50 checkpoint?).")
+                        f"expects {expected} (a ResNet50 checkpoint?)."
+                    )
                 layer.set_weights(values)
 
 
@@ -273,9 +276,7 @@ def _reference_resnet50(input_shape, weights):
             )
         weights = path
     try:
-        return keras.applications.ResNet50(
-            include_top=False, weights=weights, input_shape=input_shape
-        )
+        return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
     except Exception as err:  # Keras raises a bare Exception on a failed download.
         if weights != "imagenet":
             raise ValueError(f"Could not load ResNet50 weights from {weights!r}: {err}") from err
@@ -305,7 +306,11 @@ def fetch_imagenet_weights():
     from keras.src.applications import resnet
 
     try:
-        return keras.utils.get_file(WEIGHTS_FILE, resnet.BASE_WEIGHTS_PATH + WEIGHTS_FILE, cache_subdir="models",
-                                    file_hash=resnet.WEIGHTS_HASHES["resnet50"][1])
+        return keras.utils.get_file(
+            WEIGHTS_FILE,
+            resnet.BASE_WEIGHTS_PATH + WEIGHTS_FILE,
+            cache_subdir="models",
+            file_hash=resnet.WEIGHTS_HASHES["resnet50"][1],
+        )
     except Exception as err:  # Keras raises a bare Exception on a failed download.
         raise _unavailable(err) from err

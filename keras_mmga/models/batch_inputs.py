@@ -49,8 +49,11 @@ def check_call(model, x, y, sample_weight, where):
             )
         if isinstance(y, dict) and y.get("mask_weights") is not None:
             input_checks.check_mask_weight_values(
-                to_numpy(y["mask_weights"]), n, len(mask_channel_names(model)) if model.mask_supervised else 1,
-                f"{where}: mask_weights")
+                to_numpy(y["mask_weights"]),
+                n,
+                len(mask_channel_names(model)) if model.mask_supervised else 1,
+                f"{where}: mask_weights",
+            )
     if sample_weight is not None:
         input_checks.check_sample_weight_values(to_numpy(sample_weight), n, f"{where}: sample_weight")
     if y is not None and where == "fit":
@@ -80,7 +83,9 @@ def check_target_structure(model, targets, where):
         labels = targets["labels"]
         if model.mask_supervised and targets.get("masks") is not None:
             input_checks.check_mask_shape(
-                input_checks.static_shape(targets["masks"]), model.attention_size, f"{where}: masks",
+                input_checks.static_shape(targets["masks"]),
+                model.attention_size,
+                f"{where}: masks",
                 mask_channel_names(model),
             )
     else:
@@ -130,10 +135,12 @@ def unpack_batch(model, data):
         elif len(weight_shape) == 2 and weight_shape[1] not in (None, len(channels)):
             raise input_checks.input_error(
                 f"mask_weights must be (N,) or one weight per mask channel (N, {len(channels)}) "
-                f"({', '.join(channels)}); got shape {tuple(weight_shape)}.")
+                f"({', '.join(channels)}); got shape {tuple(weight_shape)}."
+            )
         elif len(weight_shape) not in (1, 2):
-            raise input_checks.input_error(f"mask_weights must be (N,) or (N, {len(channels)}); "
-                                           f"got shape {tuple(weight_shape)}.")
+            raise input_checks.input_error(
+                f"mask_weights must be (N,) or (N, {len(channels)}); got shape {tuple(weight_shape)}."
+            )
     else:
         masks, weights = None, None
     if keras.backend.backend() == "tensorflow":

@@ -8,9 +8,9 @@ drives the learning-rate decay first in the callbacks.
 
 import keras
 
-from keras_mmga.models import batch_inputs, compile_setup
 # The module, not its names (the import rule: keras_mmga.lazy).
 from keras_mmga import optimizers
+from keras_mmga.models import batch_inputs, compile_setup
 
 
 class CheckedFitModel(keras.Model):
@@ -20,9 +20,23 @@ class CheckedFitModel(keras.Model):
     `attention_size`, `mask_supervised`, `mask_mode`, `parts`, `variant`.
     """
 
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=None, class_weight=None, sample_weight=None, initial_epoch=0,
-            steps_per_epoch=None, **kwargs):
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=None,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        **kwargs,
+    ):
         """`keras.Model.fit` with MMGA's checks and epoch counting.
 
         Differences from Keras:
@@ -55,9 +69,18 @@ class CheckedFitModel(keras.Model):
             callbacks.insert(0, optimizers.EpochCounter())
         with batch_inputs.input_errors():
             return super().fit(
-                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
-                validation_split=validation_split, validation_data=validation_data, shuffle=shuffle,
-                sample_weight=sample_weight, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
+                validation_split=validation_split,
+                validation_data=validation_data,
+                shuffle=shuffle,
+                sample_weight=sample_weight,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
                 **kwargs,
             )
 

@@ -51,8 +51,15 @@ def check_optimizer_settings_used(optimizer, kwargs):
 
 def check_loss_settings(kwargs, variant, mask_supervised, has_parts):
     """Refuses loss settings that would make a term vanish, be ignored, or train towards nonsense."""
-    for key in ("triplet_margin", "triplet_weight", "attention_weight", "part_attention_weight",
-                "learning_rate", "weight_decay", "lr_decay_rate"):
+    for key in (
+        "triplet_margin",
+        "triplet_weight",
+        "attention_weight",
+        "part_attention_weight",
+        "learning_rate",
+        "weight_decay",
+        "lr_decay_rate",
+    ):
         if key in kwargs and not float(kwargs[key]) >= 0:
             raise ValueError(f"compile(): {key} must be ≥ 0, got {kwargs[key]}.")
     if "learning_rate" in kwargs and not float(kwargs["learning_rate"]) > 0:
@@ -61,8 +68,11 @@ def check_loss_settings(kwargs, variant, mask_supervised, has_parts):
         raise ValueError(f"compile(): lr_decay_rate must be > 0, got {kwargs['lr_decay_rate']}.")
     # The paper's own values pass (the engine and saved configs carry them
     # for every variant); only a value the user changed would be ignored.
-    changed = {k for k in ("attention_weight", "part_attention_weight")
-               if k in kwargs and float(kwargs[k]) != COMPILE_DEFAULTS[k]}
+    changed = {
+        k
+        for k in ("attention_weight", "part_attention_weight")
+        if k in kwargs and float(kwargs[k]) != COMPILE_DEFAULTS[k]
+    }
     if not mask_supervised:
         given = sorted(changed)
         if given:
@@ -75,8 +85,10 @@ def check_loss_settings(kwargs, variant, mask_supervised, has_parts):
             f"compile(): part_attention_weight set for variant {variant!r}, which has no upper/bottom "
             "(part) maps: use 'dmga' or 'mmga', or drop it."
         )
-    if kwargs.get("triplet_weight", 1.0) == 0 and kwargs.get("triplet_margin", COMPILE_DEFAULTS["triplet_margin"]) \
-            != COMPILE_DEFAULTS["triplet_margin"]:
+    if (
+        kwargs.get("triplet_weight", 1.0) == 0
+        and kwargs.get("triplet_margin", COMPILE_DEFAULTS["triplet_margin"]) != COMPILE_DEFAULTS["triplet_margin"]
+    ):
         raise ValueError("compile(): triplet_margin set with triplet_weight=0: the triplet term is off.")
     _warn_vanishing_terms(kwargs, variant, mask_supervised, has_parts)
 

@@ -50,7 +50,8 @@ def check_image_shape(shape, expected, argument="x"):
     if len(shape) != 4:
         raise input_error(
             f"{argument} must be a batch of images (N, {h}, {w}, {c}); got an array of shape {shape}"
-            + (" (a single image? add a batch axis)" if len(shape) == 3 else "") + "."
+            + (" (a single image? add a batch axis)" if len(shape) == 3 else "")
+            + "."
         )
     if shape[3] is not None and shape[3] != c:
         hint = " (grayscale? repeat it to 3 channels)" if shape[3] == 1 else ""
@@ -84,8 +85,11 @@ def check_mask_shape(shape, attention_size, argument="masks", channels=("whole",
         raise input_error(
             f"{argument} must have shape (N, {h}, {w}, {c}) (the attention-map size, input/16, channels "
             f"{'/'.join(channels)}); got {'unknown' if shape is None else shape}."
-            + (" Make the targets with the model's parts: make_train_dataset(..., parts=model.parts)."
-               if shape is not None and len(shape) == 4 and tuple(shape[1:3]) == (h, w) else "")
+            + (
+                " Make the targets with the model's parts: make_train_dataset(..., parts=model.parts)."
+                if shape is not None and len(shape) == 4 and tuple(shape[1:3]) == (h, w)
+                else ""
+            )
         )
 
 
@@ -117,7 +121,8 @@ def check_mask_values(masks, attention_size, argument="masks", channels=("whole"
     if masks.size and not (np.nanmin(masks) >= 0 and np.nanmax(masks) <= 1 and np.isfinite(masks).all()):
         raise input_error(
             f"{argument} must be in [0, 1]; got values in [{np.nanmin(masks)}, {np.nanmax(masks)}]"
-            + (" (0/255 PNG values? divide by 255)" if np.nanmax(masks) > 1 else "") + "."
+            + (" (0/255 PNG values? divide by 255)" if np.nanmax(masks) > 1 else "")
+            + "."
         )
 
 
@@ -161,7 +166,10 @@ def warn_unit_range(owner, images, argument="x"):
     warnings.warn(
         f"{argument} holds values in [0, 1], but the model takes RGB pixels in [0, 255] (it normalises "
         "them itself): multiply by 255, or the features are those of a nearly black image. "
-        "(Warned once per model.)", UserWarning, stacklevel=4)
+        "(Warned once per model.)",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def concrete_values(x):
@@ -190,8 +198,9 @@ def check_mask_weight_values(mask_weights, n, channels, argument="mask_weights")
     """Mask weights: one per image (N,) or one per mask channel (N, channels), finite and ≥ 0."""
     w = np.asarray(mask_weights)
     if w.ndim == 2 and w.shape[1] not in (1, channels):
-        raise input_error(f"{argument} must be (N,) or one weight per mask channel (N, {channels}); "
-                          f"got shape {w.shape}.")
+        raise input_error(
+            f"{argument} must be (N,) or one weight per mask channel (N, {channels}); got shape {w.shape}."
+        )
     if w.ndim == 2 and w.shape[1] == channels and channels != 1:
         if n is not None and w.shape[0] != n:
             raise input_error(f"{argument} must have one row per image, ({n}, {channels}); got shape {w.shape}.")
@@ -224,17 +233,27 @@ def assert_batch_values(images, labels, int_labels, masks, sample_weight, num_cl
     if labels.dtype.is_floating:
         checks.append(
             tf.debugging.assert_equal(
-                labels, tf.round(labels), message=ERROR_PREFIX + "labels must be integer identity ids; got a non-integer value."
+                labels,
+                tf.round(labels),
+                message=ERROR_PREFIX + "labels must be integer identity ids; got a non-integer value.",
             )
         )
     if masks is not None:
         checks += [
-            tf.debugging.assert_greater_equal(masks, tf.cast(0, masks.dtype), message=ERROR_PREFIX + "masks must be in [0, 1]; got a value < 0."),
-            tf.debugging.assert_less_equal(masks, tf.cast(1, masks.dtype), message=ERROR_PREFIX + "masks must be in [0, 1]; got a value > 1 (0/255 values? divide by 255)."),
+            tf.debugging.assert_greater_equal(
+                masks, tf.cast(0, masks.dtype), message=ERROR_PREFIX + "masks must be in [0, 1]; got a value < 0."
+            ),
+            tf.debugging.assert_less_equal(
+                masks,
+                tf.cast(1, masks.dtype),
+                message=ERROR_PREFIX + "masks must be in [0, 1]; got a value > 1 (0/255 values? divide by 255).",
+            ),
         ]
     if sample_weight is not None:
         checks.append(
-            tf.debugging.assert_non_negative(sample_weight, message=ERROR_PREFIX + "sample_weight must be ≥ 0; got a negative weight.")
+            tf.debugging.assert_non_negative(
+                sample_weight, message=ERROR_PREFIX + "sample_weight must be ≥ 0; got a negative weight."
+            )
         )
     # The step reads images and labels through these identities, so the
     # checks run before any op that would fail on the bad values first.

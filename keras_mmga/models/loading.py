@@ -63,11 +63,15 @@ def check_keras_archive(path):
     bad = f"{path!r} is not a valid Keras archive"
     if not zipfile.is_zipfile(path):
         if head.startswith(b"\x89HDF"):
-            raise ValueError(f"{bad}: it is an HDF5 file (a legacy .h5 model or a weights file), not the zip "
-                             "archive a .keras file is; load it by its own format.")
+            raise ValueError(
+                f"{bad}: it is an HDF5 file (a legacy .h5 model or a weights file), not the zip "
+                "archive a .keras file is; load it by its own format."
+            )
         what = "an empty file" if size == 0 else f"{size} bytes that do not end in a zip directory"
-        raise ValueError(f"{bad}: a .keras file is a zip archive and this is {what} (a truncated download or "
-                         "copy, or another format saved under a .keras name).")
+        raise ValueError(
+            f"{bad}: a .keras file is a zip archive and this is {what} (a truncated download or "
+            "copy, or another format saved under a .keras name)."
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
@@ -76,7 +80,8 @@ def check_keras_archive(path):
         raise ValueError(f"{bad}: the zip archive is damaged ({err}).") from err
     missing = [n for n in ("config.json", "model.weights.h5") if n not in names]
     if missing:
-        raise ValueError(f"{bad}: the zip archive lacks {', '.join(missing)} (it holds "
-                         f"{', '.join(sorted(names)[:5]) or 'nothing'}).")
+        raise ValueError(
+            f"{bad}: the zip archive lacks {', '.join(missing)} (it holds {', '.join(sorted(names)[:5]) or 'nothing'})."
+        )
     if broken is not None:
         raise ValueError(f"{bad}: {broken!r} in the archive fails its checksum (a damaged copy).")

@@ -3,20 +3,30 @@
 import keras
 from keras import ops
 
+# The module, not its names (the import rule: keras_mmga.lazy).
+from keras_mmga import optimizers
 from keras_mmga.models import batch_inputs, compile_setup
 from keras_mmga.models.checked_fit import CheckedFitModel
 from keras_mmga.models.mmga_backbone import MMGABackbone
 from keras_mmga.models.step_losses import step_losses
 from keras_mmga.settings import VARIANTS, check_variant, resolve_parts
-# The module, not its names (the import rule: keras_mmga.lazy).
-from keras_mmga import optimizers
 
 __all__ = ["MMGA", "VARIANTS"]
 
 # MMGABackbone settings that MMGA takes as its own arguments (`attention` and
 # `parts` follow from the variant).
-_BACKBONE_SETTINGS = ("input_shape", "backbone", "backbone_weights", "backbone_weights_info", "preprocessing",
-                      "whole_dim", "local_dim", "spatial_reduction", "channel_reduction", "sync_batchnorm")
+_BACKBONE_SETTINGS = (
+    "input_shape",
+    "backbone",
+    "backbone_weights",
+    "backbone_weights_info",
+    "preprocessing",
+    "whole_dim",
+    "local_dim",
+    "spatial_reduction",
+    "channel_reduction",
+    "sync_batchnorm",
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_mmga")
@@ -317,7 +327,10 @@ class MMGA(CheckedFitModel):
         # schedule: compile() refuses them next to an instance. They stay in
         # the loss config, so that saving again records them.
         settings = {k: config.pop(k) for k in compile_setup.OPTIMIZER_SETTINGS if k in config}
-        if isinstance(compile_setup.inner_optimizer(optimizer), optimizers.ParamGroupSGD) and "backbone_lr_scale" in settings:
+        if (
+            isinstance(compile_setup.inner_optimizer(optimizer), optimizers.ParamGroupSGD)
+            and "backbone_lr_scale" in settings
+        ):
             config["backbone_lr_scale"] = settings.pop("backbone_lr_scale")
         self.compile(optimizer=optimizer, **config)
         self._loss_config.update(settings)
@@ -337,8 +350,15 @@ class MMGA(CheckedFitModel):
         if self.mask_supervised and mask_weights is None:
             mask_weights = ops.ones_like(labels, dtype=self.output_dtype)
         return step_losses(
-            outputs, labels, masks, mask_weights, sample_weight, self._loss_config, self.output_dtype,
-            self.mask_supervised, self.parts,
+            outputs,
+            labels,
+            masks,
+            mask_weights,
+            sample_weight,
+            self._loss_config,
+            self.output_dtype,
+            self.mask_supervised,
+            self.parts,
         )
 
     def update_trackers(self, logs, labels, outputs):
@@ -377,6 +397,7 @@ def _backend_steps():
     elif backend == "torch":
         from keras_mmga.backends import torch as steps
     else:
-        raise NotImplementedError(f"MMGA trains on the TensorFlow, JAX or PyTorch backend; Keras runs on {backend!r} "
-                                  "(set KERAS_BACKEND).")
+        raise NotImplementedError(
+            f"MMGA trains on the TensorFlow, JAX or PyTorch backend; Keras runs on {backend!r} (set KERAS_BACKEND)."
+        )
     return steps

@@ -18,7 +18,12 @@ PREPROCESSING = ("caffe", "torch", None)
 
 def check_input_shape(input_shape):
     input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or input_shape[2] != 3 or any(int(d) % 16 for d in input_shape[:2]) or min(input_shape[:2]) < 16:
+    if (
+        len(input_shape) != 3
+        or input_shape[2] != 3
+        or any(int(d) % 16 for d in input_shape[:2])
+        or min(input_shape[:2]) < 16
+    ):
         raise ValueError(
             f"input_shape must be (H, W, 3) with H and W multiples of 16 (attention maps are input/16; "
             f"paper: (384, 128, 3)); got {input_shape}."
@@ -39,7 +44,8 @@ class MMGABackbone(keras.Model):
     classifiers and no losses: those are the task's (`keras_mmga.MMGA`).
 
     Called, it returns the feature `(N, feature_dim)`. `compute_outputs(images,
-    training)` (not `forward`: on the PyTorch backend that is `torch.nn.Module`'s) returns everything the network computes: `"features"`,
+    training)` (not `forward`: on the PyTorch backend that is `torch.nn.Module`'s)
+    returns everything the network computes: `"features"`,
     `"embeddings"` (dict branch → `(N, dim)`, unnormalised) and
     `"attention_maps"` (dict of `(N, H/16, W/16)` maps `"module1_whole"`,
     `"module2_whole"`, `"module2_<part>"`; empty without attention).
@@ -123,10 +129,12 @@ class MMGABackbone(keras.Model):
 
         # Synchronised BatchNorm is tf.distribute's: Keras refuses it on JAX.
         sync_bn = self.sync_batchnorm and keras.backend.backend() == "tensorflow"
-        stages = build_resnet50_stages(self._image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy,
-                                       backbone=self.backbone)
+        stages = build_resnet50_stages(
+            self._image_shape, backbone_weights, sync_bn, dtype=self.dtype_policy, backbone=self.backbone
+        )
         self.backbone_weights_info = (
-            weights_info(backbone_weights) if backbone_weights is not None else backbone_weights_info)
+            weights_info(backbone_weights) if backbone_weights is not None else backbone_weights_info
+        )
         self.stem, self.stage3, self.stage4 = stages["stem"], stages["stage3"], stages["stage4"]
         unit = dict(
             spatial_reduction=self.spatial_reduction,

@@ -1,8 +1,8 @@
 """The loss of one training step (eq. 9), assembled so that replicas add up to the global batch.
 
 The train / test steps of `keras_mmga.backends` (`tensorflow`, `jax`,
-`torch`; `MMGA.train_step` hands over to the one Keras runs on) differentiate and log what `step_losses` returns; the terms are the
-functions of `keras_mmga.losses`.
+`torch`; `MMGA.train_step` hands over to the one Keras runs on) differentiate
+and log what `step_losses` returns; the terms are the functions of `keras_mmga.losses`.
 """
 
 from keras import ops

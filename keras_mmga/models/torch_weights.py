@@ -35,13 +35,28 @@ RESNET50_BLOCKS = (3, 4, 6, 3)
 STATE_DICT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 _SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": "bfloat16", "I64": np.int64,
-    "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": "bfloat16",
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
 }
 
 
@@ -59,11 +74,13 @@ def resolve_weights_file(path):
                 return os.path.join(path, name)
         raise FileNotFoundError(
             f"Backbone weights folder {path!r} holds neither {' nor '.join(STATE_DICT_FILES)} "
-            f"(a timm / Hugging Face folder such as resnet50.tv_in1k has model.safetensors).")
+            f"(a timm / Hugging Face folder such as resnet50.tv_in1k has model.safetensors)."
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Backbone weights not found: {path!r}. Expected a torchvision .pth file (e.g. "
-            "resnet50-11ad3fa6.pth), a .safetensors file, or a timm / Hugging Face model folder.")
+            "resnet50-11ad3fa6.pth), a .safetensors file, or a timm / Hugging Face model folder."
+        )
     return path
 
 
@@ -94,7 +111,7 @@ def read_state_dict(path):
         raise ValueError(f"{path!r} does not hold a state dict of tensors.")
     for prefix in ("module.", "model.", "backbone."):
         if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -138,7 +155,8 @@ def keras_layer_weights(state):
     if missing:
         raise ValueError(
             f"Not a ResNet50 state dict in torchvision / timm naming: {len(missing)} tensors missing, "
-            f"e.g. {missing[:3]} (found e.g. {sorted(state)[:3]}).")
+            f"e.g. {missing[:3]} (found e.g. {sorted(state)[:3]})."
+        )
     return out
 
 
@@ -201,7 +219,8 @@ def _rebuild_tensor(storage, offset, size, stride, *unused):
     if not size:
         return np.array(flat[offset])
     view = np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=tuple(size), strides=tuple(s * flat.itemsize for s in stride))
+        flat[offset:], shape=tuple(size), strides=tuple(s * flat.itemsize for s in stride)
+    )
     return np.array(view)
 
 
@@ -223,7 +242,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _Storage(_STORAGE_DTYPES[name])
         raise pickle.UnpicklingError(
             f"refused to load {module}.{name}: a weights file holds tensors only (is this a full model "
-            "pickle? save model.state_dict() instead).")
+            "pickle? save model.state_dict() instead)."
+        )
 
     def persistent_load(self, pid):
         kind, storage, key, _location, _numel = pid[:5]

@@ -1,16 +1,16 @@
 """MMGA on the JAX backend, run in its own process (the test session is TensorFlow's).
 
-    jax_steps.py identity OUT.npz
-        float64 (x64 enabled before Keras loads), seeded start (seeded.py),
-        2 steps of the default recipe on one device, then the same on 2 CPU
-        devices with keras.distribution.DataParallel. Writes OUT.npz (both
-        runs' final weights: one_<i>, two_<i>; the start: init_<i>) and OUT.json (histories).
-    jax_steps.py variants OUT.json DIR VARIANT[:POLICY] ...
-        per variant (at 32x16, float32 unless a dtype policy is given):
-        fit 1 step, evaluate, predict, save, load, predict the loaded model;
-        the first variant's trained model is also kept as DIR/<variant>.keras
-        with its features of fixed images (DIR/<variant>.features.npz) for the
-        load-on-TensorFlow test. Also ParamGroupSGD's stateless update on JAX.
+jax_steps.py identity OUT.npz
+    float64 (x64 enabled before Keras loads), seeded start (seeded.py),
+    2 steps of the default recipe on one device, then the same on 2 CPU
+    devices with keras.distribution.DataParallel. Writes OUT.npz (both
+    runs' final weights: one_<i>, two_<i>; the start: init_<i>) and OUT.json (histories).
+jax_steps.py variants OUT.json DIR VARIANT[:POLICY] ...
+    per variant (at 32x16, float32 unless a dtype policy is given):
+    fit 1 step, evaluate, predict, save, load, predict the loaded model;
+    the first variant's trained model is also kept as DIR/<variant>.keras
+    with its features of fixed images (DIR/<variant>.features.npz) for the
+    load-on-TensorFlow test. Also ParamGroupSGD's stateless update on JAX.
 """
 
 import json
@@ -51,8 +51,9 @@ def identity(out):
     results, histories = {}, {}
     for name, kind in (("one", "one"), ("two", "data_parallel")):
         distribution = jax_backend.make_distribution(kind)
-        model = MMGA(4, variant="mmga", input_shape=seeded.SHAPE, backbone_weights=None, sync_batchnorm=True,
-                     dtype="float64")
+        model = MMGA(
+            4, variant="mmga", input_shape=seeded.SHAPE, backbone_weights=None, sync_batchnorm=True, dtype="float64"
+        )
         seeded.assign_seeded_weights(model)
         if name == "one":
             results.update({f"init_{i}": w for i, w in enumerate(_numpy(model.weights))})
@@ -87,22 +88,35 @@ def param_group_sgd():
     step = jax.jit(lambda o, g, t: opt.stateless_apply(o, g, t))
     for g in grads:
         values, opt_values = step(opt_values, [g, g], values)
-    return {"w0": w0.tolist(), "grads": [g.tolist() for g in grads], "a": _numpy(values)[0].tolist(),
-            "b": _numpy(values)[1].tolist()}
+    return {
+        "w0": w0.tolist(),
+        "grads": [g.tolist() for g in grads],
+        "a": _numpy(values)[0].tolist(),
+        "b": _numpy(values)[1].tolist(),
+    }
 
 
 def variants(out, folder, specs):
     rng = np.random.RandomState(0)
     shape = (32, 16, 3)
     images = rng.uniform(0, 255, (8,) + shape).astype("float32")
-    targets = {"labels": np.repeat(np.arange(4), 2).astype("int32"),
-               "masks": (rng.rand(8, 2, 1, 3) > 0.5).astype("float32")}
+    targets = {
+        "labels": np.repeat(np.arange(4), 2).astype("int32"),
+        "masks": (rng.rand(8, 2, 1, 3) > 0.5).astype("float32"),
+    }
     report = {"param_group_sgd": param_group_sgd(), "variants": {}}
     for index, spec in enumerate(specs):
         variant, _, policy = spec.partition(":")
         keras.utils.set_random_seed(0)
-        model = MMGA(4, variant=variant, input_shape=shape, backbone_weights=None, whole_dim=64, local_dim=64,
-                     dtype=policy or None)
+        model = MMGA(
+            4,
+            variant=variant,
+            input_shape=shape,
+            backbone_weights=None,
+            whole_dim=64,
+            local_dim=64,
+            dtype=policy or None,
+        )
         if policy == "mixed_float16":
             # Keras would wrap the optimizer with a loss scale of 2**15, which
             # overflows float16 on the first step of this model (the step is

@@ -61,9 +61,17 @@ def attention_values():
             "attention_maps": {name: keras.ops.convert_to_tensor(m) for name, m in maps.items()},
         }
         labels = keras.ops.convert_to_tensor(np.array([0, 0, 1, 1, 2, 2], "int32"))
-        _, logs = step_losses(outputs, labels, keras.ops.convert_to_tensor(masks),
-                              keras.ops.convert_to_tensor(weights), keras.ops.convert_to_tensor(sample_weight),
-                              dict(COMPILE_DEFAULTS), "float64", True, PARTS[k])
+        _, logs = step_losses(
+            outputs,
+            labels,
+            keras.ops.convert_to_tensor(masks),
+            keras.ops.convert_to_tensor(weights),
+            keras.ops.convert_to_tensor(sample_weight),
+            dict(COMPILE_DEFAULTS),
+            "float64",
+            True,
+            PARTS[k],
+        )
         out[str(k)] = float(keras.ops.convert_to_numpy(logs["attention"]))
     return out
 
@@ -77,8 +85,7 @@ def one_step_fits():
     import tensorflow as tf
 
     keras.utils.set_random_seed(0)
-    model = MMGA(4, variant="mmga", input_shape=seeded.SHAPE, backbone_weights=None, dtype="float64",
-                 parts=PARTS[4])
+    model = MMGA(4, variant="mmga", input_shape=seeded.SHAPE, backbone_weights=None, dtype="float64", parts=PARTS[4])
     seeded.assign_seeded_weights(model)
     model.compile(steps_per_epoch=1, learning_rate=0.01)
     model.optimizer.build(model.trainable_variables)
@@ -115,8 +122,11 @@ def fit_values():
     counted[2, ..., 3] = 1.0 - counted[2, ..., 3]
     differs = fit_once(counted, weights)
     diff = lambda a, b: max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))  # noqa: E731
-    return {"same_where_weight_0": diff(base, same), "differs_where_weight_1": diff(base, differs),
-            "dtype": str(base[0].dtype)}
+    return {
+        "same_where_weight_0": diff(base, same),
+        "differs_where_weight_1": diff(base, differs),
+        "dtype": str(base[0].dtype),
+    }
 
 
 if __name__ == "__main__":
