@@ -75,6 +75,7 @@ def test_extractor_on_files_matches_keras_on_the_training_pipeline(exported):
     assert np.max(np.abs(got - _keras(model, pipeline))) <= 1e-4
 
 
+@pytest.mark.slow
 def test_jpeg_decoding_matches_tensorflow_accurate_idct(exported, tmp_path):
     model, onnx_path, _ = exported
     rng = np.random.RandomState(3)
@@ -94,6 +95,7 @@ def test_resize_matches_tf_bilinear():
         assert np.max(np.abs(preprocess(image, size) - expected)) < 2e-3  # grey levels
 
 
+@pytest.mark.slow
 def test_arrays_rgb_bgr_batches_and_sizes(exported):
     _, onnx_path, gallery = exported
     paths = _paths(gallery)
@@ -137,6 +139,7 @@ def test_layout_from_the_graph_without_a_card(tmp_path, layout):
     np.testing.assert_allclose(extractor(image[..., ::-1].copy(), color="bgr"), [[10, 20, 30]], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_gallery_top1_is_itself_and_index_round_trip(exported, tmp_path):
     _, onnx_path, gallery = exported
     extractor = OnnxFeatureExtractor(onnx_path)
@@ -167,6 +170,7 @@ def _search_script():
     return search
 
 
+@pytest.mark.slow
 def test_stale_index_and_search_script(exported, tmp_path, capsys):
     _, onnx_path, gallery = exported
     folder = tmp_path / "gallery"
@@ -197,6 +201,7 @@ def test_parse_reid_name():
     assert parse_reid_name("photo.jpg") == (-1, -1)
 
 
+@pytest.mark.slow
 def test_bad_inputs_raise(exported, tmp_path):
     _, onnx_path, gallery = exported
     extractor = OnnxFeatureExtractor(onnx_path)

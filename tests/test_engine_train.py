@@ -55,6 +55,7 @@ def read_log(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_train_writes_run_folder_and_evaluates(dataset, tmp_path):
     model, history = train(config(dataset, tmp_path, eval_every=2, epochs=2))
     for name in ("latest.keras", "best.keras", "best.json", "log.csv", "config.json"):

@@ -177,6 +177,7 @@ def test_boxmot_sidecar(tmp_path):
 
 
 # ------------------------------------------------------------ ONNX, BoxMOT profile
+@pytest.mark.slow
 def test_boxmot_onnx_passes_boxmots_checks(boxmot_export):
     s = ort.InferenceSession(boxmot_export["onnx_path"], providers=["CPUExecutionProvider"])
     (inp,), (out,) = s.get_inputs(), s.get_outputs()
@@ -189,6 +190,7 @@ def test_boxmot_onnx_passes_boxmots_checks(boxmot_export):
     assert card["output"]["name"] == "output0" and "caffe" in card["input"]["converted_in_graph_to"]
 
 
+@pytest.mark.slow
 def test_boxmot_onnx_features_equal_keras_on_boxmots_input(caffe_model, boxmot_export):
     x = _images(5, seed=3)
     s = ort.InferenceSession(boxmot_export["onnx_path"], providers=["CPUExecutionProvider"])
@@ -222,6 +224,7 @@ def test_field_export_of_a_torch_preprocessing_model_adds_nothing(tmp_path):
 
 
 # ------------------------------------------------------------ LiteRT
+@pytest.mark.slow
 def test_tflite_float32_parity_through_litert(caffe_model, float32_tflite):
     info = float32_tflite
     it = interpreter(info["tflite_path"])
@@ -234,6 +237,7 @@ def test_tflite_float32_parity_through_litert(caffe_model, float32_tflite):
     assert card["parity"]["max_abs_diff_vs_keras_float32"] <= 1e-4 and card["input"]["layout"] == "NHWC"
 
 
+@pytest.mark.slow
 def test_tflite_boxmot_profile_takes_normalised_nchw(caffe_model, boxmot_tflite_cli):
     code, folder, _ = boxmot_tflite_cli
     assert code == 0
@@ -302,6 +306,7 @@ def _dims(value):
     return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
 
 
+@pytest.mark.slow
 def test_triton_repository_parsed_by_tritons_schema(triton_repository):
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
@@ -352,6 +357,7 @@ def test_cli_refuses_flag_mixes_before_converting(tmp_path, capsys, argv, messag
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_tflite_boxmot(boxmot_tflite_cli):
     code, folder, printed = boxmot_tflite_cli  # the CLI run with its default output names (exported/)
     assert code == 0

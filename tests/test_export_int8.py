@@ -20,6 +20,8 @@ from keras_mmga.data import synthetic
 from keras_mmga.export import onnx_export as export_lib  # where export_onnx looks up `convert` (patched below)
 from keras_mmga.export.int8 import DEFAULT_CALIBRATION_COUNT, DEFAULT_MIN_COSINE, export_int8
 
+pytestmark = pytest.mark.slow  # every test reads the int8 export (a calibrated quantisation)
+
 SIZE = (64, 32)
 
 

@@ -167,19 +167,7 @@ def test_waistline_is_where_the_clothes_change(model_path):
     body[60:120, 22:42] = True
     image[30:60, 20:44] = (30, 30, 220)
     image[60:120, 22:42] = (200, 60, 20)
-    lm = np.zeros((39, 5), np.float32)
-    lm[:, 3:5] = 5.0  # visible and present (the parser draws only seen landmarks)
-    lm[:11, :2] = (32, 20)
-    lm[[2, 5], 1] = 18
-    lm[[7, 8], :2] = [(28, 20), (36, 20)]
-    lm[[11, 12], :2] = [(40, 32), (24, 32)]
-    lm[[13, 14], :2] = [(46, 45), (18, 45)]
-    lm[[15, 16], :2] = [(47, 56), (17, 56)]
-    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (47, 59), (17, 59)
-    lm[[23, 24], :2] = [(36, 68), (28, 68)]
-    lm[[25, 26], :2] = [(36, 92), (28, 92)]
-    lm[[27, 28], :2] = [(36, 114), (28, 114)]
-    lm[[29, 30], :2], lm[[31, 32], :2] = [(36, 118), (28, 118)], [(38, 119), (26, 119)]
+    lm = _figure_landmarks(arms_x=(47, 17))  # arms spread outside the drawn body
     seg = np.where(body, 8.0, -8.0).astype(np.float32)
     # skeleton_threshold=0: no skeleton fill, so the labels stay inside the drawn body (the arms'
     # landmarks lie outside it; the fill for dark clothes would add their bones' cores).
@@ -191,17 +179,21 @@ def test_waistline_is_where_the_clothes_change(model_path):
     assert (result.label_map[~body] == 0).all() and set(np.unique(result.label_map)) <= {0, *PART_LABELS}
 
 
-def _figure_landmarks():
-    """Landmarks of the hand-drawn figure above (all visible and present), in a 128x64 frame."""
+def _figure_landmarks(arms_x=(42, 22)):
+    """Landmarks of the hand-drawn figure (all visible and present: the parser draws only seen ones), 128x64.
+
+    `arms_x`: the x of the left and right elbows, wrists and hands.
+    """
+    left, right = arms_x
     lm = np.zeros((39, 5), np.float32)
     lm[:, 3:5] = 5.0
     lm[:11, :2] = (32, 20)
     lm[[2, 5], 1] = 18
     lm[[7, 8], :2] = [(28, 20), (36, 20)]
     lm[[11, 12], :2] = [(40, 32), (24, 32)]
-    lm[[13, 14], :2] = [(42, 45), (22, 45)]
-    lm[[15, 16], :2] = [(42, 56), (22, 56)]
-    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (42, 59), (22, 59)
+    lm[[13, 14], :2] = [(left, 45), (right, 45)]
+    lm[[15, 16], :2] = [(left, 56), (right, 56)]
+    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (left, 59), (right, 59)
     lm[[23, 24], :2] = [(36, 68), (28, 68)]
     lm[[25, 26], :2] = [(36, 92), (28, 92)]
     lm[[27, 28], :2] = [(36, 114), (28, 114)]

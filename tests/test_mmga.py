@@ -108,6 +108,7 @@ def test_unsupervised_variants_need_no_masks():
     assert "attention" not in history.history and "local_softmax" not in history.history
 
 
+@pytest.mark.slow
 def test_per_group_learning_rates_after_one_step():
     # float64: a random-init ResNet50 is so ill-conditioned that float32
     # rounding differences between the eager pass below and fit's compiled

@@ -233,6 +233,7 @@ def test_image_size_is_checked_on_every_call(baseline_data):
         model.predict(other[..., :1][:, :64, :32], verbose=0)
 
 
+@pytest.mark.slow
 def test_bad_labels_masks_and_targets_are_one_line_errors():
     model = MMGA(4, variant="mmga", input_shape=SIZE, backbone_weights=None)
     model.compile()

@@ -122,6 +122,7 @@ def test_attention_loss_weights_every_part_by_lambda0_float64():
     np.testing.assert_allclose(got, expected, rtol=1e-9)  # epsilon 1e-12 in the denominator
 
 
+@pytest.mark.slow
 def test_a_four_part_model_trains_with_every_term(models):
     model = models[4]
     model.compile(learning_rate=0.01)
