@@ -46,6 +46,15 @@ DEFAULT_CALIBRATION_COUNT = 128
 CALIBRATION_BATCH = 8
 
 
+def in_attention_or_head(name):
+    """Whether a converted graph's node / tensor `name` belongs to an attention unit or an embedding head.
+
+    Keras names them `module*` (inside the backbone's scope) and `*_head`; tf2onnx and the TFLite
+    converter keep those scopes, so the ONNX and LiteRT int8 exports keep the same nodes float32.
+    """
+    return "/module" in name or "_head" in name
+
+
 class AccuracyError(RuntimeError):
     """The int8 model's features are further from float32 than the threshold allows."""
 
@@ -107,7 +116,7 @@ def _attention_nodes(proto):
     # (`*_head`: dense + BN). tf2onnx renames some convs (`Conv__N`): those count when a node of
     # the unit consumes their output.
     names = [n.name for n in proto.graph.node]
-    inside = {n.name for n in proto.graph.node if "/module" in n.name or "_head" in n.name}
+    inside = {n.name for n in proto.graph.node if in_attention_or_head(n.name)}
     consumers = {}
     for n in proto.graph.node:
         for i in n.input:

@@ -68,8 +68,8 @@ class XNNPackError(ValueError):
 _XNNPACK_REQUANT = (2.0**-32, 256.0)
 
 
-def _tensor_table(content):
-    # Ops and tensors of a flatbuffer, read without any delegate (XNNPACK may refuse the graph).
+def _litert():
+    # `ai_edge_litert` (the package's `masks` / `test` extra), else TensorFlow's own copy.
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
@@ -77,6 +77,12 @@ def _tensor_table(content):
         from tensorflow.lite.python.interpreter import OpResolverType
 
         Interpreter = tf.lite.Interpreter
+    return Interpreter, OpResolverType
+
+
+def _tensor_table(content):
+    # Ops and tensors of a flatbuffer, read without any delegate (XNNPACK may refuse the graph).
+    Interpreter, OpResolverType = _litert()
     it = Interpreter(
         model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     )
@@ -102,20 +108,16 @@ def xnnpack_violations(content):
 
 
 def _float_nodes(content):
-    # The attention units (`module*`) and embedding heads (`*_head`) of the float graph, by output tensor.
+    # The attention units and embedding heads of the float graph, by output tensor (the ONNX int8 export's rule).
+    from keras_mmga.export.int8 import in_attention_or_head
+
     ops, tensors = _tensor_table(content)
-    names = [tensors[op["outputs"][0]]["name"] for op in ops]
-    return [n for n in names if "/module" in n or "_head" in n]
+    return [name for name in (tensors[op["outputs"][0]]["name"] for op in ops) if in_attention_or_head(name)]
 
 
 def interpreter(path, num_threads=None):
     """A LiteRT interpreter for `path` (`ai_edge_litert`, else TensorFlow's `tf.lite`), tensors allocated."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # the package's `masks` / `test` extra; TensorFlow's own copy otherwise
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
+    Interpreter, _ = _litert()
     it = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
     it.allocate_tensors()
     return it
