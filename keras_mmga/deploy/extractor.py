@@ -7,11 +7,13 @@ OnnxFeatureExtractor("exported/mmga_market.onnx")(["a.jpg", "b.jpg"]).shape
 ```
 """
 
+import functools
 import os
 import warnings
 
 import numpy as np
 
+from keras_mmga.image_io import sha256
 from keras_mmga.model_card import card_path_for, read_model_card
 from keras_mmga.preprocessing import as_list, graph_input, graph_layout, preprocess_batch
 
@@ -142,6 +144,11 @@ class OnnxFeatureExtractor:
     def preprocess(self, images, color="rgb"):
         """Images (paths or arrays) → the float32 batch `run` takes."""
         return graph_input(preprocess_batch(images, self.image_size, color), self.layout, self.normalised)
+
+    @functools.cached_property
+    def sha256(self):
+        """sha256 of the `.onnx` file (what a gallery index records), hashed once."""
+        return sha256(self.path)
 
     def __call__(self, images, color="rgb"):
         """`(N, D)` L2-normalised features.

@@ -33,6 +33,11 @@ def _check_unit_length(features, what="features"):
             )
 
 
+def _model_sha256(extractor):
+    # OnnxFeatureExtractor hashes its file once (hundreds of MB); any extractor with a `path` works.
+    return getattr(extractor, "sha256", None) or sha256(extractor.path)
+
+
 class GalleryIndex:
     """Gallery features with their paths, pids and camids, searchable by NumPy or FAISS.
 
@@ -200,7 +205,7 @@ class GalleryIndex:
         meta = {
             "gallery": os.path.abspath(folder),
             "model": os.path.abspath(extractor.path),
-            "model_sha256": sha256(extractor.path),
+            "model_sha256": _model_sha256(extractor),
         }
         features = []
         with Progress(len(paths), "images", label="gallery features", verbose=verbose) as bar:
@@ -220,7 +225,7 @@ class GalleryIndex:
         images would be missing or dangling. With `search` settings (as
         `build` takes), an index saved with other ones is also stale.
         """
-        if self.meta.get("model_sha256") != sha256(extractor.path):
+        if self.meta.get("model_sha256") != _model_sha256(extractor):
             return "built with another model"
         if self.meta.get("gallery") != os.path.abspath(os.fspath(folder)):
             return f"built from another folder ({self.meta.get('gallery')})"
@@ -360,18 +365,12 @@ class GalleryIndex:
 
     def _check_extractor(self, extractor):
         # Another model's features are not comparable with this index's: a wrong answer, not an error,
-        # unless refused here. The file is hashed once per extractor (hundreds of MB).
+        # unless refused here.
         built = self.meta.get("model_sha256")
         path = getattr(extractor, "path", None)
         if built is None or path is None:
             return
-        digest = getattr(extractor, "_sha256", None)
-        if digest is None:
-            digest = sha256(path)
-            try:
-                extractor._sha256 = digest
-            except AttributeError:
-                pass
+        digest = _model_sha256(extractor)
         if digest != built:
             raise ValueError(
                 f"The extractor's model {path!r} (sha256 {digest[:12]}...) is not the model that built this "
