@@ -201,16 +201,23 @@ def _figure_landmarks(arms_x=(42, 22)):
     return lm
 
 
+def _dressed_figure(shirt=(60, 60, 60), trousers=(140, 70, 20), face=(110, 150, 200)):
+    """The hand-drawn figure (128x64, BGR on grey 200) and its body mask: head, shirt, trousers."""
+    image = np.full((128, 64, 3), 200, np.uint8)
+    body = np.zeros((128, 64), bool)
+    body[14:26, 26:38] = True
+    body[26:60, 20:44] = True
+    body[60:120, 22:42] = True
+    image[14:26, 26:38] = face
+    image[26:60, 20:44] = shirt
+    image[60:120, 22:42] = trousers
+    return image, body
+
+
 def test_parts_out_of_the_frame_get_no_label_and_are_reported_absent(model_path):
     # The figure cut at row 64 (waist-up: hips at 68 and everything below outside the crop),
     # and cut below the chin (rows 26..127: the face landmarks above the top edge).
-    h, w = 128, 64
-    image = np.full((h, w, 3), 200, np.uint8)
-    body = np.zeros((h, w), bool)
-    body[14:26, 26:38] = True  # head
-    body[26:60, 20:44] = True
-    body[60:120, 22:42] = True
-    image[body] = (60, 60, 60)
+    image, body = _dressed_figure()
     parser = BodyPartParser(model_path, skeleton_threshold=0.0)
     lm = _figure_landmarks()
     seg = np.where(body, 8.0, -8.0).astype(np.float32)
@@ -225,6 +232,60 @@ def test_parts_out_of_the_frame_get_no_label_and_are_reported_absent(model_path)
     cut[:, 1] -= 26
     chin = parser.parse_outputs(image[26:], cut, 0.99, seg[26:])
     assert chin.person and not np.isin(chin.label_map, (2, 13)).any() and {2, 13} <= set(chin.absent)
+
+
+def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(model_path):
+    # The pose model fits a whole body into a crop cut at the waist: hips, knees and ankles land inside
+    # the 64-row crop, seen. The pixels show no trousers (a striped shirt down to the bottom edge), so
+    # no legs are drawn; the same landmarks with trousers in view (a clear change of clothing at the
+    # waistline) or with the whole leg in view get them.
+    striped = np.full((64, 64, 3), 200, np.uint8)
+    body = np.zeros((64, 64), bool)
+    body[6:12, 27:37] = True  # head
+    body[12:64, 18:46] = True
+    striped[6:12, 27:37] = (110, 150, 200)
+    striped[12:64, 18:46] = (40, 40, 160)
+    for row in range(14, 64, 6):
+        striped[row : row + 3, 18:46] = (230, 230, 230)  # stripes: a colour change every 3 rows
+    lm = np.zeros((39, 5), np.float32)
+    lm[:, 3:5] = 5.0
+    lm[:11, :2] = (32, 9)
+    lm[[7, 8], :2] = [(29, 9), (35, 9)]
+    lm[[11, 12], :2] = [(38, 14), (26, 14)]
+    lm[[13, 14], :2], lm[[15, 16], :2] = [(44, 26), (20, 26)], [(44, 36), (20, 36)]
+    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (44, 38), (20, 38)
+    lm[[23, 24], :2] = [(37, 34), (27, 34)]  # hips, squeezed in
+    lm[[25, 26], :2] = [(37, 46), (27, 46)]  # knees
+    lm[[27, 28], :2] = [(37, 56), (27, 56)]  # ankles: 22 rows below the hips, a torso is 20
+    lm[[29, 30, 31, 32], 1] = 70  # feet below the frame
+    lm[[29, 31], 0], lm[[30, 32], 0] = 37, 27
+    seg = np.where(body, 8.0, -8.0).astype(np.float32)
+    parser = BodyPartParser(model_path, skeleton_threshold=0.0, min_leg_seen=0.5)
+    bottom = (9, 12, 16, 17, 18, 19)
+    # Knees and ankles seen, but the ankles 16 rows below the hips of a 20-row torso: a squeezed guess.
+    short = lm.copy()
+    short[[27, 28], 1] = 50
+    squeezed = parser.parse_outputs(striped, short, 0.99, seg)
+    assert squeezed.person and not np.isin(squeezed.label_map, bottom).any()
+    assert {9, 16, 17} <= set(squeezed.absent)
+    assert (squeezed.label_map[body] > 0).all()  # the body is still whole, as upper clothes
+    # Trousers in view below the waistline: a clear change of clothing, the legs are drawn.
+    dressed = striped.copy()
+    dressed[36:64, 18:46] = (140, 70, 20)
+    assert np.isin(parser.parse_outputs(dressed, short, 0.99, seg).label_map, bottom).any()
+    # The whole leg seen, the ankle a torso length below the hip: drawn on the striped shirt too.
+    assert np.isin(parser.parse_outputs(striped, lm, 0.99, seg).label_map, bottom).any()
+    # The head: a crop cut below the chin whose face landmarks the model put on the collar (rows 2-6,
+    # shirt-coloured) gets no head; the control with a face there gets one.
+    collar = striped.copy()
+    collar[:12, 18:46] = (40, 40, 160)
+    body_c = body.copy()
+    body_c[:12, 18:46] = True
+    seg_c = np.where(body_c, 8.0, -8.0).astype(np.float32)
+    on_collar = parser.parse_outputs(collar, lm, 0.99, seg_c)
+    assert not np.isin(on_collar.label_map, (2, 13)).any() and {2, 13} <= set(on_collar.absent)
+    with_face = parser.parse_outputs(striped, lm, 0.99, seg)
+    assert np.isin(with_face.label_map, (2, 13)).any() and 13 not in with_face.absent
 
 
 def test_skeleton_fill_closes_a_dark_torso_that_the_segmentation_misses(model_path):

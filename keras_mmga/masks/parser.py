@@ -82,6 +82,18 @@ PART_NAMES = {
 }
 
 
+# A whole leg in view reaches at least this many torso lengths below its hip (hip to ankle is ~1.5
+# torso lengths standing; the pose model's guesses squeezed into a waist-up crop mostly stay below 1).
+MIN_LEG_DROP = 1.0
+# A colour region counts as the same clothing as another when at least this share of its pixels wears
+# the other's common colours (see `_shared_colours`).
+SAME_CLOTHING = 0.5
+# A head narrower than this share of the chest's width is a head whatever its colours.
+HEAD_TO_CHEST = 0.7
+# How many of the strongest colour changes near the hips are tried as the waistline.
+WAIST_CANDIDATES = 6
+
+
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
@@ -100,6 +112,33 @@ def frame_for_model(image_bgr, margin=1.4, size=256):
     padded = cv2.copyMakeBorder(image_bgr, oy, side - h - oy, ox, side - w - ox, cv2.BORDER_REPLICATE)
     rgb = cv2.cvtColor(cv2.resize(padded, (size, size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
     return rgb.astype(np.float32) * (1.0 / 255.0), (size / side, ox, oy)
+
+
+def _shared_colours(reference, pixels, step=16.0, min_share=0.02):
+    """Share of `pixels` (Lab, (n, 3)) whose colour is common in `reference`: within one `step` bin of a bin
+    holding >= `min_share` of the reference pixels."""
+    size = int(np.ceil(256 / step))
+    ref_bins = np.clip((reference / step).astype(int), 0, size - 1)
+    counts = np.zeros((size,) * 3)
+    np.add.at(counts, tuple(ref_bins.T), 1)
+    common = counts >= max(2.0, min_share * len(reference))
+    grown = common.copy()
+    for axis in range(3):  # one bin of tolerance each way (noise, shading)
+        grown |= np.roll(common, 1, axis) | np.roll(common, -1, axis)
+    bins = np.clip((pixels / step).astype(int), 0, size - 1)
+    return float(grown[tuple(bins.T)].mean())
+
+
+def _run_width(mask, point):
+    """Width of the run of `mask` pixels through `point` (x, y) along its row; 0 outside the mask."""
+    h, w = mask.shape
+    x, y = int(round(point[0])), int(round(point[1]))
+    if not (0 <= y < h and 0 <= x < w) or not mask[y, x]:
+        return 0
+    row = mask[y]
+    left = x - (np.flatnonzero(~row[: x + 1][::-1])[:1].tolist() or [x + 1])[0] + 1
+    right = x + (np.flatnonzero(~row[x:])[:1].tolist() or [w - x])[0] - 1
+    return right - left + 1
 
 
 def _nearest_capsule(px, py, capsules):
@@ -145,6 +184,17 @@ class BodyPartParser:
             foot: its ankle, heel or toe), the head when a face landmark is:
             a waist-up crop gets no thighs, shins or feet, and these parts are
             reported absent (`ParseResult.absent`).
+        min_leg_seen: the bar for a whole leg in view (knee and ankle inside
+            the crop, both scoring this, the ankle a torso length below the
+            hip). Legs, trousers and shoes need pixel evidence besides their
+            landmarks, because the pose model fits a whole body into a crop
+            cut at the waist: a whole leg seen, or a clear change of clothing
+            at the waistline (the trunk's mean colour half a torso length
+            above and below differs, and most colours below are not worn
+            above, so a striped top does not count), with a third of a torso
+            length of it in the frame. The head likewise needs colours the
+            chest's clothing does not wear (a crop cut below the chin gets
+            face landmarks on the collar).
 
     `parse(image_bgr)` returns a `ParseResult`; `parse_outputs(...)` does the
     same from model outputs already in image coordinates (for tests and tools).
@@ -164,6 +214,7 @@ class BodyPartParser:
         cache_dir=None,
         min_seen=0.7,
         skeleton_threshold=0.1,
+        min_leg_seen=0.5,
     ):
         from keras_mmga.masks.pose_model import PoseModel
 
@@ -189,6 +240,9 @@ class BodyPartParser:
         if not 0.0 <= float(skeleton_threshold) <= float(body_threshold):
             raise ValueError(f"skeleton_threshold must be in [0, body_threshold], got {skeleton_threshold}.")
         self.skeleton_threshold = float(skeleton_threshold)
+        if not 0.0 <= float(min_leg_seen) < 1.0:
+            raise ValueError(f"min_leg_seen must be in [0, 1), got {min_leg_seen}.")
+        self.min_leg_seen = float(min_leg_seen)
 
     def run_model(self, image_bgr):
         """Model outputs in image coordinates: `(landmarks (39, 5), presence, segmentation logits (H, W))`."""
@@ -228,6 +282,7 @@ class BodyPartParser:
         confidence = float(presence * visibility.mean())
 
         seen = self.seen_landmarks(landmarks, h, w)
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)
         mid_shoulder = (pts[L_SHOULDER] + pts[R_SHOULDER]) / 2
         mid_hip = (pts[L_HIP] + pts[R_HIP]) / 2
         torso_len = max(np.linalg.norm(mid_hip - mid_shoulder), 0.1 * h)
@@ -246,7 +301,12 @@ class BodyPartParser:
         # The head: its face landmarks seen, and the head itself in the frame
         # (a crop cut below the chin still gets face landmarks at its top edge).
         face_seen = int(seen[[NOSE, L_EYE, R_EYE, L_EAR, R_EAR]].sum())
-        if face_seen >= 3 and pts[NOSE, 1] - 0.5 * r_head >= 0 and pts[:11, 1].min() - 0.5 * r_head >= 0:
+        if (
+            face_seen >= 3
+            and pts[NOSE, 1] - 0.5 * r_head >= 0
+            and pts[:11, 1].min() - 0.5 * r_head >= 0
+            and self._head_differs(image_bgr, body, head, r_head, mid_shoulder, mid_hip)
+        ):
             capsules.append((_HEAD, head, head, r_head))
         for code, shoulder, elbow, wrist, hand in (
             (_L_ARM, L_SHOULDER, L_ELBOW, L_WRIST, L_HAND),
@@ -267,24 +327,45 @@ class BodyPartParser:
                 return True
             return pts[end, 1] > h - 1 and pts[start, 1] + room < h
 
+        upper_body = len(capsules)
+        # A whole leg in view: knee and ankle inside the crop with visibility and presence >= min_leg_seen,
+        # the ankle a torso length below the hip.
+        leg_score = np.minimum(_sigmoid(landmarks[:, 3]), _sigmoid(landmarks[:, 4])) * inside
+        legs_seen = any(
+            min(leg_score[k], leg_score[a]) >= self.min_leg_seen and pts[a, 1] - pts[hip, 1] >= MIN_LEG_DROP * torso_len
+            for hip, k, a in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE))
+        )
         for thigh_hip, knee, ankle, heel, toe, shin, foot in (
             (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE, _L_SHIN, _L_FOOT),
             (R_HIP, R_KNEE, R_ANKLE, R_HEEL, R_TOE, _R_SHIN, _R_FOOT),
         ):
-            if seen[thigh_hip] and reaches(thigh_hip, knee, 0.2 * torso_len):
+            if seen[thigh_hip] and (reaches(thigh_hip, knee, 0.2 * torso_len) or inside[knee]):
                 capsules.append((_THIGH, pts[thigh_hip], pts[knee], r_leg))
             if seen[knee] and reaches(knee, ankle, 0.2 * torso_len):
                 capsules.append((shin, pts[knee], pts[ankle], r_leg))
             if seen[ankle] and (seen[heel] or seen[toe]):
                 capsules += [(foot, pts[heel], pts[toe], r_leg * 0.8), (foot, pts[ankle], pts[toe], r_leg * 0.8)]
-        drawn = {c[0] for c in capsules}
-        if self.skeleton_threshold > 0:
-            body = self._fill_skeleton(body, seg_logits, capsules, pts, seen)
-        ys, xs = np.nonzero(body)
-        px, py = xs.astype(np.float64), ys.astype(np.float64)
-        codes = _nearest_capsule(px, py, capsules)
+        segmented = body
 
-        waist_y = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len)
+        def assign(capsules):
+            filled = (
+                self._fill_skeleton(segmented, seg_logits, capsules, pts, seen)
+                if self.skeleton_threshold > 0
+                else segmented
+            )
+            ys, xs = np.nonzero(filled)
+            px, py = xs.astype(np.float64), ys.astype(np.float64)
+            return filled, ys, xs, px, py, _nearest_capsule(px, py, capsules)
+
+        body, ys, xs, px, py, codes = assign(capsules)
+        waist_y, clear = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len)
+        if not (clear or legs_seen) and len(capsules) > upper_body:
+            # Legs need evidence in the pixels too: the pose model fits a whole body into a waist-up
+            # crop (hips and knees inside it, seen), but a crop that holds the bottom shows either the
+            # colour change at the waist with clothing below it, or a whole leg, knee to ankle.
+            capsules = capsules[:upper_body]
+            body, ys, xs, px, py, codes = assign(capsules)
+        drawn = {c[0] for c in capsules}
         if _THIGH in drawn:
             trunk = (codes == _TORSO) | (codes == _THIGH)
             codes[trunk & (py < waist_y)] = _TORSO
@@ -330,6 +411,26 @@ class BodyPartParser:
             filled |= torso.astype(bool)
         return filled
 
+    def _head_differs(self, image_bgr, body, head, r_head, mid_shoulder, mid_hip):
+        """Whether the head the pose model placed is a head: narrower than the chest, or not its clothing.
+
+        The pose model fits a head into a crop cut below the chin, on the collar: there the body is as
+        wide as the chest and wears the chest's colours. A real head is narrower than the shoulders, or
+        shows colours (face, hair) the clothing below the shoulders does not wear.
+        """
+        h, w = body.shape
+        chest = mid_shoulder + 0.35 * (mid_hip - mid_shoulder)
+        head_w, chest_w = _run_width(body, head), _run_width(body, chest)
+        if head_w < HEAD_TO_CHEST * chest_w or head_w == 0:
+            return True
+        gy, gx = np.mgrid[0:h, 0:w]
+        in_head = body & (np.hypot(gx - head[0], gy - head[1]) <= 0.6 * r_head)
+        in_chest = body & (np.hypot(gx - chest[0], gy - chest[1]) <= 0.25 * np.linalg.norm(mid_hip - mid_shoulder))
+        if in_head.sum() < 10 or in_chest.sum() < 10:
+            return True
+        lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB).astype(np.float64)
+        return _shared_colours(lab[in_chest], lab[in_head]) < SAME_CLOTHING
+
     def seen_landmarks(self, landmarks, h, w):
         """(39,) bool: landmarks inside the (h, w) crop with visibility and presence >= `min_seen`."""
         x, y = landmarks[:, 0], landmarks[:, 1]
@@ -344,13 +445,13 @@ class BodyPartParser:
         y0 = int(max(0, np.floor(mid_hip[1] - above * torso_len)))
         y1 = int(min(body.shape[0], np.ceil(mid_hip[1] + below * torso_len)))
         if y1 - y0 < 6:
-            return fallback
+            return fallback, False
         # Mean Lab colour per row over trunk pixels (arms excluded: a hanging
         # sleeve would blur the change).
         trunk = (codes == _TORSO) | (codes == _THIGH)
         sel = trunk & (py >= y0) & (py < y1)
         if sel.sum() < 10:
-            return fallback
+            return fallback, False
         lab = cv2.cvtColor(image_bgr[y0:y1], cv2.COLOR_BGR2LAB)
         rows = py[sel].astype(int) - y0
         colours = lab[rows, px[sel].astype(int)].astype(np.float64)
@@ -367,8 +468,30 @@ class BodyPartParser:
         up = (c_sums[y] - c_sums[y - band]) / np.maximum(up_n, 1)[:, None]
         dn = (c_sums[y + band] - c_sums[y]) / np.maximum(dn_n, 1)[:, None]
         change = np.where((up_n >= band) & (dn_n >= band), np.linalg.norm(up - dn, axis=1), 0.0)
-        best_y = int(y[np.argmax(change)]) + y0 if change.size else None
-        best = float(change.max()) if change.size else 0.0
-        if best_y is None or best < self.min_colour_change:
-            return fallback
-        return float(best_y)
+        if not change.size or change.max() < self.min_colour_change:
+            return fallback, False
+        best_y = int(y[np.argmax(change)]) + y0
+        # The waistline is a change of clothing, not of a pattern: the strongest changes in turn, the
+        # first whose trunk colours half a torso length above and below differ on average (a striped
+        # top changes at every stripe but not on average) and mostly are not worn above (a pattern's
+        # colours are), with a third of a torso length of the trunk in the frame below it.
+        lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB)
+        wide = max(band, int(round(0.5 * torso_len)))
+        checked = []
+        for k in np.argsort(-change, kind="stable")[:WAIST_CANDIDATES]:
+            cy = int(y[k]) + y0
+            if change[k] < self.min_colour_change:
+                break
+            if any(abs(cy - c) < band for c in checked):
+                continue
+            checked.append(cy)
+            above = trunk & (py >= cy - wide) & (py < cy)
+            below = trunk & (py >= cy) & (py < cy + wide)
+            if np.unique(py[below]).size < 0.3 * torso_len or above.sum() < 10:
+                continue
+            up = lab[py[above].astype(int), px[above].astype(int)].astype(np.float64)
+            dn = lab[py[below].astype(int), px[below].astype(int)].astype(np.float64)
+            if np.linalg.norm(up.mean(axis=0) - dn.mean(axis=0)) >= self.min_colour_change:
+                if _shared_colours(up, dn) < SAME_CLOTHING:
+                    return float(cy), True
+        return float(best_y), False
