@@ -549,3 +549,33 @@ def test_first_fetch_says_so_before_it_starts(tmp_path, monkeypatch):
     with pytest.raises(pm.PoseModelError):
         pm.resolve_pose_model(cache_dir=tmp_path, log=lines.append)
     assert len(lines) == 1 and lines[0].startswith("fetching pose_landmark_full.tflite once")
+
+
+def test_shared_colours_and_run_width_against_hand_counts():
+    from keras_mmga.masks.parser import _run_width, _shared_colours
+
+    rng = np.random.RandomState(0)
+    red, white, blue = (np.array(c, np.float64) for c in ((90, 170, 150), (250, 128, 128), (60, 140, 80)))
+    stripes = np.concatenate([red + rng.randn(200, 3) * 2, white + rng.randn(200, 3) * 2])
+    # Below a striped top: the same stripes (all shared), trousers (none shared), 30 % stripes + 70 % trousers.
+    assert _shared_colours(stripes, stripes[::3]) == 1.0
+    assert _shared_colours(stripes, blue + rng.randn(100, 3) * 2) == 0.0
+    mixed = np.concatenate([stripes[:30], blue + rng.randn(70, 3) * 2])
+    assert _shared_colours(stripes, mixed) == pytest.approx(0.3)
+    # A colour worn by under 2 % of the reference does not count as worn.
+    rare = np.concatenate([stripes, blue + rng.randn(5, 3)])
+    assert _shared_colours(rare, blue[None] + rng.randn(50, 3)) == 0.0
+    mask = np.zeros((4, 12), bool)
+    mask[1, 3:8] = True  # a run of 5
+    mask[2, :] = True  # a full row
+    mask[3, [0, 2, 3]] = True
+    assert [_run_width(mask, p) for p in ((3, 1), (7, 1), (5, 1), (9, 1), (0, 2), (11, 2), (0, 3), (3, 3))] == [
+        5,
+        5,
+        5,
+        0,
+        12,
+        12,
+        1,
+        2,
+    ]
