@@ -579,3 +579,13 @@ def test_shared_colours_and_run_width_against_hand_counts():
         1,
         2,
     ]
+
+
+def test_shared_colours_tolerance_does_not_wrap_from_black_to_white():
+    from keras_mmga.masks.parser import _shared_colours
+
+    black = np.zeros((100, 3)) + (2, 128, 128)
+    white = np.zeros((100, 3)) + (253, 128, 128)
+    grey = np.zeros((100, 3)) + (20, 128, 128)  # one L bin above black: within the tolerance
+    assert _shared_colours(black, white) == 0.0
+    assert _shared_colours(black, grey) == 1.0

@@ -90,6 +90,8 @@ MIN_LEG_DROP = 1.0
 SAME_CLOTHING = 0.5
 # A head narrower than this share of the chest's width is a head whatever its colours.
 HEAD_TO_CHEST = 0.7
+# How far below the hips (torso lengths) a change of clothing is sought when none is near them.
+LOW_WAIST = 1.5
 # How many of the strongest colour changes near the hips are tried as the waistline.
 WAIST_CANDIDATES = 6
 
@@ -123,8 +125,11 @@ def _shared_colours(reference, pixels, step=16.0, min_share=0.02):
     np.add.at(counts, tuple(ref_bins.T), 1)
     common = counts >= max(2.0, min_share * len(reference))
     grown = common.copy()
-    for axis in range(3):  # one bin of tolerance each way (noise, shading)
-        grown |= np.roll(common, 1, axis) | np.roll(common, -1, axis)
+    for axis in range(3):  # one bin of tolerance each way along each axis (noise, shading), no wrap-around
+        lo, hi = [slice(None)] * 3, [slice(None)] * 3
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        grown[tuple(lo)] |= common[tuple(hi)]
+        grown[tuple(hi)] |= common[tuple(lo)]
     bins = np.clip((pixels / step).astype(int), 0, size - 1)
     return float(grown[tuple(bins.T)].mean())
 
@@ -359,6 +364,11 @@ class BodyPartParser:
 
         body, ys, xs, px, py, codes = assign(capsules)
         waist_y, clear = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len)
+        if not clear and not legs_seen:
+            # A long coat or a squeezed pose puts the change of clothing far below the model's hips.
+            low_y, low_clear = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len, below=LOW_WAIST)
+            if low_clear:
+                waist_y, clear = low_y, True
         if not (clear or legs_seen) and len(capsules) > upper_body:
             # Legs need evidence in the pixels too: the pose model fits a whole body into a waist-up
             # crop (hips and knees inside it, seen), but a crop that holds the bottom shows either the
@@ -438,10 +448,13 @@ class BodyPartParser:
         confident = (_sigmoid(landmarks[:, 3]) >= self.min_seen) & (_sigmoid(landmarks[:, 4]) >= self.min_seen)
         return inside & confident
 
-    def _waistline(self, image_bgr, body, codes, px, py, mid_hip, torso_len):
-        """The row where the trunk's colour changes most near the hips (fallback above the hip joints)."""
+    def _waistline(self, image_bgr, body, codes, px, py, mid_hip, torso_len, below=None):
+        """`(row, clear)`: where the trunk's colour changes most near the hips (fallback above the hip joints), and
+        whether that is a change of clothing. `below`: the search's extent under the hips in torso lengths
+        (default `waist_search[1]`)."""
         fallback = mid_hip[1] - self.waist_fallback * torso_len
-        above, below = self.waist_search
+        above = self.waist_search[0]
+        below = self.waist_search[1] if below is None else below
         y0 = int(max(0, np.floor(mid_hip[1] - above * torso_len)))
         y1 = int(min(body.shape[0], np.ceil(mid_hip[1] + below * torso_len)))
         if y1 - y0 < 6:
