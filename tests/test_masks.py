@@ -163,8 +163,10 @@ def test_waistline_is_where_the_clothes_change(model_path):
     h, w = 128, 64
     image = np.full((h, w, 3), 200, np.uint8)
     body = np.zeros((h, w), bool)
+    body[14:26, 26:38] = True
     body[30:60, 20:44] = True
     body[60:120, 22:42] = True
+    image[14:26, 26:38] = (110, 150, 200)
     image[30:60, 20:44] = (30, 30, 220)
     image[60:120, 22:42] = (200, 60, 20)
     lm = _figure_landmarks(arms_x=(47, 17))  # arms spread outside the drawn body
@@ -286,6 +288,17 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     assert not np.isin(on_collar.label_map, (2, 13)).any() and {2, 13} <= set(on_collar.absent)
     with_face = parser.parse_outputs(striped, lm, 0.99, seg)
     assert np.isin(with_face.label_map, (2, 13)).any() and 13 not in with_face.absent
+    # Face landmarks put on a skin-coloured patch of the chest (body over them: the real head above) get no
+    # head there: the colours differ from the chest's, but a head has no body over it.
+    on_chest = lm.copy()
+    on_chest[:11, 1] += 20
+    patch = striped.copy()
+    patch[24:35, 27:38] = (110, 150, 200)
+    from keras_mmga.masks.parser import _shared_colours
+
+    lab = cv2.cvtColor(patch, cv2.COLOR_BGR2LAB).astype(np.float64)
+    assert _shared_colours(lab[36:44, 20:44].reshape(-1, 3), lab[26:33, 29:36].reshape(-1, 3)) < 0.5
+    assert 13 in parser.parse_outputs(patch, on_chest, 0.99, seg).absent
 
 
 def test_skeleton_fill_closes_a_dark_torso_that_the_segmentation_misses(model_path):

@@ -88,6 +88,8 @@ MIN_LEG_DROP = 1.0
 # A colour region counts as the same clothing as another when at least this share of its pixels wears
 # the other's common colours (see `_shared_colours`).
 SAME_CLOTHING = 0.5
+# The share of the head's disk (inside the frame) that must be body.
+HEAD_FILL = 0.7
 # A head narrower than this share of the chest's width is a head whatever its colours.
 HEAD_TO_CHEST = 0.7
 # How far below the hips (torso lengths) a change of clothing is sought when none is near them.
@@ -422,18 +424,29 @@ class BodyPartParser:
         return filled
 
     def _head_differs(self, image_bgr, body, head, r_head, mid_shoulder, mid_hip):
-        """Whether the head the pose model placed is a head: narrower than the chest, or not its clothing.
+        """Whether the head the pose model placed is a head: body with nothing over it, and narrower than the
+        chest or not wearing its clothing.
 
         The pose model fits a head into a crop cut below the chin, on the collar: there the body is as
         wide as the chest and wears the chest's colours. A real head is narrower than the shoulders, or
         shows colours (face, hair) the clothing below the shoulders does not wear.
         """
         h, w = body.shape
+        gy, gx = np.mgrid[0:h, 0:w]
+        # A head is body where the model put it (the disk inside the frame mostly body) with no body over it
+        # (at most a head radius of rows above its top in its middle columns: hair, a hat), else the model
+        # put it on the torso or the background.
+        disk = np.hypot(gx - head[0], gy - head[1]) <= r_head
+        if (body & disk).sum() < HEAD_FILL * disk.sum():
+            return False
+        x0, x1 = int(max(0, head[0] - 0.5 * r_head)), int(min(w, head[0] + 0.5 * r_head + 1))
+        top = int(max(0, head[1] - 1.2 * r_head))
+        if body[:top, x0:x1].sum() > max(x1 - x0, 1) * r_head:
+            return False
         chest = mid_shoulder + 0.35 * (mid_hip - mid_shoulder)
         head_w, chest_w = _run_width(body, head), _run_width(body, chest)
         if head_w < HEAD_TO_CHEST * chest_w or head_w == 0:
             return True
-        gy, gx = np.mgrid[0:h, 0:w]
         in_head = body & (np.hypot(gx - head[0], gy - head[1]) <= 0.6 * r_head)
         in_chest = body & (np.hypot(gx - chest[0], gy - chest[1]) <= 0.25 * np.linalg.norm(mid_hip - mid_shoulder))
         if in_head.sum() < 10 or in_chest.sum() < 10:
