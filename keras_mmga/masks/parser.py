@@ -199,9 +199,11 @@ class BodyPartParser:
             at the waistline (the trunk's mean colour half a torso length
             above and below differs, and most colours below are not worn
             above, so a striped top does not count), with a third of a torso
-            length of it in the frame. The head likewise needs colours the
-            chest's clothing does not wear (a crop cut below the chin gets
-            face landmarks on the collar).
+            length of it in the frame (sought down to 1.5 torso lengths below
+            the hips when none is near them). The head likewise must be body
+            where the model puts it with no body over it, and be narrower than
+            the chest or wear colours the chest does not (a crop cut below the
+            chin gets face landmarks on the collar).
 
     `parse(image_bgr)` returns a `ParseResult`; `parse_outputs(...)` does the
     same from model outputs already in image coordinates (for tests and tools).
