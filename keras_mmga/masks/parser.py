@@ -314,7 +314,7 @@ class BodyPartParser:
             face_seen >= 3
             and pts[NOSE, 1] - 0.5 * r_head >= 0
             and pts[:11, 1].min() - 0.5 * r_head >= 0
-            and self._head_differs(image_bgr, body, head, r_head, mid_shoulder, mid_hip)
+            and self._head_in_view(image_bgr, body, head, r_head, mid_shoulder, mid_hip)
         ):
             capsules.append((_HEAD, head, head, r_head))
         for code, shoulder, elbow, wrist, hand in (
@@ -425,7 +425,7 @@ class BodyPartParser:
             filled |= torso.astype(bool)
         return filled
 
-    def _head_differs(self, image_bgr, body, head, r_head, mid_shoulder, mid_hip):
+    def _head_in_view(self, image_bgr, body, head, r_head, mid_shoulder, mid_hip):
         """Whether the head the pose model placed is a head: body with nothing over it, and narrower than the
         chest or not wearing its clothing.
 
@@ -503,7 +503,7 @@ class BodyPartParser:
         # first whose trunk colours half a torso length above and below differ on average (a striped
         # top changes at every stripe but not on average) and mostly are not worn above (a pattern's
         # colours are), with a third of a torso length of the trunk in the frame below it.
-        lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB)
+        image_lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB)
         wide = max(band, int(round(0.5 * torso_len)))
         checked = []
         for k in np.argsort(-change, kind="stable")[:WAIST_CANDIDATES]:
@@ -513,12 +513,12 @@ class BodyPartParser:
             if any(abs(cy - c) < band for c in checked):
                 continue
             checked.append(cy)
-            above = trunk & (py >= cy - wide) & (py < cy)
-            below = trunk & (py >= cy) & (py < cy + wide)
-            if np.unique(py[below]).size < 0.3 * torso_len or above.sum() < 10:
+            over = trunk & (py >= cy - wide) & (py < cy)
+            under = trunk & (py >= cy) & (py < cy + wide)
+            if np.unique(py[under]).size < 0.3 * torso_len or over.sum() < 10:
                 continue
-            up = lab[py[above].astype(int), px[above].astype(int)].astype(np.float64)
-            dn = lab[py[below].astype(int), px[below].astype(int)].astype(np.float64)
+            up = image_lab[py[over].astype(int), px[over].astype(int)].astype(np.float64)
+            dn = image_lab[py[under].astype(int), px[under].astype(int)].astype(np.float64)
             if np.linalg.norm(up.mean(axis=0) - dn.mean(axis=0)) >= self.min_colour_change:
                 if _shared_colours(up, dn) < SAME_CLOTHING:
                     return float(cy), True
