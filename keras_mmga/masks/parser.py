@@ -283,14 +283,16 @@ class BodyPartParser:
         # A crop cut by the frame lowers the pose presence (a waist-up crop
         # often scores < 0.1) while the trunk's landmarks stay sure: both
         # shoulders seen count as a person too.
-        trunk_seen = self.seen_landmarks(landmarks, h, w)[[L_SHOULDER, R_SHOULDER]].all()
-        if (presence < self.presence_threshold and not trunk_seen) or body.mean() < self.min_body_fraction:
+        seen = self.seen_landmarks(landmarks, h, w)
+        if (presence < self.presence_threshold and not seen[[L_SHOULDER, R_SHOULDER]].all()) or (
+            body.mean() < self.min_body_fraction
+        ):
             return ParseResult(empty, float(presence), False, float(presence), None)
         pts = landmarks[:, :2].astype(np.float64)
         visibility = _sigmoid(landmarks[[L_SHOULDER, R_SHOULDER, L_HIP, R_HIP], 3])
         confidence = float(presence * visibility.mean())
-
-        seen = self.seen_landmarks(landmarks, h, w)
+        # One Lab copy for the colour tests (waistline, head).
+        lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB)
         inside = (pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)
         mid_shoulder = (pts[L_SHOULDER] + pts[R_SHOULDER]) / 2
         mid_hip = (pts[L_HIP] + pts[R_HIP]) / 2
@@ -314,7 +316,7 @@ class BodyPartParser:
             face_seen >= 3
             and pts[NOSE, 1] - 0.5 * r_head >= 0
             and pts[:11, 1].min() - 0.5 * r_head >= 0
-            and self._head_in_view(image_bgr, body, head, r_head, mid_shoulder, mid_hip)
+            and self._head_in_view(lab, body, head, r_head, mid_shoulder, mid_hip)
         ):
             capsules.append((_HEAD, head, head, r_head))
         for code, shoulder, elbow, wrist, hand in (
@@ -367,10 +369,10 @@ class BodyPartParser:
             return filled, ys, xs, px, py, _nearest_capsule(px, py, capsules)
 
         body, ys, xs, px, py, codes = assign(capsules)
-        waist_y, clear = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len)
+        waist_y, clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len)
         if not clear and not legs_seen:
             # A long coat or a squeezed pose puts the change of clothing far below the model's hips.
-            low_y, low_clear = self._waistline(image_bgr, body, codes, px, py, mid_hip, torso_len, below=LOW_WAIST)
+            low_y, low_clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len, below=LOW_WAIST)
             if low_clear:
                 waist_y, clear = low_y, True
         if not (clear or legs_seen) and len(capsules) > upper_body:
@@ -425,7 +427,7 @@ class BodyPartParser:
             filled |= torso.astype(bool)
         return filled
 
-    def _head_in_view(self, image_bgr, body, head, r_head, mid_shoulder, mid_hip):
+    def _head_in_view(self, lab, body, head, r_head, mid_shoulder, mid_hip):
         """Whether the head the pose model placed is a head: body with nothing over it, and narrower than the
         chest or not wearing its clothing.
 
@@ -453,8 +455,7 @@ class BodyPartParser:
         in_chest = body & (np.hypot(gx - chest[0], gy - chest[1]) <= 0.25 * np.linalg.norm(mid_hip - mid_shoulder))
         if in_head.sum() < 10 or in_chest.sum() < 10:
             return True
-        lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB).astype(np.float64)
-        return _shared_colours(lab[in_chest], lab[in_head]) < SAME_CLOTHING
+        return _shared_colours(lab[in_chest].astype(np.float64), lab[in_head].astype(np.float64)) < SAME_CLOTHING
 
     def seen_landmarks(self, landmarks, h, w):
         """(39,) bool: landmarks inside the (h, w) crop with visibility and presence >= `min_seen`."""
@@ -463,10 +464,10 @@ class BodyPartParser:
         confident = (_sigmoid(landmarks[:, 3]) >= self.min_seen) & (_sigmoid(landmarks[:, 4]) >= self.min_seen)
         return inside & confident
 
-    def _waistline(self, image_bgr, body, codes, px, py, mid_hip, torso_len, below=None):
+    def _waistline(self, lab, body, codes, px, py, mid_hip, torso_len, below=None):
         """`(row, clear)`: where the trunk's colour changes most near the hips (fallback above the hip joints), and
-        whether that is a change of clothing. `below`: the search's extent under the hips in torso lengths
-        (default `waist_search[1]`)."""
+        whether that is a change of clothing. `lab`: the image in Lab; `below`: the search's extent under the hips
+        in torso lengths (default `waist_search[1]`)."""
         fallback = mid_hip[1] - self.waist_fallback * torso_len
         above = self.waist_search[0]
         below = self.waist_search[1] if below is None else below
@@ -480,9 +481,9 @@ class BodyPartParser:
         sel = trunk & (py >= y0) & (py < y1)
         if sel.sum() < 10:
             return fallback, False
-        lab = cv2.cvtColor(image_bgr[y0:y1], cv2.COLOR_BGR2LAB)
-        rows = py[sel].astype(int) - y0
+        rows = py[sel].astype(int)
         colours = lab[rows, px[sel].astype(int)].astype(np.float64)
+        rows -= y0
         n = y1 - y0
         count = np.bincount(rows, minlength=n).astype(np.float64)
         sums = np.stack([np.bincount(rows, colours[:, c], minlength=n) for c in range(3)], axis=1)
@@ -503,7 +504,6 @@ class BodyPartParser:
         # first whose trunk colours half a torso length above and below differ on average (a striped
         # top changes at every stripe but not on average) and mostly are not worn above (a pattern's
         # colours are), with a third of a torso length of the trunk in the frame below it.
-        image_lab = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2LAB)
         wide = max(band, int(round(0.5 * torso_len)))
         checked = []
         for k in np.argsort(-change, kind="stable")[:WAIST_CANDIDATES]:
@@ -517,8 +517,8 @@ class BodyPartParser:
             under = trunk & (py >= cy) & (py < cy + wide)
             if np.unique(py[under]).size < 0.3 * torso_len or over.sum() < 10:
                 continue
-            up = image_lab[py[over].astype(int), px[over].astype(int)].astype(np.float64)
-            dn = image_lab[py[under].astype(int), px[under].astype(int)].astype(np.float64)
+            up = lab[py[over].astype(int), px[over].astype(int)].astype(np.float64)
+            dn = lab[py[under].astype(int), px[under].astype(int)].astype(np.float64)
             if np.linalg.norm(up.mean(axis=0) - dn.mean(axis=0)) >= self.min_colour_change:
                 if _shared_colours(up, dn) < SAME_CLOTHING:
                     return float(cy), True
