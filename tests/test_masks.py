@@ -17,7 +17,7 @@ from keras_mmga.data.masks import channel_weights, check_grouping, group_label_m
 from keras_mmga.data.synthetic import write_dataset
 from keras_mmga.image_io import sha256
 from keras_mmga.masks import pose_model as pm
-from keras_mmga.masks.parser import PART_LABELS, BodyPartParser
+from keras_mmga.masks.parser import PART_LABELS, BodyPartParser, _run_width, _shared_colours
 from keras_mmga.masks.writer import REPORT_NAME, read_report, write_masks
 
 
@@ -160,15 +160,7 @@ def test_generated_masks_reach_the_iou_floors(synthetic, generated):
 def test_waistline_is_where_the_clothes_change(model_path):
     # A hand-drawn figure: red shirt down to row 60, blue trousers below; the
     # hip landmarks sit lower, at row 68 (joints, below the waistband).
-    h, w = 128, 64
-    image = np.full((h, w, 3), 200, np.uint8)
-    body = np.zeros((h, w), bool)
-    body[14:26, 26:38] = True
-    body[30:60, 20:44] = True
-    body[60:120, 22:42] = True
-    image[14:26, 26:38] = (110, 150, 200)
-    image[30:60, 20:44] = (30, 30, 220)
-    image[60:120, 22:42] = (200, 60, 20)
+    image, body = _dressed_figure(shirt=(30, 30, 220), trousers=(200, 60, 20), shirt_top=30)
     lm = _figure_landmarks(arms_x=(47, 17))  # arms spread outside the drawn body
     seg = np.where(body, 8.0, -8.0).astype(np.float32)
     # skeleton_threshold=0: no skeleton fill, so the labels stay inside the drawn body (the arms'
@@ -203,15 +195,15 @@ def _figure_landmarks(arms_x=(42, 22)):
     return lm
 
 
-def _dressed_figure(shirt=(60, 60, 60), trousers=(140, 70, 20), face=(110, 150, 200)):
-    """The hand-drawn figure (128x64, BGR on grey 200) and its body mask: head, shirt, trousers."""
-    image = np.full((128, 64, 3), 200, np.uint8)
+def _dressed_figure(shirt=(60, 60, 60), trousers=(140, 70, 20), face=(110, 150, 200), background=200, shirt_top=26):
+    """The hand-drawn figure (128x64, BGR) and its body mask: head, shirt from `shirt_top` to row 60, trousers."""
+    image = np.full((128, 64, 3), background, np.uint8)
     body = np.zeros((128, 64), bool)
     body[14:26, 26:38] = True
-    body[26:60, 20:44] = True
+    body[shirt_top:60, 20:44] = True
     body[60:120, 22:42] = True
     image[14:26, 26:38] = face
-    image[26:60, 20:44] = shirt
+    image[shirt_top:60, 20:44] = shirt
     image[60:120, 22:42] = trousers
     return image, body
 
@@ -294,8 +286,6 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     on_chest[:11, 1] += 20
     patch = striped.copy()
     patch[24:35, 27:38] = (110, 150, 200)
-    from keras_mmga.masks.parser import _shared_colours
-
     lab = cv2.cvtColor(patch, cv2.COLOR_BGR2LAB).astype(np.float64)
     assert _shared_colours(lab[36:44, 20:44].reshape(-1, 3), lab[26:33, 29:36].reshape(-1, 3)) < 0.5
     assert 13 in parser.parse_outputs(patch, on_chest, 0.99, seg).absent
@@ -305,11 +295,7 @@ def test_skeleton_fill_closes_a_dark_torso_that_the_segmentation_misses(model_pa
     # Dark clothes on a dark background: the segmentation is unsure (probability 0.27) inside
     # the torso; the skeleton fill makes it body, the plain threshold leaves a hole.
     h, w = 128, 64
-    image = np.full((h, w, 3), 30, np.uint8)
-    body = np.zeros((h, w), bool)
-    body[14:26, 26:38] = True
-    body[26:60, 20:44] = True
-    body[60:120, 22:42] = True
+    image, body = _dressed_figure(shirt=(30, 30, 30), trousers=(30, 30, 30), face=(30, 30, 30), background=30)
     seg = np.where(body, 8.0, -8.0).astype(np.float32)
     hole = np.zeros((h, w), bool)
     hole[36:56, 29:35] = True  # inside the torso between the shoulders and the hips (the skeleton's core)
@@ -565,8 +551,6 @@ def test_first_fetch_says_so_before_it_starts(tmp_path, monkeypatch):
 
 
 def test_shared_colours_and_run_width_against_hand_counts():
-    from keras_mmga.masks.parser import _run_width, _shared_colours
-
     rng = np.random.RandomState(0)
     red, white, blue = (np.array(c, np.float64) for c in ((90, 170, 150), (250, 128, 128), (60, 140, 80)))
     stripes = np.concatenate([red + rng.randn(200, 3) * 2, white + rng.randn(200, 3) * 2])
@@ -595,8 +579,6 @@ def test_shared_colours_and_run_width_against_hand_counts():
 
 
 def test_shared_colours_tolerance_does_not_wrap_from_black_to_white():
-    from keras_mmga.masks.parser import _shared_colours
-
     black = np.zeros((100, 3)) + (2, 128, 128)
     white = np.zeros((100, 3)) + (253, 128, 128)
     grey = np.zeros((100, 3)) + (20, 128, 128)  # one L bin above black: within the tolerance
