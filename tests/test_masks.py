@@ -269,6 +269,14 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     assert np.isin(parser.parse_outputs(dressed, short, 0.99, seg).label_map, bottom).any()
     # The whole leg seen, the ankle a torso length below the hip: drawn on the striped shirt too.
     assert np.isin(parser.parse_outputs(striped, lm, 0.99, seg).label_map, bottom).any()
+    # The same leg squeezed down to the bottom edge (ankles 2 rows above it, 0.1 torso length, feet
+    # outside): no foot in view and no room for one, so not a whole leg; a heel seen inside makes it one.
+    edge = lm.copy()
+    edge[[25, 26], 1], edge[[27, 28], 1] = 49, 61
+    at_edge = parser.parse_outputs(striped, edge, 0.99, seg)
+    assert not np.isin(at_edge.label_map, bottom).any() and {16, 17} <= set(at_edge.absent)
+    edge[29, 1] = 63
+    assert np.isin(parser.parse_outputs(striped, edge, 0.99, seg).label_map, bottom).any()
     # The head: a crop cut below the chin whose face landmarks the model put on the collar (rows 2-6,
     # shirt-coloured) gets no head; the control with a face there gets one.
     collar = striped.copy()
@@ -280,6 +288,11 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     assert not np.isin(on_collar.label_map, (2, 13)).any() and {2, 13} <= set(on_collar.absent)
     with_face = parser.parse_outputs(striped, lm, 0.99, seg)
     assert np.isin(with_face.label_map, (2, 13)).any() and 13 not in with_face.absent
+    # A crop cut below the shoulders whose segmentation the model rounded into a head (the head-shaped body
+    # of `seg`, narrower than the chest, background beside it) while the pixels beside it are the shirt
+    # up to the top edge: no head. With background there (`striped`, above) the head stays.
+    rounded = parser.parse_outputs(collar, lm, 0.99, seg)
+    assert not np.isin(rounded.label_map, (2, 13)).any() and {2, 13} <= set(rounded.absent)
     # Face landmarks put on a skin-coloured patch of the chest (body over them: the real head above) get no
     # head there: the colours differ from the chest's, but a head has no body over it.
     on_chest = lm.copy()

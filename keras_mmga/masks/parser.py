@@ -94,6 +94,9 @@ HEAD_FILL = 0.7
 HEAD_TO_CHEST = 0.7
 # How far below the hips (torso lengths) a change of clothing is sought when none is near them.
 LOW_WAIST = 1.5
+# A whole leg in view ends in a foot: a heel or toe seen, or the ankle this many torso lengths above the
+# bottom edge (the pose model squeezes the legs of a waist-up crop down to the edge, feet outside).
+FOOT_ROOM = 0.15
 # How many of the strongest colour changes near the hips are tried as the waistline.
 WAIST_CANDIDATES = 6
 
@@ -136,16 +139,23 @@ def _shared_colours(reference, pixels, step=16.0, min_share=0.02):
     return float(grown[tuple(bins.T)].mean())
 
 
-def _run_width(mask, point):
-    """Width of the run of `mask` pixels through `point` (x, y) along its row; 0 outside the mask."""
+def _run_extent(mask, point):
+    """`(left, right)` columns of the run of `mask` pixels through `point` (x, y) along its row; None outside
+    the mask."""
     h, w = mask.shape
     x, y = int(round(point[0])), int(round(point[1]))
     if not (0 <= y < h and 0 <= x < w) or not mask[y, x]:
-        return 0
+        return None
     row = mask[y]
     left = x - (np.flatnonzero(~row[: x + 1][::-1])[:1].tolist() or [x + 1])[0] + 1
     right = x + (np.flatnonzero(~row[x:])[:1].tolist() or [w - x])[0] - 1
-    return right - left + 1
+    return left, right
+
+
+def _run_width(mask, point):
+    """Width of the run of `mask` pixels through `point` (x, y) along its row; 0 outside the mask."""
+    extent = _run_extent(mask, point)
+    return 0 if extent is None else extent[1] - extent[0] + 1
 
 
 def _nearest_capsule(px, py, capsules):
@@ -193,7 +203,8 @@ class BodyPartParser:
             reported absent (`ParseResult.absent`).
         min_leg_seen: the bar for a whole leg in view (knee and ankle inside
             the crop, both scoring this, the ankle a torso length below the
-            hip). Legs, trousers and shoes need pixel evidence besides their
+            hip, and a heel or toe scoring this or the ankle clear of the
+            bottom edge). Legs, trousers and shoes need pixel evidence besides their
             landmarks, because the pose model fits a whole body into a crop
             cut at the waist: a whole leg seen, or a clear change of clothing
             at the waistline (the trunk's mean colour half a torso length
@@ -203,7 +214,9 @@ class BodyPartParser:
             the hips when none is near them). The head likewise must be body
             where the model puts it with no body over it, and be narrower than
             the chest or wear colours the chest does not (a crop cut below the
-            chin gets face landmarks on the collar).
+            chin gets face landmarks on the collar), and what lies beside it
+            within the chest's width must not be the chest's clothing (the
+            segmentation rounds a crop cut below the shoulders into a head).
 
     `parse(image_bgr)` returns a `ParseResult`; `parse_outputs(...)` does the
     same from model outputs already in image coordinates (for tests and tools).
@@ -340,11 +353,18 @@ class BodyPartParser:
 
         upper_body = len(capsules)
         # A whole leg in view: knee and ankle inside the crop with visibility and presence >= min_leg_seen,
-        # the ankle a torso length below the hip.
+        # the ankle a torso length below the hip, and a foot seen or room for one above the bottom edge.
         leg_score = np.minimum(_sigmoid(landmarks[:, 3]), _sigmoid(landmarks[:, 4])) * inside
         legs_seen = any(
-            min(leg_score[k], leg_score[a]) >= self.min_leg_seen and pts[a, 1] - pts[hip, 1] >= MIN_LEG_DROP * torso_len
-            for hip, k, a in ((L_HIP, L_KNEE, L_ANKLE), (R_HIP, R_KNEE, R_ANKLE))
+            min(leg_score[k], leg_score[a]) >= self.min_leg_seen
+            and pts[a, 1] - pts[hip, 1] >= MIN_LEG_DROP * torso_len
+            and (
+                max(leg_score[heel], leg_score[toe]) >= self.min_leg_seen or pts[a, 1] <= h - 1 - FOOT_ROOM * torso_len
+            )
+            for hip, k, a, heel, toe in (
+                (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE),
+                (R_HIP, R_KNEE, R_ANKLE, R_HEEL, R_TOE),
+            )
         )
         for thigh_hip, knee, ankle, heel, toe, shin, foot in (
             (L_HIP, L_KNEE, L_ANKLE, L_HEEL, L_TOE, _L_SHIN, _L_FOOT),
@@ -448,11 +468,29 @@ class BodyPartParser:
         if body[:top, x0:x1].sum() > max(x1 - x0, 1) * r_head:
             return False
         chest = mid_shoulder + 0.35 * (mid_hip - mid_shoulder)
+        in_chest = body & (np.hypot(gx - chest[0], gy - chest[1]) <= 0.25 * np.linalg.norm(mid_hip - mid_shoulder))
+        extent = _run_extent(body, chest)
+        if extent is not None and in_chest.sum() >= 10:
+            # Beside a head, within the chest's width, is background; the segmentation model also rounds a
+            # crop cut below the shoulders into a head, but there the pixels beside it wear the chest's clothing.
+            near = cv2.dilate(body.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            beside = np.zeros_like(body)
+            beside[
+                int(max(0, head[1] - r_head)) : int(min(h, np.ceil(head[1] + 0.5 * r_head))), extent[0] : extent[1] + 1
+            ] = True
+            beside &= ~near
+            # The background's colours from outside the chest's width (a cut shirt may lie above the head too).
+            far = ~cv2.dilate(body.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            far[:, extent[0] : extent[1] + 1] = False
+            if beside.sum() >= 10 and far.sum() >= 10:
+                pixels = lab[beside].astype(np.float64)
+                clothing = _shared_colours(lab[in_chest].astype(np.float64), pixels)
+                if clothing >= SAME_CLOTHING and clothing > _shared_colours(lab[far].astype(np.float64), pixels):
+                    return False
         head_w, chest_w = _run_width(body, head), _run_width(body, chest)
         if head_w < HEAD_TO_CHEST * chest_w or head_w == 0:
             return True
         in_head = body & (np.hypot(gx - head[0], gy - head[1]) <= 0.6 * r_head)
-        in_chest = body & (np.hypot(gx - chest[0], gy - chest[1]) <= 0.25 * np.linalg.norm(mid_hip - mid_shoulder))
         if in_head.sum() < 10 or in_chest.sum() < 10:
             return True
         return _shared_colours(lab[in_chest].astype(np.float64), lab[in_head].astype(np.float64)) < SAME_CLOTHING
