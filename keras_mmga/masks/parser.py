@@ -88,6 +88,9 @@ MIN_LEG_DROP = 1.0
 # A colour region counts as the same clothing as another when at least this share of its pixels wears
 # the other's common colours (see `_shared_colours`).
 SAME_CLOTHING = 0.5
+# Two garments wear, on average over both directions, less than this share of each other's colours: arms
+# held in front of a shirt add their colours below a row, but the shirt's colours go on below it.
+BOTH_WAYS = 0.65
 # The share of the head's disk (inside the frame) that must be body.
 HEAD_FILL = 0.7
 # A head narrower than this share of the chest's width is a head whatever its colours.
@@ -541,7 +544,8 @@ class BodyPartParser:
         # The waistline is a change of clothing, not of a pattern: the strongest changes in turn, the
         # first whose trunk colours half a torso length above and below differ on average (a striped
         # top changes at every stripe but not on average) and mostly are not worn above (a pattern's
-        # colours are), with a third of a torso length of the trunk in the frame below it.
+        # colours are) nor, on average both ways, wear the colours above (arms over a shirt), with a
+        # third of a torso length of the trunk in the frame below it.
         wide = max(band, int(round(0.5 * torso_len)))
         checked = []
         for k in np.argsort(-change, kind="stable")[:WAIST_CANDIDATES]:
@@ -558,6 +562,7 @@ class BodyPartParser:
             up = lab[py[over].astype(int), px[over].astype(int)].astype(np.float64)
             dn = lab[py[under].astype(int), px[under].astype(int)].astype(np.float64)
             if np.linalg.norm(up.mean(axis=0) - dn.mean(axis=0)) >= self.min_colour_change:
-                if _shared_colours(up, dn) < SAME_CLOTHING:
+                worn_above = _shared_colours(up, dn)
+                if worn_above < SAME_CLOTHING and worn_above + _shared_colours(dn, up) < 2 * BOTH_WAYS:
                     return float(cy), True
         return float(best_y), False
