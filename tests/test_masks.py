@@ -267,6 +267,13 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     dressed = striped.copy()
     dressed[36:64, 18:46] = (140, 70, 20)
     assert np.isin(parser.parse_outputs(dressed, short, 0.99, seg).label_map, bottom).any()
+    # Forearms held in front of a plain shirt from row 36 (over 16 of its 28 columns): the mean colour changes
+    # and most colours below are not worn above, but all the shirt's colours go on below: no trousers.
+    arms = striped.copy()
+    arms[12:64, 18:46] = (40, 40, 160)
+    arms[36:64, 21:29] = arms[36:64, 35:43] = (110, 150, 200)
+    in_front = parser.parse_outputs(arms, short, 0.99, seg)
+    assert not np.isin(in_front.label_map, bottom).any() and {9, 16, 17} <= set(in_front.absent)
     # The whole leg seen, the ankle a torso length below the hip: drawn on the striped shirt too.
     assert np.isin(parser.parse_outputs(striped, lm, 0.99, seg).label_map, bottom).any()
     # The same leg squeezed down to the bottom edge (ankles 2 rows above it, 0.1 torso length, feet
