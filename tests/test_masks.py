@@ -276,6 +276,13 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     assert not np.isin(in_front.label_map, bottom).any() and {9, 16, 17} <= set(in_front.absent)
     # The whole leg seen, the ankle a torso length below the hip: drawn on the striped shirt too.
     assert np.isin(parser.parse_outputs(striped, lm, 0.99, seg).label_map, bottom).any()
+    # The same landmarks on a body 40 columns wide (the stripes widened): shoulder to ankle is 42 rows, under
+    # 1.3 body widths, so the legs are a squeezed guess, not a whole leg.
+    wide, body_w = striped.copy(), body.copy()
+    wide[12:64, 12:52] = striped[12:64, 20:21]
+    body_w[12:64, 12:52] = True
+    squat = parser.parse_outputs(wide, lm, 0.99, np.where(body_w, 8.0, -8.0).astype(np.float32))
+    assert squat.person and not np.isin(squat.label_map, bottom).any() and {16, 17} <= set(squat.absent)
     # The same leg squeezed down to the bottom edge (ankles 2 rows above it, 0.1 torso length, feet
     # outside): no foot in view and no room for one, so not a whole leg; a heel seen inside makes it one.
     edge = lm.copy()

@@ -97,6 +97,9 @@ HEAD_FILL = 0.7
 HEAD_TO_CHEST = 0.7
 # How far below the hips (torso lengths) a change of clothing is sought when none is near them.
 LOW_WAIST = 1.5
+# A whole leg in view reaches this many chest widths (the body's run through the chest) below the shoulders
+# (about 2.4 standing, facing the camera); the pose model's guesses squeezed into a waist-up crop reach ~1.
+LEG_TO_CHEST = 1.3
 # A whole leg in view ends in a foot: a heel or toe seen, or the ankle this many torso lengths above the
 # bottom edge (the pose model squeezes the legs of a waist-up crop down to the edge, feet outside).
 FOOT_ROOM = 0.15
@@ -206,15 +209,19 @@ class BodyPartParser:
             reported absent (`ParseResult.absent`).
         min_leg_seen: the bar for a whole leg in view (knee and ankle inside
             the crop, both scoring this, the ankle a torso length below the
-            hip, and a heel or toe scoring this or the ankle clear of the
-            bottom edge). Legs, trousers and shoes need pixel evidence besides their
-            landmarks, because the pose model fits a whole body into a crop
-            cut at the waist: a whole leg seen, or a clear change of clothing
-            at the waistline (the trunk's mean colour half a torso length
-            above and below differs, and most colours below are not worn
-            above, so a striped top does not count), with a third of a torso
-            length of it in the frame (sought down to 1.5 torso lengths below
-            the hips when none is near them). The head likewise must be body
+            hip and 1.3 chest widths below the shoulders, and a heel or toe
+            scoring this or the ankle clear of the bottom edge). Legs,
+            trousers and shoes need pixel evidence besides their landmarks,
+            because the pose model fits a whole body into a crop cut at the
+            waist, squeezed: its torso and legs get shorter, the body's width
+            in the pixels does not. The evidence: a whole leg seen, or a
+            clear change of clothing at the waistline (the trunk's mean
+            colour half a torso length above and below differs, most colours
+            below are not worn above, so a striped top does not count, and
+            the colours above do not go on below, so arms held in front of
+            a shirt do not count), with a third of a torso length of it in
+            the frame (sought down to 1.5 torso lengths below the hips when
+            none is near them). The head likewise must be body
             where the model puts it with no body over it, and be narrower than
             the chest or wear colours the chest does not (a crop cut below the
             chin gets face landmarks on the collar), and what lies beside it
@@ -239,7 +246,7 @@ class BodyPartParser:
         cache_dir=None,
         min_seen=0.7,
         skeleton_threshold=0.1,
-        min_leg_seen=0.5,
+        min_leg_seen=0.4,
     ):
         from keras_mmga.masks.pose_model import PoseModel
 
@@ -356,11 +363,15 @@ class BodyPartParser:
 
         upper_body = len(capsules)
         # A whole leg in view: knee and ankle inside the crop with visibility and presence >= min_leg_seen,
-        # the ankle a torso length below the hip, and a foot seen or room for one above the bottom edge.
+        # the ankle a torso length below the hip and LEG_TO_CHEST chest widths below the shoulders (the
+        # body's width is pixels, which a squeezed pose cannot shrink), and a foot seen or room for one
+        # above the bottom edge.
         leg_score = np.minimum(_sigmoid(landmarks[:, 3]), _sigmoid(landmarks[:, 4])) * inside
+        chest_w = _run_width(body, mid_shoulder + 0.35 * (mid_hip - mid_shoulder))
         legs_seen = any(
             min(leg_score[k], leg_score[a]) >= self.min_leg_seen
             and pts[a, 1] - pts[hip, 1] >= MIN_LEG_DROP * torso_len
+            and pts[a, 1] - mid_shoulder[1] >= LEG_TO_CHEST * chest_w
             and (
                 max(leg_score[heel], leg_score[toe]) >= self.min_leg_seen or pts[a, 1] <= h - 1 - FOOT_ROOM * torso_len
             )
