@@ -274,6 +274,14 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     arms[36:64, 21:29] = arms[36:64, 35:43] = (110, 150, 200)
     in_front = parser.parse_outputs(arms, short, 0.99, seg)
     assert not np.isin(in_front.label_map, bottom).any() and {9, 16, 17} <= set(in_front.absent)
+    # A pose squeezed harder (hips 8 rows below the shoulders) on a two-tone top that changes colour 10 rows
+    # below the shoulders of a body 28 columns wide: under 0.4 chest widths, inside the top, not a waistline.
+    hard = short.copy()
+    hard[[23, 24], 1], hard[[25, 26], 1], hard[[27, 28], 1] = 22, 30, 36
+    two_tone = striped.copy()
+    two_tone[12:24, 18:46], two_tone[24:64, 18:46] = (40, 40, 160), (140, 70, 20)
+    in_top = parser.parse_outputs(two_tone, hard, 0.99, seg)
+    assert in_top.person and not np.isin(in_top.label_map, bottom).any() and 9 in in_top.absent
     # The whole leg seen, the ankle a torso length below the hip: drawn on the striped shirt too.
     assert np.isin(parser.parse_outputs(striped, lm, 0.99, seg).label_map, bottom).any()
     # The same landmarks on a body 40 columns wide (the stripes widened): shoulder to ankle is 42 rows, under

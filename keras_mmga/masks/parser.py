@@ -100,6 +100,8 @@ LOW_WAIST = 1.5
 # A whole leg in view reaches this many chest widths (the body's run through the chest) below the shoulders
 # (about 2.4 standing, facing the camera); the pose model's guesses squeezed into a waist-up crop reach ~1.
 LEG_TO_CHEST = 1.3
+# A waistline lies at least this many chest widths below the shoulders (about 1 standing, facing the camera).
+WAIST_TO_CHEST = 0.4
 # A whole leg in view ends in a foot: a heel or toe seen, or the ankle this many torso lengths above the
 # bottom edge (the pose model squeezes the legs of a waist-up crop down to the edge, feet outside).
 FOOT_ROOM = 0.15
@@ -219,8 +221,8 @@ class BodyPartParser:
             colour half a torso length above and below differs, most colours
             below are not worn above, so a striped top does not count, and
             the colours above do not go on below, so arms held in front of
-            a shirt do not count), with a third of a torso length of it in
-            the frame (sought down to 1.5 torso lengths below the hips when
+            a shirt do not count), 0.4 chest widths below the shoulders at
+            least, with a third of a torso length of it in the frame (sought down to 1.5 torso lengths below the hips when
             none is near them). The head likewise must be body
             where the model puts it with no body over it, and be narrower than
             the chest or wear colours the chest does not (a crop cut below the
@@ -404,10 +406,13 @@ class BodyPartParser:
 
         body, ys, xs, px, py, codes = assign(capsules)
         waist_y, clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len)
+        # A pose squeezed into a waist-up crop can put its hips at the shoulders: a colour change there is
+        # inside the top, not a waistline.
+        clear = clear and waist_y - mid_shoulder[1] >= WAIST_TO_CHEST * chest_w
         if not clear and not legs_seen:
             # A long coat or a squeezed pose puts the change of clothing far below the model's hips.
             low_y, low_clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len, below=LOW_WAIST)
-            if low_clear:
+            if low_clear and low_y - mid_shoulder[1] >= WAIST_TO_CHEST * chest_w:
                 waist_y, clear = low_y, True
         if not (clear or legs_seen) and len(capsules) > upper_body:
             # Legs need evidence in the pixels too: the pose model fits a whole body into a waist-up
