@@ -17,7 +17,14 @@ from keras_mmga.data.masks import channel_weights, check_grouping, group_label_m
 from keras_mmga.data.synthetic import write_dataset
 from keras_mmga.image_io import sha256
 from keras_mmga.masks import pose_model as pm
-from keras_mmga.masks.parser import PART_LABELS, BodyPartParser, _run_width, _shared_colours
+from keras_mmga.masks.parser import (
+    PART_LABELS,
+    BodyPartParser,
+    _run_extent,
+    _run_width,
+    _shared_colours,
+    _trunk_width,
+)
 from keras_mmga.masks.writer import REPORT_NAME, read_report, write_masks
 
 
@@ -326,6 +333,39 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     assert 13 in parser.parse_outputs(patch, on_chest, 0.99, seg).absent
 
 
+def test_portrait_with_the_skeleton_squeezed_above_the_chest_gets_no_legs(model_path):
+    # A head-and-shoulders portrait (64x64): head rows 4-19, neck 20-25 (8 wide), chest 26-63 (52 wide).
+    # The pose model squeezes a whole body into it: shoulders at the chin (row 14), hips at row 30, knees,
+    # ankles and heels inside the crop, all seen. The chest point of the skeleton (35 % down the torso)
+    # lands on the neck; the trunk's widest run (52) is the real chest, and 42 rows from the shoulders to
+    # the ankles are under 1.3 of it: no legs. One colour for the clothes: no waistline either.
+    image = np.full((64, 64, 3), 200, np.uint8)
+    body = np.zeros((64, 64), bool)
+    body[4:20, 24:40] = body[20:26, 28:36] = body[26:64, 6:58] = True
+    image[4:26][body[4:26]] = (110, 150, 200)
+    image[26:64, 6:58] = (90, 40, 30)
+    lm = np.zeros((39, 5), np.float32)
+    lm[:, 3:5] = 5.0
+    lm[:11, :2] = (32, 10)
+    lm[[7, 8], :2] = [(27, 11), (37, 11)]
+    lm[[11, 12], :2] = [(38, 14), (26, 14)]
+    lm[[13, 14], :2], lm[[15, 16], :2] = [(42, 24), (22, 24)], [(42, 32), (22, 32)]
+    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (42, 34), (22, 34)
+    lm[[23, 24], :2], lm[[25, 26], :2], lm[[27, 28], :2] = (
+        [(36, 30), (28, 30)],
+        [(36, 44), (28, 44)],
+        [(36, 56), (28, 56)],
+    )
+    lm[[29, 30], :2], lm[[31, 32], :2] = [(36, 61), (28, 61)], [(38, 62), (26, 62)]
+    seg = np.where(body, 8.0, -8.0).astype(np.float32)
+    parser = BodyPartParser(model_path, skeleton_threshold=0.0)
+    assert _run_width(body, (32, 14 + 0.35 * 16)) == 8  # the skeleton's chest point is on the neck
+    result = parser.parse_outputs(image, lm, 0.99, seg)
+    assert result.person and not np.isin(result.label_map, (9, 12, 16, 17, 18, 19)).any()
+    assert {9, 16, 17, 18, 19} <= set(result.absent)
+    assert (result.label_map[body] > 0).all()
+
+
 def test_skeleton_fill_closes_a_dark_torso_that_the_segmentation_misses(model_path):
     # Dark clothes on a dark background: the segmentation is unsure (probability 0.27) inside
     # the torso; the skeleton fill makes it body, the plain threshold leaves a hole.
@@ -611,6 +651,10 @@ def test_shared_colours_and_run_width_against_hand_counts():
         1,
         2,
     ]
+    assert _run_extent(mask, (3, 1)) == (3, 7) and _run_extent(mask, (9, 1)) is None
+    # The widest run along a line: rows 1 to 3 through column 3 are 5, 12 and 2 wide.
+    assert _trunk_width(mask, np.array([3.0, 1.0]), np.array([3.0, 3.0])) == 12
+    assert _trunk_width(mask, np.array([3.0, 1.0]), np.array([3.0, 1.0])) == 5
 
 
 def test_shared_colours_tolerance_does_not_wrap_from_black_to_white():

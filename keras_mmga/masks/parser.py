@@ -90,18 +90,21 @@ MIN_LEG_DROP = 1.0
 SAME_CLOTHING = 0.5
 # Two garments wear, on average over both directions, less than this share of each other's colours: arms
 # held in front of a shirt add their colours below a row, but the shirt's colours go on below it.
-BOTH_WAYS = 0.65
+BOTH_WAYS = 0.625
 # The share of the head's disk (inside the frame) that must be body.
 HEAD_FILL = 0.7
+# Body over a head (hair, a hat) reaches at most this many head radii above its top.
+HEAD_OVER = 1.5
 # A head narrower than this share of the chest's width is a head whatever its colours.
 HEAD_TO_CHEST = 0.7
 # How far below the hips (torso lengths) a change of clothing is sought when none is near them.
 LOW_WAIST = 1.5
-# A whole leg in view reaches this many chest widths (the body's run through the chest) below the shoulders
-# (about 2.4 standing, facing the camera); the pose model's guesses squeezed into a waist-up crop reach ~1.
-LEG_TO_CHEST = 1.3
-# A waistline lies at least this many chest widths below the shoulders (about 1 standing, facing the camera).
-WAIST_TO_CHEST = 0.4
+# A whole leg in view reaches this many trunk widths (the body's widest run along the trunk, shoulders to hips)
+# below the shoulders (about 2.4 standing, facing the camera); the pose model's guesses squeezed into a
+# waist-up crop reach ~1.
+LEG_TO_TRUNK = 1.3
+# A waistline lies at least this many trunk widths below the shoulders (about 1 standing, facing the camera).
+WAIST_TO_TRUNK = 0.4
 # A whole leg in view ends in a foot: a heel or toe seen, or the ankle this many torso lengths above the
 # bottom edge (the pose model squeezes the legs of a waist-up crop down to the edge, feet outside).
 FOOT_ROOM = 0.15
@@ -166,6 +169,11 @@ def _run_width(mask, point):
     return 0 if extent is None else extent[1] - extent[0] + 1
 
 
+def _trunk_width(mask, top, bottom, samples=16):
+    """Widest run of `mask` through the line from `top` to `bottom` (x, y), sampled at `samples` points."""
+    return max(_run_width(mask, top + t * (bottom - top)) for t in np.linspace(0.0, 1.0, samples))
+
+
 def _nearest_capsule(px, py, capsules):
     """Part code of the capsule `(code, a, b, radius)` nearest to each point (distance to the bone − radius)."""
     a = np.array([c[1] for c in capsules], np.float32)
@@ -211,7 +219,7 @@ class BodyPartParser:
             reported absent (`ParseResult.absent`).
         min_leg_seen: the bar for a whole leg in view (knee and ankle inside
             the crop, both scoring this, the ankle a torso length below the
-            hip and 1.3 chest widths below the shoulders, and a heel or toe
+            hip and 1.3 trunk widths below the shoulders, and a heel or toe
             scoring this or the ankle clear of the bottom edge). Legs,
             trousers and shoes need pixel evidence besides their landmarks,
             because the pose model fits a whole body into a crop cut at the
@@ -221,14 +229,15 @@ class BodyPartParser:
             colour half a torso length above and below differs, most colours
             below are not worn above, so a striped top does not count, and
             the colours above do not go on below, so arms held in front of
-            a shirt do not count), 0.4 chest widths below the shoulders at
-            least, with a third of a torso length of it in the frame (sought down to 1.5 torso lengths below the hips when
-            none is near them). The head likewise must be body
-            where the model puts it with no body over it, and be narrower than
-            the chest or wear colours the chest does not (a crop cut below the
-            chin gets face landmarks on the collar), and what lies beside it
-            within the chest's width must not be the chest's clothing (the
-            segmentation rounds a crop cut below the shoulders into a head).
+            a shirt do not count), 0.4 trunk widths below the shoulders at
+            least, with a third of a torso length of it in the frame (sought
+            down to 1.5 torso lengths below the hips when none is near them).
+            The head likewise must be body where the model puts it with no
+            body over it, and be narrower than the chest or wear colours the
+            chest does not (a crop cut below the chin gets face landmarks on
+            the collar), and what lies beside it within the chest's width
+            must not be the chest's clothing (the segmentation rounds a crop
+            cut below the shoulders into a head).
 
     `parse(image_bgr)` returns a `ParseResult`; `parse_outputs(...)` does the
     same from model outputs already in image coordinates (for tests and tools).
@@ -365,15 +374,15 @@ class BodyPartParser:
 
         upper_body = len(capsules)
         # A whole leg in view: knee and ankle inside the crop with visibility and presence >= min_leg_seen,
-        # the ankle a torso length below the hip and LEG_TO_CHEST chest widths below the shoulders (the
+        # the ankle a torso length below the hip and LEG_TO_TRUNK trunk widths below the shoulders (the
         # body's width is pixels, which a squeezed pose cannot shrink), and a foot seen or room for one
         # above the bottom edge.
         leg_score = np.minimum(_sigmoid(landmarks[:, 3]), _sigmoid(landmarks[:, 4])) * inside
-        chest_w = _run_width(body, mid_shoulder + 0.35 * (mid_hip - mid_shoulder))
+        trunk_w = _trunk_width(body, mid_shoulder, mid_hip)
         legs_seen = any(
             min(leg_score[k], leg_score[a]) >= self.min_leg_seen
             and pts[a, 1] - pts[hip, 1] >= MIN_LEG_DROP * torso_len
-            and pts[a, 1] - mid_shoulder[1] >= LEG_TO_CHEST * chest_w
+            and pts[a, 1] - mid_shoulder[1] >= LEG_TO_TRUNK * trunk_w
             and (
                 max(leg_score[heel], leg_score[toe]) >= self.min_leg_seen or pts[a, 1] <= h - 1 - FOOT_ROOM * torso_len
             )
@@ -408,11 +417,11 @@ class BodyPartParser:
         waist_y, clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len)
         # A pose squeezed into a waist-up crop can put its hips at the shoulders: a colour change there is
         # inside the top, not a waistline.
-        clear = clear and waist_y - mid_shoulder[1] >= WAIST_TO_CHEST * chest_w
+        clear = clear and waist_y - mid_shoulder[1] >= WAIST_TO_TRUNK * trunk_w
         if not clear and not legs_seen:
             # A long coat or a squeezed pose puts the change of clothing far below the model's hips.
             low_y, low_clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len, below=LOW_WAIST)
-            if low_clear and low_y - mid_shoulder[1] >= WAIST_TO_CHEST * chest_w:
+            if low_clear and low_y - mid_shoulder[1] >= WAIST_TO_TRUNK * trunk_w:
                 waist_y, clear = low_y, True
         if not (clear or legs_seen) and len(capsules) > upper_body:
             # Legs need evidence in the pixels too: the pose model fits a whole body into a waist-up
@@ -477,14 +486,14 @@ class BodyPartParser:
         h, w = body.shape
         gy, gx = np.mgrid[0:h, 0:w]
         # A head is body where the model put it (the disk inside the frame mostly body) with no body over it
-        # (at most a head radius of rows above its top in its middle columns: hair, a hat), else the model
+        # (at most HEAD_OVER head radii of rows above its top in its middle columns: hair, a hat), else the model
         # put it on the torso or the background.
         disk = np.hypot(gx - head[0], gy - head[1]) <= r_head
         if (body & disk).sum() < HEAD_FILL * disk.sum():
             return False
         x0, x1 = int(max(0, head[0] - 0.5 * r_head)), int(min(w, head[0] + 0.5 * r_head + 1))
         top = int(max(0, head[1] - 1.2 * r_head))
-        if body[:top, x0:x1].sum() > max(x1 - x0, 1) * r_head:
+        if body[:top, x0:x1].sum() > max(x1 - x0, 1) * HEAD_OVER * r_head:
             return False
         chest = mid_shoulder + 0.35 * (mid_hip - mid_shoulder)
         in_chest = body & (np.hypot(gx - chest[0], gy - chest[1]) <= 0.25 * np.linalg.norm(mid_hip - mid_shoulder))
