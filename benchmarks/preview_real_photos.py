@@ -1,8 +1,8 @@
-"""A preview sheet of masks on real photos: people cropped from the photos in the ultralytics wheel.
+"""A preview sheet of masks on real photos: people cropped from the photos that wheels on PyPI ship.
 
 Usage:
-    python -m pip download ultralytics --no-deps -d /tmp/ul
-    mkdir -p /tmp/ul/photos && python benchmarks/extract_photos.py /tmp/ul/ultralytics-*.whl /tmp/ul/photos
+    python -m pip download ultralytics scikit-image matplotlib --no-deps -d /tmp/ul
+    python benchmarks/extract_photos.py /tmp/ul/*.whl /tmp/ul/photos
     python benchmarks/preview_real_photos.py --assets /tmp/ul/photos \\
         --out docs/images/masks_real_photos.jpg [--pose-model PATH]
 
@@ -10,8 +10,10 @@ Each row: the crop, its whole mask, its parts over the image (colours as in
 `keras_mmga.masks.writer.PALETTE`), cells 256 px high with the crop's aspect
 kept; the caption lists the parts reported absent (or says that no person
 was found). The boxes are drawn by
-hand (no detector in the wheel); three are cut from a full-body person at the
-waist, the knees and the shoulders.
+hand (no detector in the wheels); three are cut from a full-body person at the
+waist, the knees and the shoulders. The portraits (astronaut, grace_hopper)
+and the cameraman (camera, cut at the thighs) are framings a pose model made
+for whole bodies squeezes a whole skeleton into.
 """
 
 import argparse
@@ -33,6 +35,9 @@ CROPS = (
     ("bus.jpg", "bus coat cut at waist", 50, 380, 250, 680),
     ("bus.jpg", "bus coat cut at knees", 50, 380, 250, 780),
     ("bus.jpg", "bus coat below shoulders", 50, 490, 250, 910),
+    ("astronaut.png", "astronaut (chest up)", 0, 0, 380, 512),
+    ("camera.png", "cameraman (thighs up, dark coat)", 0, 60, 330, 512),
+    ("grace_hopper.jpg", "grace_hopper (head and shoulders, dark)", 0, 0, 512, 600),
 )
 
 
@@ -71,7 +76,7 @@ def cell(image, labels, absent, person=True, height=256):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", required=True, help="folder holding zidane.jpg and bus.jpg")
+    parser.add_argument("--assets", required=True, help="folder of the photos (benchmarks/extract_photos.py)")
     parser.add_argument("--out", default="docs/images/masks_real_photos.jpg")
     parser.add_argument("--pose-model", default=None)
     parser.add_argument("--columns", type=int, default=2)
