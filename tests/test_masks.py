@@ -20,6 +20,7 @@ from keras_mmga.masks import pose_model as pm
 from keras_mmga.masks.parser import (
     PART_LABELS,
     BodyPartParser,
+    _closer_to,
     _run_extent,
     _run_width,
     _shared_colours,
@@ -322,6 +323,18 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     # up to the top edge: no head. With background there (`striped`, above) the head stays.
     rounded = parser.parse_outputs(collar, lm, 0.99, seg)
     assert not np.isin(rounded.label_map, (2, 13)).any() and {2, 13} <= set(rounded.absent)
+    # The same over a busy background that also wears colours near the shirt's (a third of its pixels, the
+    # rest random): by colour bins the pixels beside the "head" are as much background as shirt, but they are
+    # nearer to the shirt: no head.
+    busy = collar.copy()
+    rng = np.random.RandomState(1)
+    outside = ~body_c
+    outside[:12, 18:46] = False  # the cut shirt at the top stays
+    noise = rng.randint(0, 256, (int(outside.sum()), 3))
+    noise[rng.rand(len(noise)) < 1 / 3] = (52, 50, 175)
+    busy[outside] = noise
+    on_busy = parser.parse_outputs(busy, lm, 0.99, seg)
+    assert not np.isin(on_busy.label_map, (2, 13)).any() and {2, 13} <= set(on_busy.absent)
     # Face landmarks put on a skin-coloured patch of the chest (body over them: the real head above) get no
     # head there: the colours differ from the chest's, but a head has no body over it.
     on_chest = lm.copy()
@@ -652,6 +665,9 @@ def test_shared_colours_and_run_width_against_hand_counts():
         2,
     ]
     assert _run_extent(mask, (3, 1)) == (3, 7) and _run_extent(mask, (9, 1)) is None
+    # Nearer to the first set: (0, 0, 0) yes, (10, 0, 0) a tie (no), (20, 0, 0) no.
+    line = np.array([[0.0, 0, 0], [10.0, 0, 0], [20.0, 0, 0]])
+    assert _closer_to(line, line[:1], line[2:]) == pytest.approx(1 / 3)
     # The widest run along a line: rows 1 to 3 through column 3 are 5, 12 and 2 wide.
     assert _trunk_width(mask, np.array([3.0, 1.0]), np.array([3.0, 3.0])) == 12
     assert _trunk_width(mask, np.array([3.0, 1.0]), np.array([3.0, 1.0])) == 5

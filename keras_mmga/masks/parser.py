@@ -94,7 +94,7 @@ BOTH_WAYS = 0.625
 # The share of the head's disk (inside the frame) that must be body.
 HEAD_FILL = 0.7
 # Body over a head (hair, a hat) reaches at most this many head radii above its top.
-HEAD_OVER = 1.5
+HEAD_OVER = 1.0
 # A head narrower than this share of the chest's width is a head whatever its colours.
 HEAD_TO_CHEST = 0.7
 # How far below the hips (torso lengths) a change of clothing is sought when none is near them.
@@ -172,6 +172,15 @@ def _run_width(mask, point):
 def _trunk_width(mask, top, bottom, samples=16):
     """Widest run of `mask` through the line from `top` to `bottom` (x, y), sampled at `samples` points."""
     return max(_run_width(mask, top + t * (bottom - top)) for t in np.linspace(0.0, 1.0, samples))
+
+
+def _closer_to(pixels, first, second, limit=400):
+    """Share of `pixels` (Lab, (n, 3)) whose nearest colour in `first` is nearer than their nearest in `second`
+    (each set thinned to about `limit` colours, evenly)."""
+    pixels, first, second = (x[:: max(1, len(x) // limit)] for x in (pixels, first, second))
+    d_first = ((pixels[:, None] - first[None]) ** 2).sum(-1).min(axis=1)
+    d_second = ((pixels[:, None] - second[None]) ** 2).sum(-1).min(axis=1)
+    return float((d_first < d_second).mean())
 
 
 def _nearest_capsule(px, py, capsules):
@@ -511,9 +520,13 @@ class BodyPartParser:
             far = ~cv2.dilate(body.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
             far[:, extent[0] : extent[1] + 1] = False
             if beside.sum() >= 10 and far.sum() >= 10:
-                pixels = lab[beside].astype(np.float64)
-                clothing = _shared_colours(lab[in_chest].astype(np.float64), pixels)
-                if clothing >= SAME_CLOTHING and clothing > _shared_colours(lab[far].astype(np.float64), pixels):
+                # Worn by the chest, and nearer in colour to the chest than to the background for most pixels
+                # (a background may wear the shirt's colours too, among many others).
+                pixels, chest_lab = lab[beside].astype(np.float64), lab[in_chest].astype(np.float64)
+                if (
+                    _shared_colours(chest_lab, pixels) >= SAME_CLOTHING
+                    and _closer_to(pixels, chest_lab, lab[far].astype(np.float64)) >= 0.5
+                ):
                     return False
         head_w, chest_w = _run_width(body, head), _run_width(body, chest)
         if head_w < HEAD_TO_CHEST * chest_w or head_w == 0:
