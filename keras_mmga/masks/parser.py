@@ -178,9 +178,11 @@ def _closer_to(pixels, first, second, limit=400):
     """Share of `pixels` (Lab, (n, 3)) whose nearest colour in `first` is nearer than their nearest in `second`
     (each set thinned to about `limit` colours, evenly)."""
     pixels, first, second = (x[:: max(1, len(x) // limit)] for x in (pixels, first, second))
-    d_first = ((pixels[:, None] - first[None]) ** 2).sum(-1).min(axis=1)
-    d_second = ((pixels[:, None] - second[None]) ** 2).sum(-1).min(axis=1)
-    return float((d_first < d_second).mean())
+
+    def nearest(ref):  # squared distance to the nearest colour of `ref`, |p|^2 + |r|^2 - 2 p.r as one product
+        return ((ref * ref).sum(axis=1)[None, :] - 2.0 * pixels @ ref.T).min(axis=1)
+
+    return float((nearest(first) < nearest(second)).mean())
 
 
 def _nearest_capsule(px, py, capsules):
