@@ -487,8 +487,8 @@ class BodyPartParser:
         return filled
 
     def _head_in_view(self, lab, body, head, r_head, mid_shoulder, mid_hip):
-        """Whether the head the pose model placed is a head: body with nothing over it, and narrower than the
-        chest or not wearing its clothing.
+        """Whether the head the pose model placed is a head: body with nothing over it, no chest clothing beside
+        it, and narrower than the chest or not wearing its clothing.
 
         The pose model fits a head into a crop cut below the chin, on the collar: there the body is as
         wide as the chest and wears the chest's colours. A real head is narrower than the shoulders, or
