@@ -425,14 +425,15 @@ class BodyPartParser:
             return filled, ys, xs, px, py, _nearest_capsule(px, py, capsules)
 
         body, ys, xs, px, py, codes = assign(capsules)
+        # A pose squeezed into a waist-up crop can put its hips at the shoulders: a colour change above
+        # this row is inside the top, not a waistline.
+        waist_floor = mid_shoulder[1] + WAIST_TO_TRUNK * trunk_w
         waist_y, clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len)
-        # A pose squeezed into a waist-up crop can put its hips at the shoulders: a colour change there is
-        # inside the top, not a waistline.
-        clear = clear and waist_y - mid_shoulder[1] >= WAIST_TO_TRUNK * trunk_w
+        clear = clear and waist_y >= waist_floor
         if not clear and not legs_seen:
             # A long coat or a squeezed pose puts the change of clothing far below the model's hips.
             low_y, low_clear = self._waistline(lab, body, codes, px, py, mid_hip, torso_len, below=LOW_WAIST)
-            if low_clear and low_y - mid_shoulder[1] >= WAIST_TO_TRUNK * trunk_w:
+            if low_clear and low_y >= waist_floor:
                 waist_y, clear = low_y, True
         if not (clear or legs_seen) and len(capsules) > upper_body:
             # Legs need evidence in the pixels too: the pose model fits a whole body into a waist-up
@@ -508,8 +509,9 @@ class BodyPartParser:
             return False
         chest = mid_shoulder + 0.35 * (mid_hip - mid_shoulder)
         in_chest = body & (np.hypot(gx - chest[0], gy - chest[1]) <= 0.25 * np.linalg.norm(mid_hip - mid_shoulder))
+        chest_lab = lab[in_chest].astype(np.float64)
         extent = _run_extent(body, chest)
-        if extent is not None and in_chest.sum() >= 10:
+        if extent is not None and len(chest_lab) >= 10:
             # Beside a head, within the chest's width, is background; the segmentation model also rounds a
             # crop cut below the shoulders into a head, but there the pixels beside it wear the chest's clothing.
             near = cv2.dilate(body.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
@@ -524,19 +526,19 @@ class BodyPartParser:
             if beside.sum() >= 10 and far.sum() >= 10:
                 # Worn by the chest, and nearer in colour to the chest than to the background for most pixels
                 # (a background may wear the shirt's colours too, among many others).
-                pixels, chest_lab = lab[beside].astype(np.float64), lab[in_chest].astype(np.float64)
+                pixels = lab[beside].astype(np.float64)
                 if (
                     _shared_colours(chest_lab, pixels) >= SAME_CLOTHING
                     and _closer_to(pixels, chest_lab, lab[far].astype(np.float64)) >= 0.5
                 ):
                     return False
-        head_w, chest_w = _run_width(body, head), _run_width(body, chest)
+        head_w, chest_w = _run_width(body, head), 0 if extent is None else extent[1] - extent[0] + 1
         if head_w < HEAD_TO_CHEST * chest_w or head_w == 0:
             return True
         in_head = body & (np.hypot(gx - head[0], gy - head[1]) <= 0.6 * r_head)
-        if in_head.sum() < 10 or in_chest.sum() < 10:
+        if in_head.sum() < 10 or len(chest_lab) < 10:
             return True
-        return _shared_colours(lab[in_chest].astype(np.float64), lab[in_head].astype(np.float64)) < SAME_CLOTHING
+        return _shared_colours(chest_lab, lab[in_head].astype(np.float64)) < SAME_CLOTHING
 
     def seen_landmarks(self, landmarks, h, w):
         """(39,) bool: landmarks inside the (h, w) crop with visibility and presence >= `min_seen`."""
