@@ -181,26 +181,41 @@ def test_waistline_is_where_the_clothes_change(model_path):
     assert (result.label_map[~body] == 0).all() and set(np.unique(result.label_map)) <= {0, *PART_LABELS}
 
 
-def _figure_landmarks(arms_x=(42, 22)):
-    """Landmarks of the hand-drawn figure (all visible and present: the parser draws only seen ones), 128x64.
-
-    `arms_x`: the x of the left and right elbows, wrists and hands.
-    """
-    left, right = arms_x
+def _pose(face, ears, shoulders, elbows, wrists, hands, hips, knees, ankles, heels, toes, eyes_y=None):
+    """Landmarks (39, 5), all visible and present (the parser draws only seen ones): `face` (x, y) for the
+    11 face points (the eyes at `eyes_y` if given), every joint else `(x_left, x_right, y)` for the person's
+    left and right side."""
     lm = np.zeros((39, 5), np.float32)
     lm[:, 3:5] = 5.0
-    lm[:11, :2] = (32, 20)
-    lm[[2, 5], 1] = 18
-    lm[[7, 8], :2] = [(28, 20), (36, 20)]
-    lm[[11, 12], :2] = [(40, 32), (24, 32)]
-    lm[[13, 14], :2] = [(left, 45), (right, 45)]
-    lm[[15, 16], :2] = [(left, 56), (right, 56)]
-    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (left, 59), (right, 59)
-    lm[[23, 24], :2] = [(36, 68), (28, 68)]
-    lm[[25, 26], :2] = [(36, 92), (28, 92)]
-    lm[[27, 28], :2] = [(36, 114), (28, 114)]
-    lm[[29, 30], :2], lm[[31, 32], :2] = [(36, 118), (28, 118)], [(38, 119), (26, 119)]
+    lm[:11, :2] = face
+    if eyes_y is not None:
+        lm[[2, 5], 1] = eyes_y
+    joints = (ears, shoulders, elbows, wrists, hands, hips, knees, ankles, heels, toes)
+    sides = ((7, 8), (11, 12), (13, 14), (15, 16), ((17, 19, 21), (18, 20, 22)))
+    sides += ((23, 24), (25, 26), (27, 28), (29, 30), (31, 32))
+    for (left, right), (x_left, x_right, y) in zip(sides, joints):
+        lm[left, :2], lm[right, :2] = (x_left, y), (x_right, y)
     return lm
+
+
+def _figure_landmarks(arms_x=(42, 22)):
+    """Landmarks of the hand-drawn figure (128x64). `arms_x`: the x of the left and right elbows, wrists and
+    hands."""
+    left, right = arms_x
+    return _pose(
+        face=(32, 20),
+        eyes_y=18,
+        ears=(28, 36, 20),
+        shoulders=(40, 24, 32),
+        elbows=(left, right, 45),
+        wrists=(left, right, 56),
+        hands=(left, right, 59),
+        hips=(36, 28, 68),
+        knees=(36, 28, 92),
+        ankles=(36, 28, 114),
+        heels=(36, 28, 118),
+        toes=(38, 26, 119),
+    )
 
 
 def _dressed_figure(shirt=(60, 60, 60), trousers=(140, 70, 20), face=(110, 150, 200), background=200, shirt_top=26):
@@ -249,18 +264,19 @@ def test_squeezed_pose_in_a_cut_crop_needs_pixel_evidence_for_legs_and_head(mode
     striped[12:64, 18:46] = (40, 40, 160)
     for row in range(14, 64, 6):
         striped[row : row + 3, 18:46] = (230, 230, 230)  # stripes: a colour change every 3 rows
-    lm = np.zeros((39, 5), np.float32)
-    lm[:, 3:5] = 5.0
-    lm[:11, :2] = (32, 9)
-    lm[[7, 8], :2] = [(29, 9), (35, 9)]
-    lm[[11, 12], :2] = [(38, 14), (26, 14)]
-    lm[[13, 14], :2], lm[[15, 16], :2] = [(44, 26), (20, 26)], [(44, 36), (20, 36)]
-    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (44, 38), (20, 38)
-    lm[[23, 24], :2] = [(37, 34), (27, 34)]  # hips, squeezed in
-    lm[[25, 26], :2] = [(37, 46), (27, 46)]  # knees
-    lm[[27, 28], :2] = [(37, 56), (27, 56)]  # ankles: 22 rows below the hips, a torso is 20
-    lm[[29, 30, 31, 32], 1] = 70  # feet below the frame
-    lm[[29, 31], 0], lm[[30, 32], 0] = 37, 27
+    lm = _pose(
+        face=(32, 9),
+        ears=(29, 35, 9),
+        shoulders=(38, 26, 14),
+        elbows=(44, 20, 26),
+        wrists=(44, 20, 36),
+        hands=(44, 20, 38),
+        hips=(37, 27, 34),  # squeezed in
+        knees=(37, 27, 46),
+        ankles=(37, 27, 56),  # 22 rows below the hips, a torso is 20
+        heels=(37, 27, 70),  # feet below the frame
+        toes=(37, 27, 70),
+    )
     seg = np.where(body, 8.0, -8.0).astype(np.float32)
     parser = BodyPartParser(model_path, skeleton_threshold=0.0, min_leg_seen=0.5)
     bottom = (9, 12, 16, 17, 18, 19)
@@ -357,19 +373,19 @@ def test_portrait_with_the_skeleton_squeezed_above_the_chest_gets_no_legs(model_
     body[4:20, 24:40] = body[20:26, 28:36] = body[26:64, 6:58] = True
     image[4:26][body[4:26]] = (110, 150, 200)
     image[26:64, 6:58] = (90, 40, 30)
-    lm = np.zeros((39, 5), np.float32)
-    lm[:, 3:5] = 5.0
-    lm[:11, :2] = (32, 10)
-    lm[[7, 8], :2] = [(27, 11), (37, 11)]
-    lm[[11, 12], :2] = [(38, 14), (26, 14)]
-    lm[[13, 14], :2], lm[[15, 16], :2] = [(42, 24), (22, 24)], [(42, 32), (22, 32)]
-    lm[[17, 19, 21], :2], lm[[18, 20, 22], :2] = (42, 34), (22, 34)
-    lm[[23, 24], :2], lm[[25, 26], :2], lm[[27, 28], :2] = (
-        [(36, 30), (28, 30)],
-        [(36, 44), (28, 44)],
-        [(36, 56), (28, 56)],
+    lm = _pose(
+        face=(32, 10),
+        ears=(27, 37, 11),
+        shoulders=(38, 26, 14),
+        elbows=(42, 22, 24),
+        wrists=(42, 22, 32),
+        hands=(42, 22, 34),
+        hips=(36, 28, 30),
+        knees=(36, 28, 44),
+        ankles=(36, 28, 56),
+        heels=(36, 28, 61),
+        toes=(38, 26, 62),
     )
-    lm[[29, 30], :2], lm[[31, 32], :2] = [(36, 61), (28, 61)], [(38, 62), (26, 62)]
     seg = np.where(body, 8.0, -8.0).astype(np.float32)
     parser = BodyPartParser(model_path, skeleton_threshold=0.0)
     assert _run_width(body, (32, 14 + 0.35 * 16)) == 8  # the skeleton's chest point is on the neck
